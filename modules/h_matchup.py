@@ -1,0 +1,54 @@
+"""H · matchup and situation (`mu_*`): bullpen load, head-to-head this season, streaks."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from modules.common import as_of_join, side_columns, team_games
+from modules.registry import ModuleResult
+from utils.artifacts import ArtifactStore
+
+
+def streaks(win: pd.Series, team: pd.Series) -> pd.Series:
+    """Signed run of wins (+) or losses (-) after each game; a tie ends nothing and extends nothing."""
+    out = np.zeros(len(win))
+    last_team, current = None, 0.0
+    for i, (t, w) in enumerate(zip(team.to_numpy(), win.to_numpy())):
+        if t != last_team:
+            last_team, current = t, 0.0
+        if w == 1:
+            current = current + 1 if current > 0 else 1
+        elif w == 0:
+            current = current - 1 if current < 0 else -1
+        out[i] = current
+    return pd.Series(out, index=win.index)
+
+
+def build_matchup(games: pd.DataFrame, bullpen_days: int) -> pd.DataFrame:
+    long = team_games(games)
+    done = long[long["played"]].copy()
+    done["relievers"] = (done["pitchers_used"] - 1).clip(lower=0).fillna(0)
+    done["relievers_cum"] = done.groupby("team")["relievers"].cumsum()
+    done["streak"] = streaks(done["win"], done["team"])
+    feats = pd.DataFrame({"game_id": long["game_id"], "is_home": long["is_home"]})
+    now = as_of_join(long, done, ["team"], ["relievers_cum", "streak"])
+    for days in sorted({1, bullpen_days}):
+        then = as_of_join(long.assign(date=long["date"] - pd.Timedelta(days=days)), done, ["team"], ["relievers_cum"])
+        feats[f"bullpen_{days}d"] = now["relievers_cum"].fillna(0) - then["relievers_cum"].fillna(0)
+    feats["streak"] = now["streak"].fillna(0)
+    h2h = done.assign(h2h_games=done.groupby(["team", "opponent", "season"]).cumcount() + 1,
+                      h2h_wins=done.groupby(["team", "opponent", "season"])["win"].cumsum())
+    vs = as_of_join(long, h2h, ["team", "opponent", "season"], ["h2h_games", "h2h_wins"])
+    out = side_columns(feats, games, "mu_")
+    home_rows = long["is_home"].to_numpy()
+    home_vs = vs[home_rows].set_axis(long.loc[home_rows, "game_id"]).reindex(out["game_id"])
+    out["mu_h2h_games"] = home_vs["h2h_games"].fillna(0).to_numpy()
+    out["mu_h2h_home_win_pct"] = ((home_vs["h2h_wins"].fillna(0) + 1) / (home_vs["h2h_games"].fillna(0) + 2)).to_numpy()
+    out["mu_bullpen_diff"] = out[f"mu_home_bullpen_{bullpen_days}d"] - out[f"mu_away_bullpen_{bullpen_days}d"]
+    return out
+
+
+def main(cfg) -> ModuleResult:
+    store = ArtifactStore.from_config(cfg)
+    feats = build_matchup(store.read_frame("games"), cfg.features.matchup.bullpen_days)
+    return ModuleResult([store.write_frame("matchup_features", feats)], metrics={"columns": feats.shape[1] - 1})

