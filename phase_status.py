@@ -48,11 +48,21 @@ class RunStatus(BaseModel):
     phases: dict[str, PhaseStatus] = {}
 
 
-def read_status(root: Path | str) -> RunStatus | None:
+INTERRUPTED = "interrupted: the run ended while this module was running"
+
+
+def read_status(root: Path | str, run_alive: bool = False) -> RunStatus | None:
+    """The latest run's status. A run that never finished and no longer holds the lock was killed:
+    its running module is reported failed, and modules it never reached stay pending."""
     path = Path(root) / STATUS_FILE
     if not path.exists():
         return None
-    return RunStatus.model_validate(yaml.safe_load(path.read_text()))
+    run = RunStatus.model_validate(yaml.safe_load(path.read_text()))
+    if run.finished_at is None and not run_alive:
+        phases = {m: p.model_copy(update={"status": "failed", "error": INTERRUPTED}) if p.status == "running" else p
+                  for m, p in run.phases.items()}
+        run = run.model_copy(update={"phases": phases})
+    return run
 
 
 class StatusRecorder:

@@ -210,9 +210,10 @@ def dag(
 def status(config: ConfigOpt = Path("config.yaml"), set_: SetOpt = None) -> None:
     """The last run's phase status as a table."""
     from phase_status import read_status
+    from utils.locking import RunLock
 
     cfg = config_or_exit(config, set_)
-    current = read_status(cfg.paths.artifacts)
+    current = read_status(cfg.paths.artifacts, run_alive=RunLock(cfg.paths.artifacts).is_held())
     if current is None:
         typer.echo(f"no run recorded under {cfg.paths.artifacts}")
         return

@@ -34,8 +34,9 @@ class ModuleSpec:
     orphan: bool = False
 
     def load(self) -> Callable[[Any], ModuleResult]:
-        module = importlib.import_module(self.target)
-        main = getattr(module, "main", None)
+        """The module's `main` (or `pkg.mod:function` for modules registered by tests)."""
+        path, _, attr = self.target.partition(":")
+        main = getattr(importlib.import_module(path), attr or "main", None)
         if not callable(main):
             raise TypeError(f"{self.target}: module {self.id} has no main(cfg)")
         return main

@@ -33,6 +33,19 @@ class RunLock:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
+    def is_held(self) -> bool:
+        """Whether a live process holds the lock now (probes without taking it)."""
+        if not self.path.exists():
+            return False
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
     def acquire(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

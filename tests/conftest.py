@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from utils.config import PipelineConfig, build_config
+
+ROOT = Path(__file__).resolve().parent.parent
+MIRROR = (ROOT.parent / "shared" / "data" / "retrosheet" / "gamelogs").resolve()
+TOY_SCHEMAS = ROOT / "tests" / "data" / "schemas"
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture
+def toy_cfg(tmp_path) -> PipelineConfig:
+    """A config whose artifacts live in tmp_path and whose contracts are the toy schemas."""
+    return build_config({"paths": {"artifacts": str(tmp_path / "artifacts"), "schemas": str(TOY_SCHEMAS)},
+                         "run": {"as_of": "2024-07-14", "executor": "legacy", "max_workers": 2}})
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    if not (MIRROR / "gl2024.zip").exists():
+        pytest.fail(f"the Retrosheet mirror is missing at {MIRROR}: tests read the real game logs from ../shared")
+    return MIRROR

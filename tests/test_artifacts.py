@@ -1,0 +1,92 @@
+import json
+import logging
+
+import pandas as pd
+import pytest
+
+from tests.conftest import TOY_SCHEMAS
+from utils.artifacts import ArtifactError, ArtifactStore, handle_overwrite_policy, sha256_file
+from utils.schema import SchemaError
+
+
+@pytest.fixture
+def store(tmp_path):
+    return ArtifactStore(tmp_path, TOY_SCHEMAS)
+
+
+def frame(*ns):
+    return pd.DataFrame({"n": list(ns), "label": [chr(ord("a") + i) for i in range(len(ns))]})
+
+
+def test_write_records_hash_rows_and_validator(store):
+    record = store.write_frame("numbers", frame(1, 2))
+    path = store.resolve_output_path("numbers")
+    assert record.path == str(path) and path.name == "numbers.parquet"
+    assert record.sha256 == sha256_file(path)
+    assert record.rows == 2 and record.validator == "numbers@1.2.0"
+    meta = json.loads(store.meta_path("numbers").read_text())
+    assert meta["sha256"] == record.sha256
+    assert store.read_frame("numbers")["n"].tolist() == [1, 2]
+
+
+def test_failed_contract_leaves_previous_artifact_whole(store):
+    good = store.write_frame("numbers", frame(1, 2))
+    with pytest.raises(SchemaError, match="column 'n' has value -5 below minimum 0"):
+        store.write_frame("numbers", frame(-5))
+    assert store.verify("numbers") == good.sha256
+    assert list(store.root.joinpath("data").glob(".numbers*tmp")) == []
+
+
+def test_tampered_file_is_a_clear_error_naming_it(store):
+    store.write_frame("numbers", frame(1))
+    path = store.resolve_output_path("numbers")
+    path.write_bytes(path.read_bytes() + b"x")
+    with pytest.raises(ArtifactError, match=r"numbers.parquet: SHA-256 mismatch .*re-run the module that makes 'numbers'"):
+        store.read_frame("numbers")
+    assert not store.is_valid("numbers")
+
+
+def test_missing_artifact_and_corrupt_sidecar(store):
+    with pytest.raises(ArtifactError, match="artifact 'numbers' is missing"):
+        store.read_frame("numbers")
+    store.write_frame("numbers", frame(1))
+    store.meta_path("numbers").write_text("{")
+    with pytest.raises(ArtifactError, match="unreadable sidecar"):
+        store.verify("numbers")
+
+
+def test_json_artifact_round_trip(store):
+    record = store.write_json("summary", {"total": 4})
+    assert store.read_json("summary") == {"total": 4}
+    assert record.rows is None and record.path.endswith("summary.json")
+
+
+def test_file_contract_kind_is_enforced(store):
+    with pytest.raises(ArtifactError, match="contract kind is 'table', not 'file'"):
+        store.write_file("numbers", b"raw")
+
+
+@pytest.mark.parametrize("policy, exists, valid, expected", [
+    ("warn", False, None, "write"),
+    ("warn", True, None, "write"),
+    ("overwrite", True, None, "write"),
+    ("skip", True, True, "skip"),
+    ("skip", True, False, "write"),  # a present but corrupt artifact is rebuilt, not kept
+    ("fail", False, None, "write"),
+])
+def test_overwrite_policies(tmp_path, policy, exists, valid, expected):
+    path = tmp_path / "x.parquet"
+    if exists:
+        path.write_bytes(b"old")
+    assert handle_overwrite_policy(path, policy, valid=valid) == expected
+
+
+def test_fail_policy_refuses_and_warn_policy_warns(tmp_path, caplog):
+    path = tmp_path / "x.parquet"
+    path.write_bytes(b"old")
+    with pytest.raises(ArtifactError, match="x.parquet: exists and overwrite policy is 'fail'"):
+        handle_overwrite_policy(path, "fail")
+    logging.getLogger("mlb").propagate = True
+    with caplog.at_level(logging.WARNING, logger="mlb.artifacts"):
+        handle_overwrite_policy(path, "warn")
+    assert f"overwriting {path}" in caplog.text

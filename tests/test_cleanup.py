@@ -1,0 +1,40 @@
+import datetime as dt
+
+import yaml
+from typer.testing import CliRunner
+
+import pipeline
+from utils.cleanup import cleanup_runs
+
+NOW = dt.datetime(2024, 7, 14, tzinfo=dt.timezone.utc)
+
+
+def make_run(root, days_ago, ok=True):
+    started = NOW - dt.timedelta(days=days_ago)
+    run_dir = root / "runs" / f"{started:%Y%m%dT%H%M%SZ}-abc123"
+    run_dir.mkdir(parents=True)
+    phases = {"A": {"status": "success" if ok else "failed", "error": None if ok else "boom"}}
+    (run_dir / "phase_status.yaml").write_text(yaml.safe_dump({"phases": phases}))
+    return run_dir
+
+
+def test_expired_runs_go_but_the_latest_good_run_stays(tmp_path):
+    latest_good = make_run(tmp_path, 200)  # the newest run that succeeded, though old
+    failed_recent = make_run(tmp_path, 100, ok=False)
+    older = make_run(tmp_path, 300)
+    fresh = make_run(tmp_path, 5, ok=False)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "games.parquet").write_bytes(b"x")
+    listed = cleanup_runs(tmp_path, 90, dry_run=True, now=NOW)
+    assert listed == [older, failed_recent] and older.exists()
+    assert cleanup_runs(tmp_path, 90, now=NOW) == [older, failed_recent]
+    assert not older.exists() and not failed_recent.exists()
+    assert latest_good.exists() and fresh.exists() and (tmp_path / "data" / "games.parquet").exists()
+
+
+def test_cleanup_command(tmp_path):
+    make_run(tmp_path, 4000)
+    make_run(tmp_path, 3000)
+    result = CliRunner().invoke(pipeline.app, ["cleanup", "--dry-run", "--set", f"paths.artifacts={tmp_path}"])
+    assert result.exit_code == 0 and "would remove 1 run folder(s) older than 90 days" in result.output
+    assert cleanup_runs(tmp_path / "nothing", 90) == []

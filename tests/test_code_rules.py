@@ -1,0 +1,101 @@
+"""The design's code rules, checked on the source: dot access to config, real config paths, main(cfg)."""
+import ast
+import inspect
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from modules.registry import REGISTRY
+from tests.conftest import ROOT
+from utils.config import PipelineConfig
+
+SOURCES = [ROOT / "pipeline.py", ROOT / "phase_status.py", *sorted((ROOT / "modules").glob("*.py")),
+           *sorted((ROOT / "utils").glob("*.py")), *sorted((ROOT / "dashboards").glob("*.py"))]
+CONFIG_NAMES = {"cfg", "config"}
+
+
+def chain(node: ast.AST) -> list[str] | None:
+    """`cfg.a.b` -> ['cfg', 'a', 'b']; None if the expression is not rooted at a config name."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name) and node.id in CONFIG_NAMES:
+        return [node.id, *reversed(parts)]
+    return None
+
+
+def violations(source: str) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Subscript) and chain(node.value):
+            found.append(f"line {node.lineno}: subscript on config {'.'.join(chain(node.value))}[...]")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
+                and chain(node.func.value):
+            found.append(f"line {node.lineno}: .get() on config {'.'.join(chain(node.func.value))}")
+    return found
+
+
+def test_the_checker_catches_what_it_should():
+    bad = "def f(cfg):\n    a = cfg['x']\n    b = cfg.run.get('y')\n    c = config.paths['z']\n"
+    assert len(violations(bad)) == 3
+    assert violations("def f(cfg):\n    return cfg.run.as_of, other['x'], d.get('y')\n") == []
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_subscript_or_get_on_config(path):
+    assert violations(path.read_text()) == []
+
+
+def config_chains(path: Path) -> list[tuple[int, list[str]]]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute):  # inner prefixes of a chain are visited too; all must resolve
+            parts = chain(node)
+            if parts and len(parts) > 1:
+                out.append((node.lineno, parts[1:]))
+    return out
+
+
+def resolves(parts: list[str]) -> bool:
+    model: type[BaseModel] = PipelineConfig
+    for i, part in enumerate(parts):
+        if part in model.model_fields:
+            annotation = model.model_fields[part].annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                model = annotation
+                continue
+            return True  # a leaf value; what follows is a method of the value (e.g. .year)
+        if isinstance(getattr(model, part, None), property) or part.startswith("model_"):
+            return True
+        return False
+    return True
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "modules").glob("*.py")), ids=lambda p: p.name)
+def test_every_config_chain_in_modules_names_a_real_field(path):
+    bad = [f"line {line}: cfg.{'.'.join(parts)}" for line, parts in config_chains(path) if not resolves(parts)]
+    assert bad == []
+
+
+def test_chain_resolution_rejects_a_misspelling():
+    assert resolves(["features", "form", "window"])
+    assert not resolves(["features", "form", "windwo"])
+    assert resolves(["as_of_season"])
+
+
+@pytest.mark.parametrize("spec", [s for s in REGISTRY if not s.reserved], ids=lambda s: s.id)
+def test_every_registered_module_has_main_cfg(spec):
+    main = spec.load()
+    params = list(inspect.signature(main).parameters)
+    assert params == ["cfg"]
+    assert inspect.getmodule(main).__name__ == spec.target
+    assert spec.target == f"modules.{spec.id.lower()}_{spec.name}"
+
+
+def test_modules_never_open_the_yaml_or_build_artifact_paths():
+    for path in sorted((ROOT / "modules").glob("*.py")):
+        text = path.read_text()
+        assert "import yaml" not in text and "config.yaml" not in text, path.name
+        assert "\"artifacts" not in text and "/ \"data\"" not in text, path.name

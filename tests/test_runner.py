@@ -1,0 +1,131 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from phase_status import INTERRUPTED, read_status
+from tests.conftest import ROOT
+from tests.toy_modules import toy_registry
+from utils.artifacts import ArtifactStore
+from utils.config import build_config
+from utils.locking import LockHeld, RunLock
+from utils.plan import make_plan
+from utils.runner import execute
+
+
+def run(cfg, registry=None, modules=None):
+    registry = registry or toy_registry()
+    store = ArtifactStore.from_config(cfg)
+    return execute(cfg, registry, make_plan(registry, modules, store), store, "legacy", 2), store
+
+
+def with_policy(cfg, policy):
+    return build_config(cfg.model_dump(mode="json"), [f"run.overwrite_policy={policy}"])
+
+
+def test_legacy_run_writes_artifacts_and_phase_status(toy_cfg):
+    status, store = run(toy_cfg)
+    assert {m: p.status for m, p in status.phases.items()} == dict.fromkeys("NDST", "success")
+    # 1,2,3 doubled is 12 and squared is 14
+    assert store.read_json("summary") == {"total": 26}
+    on_disk = read_status(store.root)
+    assert on_disk.finished_at is not None
+    n = on_disk.phases["N"]
+    assert n.validator == "numbers@1.2.0" and n.outputs[0].sha256 == store.verify("numbers")
+    assert n.metrics == {"rows": 3.0} and n.duration_seconds >= 0 and n.timestamp.tzinfo is not None
+    manifest = json.loads((store.root / "runs" / status.run_id / "manifest.json").read_text())
+    assert manifest["artifacts"]["summary"] == store.verify("summary")
+
+
+def test_failed_module_skips_its_downstream_and_keeps_earlier_artifacts(toy_cfg):
+    _, store = run(toy_cfg)
+    before = {n: store.verify(n) for n in ("numbers", "doubled", "squared", "summary")}
+    status, _ = run(toy_cfg, toy_registry(middle="broken"))
+    phases = status.phases
+    assert phases["D"].status == "failed" and phases["D"].error == "numbers.parquet row 2: deliberate failure"
+    assert phases["S"].status == "success"  # an independent branch still runs
+    assert phases["T"].status == "skipped" and "upstream module(s) D did not succeed" in phases["T"].error
+    assert store.verify("doubled") == before["doubled"] and store.verify("summary") == before["summary"]
+
+
+def test_contract_violation_fails_the_module_and_keeps_the_last_good_artifact(toy_cfg):
+    _, store = run(toy_cfg)
+    good = store.verify("doubled")
+    status, _ = run(toy_cfg, toy_registry(middle="invalid"))
+    assert status.phases["D"].error == "doubled: column 'n' has value -1 below minimum 0"
+    assert store.verify("doubled") == good
+
+
+def test_run_killed_inside_a_module_leaves_earlier_artifacts_and_names_the_module(toy_cfg, tmp_path):
+    script = textwrap.dedent(f"""
+        import sys; sys.path.insert(0, {str(ROOT)!r})
+        from tests.toy_modules import toy_registry
+        from utils.artifacts import ArtifactStore
+        from utils.config import build_config
+        from utils.plan import make_plan
+        from utils.runner import execute
+        cfg = build_config({toy_cfg.model_dump(mode="json")!r})
+        store = ArtifactStore.from_config(cfg)
+        registry = toy_registry(middle="killed")
+        execute(cfg, registry, make_plan(registry, None, store), store, "legacy", 1)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    store = ArtifactStore.from_config(toy_cfg)
+    assert store.read_frame("numbers")["n"].tolist() == [1, 2, 3]  # hash verified by the read
+    status = read_status(store.root)
+    assert status.phases["D"].status == "failed" and status.phases["D"].error == INTERRUPTED
+    assert status.phases["N"].status == "success"
+    assert status.phases["T"].status == "pending"
+    assert not store.resolve_output_path("doubled").exists()
+
+
+def test_skip_policy_keeps_valid_artifacts_and_rebuilds_corrupt_ones(toy_cfg):
+    _, store = run(toy_cfg)
+    mtime = store.resolve_output_path("numbers").stat().st_mtime_ns
+    path = store.resolve_output_path("squared")
+    path.write_bytes(b"corrupt")
+    status, _ = run(with_policy(toy_cfg, "skip"))
+    assert status.phases["N"].status == "skipped" and status.phases["N"].error is None
+    assert status.phases["N"].outputs[0].sha256 == store.verify("numbers")
+    assert store.resolve_output_path("numbers").stat().st_mtime_ns == mtime
+    assert status.phases["S"].status == "success" and store.is_valid("squared")
+    assert status.phases["T"].status == "skipped"  # its inputs did not change, so its output is kept
+
+
+def test_fail_policy_fails_the_module_whose_output_exists(toy_cfg):
+    run(toy_cfg)
+    status, _ = run(with_policy(toy_cfg, "fail"))
+    assert status.phases["N"].status == "failed" and "overwrite policy is 'fail'" in status.phases["N"].error
+    assert status.phases["D"].status == "skipped"
+
+
+def test_second_run_is_refused_with_the_holder_named(tmp_path):
+    with RunLock(tmp_path):
+        with pytest.raises(LockHeld, match=rf"another run holds the artifacts root \(pid {os.getpid()} on"):
+            RunLock(tmp_path).acquire()
+        assert RunLock(tmp_path).is_held()
+    assert not RunLock(tmp_path).is_held()
+
+
+def test_stale_lock_from_a_killed_run_is_taken_over(tmp_path, caplog):
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time; sys.path.insert(0, {str(ROOT)!r})
+        from utils.locking import RunLock
+        RunLock({str(tmp_path)!r}).acquire(); print('held', flush=True); time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(LockHeld, match=f"pid {holder.pid}"):
+        RunLock(tmp_path).acquire()
+    holder.kill()
+    holder.wait(timeout=10)
+    import logging
+    logging.getLogger("mlb").propagate = True
+    with caplog.at_level(logging.WARNING, logger="mlb.lock"):
+        lock = RunLock(tmp_path).acquire()
+    assert f"took over a stale lock left by pid {holder.pid}" in caplog.text
+    assert lock.holder()["pid"] == os.getpid()
+    lock.release()
