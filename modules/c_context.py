@@ -59,7 +59,7 @@ def build_context(games: pd.DataFrame) -> pd.DataFrame:
     out = side_columns(feats, games, "ctx_")
     out["ctx_home_field"] = (~games["is_neutral"]).astype(float).to_numpy()
     out["ctx_night"] = (games["day_night"] == "N").fillna(False).astype(float).to_numpy()
-    out["ctx_day_of_week"] = games["date"].dt.dayofweek.astype(float).to_numpy()
+    out["ctx_day_of_week"] = games["date"].dt.day_of_week.astype(float).to_numpy()
     out["ctx_month"] = games["date"].dt.month.astype(float).to_numpy()
     out["ctx_doubleheader_game"] = games["game_number"].astype(float).to_numpy()
     out["ctx_scheduled_innings"] = games["scheduled_innings"].astype(float).to_numpy()

@@ -36,10 +36,11 @@ def build_team_form(games: pd.DataFrame, window: int, long_window: int, halflife
         feats[col] = state[col].fillna(LEAGUE_RUNS if col.startswith(("rf", "ra")) else 0.5)
     played = state["s_games"].fillna(0)
     feats["season_games"] = played
-    feats["win_pct_reg"] = (state["s_wins"].fillna(0) + 0.5 * regress_games) / (played + regress_games)
+    # With no games and no regression there is nothing to go on: 0.5, not 0/0.
+    feats["win_pct_reg"] = ((state["s_wins"].fillna(0) + 0.5 * regress_games) / (played + regress_games)).fillna(0.5)
     rf = state["s_rf"].fillna(0) + LEAGUE_RUNS * regress_games
     ra = state["s_ra"].fillna(0) + LEAGUE_RUNS * regress_games
-    feats["pythag"] = rf**pythag_exponent / (rf**pythag_exponent + ra**pythag_exponent)
+    feats["pythag"] = (rf**pythag_exponent / (rf**pythag_exponent + ra**pythag_exponent)).fillna(0.5)
     feats["run_diff_pg"] = (state["s_rf"].fillna(0) - state["s_ra"].fillna(0)) / np.maximum(played, 1)
     out = side_columns(feats, games, "form_")
     for col in ("win_pct_reg", "pythag", f"rf_{window}", f"ra_{window}", "rf_ewm", "ra_ewm"):

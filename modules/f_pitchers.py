@@ -14,6 +14,7 @@ from modules.registry import ModuleResult
 from utils.artifacts import ArtifactStore
 
 FIP_CONSTANT = 3.10
+LEAGUE_RUNS = 4.5  # runs a team allows a game, the prior for a starter with few starts
 NO_START_REST = 30.0
 
 
@@ -79,9 +80,9 @@ def build_pitcher_features(games: pd.DataFrame, lahman: pd.DataFrame, recent: in
     feats["starts"] = state["career_starts"].fillna(0)
     feats["rest_days"] = (starts["date"] - state["last_start"]).dt.days.astype(float).clip(upper=NO_START_REST)
     feats["rest_days"] = feats["rest_days"].fillna(NO_START_REST)
-    league_ra = done["runs_allowed"].mean() if len(done) else 4.5
     for col in ("runs_allowed", "won", "lost", "complete", "team_won"):
-        default = {"runs_allowed": league_ra, "complete": 0.0}.get(col, 0.5 if col == "team_won" else 0.3)
+        # Fixed priors: a mean over the table would include results after the game (a leak the tests catch).
+        default = {"runs_allowed": LEAGUE_RUNS, "complete": 0.0, "team_won": 0.5}.get(col, 0.3)
         # Few starts: shrink the recent mean toward the default by two pseudo-starts.
         n = feats["starts"].clip(upper=recent)
         feats[f"recent_{col}"] = (state[f"recent_{col}"].fillna(default) * n + default * 2) / (n + 2)

