@@ -1,0 +1,85 @@
+"""Wall time and peak memory of the pipeline's main paths, one run each (figures for the issue notes).
+
+    PYTHONPATH=. .venv/bin/python bench/bench_pipeline.py [--mirror ../shared/data/retrosheet/gamelogs] [--only NAME]
+
+Each measured command runs in its own child process; peak memory is that child's max RSS.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+MEASURE = """
+import resource, subprocess, sys, time, json
+start = time.perf_counter()
+proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+wall = time.perf_counter() - start
+peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"rc": proc.returncode, "wall_s": wall, "peak_mb": peak_kb / 1024, "tail": proc.stderr[-400:]}))
+"""
+
+
+def measure(args: list[str], cwd: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([PY, "-c", MEASURE, *args], capture_output=True, text=True, cwd=cwd, env=env, check=True)
+    result = json.loads(out.stdout)
+    if result["rc"] != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({result['rc']}): {result['tail']}")
+    return result
+
+
+def pipeline(*args: str) -> list[str]:
+    return [PY, str(ROOT / "pipeline.py"), *args]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mirror", default=str(ROOT.parent / "shared/data/retrosheet/gamelogs"))
+    parser.add_argument("--as-of", default="2024-07-14")
+    parser.add_argument("--only", default=None, help="dry_run | build | skip | nightly | prefect | backtest")
+    parser.add_argument("--season", default="2023")
+    opts = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mlb-bench-"))
+    common = ["--config", str(ROOT / "config.yaml"), "--set", f"sources.retrosheet.base_url={opts.mirror}", "--set", f"paths.artifacts={work / 'artifacts'}",
+              "--set", f"paths.schemas={ROOT / 'schemas'}"]
+    wanted = lambda name: opts.only in (None, name)  # noqa: E731
+    results = {}
+    try:
+        if wanted("dry_run"):
+            runs = [measure(pipeline("--modules", "A,B,C,D,E,F,G,H,I,K,L", "--overwrite-policy", "warn", "--dry-run",
+                                     "--visual", *common), work)["wall_s"] for _ in range(5)]
+            results["dry_run_visual"] = {"wall_s_median": sorted(runs)[2], "wall_s_max": max(runs)}
+        if wanted("build") or wanted("skip") or wanted("nightly") or wanted("prefect"):
+            results["cold_build_A_to_I"] = measure(pipeline("run", "--legacy-executor", "--as-of", opts.as_of,
+                                                            "--modules", "A,B,C,D,E,F,G,H,I", *common), work)
+        if wanted("skip"):
+            results["rerun_skip_A_to_I"] = measure(pipeline("run", "--legacy-executor", "--as-of", opts.as_of,
+                                                            "--modules", "A,B,C,D,E,F,G,H,I",
+                                                            "--overwrite-policy", "skip", *common), work)
+        if wanted("nightly"):
+            results["nightly_A_to_L_legacy"] = measure(pipeline("run", "--legacy-executor", "--as-of", opts.as_of,
+                                                                *common), work)
+        if wanted("prefect"):
+            results["nightly_A_to_L_prefect"] = measure(pipeline("run", "--as-of", opts.as_of, *common), work)
+        if wanted("backtest"):
+            results[f"backtest_{opts.season}"] = measure(pipeline("backtest", "--season", opts.season, *common), work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for name, figures in results.items():
+        figures.pop("tail", None)
+        figures.pop("rc", None)
+        print(f"{name:26s} " + "  ".join(f"{k}={v:.2f}" for k, v in figures.items()))
+
+
+if __name__ == "__main__":
+    main()
