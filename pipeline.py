@@ -2,6 +2,7 @@
 
     python pipeline.py run [--modules A,B,...] [--as-of YYYY-MM-DD] [--overwrite-policy warn|skip|fail|overwrite]
                            [--dry-run] [--visual] [--legacy-executor] [--max-workers N] [--config PATH] [--set k=v ...]
+    python pipeline.py backtest --season YYYY [--out PATH]
     python pipeline.py validate-config | dag | status | cleanup
 
 Exit codes: 0 success; 1 a module failed (or another run holds the lock); 2 bad usage or invalid config.
@@ -61,7 +62,7 @@ def config_or_exit(path: Path, overrides: list[str] | None) -> PipelineConfig:
         raise typer.Exit(2) from None
 
 
-def apply_cli(cfg: PipelineConfig, flags: dict[str, object]) -> PipelineConfig:
+def apply_cli(cfg: PipelineConfig, flags: dict[str, object], warn: bool = True) -> PipelineConfig:
     """CLI flags override the config; a flag that contradicts a deliberately set config value warns naming both."""
     defaults = PipelineConfig()
     overrides = []
@@ -70,7 +71,7 @@ def apply_cli(cfg: PipelineConfig, flags: dict[str, object]) -> PipelineConfig:
             continue
         section, key = dotted.split(".")
         current, default = getattr(getattr(cfg, section), key), getattr(getattr(defaults, section), key)
-        if current != default and current != value:
+        if warn and current != default and current != value:
             typer.echo(f"warning: command line sets {dotted}={value}, overriding {dotted}={current} from the config",
                        err=True)
         overrides.append(f"{dotted}={value}")
@@ -122,7 +123,7 @@ def run(
         "run.max_workers": max_workers,
     })
     if cfg.run.as_of is None:
-        cfg = apply_cli(cfg, {"run.as_of": today_in(cfg.sources.schedule.timezone).isoformat()})
+        cfg = apply_cli(cfg, {"run.as_of": today_in(cfg.sources.schedule.timezone).isoformat()}, warn=False)
     store = ArtifactStore.from_config(cfg)
     try:
         plan = make_plan(REGISTRY, cfg.run.modules, store)
@@ -176,6 +177,57 @@ def status_table(status) -> str:
         secs = f"{phase.duration_seconds:.2f}" if phase.duration_seconds is not None else "-"
         rows.append(f"{phase.module:<3} {phase.name:<10} {phase.status:<8} {secs:>8}  {detail}")
     return "\n".join(rows)
+
+
+@app.command()
+def backtest(
+    season: Annotated[int, typer.Option("--season", help="season to replay, e.g. 2023")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="also copy the predictions table here")] = None,
+    config: ConfigOpt = Path("config.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Walk-forward backtest of one season: retrain every model.retrain_every_days on earlier games only."""
+    from utils.backtest import season_as_of, summarize, walk_forward
+    from utils.locking import LockHeld, RunLock
+    from utils.runner import execute
+
+    setup_logging()
+    base = config_or_exit(config, set_)
+    as_of = season_as_of(season, today_in(base.sources.schedule.timezone))
+    root = Path(base.paths.artifacts) / "backtest" / str(season)
+    cfg = apply_cli(base, {"paths.artifacts": str(root), "run.as_of": as_of.isoformat(), "run.executor": "legacy",
+                           "run.modules": "[A,B,C,D,E,F,G,H,I]"}, warn=False)
+    store = ArtifactStore.from_config(cfg)
+    plan = make_plan(REGISTRY, cfg.run.modules, store)
+    try:
+        lock = RunLock(root).acquire()
+    except LockHeld as exc:
+        raise fail(str(exc), 1) from None
+    try:
+        status = execute(cfg, REGISTRY, plan, store, "legacy", cfg.run.max_workers)
+        failed = [p for p in status.phases.values() if p.status == "failed"]
+        if failed:
+            raise fail(f"module {failed[0].module} ({failed[0].name}) failed: {failed[0].error}", 1)
+        try:
+            predictions = walk_forward(store.read_frame("model_table"), season, cfg.model.retrain_every_days,
+                                       cfg.model, cfg.monitoring.psi_bins)
+        except ValueError as exc:
+            raise fail(str(exc), 1) from None
+        summary = {"season": season, "retrain_every_days": cfg.model.retrain_every_days, **summarize(predictions)}
+        record = store.write_frame("backtest", predictions)
+        store.write_json("backtest_summary", summary)
+    finally:
+        lock.release()
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(record.path, out)
+    model, elo = summary["model"], summary["elo"]
+    typer.echo(f"season {season}: {summary['games']} decided games, retrained every {cfg.model.retrain_every_days} days")
+    typer.echo(f"{'':8s}{'brier':>9s}{'log_loss':>10s}{'accuracy':>10s}{'run_mae':>9s}{'run_rmse':>10s}")
+    typer.echo(f"{'model':8s}{model['brier']:9.5f}{model['log_loss']:10.5f}{model['accuracy']:10.4f}"
+               f"{model['runs']['mae']:9.3f}{model['runs']['rmse']:10.3f}")
+    typer.echo(f"{'elo':8s}{elo['brier']:9.5f}{elo['log_loss']:10.5f}{elo['accuracy']:10.4f}{'-':>9s}{'-':>10s}")
+    typer.echo(f"predictions: {out or record.path}")
 
 
 @app.command("validate-config")

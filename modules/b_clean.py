@@ -12,7 +12,7 @@ RAW_COLUMNS = ["season", "date", "game_number", "day_of_week", "visiting_team", 
                "home_league", "visiting_game_number", "home_game_number", "day_night", "park_id",
                "v_starting_pitcher_id", "h_starting_pitcher_id", "visiting_score", "home_score", "length_outs",
                "completion_info", "forfeit_info", "v_pitchers_used", "h_pitchers_used", "winning_pitcher_id",
-               "losing_pitcher_id"]
+               "losing_pitcher_id"] + [f"{side}_player{slot}_id" for side in ("v", "h") for slot in range(1, 10)]
 
 
 def game_number(raw: pd.Series) -> pd.Series:
@@ -54,6 +54,9 @@ def clean_games(raw: pd.DataFrame, schedule: pd.DataFrame, franchise_map: dict[s
         "winning_pitcher_id": frame["winning_pitcher_id"].astype("string"),
         "losing_pitcher_id": frame["losing_pitcher_id"].astype("string"),
     })
+    for side, raw_side in (("home", "h"), ("away", "v")):  # the starting nine, in batting order
+        for slot in range(1, 10):
+            out[f"{side}_lineup_{slot}"] = frame[f"{raw_side}_player{slot}_id"].astype("string")
     completed = pd.to_datetime(frame["completion_info"].astype("string").str.slice(0, 8), format="%Y%m%d",
                                errors="coerce")
     out["is_suspended_completed"] = completed.notna().to_numpy()

@@ -89,5 +89,5 @@ def main(cfg) -> ModuleResult:
     store = ArtifactStore.from_config(cfg)
     e = cfg.features.elo
     ratings = build_ratings(store.read_frame("games"), e.k, e.home_advantage, e.season_reversion, e.initial, e.mov)
-    ratings = pitcher_adjusted(ratings, store.read_frame("pitcher_features"), e.pitcher_weight)
+    ratings = pitcher_adjusted(ratings, store.read_frame("starter_features"), e.pitcher_weight)
     return ModuleResult([store.write_frame("team_ratings", ratings)])

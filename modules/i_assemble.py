@@ -10,10 +10,10 @@ import pandas as pd
 from modules.registry import ModuleResult
 from utils.artifacts import ArtifactStore
 
-FEATURE_SOURCES = {  # artifact -> the prefix its columns must carry
+FEATURE_SOURCES = {  # artifact -> the prefix(es) its columns must carry
     "context_features": "ctx_",
     "team_form_features": "form_",
-    "pitcher_features": "sp_",
+    "starter_features": ("sp_", "lu_"),
     "team_ratings": "elo_",
     "matchup_features": "mu_",
 }
@@ -37,7 +37,7 @@ def assemble(games: pd.DataFrame, features: dict[str, pd.DataFrame]) -> pd.DataF
             if col in owner:
                 raise AssemblyError(f"column '{col}' is made by both {owner[col]} and {name}")
             if not col.startswith(prefix):
-                raise AssemblyError(f"{name}: column '{col}' lacks the module's prefix '{prefix}'")
+                raise AssemblyError(f"{name}: column '{col}' lacks the module's prefix {prefix!r}")
             owner[col] = name
         if frame["game_id"].duplicated().any():
             raise AssemblyError(f"{name}: duplicate game_id {frame.loc[frame['game_id'].duplicated(), 'game_id'].iloc[0]}")

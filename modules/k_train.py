@@ -3,7 +3,8 @@
 Training rows are games whose result was known before the as-of date, from the last
 `model.train_seasons` seasons, in time order: the oldest 70% fit the models, the next 15%
 fit the calibrators (Platt and isotonic), the newest 15% validate. The candidate with the best
-validation Brier score is published, exactly as validated (no refit), and the card says why.
+validation Brier score is chosen, refit on all training rows with its calibrator kept, and the
+card says so. LightGBM learns corrections to the Elo log-odds; the run models are Poisson.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pandas as pd
 from modules.registry import ModuleResult
 from utils.artifacts import ArtifactStore
 
-FEATURE_PREFIXES = ("ctx_", "form_", "sp_", "elo_", "mu_")
+FEATURE_PREFIXES = ("ctx_", "form_", "sp_", "lu_", "elo_", "mu_")
 BASELINE = "elo_p_home"
 EPS = 1e-6
 
@@ -131,13 +132,21 @@ class TrainedModels:
         return self.home_runs_booster.predict(x), self.away_runs_booster.predict(x)
 
 
+def elo_logit(table: pd.DataFrame) -> np.ndarray:
+    p = np.clip(table[BASELINE].to_numpy(dtype=float), EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
 def raw_probability(kind: str, table: pd.DataFrame, features: list[str], booster, logistic: dict) -> np.ndarray:
+    """Uncalibrated P(home win): Elo as is; LightGBM as corrections to the Elo log-odds; logistic on its columns."""
     if kind == "elo":
         return table[BASELINE].to_numpy(dtype=float)
-    x = table[features].to_numpy(dtype=float)
     if kind == "lightgbm":
-        return booster.predict(x)
-    z = ((x - np.array(logistic["mean"])) / np.array(logistic["scale"])) @ np.array(logistic["coef"]) + logistic["intercept"]
+        z = booster.predict(table[features].to_numpy(dtype=float), raw_score=True) + elo_logit(table)
+    else:
+        x = table[logistic["features"]].to_numpy(dtype=float)
+        z = ((x - np.array(logistic["mean"])) / np.array(logistic["scale"])) @ np.array(logistic["coef"]) \
+            + logistic["intercept"]
     return 1 / (1 + np.exp(-z))
 
 
@@ -165,13 +174,24 @@ def train_models(table: pd.DataFrame, as_of: dt.date, mcfg, psi_bins: int = 10) 
     x = rows[features].to_numpy(dtype=float)
     y = rows["home_win"].to_numpy(dtype=float)
     seed = mcfg.seed
-    booster = lgb.train(lgbm_params(mcfg.lightgbm, seed, "binary"), lgb.Dataset(x[fit], y[fit]),
-                        num_boost_round=mcfg.lightgbm.n_estimators)
-    mean, scale = x[fit].mean(axis=0), x[fit].std(axis=0)
-    scale[scale == 0] = 1.0
-    lr = LogisticRegression(C=mcfg.logistic_c, max_iter=2000).fit((x[fit] - mean) / scale, y[fit])
-    logistic = {"mean": mean.tolist(), "scale": scale.tolist(), "coef": lr.coef_[0].tolist(),
-                "intercept": float(lr.intercept_[0])}
+    missing = [c for c in mcfg.logistic_features if c not in rows.columns]
+    if missing:
+        raise ValueError(f"model.logistic_features: {missing} are not model_table columns")
+
+    def fit_booster(part: slice):
+        return lgb.train(lgbm_params(mcfg.lightgbm, seed, "binary"),
+                         lgb.Dataset(x[part], y[part], init_score=elo_logit(rows.iloc[part])),
+                         num_boost_round=mcfg.lightgbm.n_estimators)
+
+    def fit_logistic(part: slice) -> dict:
+        xl = rows[list(mcfg.logistic_features)].to_numpy(dtype=float)[part]
+        mean, scale = xl.mean(axis=0), xl.std(axis=0)
+        scale[scale == 0] = 1.0
+        lr = LogisticRegression(C=mcfg.logistic_c, max_iter=2000).fit((xl - mean) / scale, y[part])
+        return {"features": list(mcfg.logistic_features), "mean": mean.tolist(), "scale": scale.tolist(),
+                "coef": lr.coef_[0].tolist(), "intercept": float(lr.intercept_[0])}
+
+    booster, logistic = fit_booster(fit), fit_logistic(fit)
     candidates = {}
     calibrators = {}
     kinds = ("platt", "isotonic") if mcfg.calibration == "auto" else (mcfg.calibration,)
@@ -187,6 +207,13 @@ def train_models(table: pd.DataFrame, as_of: dt.date, mcfg, psi_bins: int = 10) 
                             "calibration_options": {k: v["log_loss"] for k, v in scored.items()},
                             "calibration_table": calibration_table(y[val], options[best].apply(raw_val))}
     chosen = min(candidates, key=lambda k: (candidates[k]["validation"]["brier"], k))
+    # Chosen and calibrated on the time-ordered split, the winner is refit on every training row:
+    # the validation slice is the newest two seasons, the most informative ones.
+    everything = slice(0, len(rows))
+    if chosen == "lightgbm":
+        booster = fit_booster(everything)
+    elif chosen == "logistic":
+        logistic = fit_logistic(everything)
     runs = {}
     boosters = {}
     for side in ("home", "away"):
@@ -216,13 +243,15 @@ def model_card(rows, features, split, candidates, chosen, runs, mcfg, as_of) -> 
         "training_window": {"fit": window(fit), "calibration": window(cal), "validation": window(val)},
         "features": features,
         "parameters": {"lightgbm": mcfg.lightgbm.model_dump(), "logistic_c": mcfg.logistic_c,
+                       "logistic_features": list(mcfg.logistic_features), "lightgbm_init_score": BASELINE,
                        "train_seasons": mcfg.train_seasons, "holdout_fraction": mcfg.holdout_fraction,
                        "calibration": mcfg.calibration},
         "seed": mcfg.seed,
         "candidates": candidates,
         "chosen": chosen,
         "why": (f"{chosen} has the lowest validation Brier ({candidates[chosen]['validation']['brier']:.5f}; "
-                f"Elo baseline {baseline:.5f}) with {candidates[chosen]['calibration']} calibration"),
+                f"Elo baseline {baseline:.5f}) with {candidates[chosen]['calibration']} calibration; "
+                f"then refit on all {len(rows)} training games"),
         "runs": {"validation": runs},
         "versions": {"lightgbm": lightgbm.__version__, "scikit-learn": sklearn.__version__,
                      "numpy": np.__version__, "pandas": pd.__version__},

@@ -24,6 +24,7 @@ def test_write_records_hash_rows_and_validator(store):
     assert record.path == str(path) and path.name == "numbers.parquet"
     assert record.sha256 == sha256_file(path)
     assert record.rows == 2 and record.validator == "numbers@1.2.0"
+    assert path.stat().st_mode & 0o777 == 0o644
     meta = json.loads(store.meta_path("numbers").read_text())
     assert meta["sha256"] == record.sha256
     assert store.read_frame("numbers")["n"].tolist() == [1, 2]

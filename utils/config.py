@@ -84,7 +84,8 @@ class FormFeatures(Frozen):
 
 class PitcherFeatures(Frozen):
     recent_starts: PositiveInt = 5
-    prior_ip_regress: float = Field(60.0, ge=0)
+    prior_ip_regress: float = Field(
+        150.0, ge=0, description="innings of league-average pitching added to a starter's most recent season")
 
 
 class EloConfig(Frozen):
@@ -108,10 +109,10 @@ class FeaturesConfig(Frozen):
 
 
 class LightGBMParams(Frozen):
-    num_leaves: PositiveInt = 15
-    learning_rate: float = Field(0.03, gt=0)
-    n_estimators: PositiveInt = 300
-    min_child_samples: PositiveInt = 200
+    num_leaves: PositiveInt = 7
+    learning_rate: float = Field(0.02, gt=0)
+    n_estimators: PositiveInt = 200
+    min_child_samples: PositiveInt = 400
     subsample: float = Field(0.8, gt=0, le=1)
     colsample_bytree: float = Field(0.8, gt=0, le=1)
     reg_lambda: float = Field(5.0, ge=0)
@@ -123,7 +124,10 @@ class ModelConfig(Frozen):
     holdout_fraction: float = Field(0.15, gt=0, lt=0.5)
     calibration: Literal["auto", "isotonic", "platt"] = "auto"
     lightgbm: LightGBMParams = LightGBMParams()
-    logistic_c: float = Field(0.05, gt=0)
+    logistic_c: float = Field(1.0, gt=0)
+    logistic_features: list[str] = Field(
+        ["elo_diff", "lu_diff_woba", "sp_diff_prior_fip", "sp_diff_prior_kbb", "sp_diff_prior_ip_per_gs"],
+        min_length=1, description="model-table columns of the logistic candidate")
     retrain_every_days: PositiveInt = 7
 
 

@@ -1,0 +1,80 @@
+"""The backtest command on the real mirror: walk-forward, and equal to a nightly run at a retrain date."""
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT
+from utils.artifacts import ArtifactStore
+
+pytestmark = pytest.mark.slow
+
+
+def cli(*args, cwd=ROOT):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(ROOT / "pipeline.py"), *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=900)
+
+
+def settings(mirror, root):
+    return ["--set", f"sources.retrosheet.base_url={mirror}", "--set", f"paths.artifacts={root}",
+            "--set", "data.first_season=2012", "--set", "model.train_seasons=6"]
+
+
+@pytest.fixture(scope="module")
+def backtest_2020(mirror, tmp_path_factory):
+    root = tmp_path_factory.mktemp("bt")
+    out = root / "season_2020.parquet"
+    proc = cli("backtest", "--season", "2020", "--out", str(out), *settings(mirror, root))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, out, proc
+
+
+def test_backtest_walks_forward_over_the_whole_season(backtest_2020):
+    root, out, proc = backtest_2020
+    predictions = pd.read_parquet(out)
+    assert len(predictions) == 898 and predictions["game_id"].is_unique
+    # every game was predicted by a model trained strictly before its own date
+    assert (predictions["trained_through"] <= predictions["date"]).all()
+    gap = (predictions["date"] - predictions["trained_through"]).dt.days
+    assert gap.max() < 7 and predictions["trained_through"].nunique() >= 9
+    summary = json.loads((root / "backtest/2020/data/backtest_summary.json").read_text())
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "season 2020: 898 decided games, retrained every 7 days"
+    assert lines[2].split()[:2] == ["model", f"{summary['model']['brier']:.5f}"]
+    assert lines[3].split()[:2] == ["elo", f"{summary['elo']['brier']:.5f}"]
+
+
+def test_backtest_probability_equals_the_nightly_run_at_the_same_retrain_date(backtest_2020, mirror, tmp_path):
+    _, out, _ = backtest_2020
+    predictions = pd.read_parquet(out)
+    second = sorted(predictions["trained_through"].unique())[1]
+    day = pd.Timestamp(second).date()
+    proc = cli("run", "--legacy-executor", "--as-of", day.isoformat(), *settings(mirror, tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    nightly = ArtifactStore(tmp_path, ROOT / "schemas").read_frame("predictions").set_index("game_id")
+    replay = predictions[predictions["date"] == pd.Timestamp(day)].set_index("game_id").loc[nightly.index]
+    assert len(nightly) > 5
+    for col in ("p_home_win", "exp_home_runs", "exp_away_runs"):
+        assert nightly[col].to_numpy() == pytest.approx(replay[col].to_numpy(), abs=1e-12), col
+    assert nightly["model_version"].str.split("-").str[0].tolist() == \
+        replay["model_version"].str.split("@").str[0].tolist()
+
+
+def test_off_day_writes_an_empty_prediction_table_and_exits_0(backtest_2020, tmp_path):
+    import shutil
+
+    root, _, _ = backtest_2020
+    shutil.copytree(root / "backtest" / "2020", tmp_path / "a")
+    # train on the season's table as of a date after the season, then predict a day with no games
+    proc = cli("run", "--legacy-executor", "--modules", "K,L", "--as-of", "2020-12-01",
+               "--set", f"paths.artifacts={tmp_path / 'a'}", "--set", "model.train_seasons=6")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no games scheduled on 2020-12-01: writing an empty predictions table" in proc.stderr
+    store = ArtifactStore(tmp_path / "a", ROOT / "schemas")
+    assert store.read_frame("predictions").empty
+    assert store.read_json("evaluation")["evaluated"] == 0

@@ -1,0 +1,134 @@
+"""K and L on small synthetic tables whose answers are known by construction."""
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modules.k_train import Calibrator, brier, train_models, training_rows
+from modules.l_monitor import append_log, evaluate, predict, psi
+from utils.config import build_config
+
+LOGISTIC = ["elo_diff", "lu_diff_woba", "sp_diff_prior_fip", "sp_diff_prior_kbb", "sp_diff_prior_ip_per_gs"]
+
+
+def synthetic_table(n=4000, seed=0, signal=1.2):
+    """Home wins with probability logistic(signal * sp_edge): the pitcher feature carries real signal
+    that the Elo column (pure noise around 0.54) does not."""
+    rng = np.random.default_rng(seed)
+    dates = pd.Timestamp("2015-04-01") + pd.to_timedelta(np.sort(rng.integers(0, 365 * 8, n)), unit="D")
+    edge = rng.normal(size=n)
+    p = 1 / (1 + np.exp(-(0.15 + signal * edge)))
+    win = (rng.random(n) < p).astype(int)
+    table = pd.DataFrame({
+        "game_id": [f"BOS{d:%Y%m%d}{i % 3}" for i, d in enumerate(dates)], "date": dates, "result_date": dates,
+        "season": dates.year, "game_number": 0, "home_team": "BOS", "away_team": "NYA",
+        "home_starter_id": "a", "away_starter_id": "b", "played": True, "is_neutral": False,
+        "is_forfeit": False, "is_tie": False,
+        "home_win": pd.array(win, dtype="Int64"),
+        "home_score": pd.array(rng.poisson(4.6 + win), dtype="Int64"),
+        "away_score": pd.array(rng.poisson(4.4 + (1 - win)), dtype="Int64"),
+        "elo_p_home": np.clip(0.54 + rng.normal(0, 0.01, n), 0.4, 0.7), "elo_diff": rng.normal(0, 30, n),
+        "lu_diff_woba": rng.normal(0, 0.01, n), "sp_diff_prior_fip": -edge, "sp_diff_prior_kbb": rng.normal(size=n),
+        "sp_diff_prior_ip_per_gs": rng.normal(size=n), "ctx_home_field": 1.0, "form_diff_pythag": rng.normal(size=n),
+    })
+    return table.drop_duplicates("game_id").reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def mcfg():
+    return build_config({"model": {"train_seasons": 12, "lightgbm": {"n_estimators": 60}}}).model
+
+
+def test_training_rows_respect_the_as_of_date_and_drop_undecided_games():
+    table = synthetic_table(400)
+    table.loc[5, "is_forfeit"] = True
+    table.loc[6, "home_win"] = pd.NA  # a tie
+    table.loc[7, "result_date"] = pd.Timestamp("2030-01-01")  # suspended, finished later
+    cut = table["date"].iloc[200].date()
+    rows = training_rows(table, cut, 12)
+    assert (rows["result_date"] < pd.Timestamp(cut)).all()
+    assert not {table.loc[i, "game_id"] for i in (5, 6, 7)} & set(rows["game_id"])
+    assert rows["date"].is_monotonic_increasing
+
+
+def test_model_learns_the_signal_and_beats_the_noise_baseline(mcfg):
+    table = synthetic_table()
+    models = train_models(table, dt.date(2022, 6, 1), mcfg)
+    card = models.card
+    assert card["chosen"] in ("lightgbm", "logistic")
+    assert card["candidates"][card["chosen"]]["validation"]["brier"] < card["candidates"]["elo"]["validation"]["brier"] - 0.02
+    assert card["training_window"]["fit"]["last"] <= card["training_window"]["validation"]["first"]
+    assert "refit on all" in card["why"]
+    held_out = table[table["date"] >= "2022-06-01"]
+    p = models.p_home_win(held_out)
+    y = held_out["home_win"].to_numpy(dtype=float)
+    assert brier(y, p) < brier(y, held_out["elo_p_home"].to_numpy()) - 0.02
+
+
+def test_same_inputs_and_seed_give_byte_identical_models(mcfg):
+    table = synthetic_table()
+    a = train_models(table, dt.date(2022, 6, 1), mcfg)
+    b = train_models(table, dt.date(2022, 6, 1), mcfg)
+    assert a.win_booster.model_to_string() == b.win_booster.model_to_string()
+    assert a.home_runs_booster.model_to_string() == b.home_runs_booster.model_to_string()
+    assert a.card == b.card
+
+
+def test_too_little_history_is_a_clear_error(mcfg):
+    with pytest.raises(ValueError, match="only 0 decided games before 2010-01-01; need at least 500"):
+        train_models(synthetic_table(), dt.date(2010, 1, 1), mcfg)
+
+
+def test_calibrators():
+    rng = np.random.default_rng(1)
+    raw = rng.uniform(0.05, 0.95, 5000)
+    y = (rng.random(5000) < raw ** 2).astype(float)  # raw overstates the probability
+    for kind in ("platt", "isotonic"):
+        cal = Calibrator.fit(kind, raw, y)
+        fixed = cal.apply(raw)
+        assert brier(y, fixed) < brier(y, raw)
+        assert np.all(np.diff(cal.apply(np.linspace(0.01, 0.99, 50))) >= 0)  # still monotone
+    assert np.array_equal(Calibrator("none", {}).apply(np.array([0.3])), np.array([0.3]))
+
+
+def test_psi_is_zero_for_the_reference_and_large_for_a_shift():
+    rng = np.random.default_rng(2)
+    ref = rng.normal(size=20000)
+    edges = np.quantile(ref, np.linspace(0, 1, 11)[1:-1])
+    bins = {"edges": edges.tolist(), "shares": [0.1] * 10}
+    assert psi(bins, rng.normal(size=20000)) < 0.01
+    assert psi(bins, rng.normal(1.0, 1, size=20000)) > 0.25
+    assert psi(bins, np.array([])) is None
+
+
+def test_evaluation_by_hand():
+    day = pd.Timestamp("2024-07-10")
+    log = pd.DataFrame({"game_id": ["A", "B", "C"], "date": [day - pd.Timedelta(days=d) for d in (1, 2, 40)],
+                        "p_home_win": [0.8, 0.4, 0.5], "exp_home_runs": [5.0, 4.0, 4.0],
+                        "exp_away_runs": [3.0, 4.0, 4.0]})
+    table = pd.DataFrame({"game_id": ["A", "B", "C", "D"], "played": [True, True, True, False],
+                          "result_date": [day - pd.Timedelta(days=d) for d in (1, 2, 40, 0)],
+                          "home_win": pd.array([1, 1, 0, pd.NA], dtype="Int64"), "home_score": [6, 5, 2, 0],
+                          "away_score": [3, 4, 3, 0]})
+    report = evaluate(log, table, day.date())
+    # Brier: (0.2^2 + 0.6^2 + 0.5^2) / 3 = 0.65 / 3
+    assert report["evaluated"] == 3 and report["all"]["brier"] == pytest.approx(0.65 / 3)
+    assert report["last_7_days"]["n"] == 2 and report["last_7_days"]["accuracy"] == pytest.approx(0.5)
+    # run errors over the two last-7-day games, both sides: |5-6|,|4-5|,|3-3|,|4-4| -> MAE 0.5
+    assert report["last_7_days"]["runs"]["mae"] == pytest.approx(0.5)
+
+
+def test_prediction_log_replaces_a_re_run_date():
+    first = pd.DataFrame({"game_id": ["A"], "p_home_win": [0.5]})
+    log = append_log(None, first, dt.date(2024, 7, 1))
+    log = append_log(log, pd.DataFrame({"game_id": ["B"], "p_home_win": [0.6]}), dt.date(2024, 7, 2))
+    log = append_log(log, pd.DataFrame({"game_id": ["B2"], "p_home_win": [0.7]}), dt.date(2024, 7, 2))
+    assert log["game_id"].tolist() == ["A", "B2"]
+
+
+def test_off_day_gives_an_empty_prediction_table(mcfg):
+    models = train_models(synthetic_table(), dt.date(2022, 6, 1), mcfg)
+    empty = predict(models, synthetic_table().iloc[:0], "lightgbm-000000000000")
+    assert empty.empty and list(empty.columns)[-4:] == ["p_home_win", "exp_home_runs", "exp_away_runs",
+                                                        "model_version"]
