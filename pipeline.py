@@ -149,6 +149,7 @@ def run(
 
 def _execute(cfg: PipelineConfig, plan, store: ArtifactStore) -> int:
     from utils.locking import LockHeld, RunLock
+    from utils.metrics import export_metrics
     from utils.runner import execute
 
     try:
@@ -159,13 +160,20 @@ def _execute(cfg: PipelineConfig, plan, store: ArtifactStore) -> int:
     try:
         setup_logging(log_file=store.root / "logs" / f"run-{dt.datetime.now():%Y%m%d}.log")
         status = execute(cfg, REGISTRY, plan, store, cfg.run.executor, cfg.run.max_workers)
+        metrics_error = None
+        try:
+            export_metrics(cfg, status, store)
+        except OSError as exc:  # an unreachable Pushgateway must not hide the run's own outcome
+            metrics_error = f"metrics: {cfg.monitoring.pushgateway_url}: {exc}"
     finally:
         lock.release()
     typer.echo(status_table(status))
     failed = [p for p in status.phases.values() if p.status == "failed"]
     for phase in failed:
         typer.echo(f"error: module {phase.module} ({phase.name}) failed: {phase.error}", err=True)
-    return 1 if failed else 0
+    if metrics_error:
+        typer.echo(f"error: {metrics_error}", err=True)
+    return 1 if failed or metrics_error else 0
 
 
 def status_table(status) -> str:

@@ -161,6 +161,21 @@ def psi_reference(table: pd.DataFrame, columns: list[str], bins: int) -> dict:
     return ref
 
 
+DRIFT_WINDOW_DAYS = 30
+DRIFT_REFERENCE_SEASONS = 2
+MIN_REFERENCE_ROWS = 300
+
+
+def drift_reference_rows(rows: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+    """The same 30 days of the calendar in the last two seasons: features that grow through a season
+    (games played, head-to-head counts, month) then compare like with like. Too few rows (the
+    off-season): every training row."""
+    day = rows["date"].dt.day_of_year
+    end = pd.Timestamp(as_of).day_of_year
+    same = rows[(day > end - DRIFT_WINDOW_DAYS) & (day <= end) & (rows["season"] >= as_of.year - DRIFT_REFERENCE_SEASONS)]
+    return same if len(same) >= MIN_REFERENCE_ROWS else rows
+
+
 def train_models(table: pd.DataFrame, as_of: dt.date, mcfg, psi_bins: int = 10) -> TrainedModels:
     """Fit every candidate on the same time-ordered split; publish the best by validation Brier."""
     import lightgbm as lgb
@@ -224,7 +239,7 @@ def train_models(table: pd.DataFrame, as_of: dt.date, mcfg, psi_bins: int = 10) 
     models = TrainedModels(chosen, calibrators[chosen], features, booster, boosters["home"], boosters["away"],
                            logistic, {}, {})
     p_val = models.p_home_win(rows.iloc[val])
-    models.reference = {"features": psi_reference(rows.iloc[fit], features, psi_bins),
+    models.reference = {"features": psi_reference(drift_reference_rows(rows, as_of), features, psi_bins),
                         "p_home_win": psi_reference(pd.DataFrame({"p": p_val}), ["p"], psi_bins)["p"]}
     models.card = model_card(rows, features, (fit, cal, val), candidates, chosen, runs, mcfg, as_of)
     return models

@@ -7,7 +7,8 @@ import logging
 import numpy as np
 import pandas as pd
 
-from modules.k_train import TrainedModels, calibration_table, load_models, run_metrics, win_metrics
+from modules.k_train import (DRIFT_WINDOW_DAYS, TrainedModels, calibration_table, load_models, run_metrics,
+                             win_metrics)
 from modules.registry import ModuleResult
 from utils.artifacts import ArtifactStore
 
@@ -15,7 +16,6 @@ log = logging.getLogger("mlb.l_monitor")
 
 PREDICTION_COLUMNS = ["game_id", "date", "game_number", "home_team", "away_team", "home_starter_id",
                       "away_starter_id", "p_home_win", "exp_home_runs", "exp_away_runs", "model_version"]
-DRIFT_WINDOW_DAYS = 30
 
 
 def predict(models: TrainedModels, games: pd.DataFrame, version: str) -> pd.DataFrame:
@@ -43,7 +43,8 @@ def psi(reference: dict, values: np.ndarray) -> float | None:
 
 
 def drift_report(models: TrainedModels, table: pd.DataFrame, as_of: dt.date) -> dict:
-    """PSI of each feature and of p_home_win over the games of the last 30 days up to the as-of date."""
+    """PSI of each feature and of p_home_win over the games of the last 30 days up to the as-of date,
+    against K's reference (the same weeks of the last two seasons)."""
     day = pd.Timestamp(as_of)
     window = table[(table["date"] > day - pd.Timedelta(days=DRIFT_WINDOW_DAYS)) & (table["date"] <= day)]
     features = {name: psi(ref, window[name].to_numpy(dtype=float))

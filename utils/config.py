@@ -132,9 +132,12 @@ class ModelConfig(Frozen):
 
 
 class MonitoringConfig(Frozen):
-    pushgateway_url: str | None = None
+    pushgateway_url: str | None = Field(None, description="host:port or URL of a Prometheus Pushgateway")
     job_name: str = "mlb_pipeline"
     psi_bins: PositiveInt = 10
+    brier_margin: float = Field(0.01, ge=0, description="alert when the 30-day Brier exceeds validation by this")
+    runs_mae_margin: float = Field(0.3, ge=0)
+    runs_rmse_margin: float = Field(0.4, ge=0)
 
 
 class RetentionConfig(Frozen):
