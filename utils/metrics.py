@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_t
 
 from phase_status import RunStatus
 from utils.artifacts import ArtifactError, ArtifactStore
+from utils.schema import SchemaError
 
 log = logging.getLogger("mlb.metrics")
 PREFIX = "mlb_pipeline"
@@ -22,10 +23,11 @@ LAST_SUCCESS_FILE = Path("metrics") / "last_success_timestamp"
 
 
 def _optional_json(store: ArtifactStore, name: str) -> dict | None:
-    """An artifact this run or an earlier one wrote; None if there is none (or it fails its hash)."""
+    """An artifact this run or an earlier one wrote; None if there is none, it fails its hash, or this
+    pipeline has no contract for it."""
     try:
         return store.read_json(name)
-    except ArtifactError:
+    except (ArtifactError, SchemaError):
         return None
 
 
