@@ -297,12 +297,21 @@ def cleanup(
     typer.echo(f"{verb} {len(removed)} run folder(s) older than {cfg.retention.days} days")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point; `pipeline.py --modules ...` (no sub-command) means `run`."""
-    args = list(sys.argv[1:] if argv is None else argv)
+def _with_command(args: list[str]) -> list[str]:
+    """`pipeline.py --modules ...` (no sub-command) means `run`."""
     if args and args[0].startswith("-") and args[0] not in ("--help", "-h"):
-        args.insert(0, "run")
-    app(args=args, prog_name="pipeline.py")
+        return ["run", *args]
+    return args
+
+
+def run_cli(args: list[str]) -> int:
+    """Run a command in this process and return its exit code (for the Prefect nightly flow)."""
+    code = app(args=_with_command(list(args)), prog_name="pipeline.py", standalone_mode=False)
+    return code if isinstance(code, int) else 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    app(args=_with_command(list(sys.argv[1:] if argv is None else argv)), prog_name="pipeline.py")
 
 
 if __name__ == "__main__":

@@ -48,3 +48,15 @@ def test_prefect_failure_skips_downstream_like_legacy(prefect_server, tmp_path):
     assert {m: p.status for m, p in prefect.phases.items()} == {m: p.status for m, p in legacy.phases.items()} == {
         "N": "success", "D": "failed", "S": "success", "T": "skipped"}
     assert prefect.phases["T"].error == legacy.phases["T"].error == "upstream module(s) D did not succeed"
+
+
+@pytest.mark.slow
+def test_nightly_flow_runs_the_pipeline_and_fails_on_a_failed_run(prefect_server, mirror, tmp_path):
+    from utils.nightly import mlb_nightly
+
+    overrides = [f"sources.retrosheet.base_url={mirror}", f"paths.artifacts={tmp_path}", "run.as_of=2024-07-14",
+                 "run.executor=legacy", "data.first_season=2018", "model.train_seasons=4"]
+    assert mlb_nightly(config_path="config.yaml", overrides=overrides) == 0
+    assert len(ArtifactStore(tmp_path, "schemas").read_frame("predictions")) == 15
+    state = mlb_nightly(config_path="config.yaml", overrides=[*overrides, "run.modules=[Q]"], return_state=True)
+    assert state.is_failed() and "exited with 2" in str(state.message)

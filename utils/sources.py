@@ -22,7 +22,7 @@ log = logging.getLogger("mlb.sources")
 Fetch = Callable[[str, dict | None, int], bytes]
 
 
-class SourceError(RuntimeError):
+class SourceError(OSError):
     """A source that could not be read; the message names the URL or file."""
 
 
@@ -31,6 +31,10 @@ def http_get(url: str, params: dict | None, timeout: int) -> bytes:
 
     try:
         response = requests.get(url, params=params, timeout=timeout)
+    except requests.Timeout:
+        raise SourceError(f"{url}: no answer within {timeout}s") from None
+    except requests.ConnectionError:
+        raise SourceError(f"{url}: ConnectionError: cannot connect (refused, or no network)") from None
     except requests.RequestException as exc:
         raise SourceError(f"{url}: {type(exc).__name__}: {exc}") from None
     if response.status_code == 404:

@@ -1,0 +1,99 @@
+"""The nightly job's live schedule: the Stats API client against recorded payloads on loopback."""
+import datetime as dt
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from tests.conftest import ROOT
+from utils.sources import ScheduleSource, SourceError, lahman_name_lookup, parse_statsapi_schedule
+
+FIXTURE = ROOT / "tests" / "data" / "statsapi_schedule.json"
+DAY = dt.date(2024, 7, 14)
+IDS = {"Gerrit Cole": "coleg001", "Corbin Burnes": "burnc002", "Zack Wheeler": "wheez001"}
+
+
+def test_payload_maps_to_retrosheet_codes_and_pitcher_ids():
+    frame = parse_statsapi_schedule(json.loads(FIXTURE.read_text()), DAY, IDS.get)
+    # the postponed game and the exhibition (gameType E) are not on the slate
+    assert frame[["visiting_team", "home_team", "game_number"]].values.tolist() == [
+        ["NYA", "BAL", "0"], ["ATL", "PHI", "1"], ["ATL", "PHI", "2"]]
+    assert frame["h_starting_pitcher_id"].tolist()[:2] == ["burnc002", "wheez001"]
+    # no probable pitcher yet, or one Lahman does not know: a debutant, not an error
+    assert frame["v_starting_pitcher_id"].isna().tolist() == [False, True, True]
+    assert frame["v_starting_pitcher_name"].tolist()[2] == "Nobody Newcomer"
+    assert frame["day_night"].tolist() == ["D", "D", "N"]
+
+
+def test_names_resolve_through_lahman_people():
+    lookup = lahman_name_lookup()
+    assert lookup("Gerrit Cole") == "coleg001" and lookup("gerrit cole") == "coleg001"
+    assert lookup("Nobody Newcomer") is None
+
+
+def test_unexpected_payload_and_network_errors_are_one_line():
+    bad = ScheduleSource("https://statsapi.example/schedule", 5, IDS.get, fetch=lambda *a: b'{"dates": [{}]}')
+    with pytest.raises(SourceError, match=r"^https://statsapi.example/schedule: unexpected schedule payload \(KeyError"):
+        bad.schedule_for(DAY)
+    team = json.loads(FIXTURE.read_text())
+    team["dates"][0]["games"][0]["teams"]["home"]["team"]["id"] = 999
+    odd = ScheduleSource("u", 5, IDS.get, fetch=lambda *a: json.dumps(team).encode())
+    with pytest.raises(SourceError, match="unknown Stats API team id 999"):
+        odd.schedule_for(DAY)
+
+
+class Fixture(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        body = FIXTURE.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def statsapi():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Fixture)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/api/v1/schedule"
+    server.shutdown()
+
+
+def cli(*args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(ROOT / "pipeline.py"), *args], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=600)
+
+
+@pytest.mark.slow
+def test_live_mode_predicts_the_fetched_slate_and_a_dead_source_keeps_the_last_predictions(statsapi, mirror, tmp_path):
+    from utils.artifacts import ArtifactStore
+
+    base = ["run", "--legacy-executor", "--as-of", DAY.isoformat(), "--set", f"sources.retrosheet.base_url={mirror}",
+            "--set", f"paths.artifacts={tmp_path}", "--set", "data.first_season=2016", "--set", "model.train_seasons=6",
+            "--set", "sources.schedule.mode=live"]
+    proc = cli(*base, "--set", f"sources.schedule.statsapi_url={statsapi}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    store = ArtifactStore(tmp_path, ROOT / "schemas")
+    predictions = store.read_frame("predictions")
+    assert predictions["game_id"].tolist() == ["BAL202407140", "PHI202407141", "PHI202407142"]
+    assert predictions["home_starter_id"].tolist()[0] == "burnc002"
+    good = store.verify("predictions")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/api/v1/schedule"
+    proc = cli(*base, "--set", f"sources.schedule.statsapi_url={dead}")
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: module A (ingest) failed: {dead}: ConnectionError")
+    assert store.verify("predictions") == good
