@@ -10,6 +10,7 @@ Exit codes: 0 success; 1 a module failed (or another run holds the lock); 2 bad 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+import yaml
 
 from modules.registry import REGISTRY
 from utils.artifacts import ArtifactStore
@@ -151,6 +153,7 @@ def _execute(cfg: PipelineConfig, plan, store: ArtifactStore) -> int:
     from utils.locking import LockHeld, RunLock
     from utils.metrics import export_metrics
     from utils.runner import execute
+    from utils.versioning import VersioningError, version_store
 
     try:
         lock = RunLock(store.root).acquire()
@@ -165,6 +168,13 @@ def _execute(cfg: PipelineConfig, plan, store: ArtifactStore) -> int:
             export_metrics(cfg, status, store)
         except OSError as exc:  # an unreachable Pushgateway must not hide the run's own outcome
             metrics_error = f"metrics: {cfg.monitoring.pushgateway_url}: {exc}"
+        versions = version_store(cfg)
+        if versions is not None and all(p.status in ("success", "skipped") and not p.error
+                                        for p in status.phases.values()):
+            try:
+                versions.commit(store.root / "runs" / status.run_id)
+            except VersioningError as exc:
+                metrics_error = f"versioning: {exc}"
     finally:
         lock.release()
     typer.echo(status_table(status))
@@ -236,6 +246,98 @@ def backtest(
                f"{model['runs']['mae']:9.3f}{model['runs']['rmse']:10.3f}")
     typer.echo(f"{'elo':8s}{elo['brier']:9.5f}{elo['log_loss']:10.5f}{elo['accuracy']:10.4f}{'-':>9s}{'-':>10s}")
     typer.echo(f"predictions: {out or record.path}")
+
+
+@app.command("dvc-yaml")
+def dvc_yaml_command(
+    check: Annotated[bool, typer.Option("--check", help="exit 1 if dvc.yaml differs from the registry")] = False,
+) -> None:
+    """Write dvc.yaml (one stage per module) from the registry."""
+    from utils.versioning import dvc_yaml, write_text_if_changed
+
+    text = dvc_yaml(REGISTRY, ArtifactStore(Path("artifacts"), Path("schemas")))
+    if check:
+        current = Path("dvc.yaml").read_text() if Path("dvc.yaml").exists() else ""
+        if current != text:
+            raise fail("dvc.yaml differs from the registry; run `python pipeline.py dvc-yaml`", 1)
+        typer.echo("dvc.yaml matches the registry")
+        return
+    typer.echo("wrote dvc.yaml" if write_text_if_changed(Path("dvc.yaml"), text) else "dvc.yaml unchanged")
+
+
+def _run_dir(cfg: PipelineConfig, run_id: str) -> Path:
+    run_dir = Path(cfg.paths.artifacts) / "runs" / run_id
+    if not (run_dir / "manifest.json").exists():
+        raise fail(f"{run_dir}: no such run (see {Path(cfg.paths.artifacts) / 'runs'})", 2)
+    return run_dir
+
+
+@app.command()
+def restore(
+    run_id: Annotated[str, typer.Argument(help="a folder name under <artifacts>/runs")],
+    artifacts: Annotated[list[str], typer.Argument(help="artifact names, e.g. predictions")],
+    config: ConfigOpt = Path("config.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Put an earlier run's version of artifacts back in place (checked against that run's SHA-256)."""
+    from utils.versioning import VersioningError, restore as restore_artifact, version_store
+
+    cfg = config_or_exit(config, set_)
+    versions = version_store(cfg)
+    if versions is None:
+        raise fail("versioning is off or does not track this artifacts root; nothing to restore from", 2)
+    store = ArtifactStore.from_config(cfg)
+    run_dir = _run_dir(cfg, run_id)
+    for name in artifacts:
+        try:
+            digest = restore_artifact(store, versions, run_dir, name, versions.repo)
+        except (VersioningError, ValueError) as exc:
+            raise fail(str(exc), 1) from None
+        typer.echo(f"restored {name} from {run_id}: sha256 {digest}")
+
+
+@app.command()
+def diff(
+    run_a: Annotated[str, typer.Argument()],
+    run_b: Annotated[str, typer.Argument()],
+    config: ConfigOpt = Path("config.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Per artifact: schema version, rows and hash of two runs, and the features whose PSI moved most."""
+    from phase_status import RunStatus
+    from utils.versioning import VersioningError, version_store
+
+    cfg = config_or_exit(config, set_)
+    runs = [_run_dir(cfg, r) for r in (run_a, run_b)]
+    outputs = []
+    for run_dir in runs:
+        status = RunStatus.model_validate(yaml.safe_load((run_dir / "phase_status.yaml").read_text()))
+        outputs.append({o.name: o for p in status.phases.values() for o in p.outputs})
+    typer.echo(f"{'artifact':22s} {'schema':24s} {'rows':>17s}  hash")
+    for name in sorted(set(outputs[0]) | set(outputs[1])):
+        a, b = outputs[0].get(name), outputs[1].get(name)
+        schema = a.validator if a and b and a.validator == b.validator else \
+            f"{a.validator if a else '-'} -> {b.validator if b else '-'}"
+        count = lambda out: "-" if out is None or out.rows is None else out.rows  # noqa: E731
+        rows = f"{count(a)} -> {count(b)}"
+        same = "same" if a and b and a.sha256 == b.sha256 else "changed"
+        typer.echo(f"{name:22s} {schema:24s} {rows:>17s}  {same}")
+    versions = version_store(cfg)
+    if versions is None:
+        typer.echo("(PSI comparison needs the DVC versions of both runs' drift reports)")
+        return
+    store = ArtifactStore.from_config(cfg)
+    relpath = str(store.resolve_output_path("drift_report").resolve().relative_to(versions.repo))
+    try:
+        reports = [json.loads(versions.fetch(run_dir, relpath)) for run_dir in runs]
+    except VersioningError as exc:
+        typer.echo(f"(no PSI comparison: {exc})")
+        return
+    moved = sorted(set(reports[0]["features"]) & set(reports[1]["features"]),
+                   key=lambda f: -abs(reports[1]["features"][f] - reports[0]["features"][f]))
+    typer.echo("features whose PSI moved most:")
+    for feature in moved[:5]:
+        typer.echo(f"  {feature:32s} {reports[0]['features'][feature]:.3f} -> {reports[1]['features'][feature]:.3f}")
 
 
 @app.command("validate-config")

@@ -140,6 +140,11 @@ class MonitoringConfig(Frozen):
     runs_rmse_margin: float = Field(0.4, ge=0)
 
 
+class VersioningConfig(Frozen):
+    backend: Literal["dvc", "none"] = Field("dvc", description="dvc: commit and push each successful run")
+    remote: str | None = Field("local", description="DVC remote to push to (null: keep in the local cache only)")
+
+
 class RetentionConfig(Frozen):
     days: PositiveInt = 90
 
@@ -152,6 +157,7 @@ class PipelineConfig(Frozen):
     features: FeaturesConfig = FeaturesConfig()
     model: ModelConfig = ModelConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    versioning: VersioningConfig = VersioningConfig()
     retention: RetentionConfig = RetentionConfig()
 
     @model_validator(mode="after")
