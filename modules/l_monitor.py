@@ -118,6 +118,11 @@ def main(cfg) -> ModuleResult:
     outputs = [store.write_frame("predictions", predictions), store.write_frame("prediction_log", history),
                store.write_json("evaluation", evaluation), store.write_json("drift_report", drift)]
     metrics = {"games_predicted": len(predictions), "evaluated": evaluation["evaluated"]}
-    if drift["max_feature_psi"] is not None:
-        metrics["max_feature_psi"] = drift["max_feature_psi"]
+    for key in ("max_feature_psi", "prediction_psi"):
+        if drift[key] is not None:
+            metrics[key] = drift[key]
+    recent = evaluation["last_30_days"]
+    if recent:  # the run's own record of quality, so the viewer can draw its history across runs
+        metrics.update({"brier_30d": recent["brier"], "log_loss_30d": recent["log_loss"],
+                        "runs_mae_30d": recent["runs"]["mae"], "runs_rmse_30d": recent["runs"]["rmse"]})
     return ModuleResult(outputs, metrics=metrics)

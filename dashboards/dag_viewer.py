@@ -1,0 +1,149 @@
+"""The morning view of last night's run: `streamlit run dashboards/dag_viewer.py [-- --config PATH --set k=v]`.
+
+Reads the artifacts root from the pipeline's own config; never writes, never runs DVC or the pipeline.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import altair as alt  # noqa: E402  (streamlit ships altair)
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from dashboards import viewer_data as data  # noqa: E402
+from modules.registry import REGISTRY  # noqa: E402
+from utils.artifacts import ArtifactStore  # noqa: E402
+from utils.config import ConfigError, load_config  # noqa: E402
+from utils.plan import dag_dot  # noqa: E402
+
+
+def settings():
+    """--config / --set after `--` on the streamlit command line; MLB_CONFIG for tests and services."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--config", default=os.environ.get("MLB_CONFIG", str(ROOT / "config.yaml")))
+    parser.add_argument("--set", action="append", default=[])
+    opts, _ = parser.parse_known_args(sys.argv[1:])
+    return load_config(opts.config, opts.set)
+
+
+st.set_page_config(page_title="MLB pipeline", layout="wide")
+st.title("MLB pipeline")
+try:
+    cfg = settings()
+except ConfigError as exc:
+    st.error("Config problem: " + "; ".join(exc.problems))
+    st.stop()
+root = Path(cfg.paths.artifacts)
+store = ArtifactStore.from_config(cfg)
+run = data.latest_run(root)
+states = data.module_states(REGISTRY, run)
+
+st.subheader("Pipeline DAG")
+st.graphviz_chart(dag_dot(REGISTRY, statuses={k: v for k, v in states.items() if v != "reserved"}))
+if run is None:
+    st.info(f"No runs yet under {root}. Start one with `python pipeline.py run` "
+            "(or replay a date: `--as-of YYYY-MM-DD`); this page fills in as modules finish.")
+    st.caption("J is reserved and skipped on purpose; E (data quality) is an orphan: only this page reads it.")
+    st.stop()
+
+finished = run.finished_at.strftime("%Y-%m-%d %H:%M UTC") if run.finished_at else "not finished"
+failed = [p for p in run.phases.values() if p.status == "failed"]
+summary = f"Run {run.run_id} · as of {run.as_of} · {run.executor} executor · {finished}"
+(st.error if failed else st.success)(summary + (f" · failed: {', '.join(p.module for p in failed)}" if failed else ""))
+st.caption("J is reserved and skipped on purpose; E (data quality) is an orphan: only this page reads it.")
+
+tabs = st.tabs(["Modules", "Data quality", "Drift", "Predictions", "Backtests"])
+history = data.run_history(root)
+
+with tabs[0]:
+    choices = [s.id for s in REGISTRY.runnable]
+    module_id = st.selectbox("Module", choices, format_func=lambda m: f"{m} {REGISTRY[m].name} ({states[m]})")
+    phase = run.phases.get(module_id)
+    if phase is None:
+        st.info(f"{module_id} did not take part in the latest run.")
+    else:
+        cols = st.columns(3)
+        cols[0].metric("Status", phase.status)
+        cols[1].metric("Seconds", f"{phase.duration_seconds:.2f}" if phase.duration_seconds is not None else "-")
+        cols[2].metric("Outputs", len(phase.outputs))
+        # A module with several outputs has several contracts: too long for a metric, so a caption.
+        st.caption(f"Validated against: {(phase.validator or '-').replace(',', ', ')}")
+        if phase.error:
+            st.error(f"{module_id} error: {phase.error}")
+    st.markdown("**Outputs of the latest run**")
+    st.dataframe(data.output_table(store, run, module_id), hide_index=True)
+    st.markdown("**History**")
+    st.dataframe(data.module_history(history, module_id), hide_index=True)
+
+with tabs[1]:
+    report = data.read_json(store, "data_quality_report")
+    if report is None:
+        st.info("No data quality report yet (module E).")
+    else:
+        cols = st.columns(4)
+        cols[0].metric("Games", report["games"])
+        cols[1].metric("Duplicates", report["duplicates"])
+        cols[2].metric("Quarantined lines", report["quarantined"]["lines"])
+        cols[3].metric("Lowest coverage", f"{report['coverage']['min']:.3f}" if report["coverage"]["min"] else "-")
+        st.markdown("**Anomalies**")
+        st.dataframe(pd.DataFrame([report["anomalies"]]), hide_index=True)
+        if report["coverage"]["gaps"]:
+            st.markdown("**Team-seasons with missing games**")
+            st.dataframe(pd.DataFrame(report["coverage"]["gaps"]), hide_index=True)
+        st.markdown("**Games per season**")
+        st.bar_chart(pd.Series(report["games_per_season"], name="games"))
+
+with tabs[2]:
+    psi = data.psi_table(data.read_json(store, "drift_report"))
+    if psi.empty:
+        st.info("No drift report yet (module L).")
+    else:
+        st.markdown(f"**PSI per feature** (warn above {data.THRESHOLDS['warn']}, critical above "
+                    f"{data.THRESHOLDS['critical']}); {int((psi['level'] == 'critical').sum())} critical")
+        bars = alt.Chart(psi).mark_bar().encode(
+            x=alt.X("psi:Q", title="PSI"), y=alt.Y("feature:N", sort="-x", title=None),
+            color=alt.Color("level:N", scale=alt.Scale(domain=["ok", "warn", "critical"],
+                                                       range=["#74c476", "#fdae6b", "#e6550d"])))
+        rules = alt.Chart(pd.DataFrame({"psi": list(data.THRESHOLDS.values())})).mark_rule(strokeDash=[4, 4]).encode(
+            x="psi:Q")
+        st.altair_chart(bars + rules, use_container_width=True)
+    quality = data.quality_history(history)
+    if len(quality):
+        st.markdown("**History over runs**")
+        st.line_chart(quality.set_index("as_of")[["max_feature_psi", "brier_30d", "log_loss_30d"]])
+        st.line_chart(quality.set_index("as_of")[["runs_mae_30d", "runs_rmse_30d"]])
+
+with tabs[3]:
+    view = data.predictions_view(store)
+    if view is None:
+        st.info("No predictions yet (module L).")
+    elif view.empty:
+        st.info(f"No games scheduled on {run.as_of}.")
+    else:
+        st.markdown(f"**{len(view)} games on {run.as_of}**")
+        st.dataframe(view, hide_index=True)
+
+with tabs[4]:
+    seasons = data.backtests(root)
+    if seasons.empty:
+        st.info("No backtests yet: `python pipeline.py backtest --season YYYY`.")
+    else:
+        table = seasons[["season", "games", "model_brier", "elo_brier"]].assign(
+            gain=lambda f: f["elo_brier"] - f["model_brier"])
+        st.markdown("**Brier score per season, model against the Elo baseline**")
+        st.dataframe(table, hide_index=True)
+        diagram = data.reliability(seasons)
+        line = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(strokeDash=[4, 4]).encode(x="x", y="y")
+        points = alt.Chart(diagram).mark_circle().encode(
+            x=alt.X("mean_prediction:Q", title="mean prediction", scale=alt.Scale(domain=[0.2, 0.8])),
+            y=alt.Y("observed_rate:Q", title="observed home-win rate", scale=alt.Scale(domain=[0.2, 0.8])),
+            size="n:Q")
+        st.markdown("**Reliability diagram** (pooled over the backtested seasons)")
+        st.altair_chart(line + points, use_container_width=True)

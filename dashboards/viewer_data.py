@@ -1,0 +1,130 @@
+"""What the DAG viewer shows, read from the artifacts root: pure readers, no Streamlit, no writes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from modules.registry import Registry
+from phase_status import RunStatus, read_status
+from utils.artifacts import ArtifactError, ArtifactStore
+from utils.locking import RunLock
+from utils.schema import SchemaError
+
+THRESHOLDS = {"warn": 0.1, "critical": 0.25}
+
+
+def latest_run(root: Path) -> RunStatus | None:
+    return read_status(root, run_alive=RunLock(root).is_held())
+
+
+def module_states(registry: Registry, run: RunStatus | None) -> dict[str, str]:
+    """Colour key per module: its latest status, 'never run', or 'reserved'."""
+    phases = run.phases if run else {}
+    return {spec.id: "reserved" if spec.reserved else (phases[spec.id].status if spec.id in phases else "never run")
+            for spec in registry}
+
+
+def run_history(root: Path) -> list[RunStatus]:
+    """Every kept run, oldest first."""
+    runs = []
+    for path in sorted((Path(root) / "runs").glob("*/phase_status.yaml")):
+        runs.append(RunStatus.model_validate(yaml.safe_load(path.read_text())))
+    return runs
+
+
+def module_history(runs: list[RunStatus], module_id: str) -> pd.DataFrame:
+    rows = [{"run": r.run_id, "as_of": r.as_of, "status": p.status, "seconds": p.duration_seconds,
+             "validator": p.validator, "error": p.error}
+            for r in runs if (p := r.phases.get(module_id)) is not None]
+    return pd.DataFrame(rows, columns=["run", "as_of", "status", "seconds", "validator", "error"])
+
+
+def output_table(store: ArtifactStore, run: RunStatus | None, module_id: str) -> pd.DataFrame:
+    """Each output of the module in the latest run: path, SHA-256, whether the file still matches it."""
+    phase = run.phases.get(module_id) if run else None
+    rows = []
+    for out in phase.outputs if phase else []:
+        try:
+            verified = store.verify(out.name) == out.sha256
+        except ArtifactError:
+            verified = False
+        rows.append({"artifact": out.name, "path": out.path, "sha256": out.sha256, "verified": verified,
+                     "schema": out.validator, "rows": out.rows})
+    return pd.DataFrame(rows, columns=["artifact", "path", "sha256", "verified", "schema", "rows"])
+
+
+def read_json(store: ArtifactStore, name: str) -> dict | None:
+    try:
+        return store.read_json(name)
+    except (ArtifactError, SchemaError):
+        return None
+
+
+def read_frame(store: ArtifactStore, name: str) -> pd.DataFrame | None:
+    try:
+        return store.read_frame(name)
+    except (ArtifactError, SchemaError):
+        return None
+
+
+def psi_table(drift: dict | None) -> pd.DataFrame:
+    if not drift:
+        return pd.DataFrame(columns=["feature", "psi", "level"])
+    frame = pd.DataFrame(sorted(drift["features"].items(), key=lambda kv: -kv[1]), columns=["feature", "psi"])
+    frame["level"] = pd.cut(frame["psi"], [-1, THRESHOLDS["warn"], THRESHOLDS["critical"], float("inf")],
+                            labels=["ok", "warn", "critical"]).astype(str)
+    return frame
+
+
+def quality_history(runs: list[RunStatus]) -> pd.DataFrame:
+    """Per run with an L phase: max PSI, Brier, log loss and run errors it recorded."""
+    keys = ["max_feature_psi", "brier_30d", "log_loss_30d", "runs_mae_30d", "runs_rmse_30d"]
+    rows = [{"as_of": pd.Timestamp(r.as_of) if r.as_of else None, "run": r.run_id,
+             **{k: r.phases["L"].metrics.get(k) for k in keys}}
+            for r in runs if "L" in r.phases and r.phases["L"].status == "success"]
+    return pd.DataFrame(rows, columns=["as_of", "run", *keys])
+
+
+def predictions_view(store: ArtifactStore) -> pd.DataFrame | None:
+    """Latest predictions with the probable starters' names from the schedule where known."""
+    predictions = read_frame(store, "predictions")
+    if predictions is None:
+        return None
+    schedule = read_frame(store, "schedule")
+    view = predictions.copy()
+    if schedule is not None and len(schedule):
+        names = dict(zip(schedule["h_starting_pitcher_id"], schedule["h_starting_pitcher_name"]))
+        names.update(zip(schedule["v_starting_pitcher_id"], schedule["v_starting_pitcher_name"]))
+        view["home_starter"] = view["home_starter_id"].map(names).fillna(view["home_starter_id"])
+        view["away_starter"] = view["away_starter_id"].map(names).fillna(view["away_starter_id"])
+    else:
+        view["home_starter"], view["away_starter"] = view["home_starter_id"], view["away_starter_id"]
+    return view[["date", "away_team", "away_starter", "home_team", "home_starter", "p_home_win", "exp_away_runs",
+                 "exp_home_runs", "model_version"]]
+
+
+def backtests(root: Path) -> pd.DataFrame:
+    """One row per backtested season: model and Elo Brier, with the calibration table."""
+    rows = []
+    for path in sorted((Path(root) / "backtest").glob("*/data/backtest_summary.json")):
+        summary = json.loads(path.read_text())
+        rows.append({"season": summary["season"], "games": summary["games"], "model_brier": summary["model"]["brier"],
+                     "elo_brier": summary["elo"]["brier"], "calibration": summary["model"]["calibration"]})
+    return pd.DataFrame(rows, columns=["season", "games", "model_brier", "elo_brier", "calibration"])
+
+
+def reliability(backtest_rows: pd.DataFrame) -> pd.DataFrame:
+    """Pooled reliability diagram over the backtested seasons: mean prediction vs observed rate by bin."""
+    bins = [b for cal in backtest_rows["calibration"] for b in cal]
+    if not bins:
+        return pd.DataFrame(columns=["bin", "n", "mean_prediction", "observed_rate"])
+    frame = pd.DataFrame(bins)
+    frame["pred_sum"] = frame["mean_prediction"] * frame["n"]
+    frame["obs_sum"] = frame["observed_rate"] * frame["n"]
+    pooled = frame.groupby("bin")[["n", "pred_sum", "obs_sum"]].sum().reset_index()
+    pooled["mean_prediction"] = pooled["pred_sum"] / pooled["n"]
+    pooled["observed_rate"] = pooled["obs_sum"] / pooled["n"]
+    return pooled[["bin", "n", "mean_prediction", "observed_rate"]]

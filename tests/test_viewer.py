@@ -1,0 +1,189 @@
+"""The Streamlit DAG viewer: every panel with AppTest, on a real run and on edge cases."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+from utils.artifacts import ArtifactStore
+
+APP = str(ROOT / "dashboards" / "dag_viewer.py")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def viewer_root(mirror, tmp_path_factory):
+    """Two nightly runs (two dates, so histories have two points) and one backtest summary."""
+    root = tmp_path_factory.mktemp("viewer") / "artifacts"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for day in ("2024-07-13", "2024-07-14"):
+        proc = subprocess.run([sys.executable, str(ROOT / "pipeline.py"), "run", "--legacy-executor", "--as-of", day,
+                               "--set", f"sources.retrosheet.base_url={mirror}", "--set", f"paths.artifacts={root}",
+                               "--set", "data.first_season=2018", "--set", "model.train_seasons=5"],
+                              capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    calibration = [{"bin": 4, "lower": 0.4, "upper": 0.5, "n": 900, "mean_prediction": 0.46, "observed_rate": 0.45},
+                   {"bin": 5, "lower": 0.5, "upper": 0.6, "n": 1200, "mean_prediction": 0.55, "observed_rate": 0.54}]
+    metrics = {"n": 2430, "brier": 0.2436, "log_loss": 0.68, "accuracy": 0.56}
+    ArtifactStore(root / "backtest" / "2023", ROOT / "schemas").write_json("backtest_summary", {
+        "season": 2023, "retrain_every_days": 7, "games": 2430, "chosen": {"logistic": 2430},
+        "model": {**metrics, "runs": {"mae": 2.47, "rmse": 3.19}, "calibration": calibration},
+        "elo": {**metrics, "brier": 0.2438}})
+    return root
+
+
+def app(root, tmp_path):
+    config = tmp_path / "viewer.yaml"
+    config.write_text(yaml.safe_dump({"paths": {"artifacts": str(root), "schemas": str(ROOT / "schemas")}}))
+    os.environ["MLB_CONFIG"] = str(config)
+    return AppTest.from_file(APP, default_timeout=60).run()
+
+
+def tree(root):
+    return {str(p): p.stat().st_mtime_ns for p in root.rglob("*")}
+
+
+def test_empty_state_on_a_fresh_checkout(tmp_path):
+    at = app(tmp_path / "nothing", tmp_path)
+    assert not at.exception
+    assert at.info[0].value.startswith(f"No runs yet under {tmp_path / 'nothing'}")
+    dot = at.get("graphviz_chart")[0].proto.spec
+    assert dot.count("never run") == 11 and 'J [label="J (reserved)"' in dot and "(orphan)" in dot
+    assert not (tmp_path / "nothing").exists()  # the viewer created nothing
+
+
+def test_every_panel_on_a_real_run(viewer_root, tmp_path):
+    before = tree(viewer_root)
+    at = app(viewer_root, tmp_path)
+    assert not at.exception
+    assert "as of 2024-07-14 · legacy executor" in at.success[0].value
+    dot = at.get("graphviz_chart")[0].proto.spec
+    assert dot.count("\\nsuccess") == 11
+    # modules: the first module's outputs, hash verified against the file on disk
+    outputs = at.dataframe[0].value
+    assert set(outputs["artifact"]) == {"raw_gamelogs", "quarantine", "lahman_pitching", "lahman_batting", "schedule"}
+    assert outputs["verified"].all() and outputs["schema"].str.endswith("@1.0.0").all()
+    history = at.dataframe[1].value
+    assert history["as_of"].astype(str).tolist() == ["2024-07-13", "2024-07-14"]
+    # data quality
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Duplicates"] == "0" and metrics["Quarantined lines"] == "0"
+    # drift: a PSI chart and the history of two runs
+    drift_md = [m.value for m in at.markdown if m.value.startswith("**PSI per feature**")]
+    assert drift_md and "critical" in drift_md[0]
+    # predictions with the starters' names from the schedule
+    games = [m.value for m in at.markdown if "games on 2024-07-14" in m.value]
+    assert games == ["**15 games on 2024-07-14**"]
+    predictions = next(d.value for d in at.dataframe if "p_home_win" in d.value.columns)
+    assert len(predictions) == 15 and predictions["home_starter"].str.contains(" ").all()
+    # backtests
+    seasons = next(d.value for d in at.dataframe if "elo_brier" in d.value.columns)
+    assert seasons["season"].tolist() == [2023] and seasons["gain"].iloc[0] == pytest.approx(0.0002)
+    assert tree(viewer_root) == before  # nothing written, nothing touched
+
+
+def test_choosing_a_module_shows_its_details(viewer_root, tmp_path):
+    at = app(viewer_root, tmp_path)
+    at.selectbox[0].select("K").run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Status"] == "success" and metrics["Outputs"] == "5"
+    assert [c.value for c in at.caption if c.value.startswith("Validated against")] == [
+        "Validated against: win_model@1.0.0, home_runs_model@1.0.0, away_runs_model@1.0.0, model_params@1.0.0, "
+        "model_card@1.0.0"]
+    assert set(at.dataframe[0].value["artifact"]) == {"win_model", "home_runs_model", "away_runs_model",
+                                                      "model_params", "model_card"}
+
+
+def test_a_failed_module_is_shown_with_its_error(viewer_root, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(viewer_root, root)
+    status = yaml.safe_load((root / ".phase_status.yaml").read_text())
+    status["phases"]["F"].update(status="failed", error="starter_features: column 'sp_home_rest_days' has 1 null(s)")
+    status["phases"]["G"].update(status="skipped", error="upstream module(s) F did not succeed")
+    (root / ".phase_status.yaml").write_text(yaml.safe_dump(status))
+    path = root / "data" / "games.parquet"
+    path.write_bytes(path.read_bytes() + b"tampered")
+    at = app(root, tmp_path)
+    assert at.error[0].value.endswith("· failed: F")
+    dot = at.get("graphviz_chart")[0].proto.spec
+    assert 'F [label="F starters\\nfailed", fillcolor="#f4a3a3"' in dot and "G ratings\\nskipped" in dot
+    at.selectbox[0].select("F").run()
+    assert at.error[1].value == "F error: starter_features: column 'sp_home_rest_days' has 1 null(s)"
+    at.selectbox[0].select("B").run()
+    assert not at.dataframe[0].value.set_index("artifact").loc["games", "verified"]  # the hash no longer matches
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.server
+def test_in_a_real_browser(viewer_root, tmp_path):
+    import time
+    import urllib.request
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    for tool in ("/usr/bin/chromium", "/usr/bin/chromedriver"):
+        if not os.path.exists(tool):
+            pytest.fail(f"{tool} is missing: .ci/run installs Debian's chromium and chromium-driver")
+    config = tmp_path / "viewer.yaml"
+    config.write_text(yaml.safe_dump({"paths": {"artifacts": str(viewer_root), "schemas": str(ROOT / "schemas")}}))
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", APP, "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--config", str(config)],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = None
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        options = webdriver.ChromeOptions()
+        options.binary_location = "/usr/bin/chromium"
+        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-quic", f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=1400,1600"):
+            options.add_argument(flag)
+        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+        driver.get(f"http://127.0.0.1:{port}/")
+        wait = WebDriverWait(driver, 60)
+        node = "//*[name()='svg']//*[name()='text' and contains(., 'ingest')]"
+        wait.until(ec.presence_of_element_located((By.XPATH, node)))
+        wait.until(lambda d: "as of 2024-07-14" in d.find_element(By.TAG_NAME, "body").text)
+        labels = [t.text for t in driver.find_elements(By.XPATH, "//*[name()='svg']//*[name()='text']")]
+        assert {"A ingest", "L monitor", "J (reserved)", "(orphan)"} <= set(labels)
+        assert labels.count("success") == 11
+        body = driver.find_element(By.TAG_NAME, "body").text
+        for text in ("MLB pipeline", "Pipeline DAG", "Modules", "Data quality", "Drift", "Predictions", "Backtests",
+                     "J is reserved and skipped on purpose"):
+            assert text in body
+        shot = tmp_path / "viewer.png"
+        driver.save_screenshot(str(shot))
+        assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 20_000
+        if os.environ.get("MLB_SCREENSHOT_DIR"):
+            shutil.copy(shot, os.environ["MLB_SCREENSHOT_DIR"])
+    finally:
+        if driver is not None:
+            driver.quit()
+        server.terminate()
+        server.wait(timeout=20)
