@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from modules.registry import ModuleResult
-from utils.artifacts import ArtifactStore
+from utils.artifacts import ArtifactStore, atomic_write_bytes
 from utils.config import today_in
 from utils.sources import RetrosheetSource, ScheduleSource, SourceError
 
@@ -109,7 +109,8 @@ def parse_gamelog(text: str, season: int, source: str, known_teams: set[str] | N
             broken = column.notna() & typed[name].isna()
             not_numeric = not_numeric.mask(broken & not_numeric.isna(), f"{name} is not a whole number")
         elif kind == "date":
-            typed[name] = pd.to_datetime(column, format="%Y%m%d")
+            # Parquet keeps milliseconds; fixing the unit here keeps a cached parse byte-identical to a fresh one
+            typed[name] = pd.to_datetime(column, format="%Y%m%d").astype("datetime64[ms]")
         else:
             typed[name] = column.astype("string")
     out = pd.DataFrame(typed)
@@ -159,6 +160,27 @@ def read_season_zip(payload: bytes, season: int, source: str) -> str:
         if isinstance(exc, IngestError):
             raise
         raise IngestError(f"{source}: corrupt or truncated zip ({exc})") from None
+
+
+PARSER_VERSION = "1"  # bump when parse_gamelog's output changes: it invalidates the parsed-season cache
+
+
+def parse_cached(payload: bytes, season: int, where: str, known: set[str], cache_dir: Path) -> Parsed:
+    """parse_gamelog, reusing an earlier parse of the very same zip (finished seasons never change)."""
+    import hashlib
+
+    key = hashlib.sha256(payload + PARSER_VERSION.encode() + ",".join(sorted(known)).encode()).hexdigest()[:16]
+    games_file, quarantine_file = cache_dir / f"gl{season}-{key}.parquet", cache_dir / f"gl{season}-{key}.q.parquet"
+    if games_file.exists() and quarantine_file.exists():
+        return Parsed(pd.read_parquet(games_file), pd.read_parquet(quarantine_file))
+    parsed = parse_gamelog(read_season_zip(payload, season, where), season, where, known)
+    for old in cache_dir.glob(f"gl{season}-*.parquet"):
+        old.unlink()
+    for frame, path in ((parsed.quarantine, quarantine_file), (parsed.games, games_file)):
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        atomic_write_bytes(path, buffer.getvalue())
+    return parsed
 
 
 def known_team_codes(teams: pd.DataFrame, season: int) -> set[str]:
@@ -233,8 +255,8 @@ def main(cfg) -> ModuleResult:
                 log.info("no game log for %s yet (%s)", season, exc)
                 continue
             raise
-        parsed.append(parse_gamelog(read_season_zip(payload, season, where), season, where,
-                                    known_team_codes(teams, season)))
+        parsed.append(parse_cached(payload, season, where, known_team_codes(teams, season),
+                                   store.root / "cache" / "parsed"))
     games = pd.concat([p.games for p in parsed], ignore_index=True)
     quarantine = pd.concat([p.quarantine for p in parsed], ignore_index=True)
     for row in quarantine.itertuples():

@@ -76,6 +76,8 @@ def clean_games(raw: pd.DataFrame, schedule: pd.DataFrame, franchise_map: dict[s
     seven = out["season"].isin(SEVEN_INNING_DH_SEASONS) & (out["game_number"] > 0)
     out["scheduled_innings"] = seven.map({True: 7, False: 9}).astype("Int64")
     out.loc[~played, ["result_date"]] = pd.NaT
+    for col in ("date", "result_date"):  # one unit, whatever each source parsed to
+        out[col] = out[col].astype("datetime64[ms]")
     return out.sort_values(["date", "game_number", "game_id"], kind="stable").reset_index(drop=True)
 
 

@@ -42,7 +42,9 @@ def as_of_join(at: pd.DataFrame, events: pd.DataFrame, by: list[str], values: li
     """
     ev = events.dropna(subset=[event_time])[by + [event_time] + values]
     ev = ev.sort_values(by + [event_time], kind="stable").drop_duplicates(by + [event_time], keep="last")
+    ev[event_time] = ev[event_time].astype("datetime64[ns]")  # merge_asof needs one time unit on both sides
     left = at[by + [at_time]].reset_index().rename(columns={"index": "_row"})
+    left[at_time] = left[at_time].astype("datetime64[ns]")
     joined = pd.merge_asof(
         left.sort_values(at_time, kind="stable"), ev.sort_values(event_time, kind="stable"),
         left_on=at_time, right_on=event_time, by=by, allow_exact_matches=False, direction="backward",

@@ -183,3 +183,18 @@ def test_lahman_lines_stop_before_the_as_of_season():
     assert lines["season"].max() == 2023 and lines.duplicated(["retro_id", "season"]).sum() == 0
     kershaw = lines[(lines["retro_id"] == "kersc001") & (lines["season"] == 2014)].iloc[0]
     assert kershaw["gs"] == 27 and kershaw["ip_outs"] == 595  # 198.1 innings in 2014
+
+
+def test_parsed_seasons_are_cached_by_the_zip_s_content(mirror, tmp_path):
+    from modules.a_ingest import parse_cached
+
+    payload = (mirror / "gl2023.zip").read_bytes()
+    first = parse_cached(payload, 2023, "gl2023.zip", {"NYA"}, tmp_path)
+    cached = sorted(p.name for p in tmp_path.iterdir())
+    assert len(cached) == 2 and len(first.quarantine) > 2000  # every non-NYA line is an unknown team here
+    again = parse_cached(payload, 2023, "gl2023.zip", {"NYA"}, tmp_path)
+    pd.testing.assert_frame_equal(first.games, again.games)
+    pd.testing.assert_frame_equal(first.quarantine, again.quarantine)
+    # a different known-team set (or zip) is a different key; the stale entry is replaced
+    parse_cached(payload, 2023, "gl2023.zip", {"NYA", "BOS"}, tmp_path)
+    assert len(list(tmp_path.iterdir())) == 2 and sorted(p.name for p in tmp_path.iterdir()) != cached
