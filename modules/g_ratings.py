@@ -34,7 +34,6 @@ def build_ratings(games: pd.DataFrame, k: float, home_advantage: float, reversio
     season_of: dict[str, int] = {}
     home_pre = np.empty(len(order))
     away_pre = np.empty(len(order))
-    updates: list[tuple[int, str, str, float]] = []
     dates = order["date"].to_numpy()
     home = order["home_team"].to_numpy()
     away = order["away_team"].to_numpy()

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,3 +29,17 @@ def mirror() -> Path:
     if not (MIRROR / "gl2024.zip").exists():
         pytest.fail(f"the Retrosheet mirror is missing at {MIRROR}: tests read the real game logs from ../shared")
     return MIRROR
+
+
+def run_pipeline(*args: str, cwd: Path = ROOT, timeout: int = 900) -> subprocess.CompletedProcess:
+    """`python pipeline.py ARGS` in a real subprocess, as a user would run it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(ROOT / "pipeline.py"), *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,23 +1,13 @@
 """The backtest command on the real mirror: walk-forward, and equal to a nightly run at a retrain date."""
-import datetime as dt
 import json
-import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_pipeline
 from utils.artifacts import ArtifactStore
 
 pytestmark = pytest.mark.slow
-
-
-def cli(*args, cwd=ROOT):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, str(ROOT / "pipeline.py"), *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=900)
 
 
 def settings(mirror, root):
@@ -29,7 +19,7 @@ def settings(mirror, root):
 def backtest_2020(mirror, tmp_path_factory):
     root = tmp_path_factory.mktemp("bt")
     out = root / "season_2020.parquet"
-    proc = cli("backtest", "--season", "2020", "--out", str(out), *settings(mirror, root))
+    proc = run_pipeline("backtest", "--season", "2020", "--out", str(out), *settings(mirror, root))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root, out, proc
 
@@ -54,7 +44,7 @@ def test_backtest_probability_equals_the_nightly_run_at_the_same_retrain_date(ba
     predictions = pd.read_parquet(out)
     second = sorted(predictions["trained_through"].unique())[1]
     day = pd.Timestamp(second).date()
-    proc = cli("run", "--legacy-executor", "--as-of", day.isoformat(), *settings(mirror, tmp_path))
+    proc = run_pipeline("run", "--legacy-executor", "--as-of", day.isoformat(), *settings(mirror, tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     nightly = ArtifactStore(tmp_path, ROOT / "schemas").read_frame("predictions").set_index("game_id")
     replay = predictions[predictions["date"] == pd.Timestamp(day)].set_index("game_id").loc[nightly.index]
@@ -71,7 +61,7 @@ def test_off_day_writes_an_empty_prediction_table_and_exits_0(backtest_2020, tmp
     root, _, _ = backtest_2020
     shutil.copytree(root / "backtest" / "2020", tmp_path / "a")
     # train on the season's table as of a date after the season, then predict a day with no games
-    proc = cli("run", "--legacy-executor", "--modules", "K,L", "--as-of", "2020-12-01",
+    proc = run_pipeline("run", "--legacy-executor", "--modules", "K,L", "--as-of", "2020-12-01",
                "--set", f"paths.artifacts={tmp_path / 'a'}", "--set", "model.train_seasons=6")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "no games scheduled on 2020-12-01: writing an empty predictions table" in proc.stderr

@@ -1,28 +1,20 @@
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 from typer.testing import CliRunner
 
 import pipeline
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_pipeline
 from tests.toy_modules import toy_registry
 
 BOOKMARK = ["--modules", "A,B,C,D,E,F,G,H,I,K,L", "--overwrite-policy", "warn", "--dry-run", "--visual"]
 
 
-def cli(*args, cwd=ROOT):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, str(ROOT / "pipeline.py"), *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=120)
-
-
 @pytest.mark.parametrize("prefix", [[], ["run"]])
 def test_bookmark_dry_run_with_and_without_run(tmp_path, prefix):
     artifacts = tmp_path / "artifacts"
-    proc = cli(*prefix, *BOOKMARK, "--config", str(ROOT / "config.yaml"), "--set", f"paths.artifacts={artifacts}",
+    proc = run_pipeline(*prefix, *BOOKMARK, "--config", str(ROOT / "config.yaml"), "--set", f"paths.artifacts={artifacts}",
                "--set", f"paths.schemas={ROOT / 'schemas'}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "level 2 (parallel): C, D, E, F, H" in proc.stdout
@@ -34,33 +26,33 @@ def test_bookmark_dry_run_with_and_without_run(tmp_path, prefix):
 
 
 def test_unknown_module_and_bad_date_exit_2():
-    proc = cli("run", "--modules", "A,Z", "--dry-run")
+    proc = run_pipeline("run", "--modules", "A,Z", "--dry-run")
     assert proc.returncode == 2 and proc.stderr.strip() == (
         "error: --modules: unknown module id(s) Z; known: A, B, C, D, E, F, G, H, I, J, K, L")
-    proc = cli("run", "--as-of", "2024-13-01", "--dry-run")
+    proc = run_pipeline("run", "--as-of", "2024-13-01", "--dry-run")
     assert proc.returncode == 2 and "--as-of: '2024-13-01' is not a date" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_naming_j_is_reported(tmp_path):
-    proc = cli("run", "--modules", "A,J", "--dry-run", "--set", f"paths.artifacts={tmp_path}")
+    proc = run_pipeline("run", "--modules", "A,J", "--dry-run", "--set", f"paths.artifacts={tmp_path}")
     assert proc.returncode == 0 and "note: J is reserved and skipped on purpose" in proc.stderr
 
 
 def test_validate_config_reports_every_problem_with_its_key(tmp_path):
     bad = tmp_path / "c.yaml"
     bad.write_text("run:\n  max_wokers: 2\n  overwrite_policy: maybe\n")
-    proc = cli("validate-config", "--config", str(bad))
+    proc = run_pipeline("validate-config", "--config", str(bad))
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
         "config error: run.overwrite_policy: Input should be 'warn', 'skip', 'fail' or 'overwrite'",
         "config error: run.max_wokers: unknown key; did you mean 'run.max_workers'? (keys are case-sensitive)",
     ]
-    assert cli("validate-config").returncode == 0
+    assert run_pipeline("validate-config").returncode == 0
 
 
 def test_cli_flag_against_config_value_warns_naming_both(tmp_path):
-    proc = cli("run", "--dry-run", "--legacy-executor", "--max-workers", "3", "--set", "run.executor=prefect",
+    proc = run_pipeline("run", "--dry-run", "--legacy-executor", "--max-workers", "3", "--set", "run.executor=prefect",
                "--set", "run.max_workers=2", "--set", f"paths.artifacts={tmp_path}")
     assert proc.returncode == 0
     assert "command line sets run.max_workers=3, overriding run.max_workers=2 from the config" in proc.stderr
@@ -68,11 +60,11 @@ def test_cli_flag_against_config_value_warns_naming_both(tmp_path):
 
 
 def test_dag_formats(tmp_path):
-    assert cli("dag").stdout.splitlines()[0] == "[A ingest]"
-    dot = cli("dag", "--format", "dot").stdout
+    assert run_pipeline("dag").stdout.splitlines()[0] == "[A ingest]"
+    dot = run_pipeline("dag", "--format", "dot").stdout
     assert 'F -> G [label="starter_features"' in dot and "J (reserved)" in dot and "(orphan)" in dot
     if shutil.which("dot"):
-        proc = cli("dag", "--format", "png", "--out", str(tmp_path / "d.png"))
+        proc = run_pipeline("dag", "--format", "png", "--out", str(tmp_path / "d.png"))
         assert proc.returncode == 0 and (tmp_path / "d.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -2,15 +2,11 @@
 import datetime as dt
 import http.server
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port, run_pipeline
 from utils.sources import ScheduleSource, SourceError, lahman_name_lookup, parse_statsapi_schedule
 
 FIXTURE = ROOT / "tests" / "data" / "statsapi_schedule.json"
@@ -69,12 +65,6 @@ def statsapi():
     server.shutdown()
 
 
-def cli(*args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, str(ROOT / "pipeline.py"), *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=600)
-
-
 @pytest.mark.slow
 def test_live_mode_predicts_the_fetched_slate_and_a_dead_source_keeps_the_last_predictions(statsapi, mirror, tmp_path):
     from utils.artifacts import ArtifactStore
@@ -82,17 +72,15 @@ def test_live_mode_predicts_the_fetched_slate_and_a_dead_source_keeps_the_last_p
     base = ["run", "--legacy-executor", "--as-of", DAY.isoformat(), "--set", f"sources.retrosheet.base_url={mirror}",
             "--set", f"paths.artifacts={tmp_path}", "--set", "data.first_season=2016", "--set", "model.train_seasons=6",
             "--set", "sources.schedule.mode=live"]
-    proc = cli(*base, "--set", f"sources.schedule.statsapi_url={statsapi}")
+    proc = run_pipeline(*base, "--set", f"sources.schedule.statsapi_url={statsapi}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     store = ArtifactStore(tmp_path, ROOT / "schemas")
     predictions = store.read_frame("predictions")
     assert predictions["game_id"].tolist() == ["BAL202407140", "PHI202407141", "PHI202407142"]
     assert predictions["home_starter_id"].tolist()[0] == "burnc002"
     good = store.verify("predictions")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/api/v1/schedule"
-    proc = cli(*base, "--set", f"sources.schedule.statsapi_url={dead}")
+    dead = f"http://127.0.0.1:{free_port()}/api/v1/schedule"
+    proc = run_pipeline(*base, "--set", f"sources.schedule.statsapi_url={dead}")
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(f"error: module A (ingest) failed: {dead}: ConnectionError")

@@ -1,27 +1,18 @@
 """Real Prometheus and Pushgateway on loopback: a replayed date with a shifted feature must fire the alert."""
 import json
-import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port, run_pipeline
 from utils.artifacts import ArtifactStore
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 AS_OF = "2024-07-14"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def binary(name):
@@ -85,18 +76,12 @@ scrape_configs:
                 proc.kill()
 
 
-def cli(*args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, str(ROOT / "pipeline.py"), *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=600)
-
-
 def test_shifted_feature_fires_the_drift_alert(servers, mirror, tmp_path):
     gateway, prometheus = servers
     root = tmp_path / "artifacts"
     base = ["--legacy-executor", "--as-of", AS_OF, "--set", f"sources.retrosheet.base_url={mirror}",
             "--set", f"paths.artifacts={root}", "--set", "data.first_season=2014", "--set", "model.train_seasons=8"]
-    proc = cli("run", *base)
+    proc = run_pipeline("run", *base)
     assert proc.returncode == 0, proc.stderr[-2000:]
     # Shift one feature for the games of the drift window, through the artifact layer (hash kept valid).
     store = ArtifactStore(root, ROOT / "schemas")
@@ -104,7 +89,7 @@ def test_shifted_feature_fires_the_drift_alert(servers, mirror, tmp_path):
     recent = table["date"] >= table["date"].max() - pd.Timedelta(days=29)
     table.loc[recent, "ctx_park_factor"] += 0.5
     store.write_frame("model_table", table)
-    proc = cli("run", "--modules", "L", *base, "--set", f"monitoring.pushgateway_url={gateway}")
+    proc = run_pipeline("run", "--modules", "L", *base, "--set", f"monitoring.pushgateway_url={gateway}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "mlb_pipeline_feature_psi_max" in (root / "metrics" / "mlb_pipeline.prom").read_text()
 
@@ -127,7 +112,7 @@ def test_shifted_feature_fires_the_drift_alert(servers, mirror, tmp_path):
 
 
 def test_unreachable_pushgateway_is_one_line_and_exit_1(mirror, tmp_path):
-    proc = cli("run", "--legacy-executor", "--modules", "A", "--as-of", AS_OF,
+    proc = run_pipeline("run", "--legacy-executor", "--modules", "A", "--as-of", AS_OF,
                "--set", f"sources.retrosheet.base_url={mirror}", "--set", f"paths.artifacts={tmp_path}",
                "--set", "data.first_season=2024", "--set", f"monitoring.pushgateway_url=127.0.0.1:{free_port()}")
     assert proc.returncode == 1

@@ -1,9 +1,6 @@
 """The pipeline on the real Retrosheet mirror: coverage, contracts, phase status, and no leakage."""
 import datetime as dt
 import io
-import os
-import subprocess
-import sys
 import zipfile
 
 import pandas as pd
@@ -17,7 +14,7 @@ from modules.f_starters import build_starter_features
 from modules.g_ratings import build_ratings, pitcher_adjusted
 from modules.h_matchup import build_matchup
 from phase_status import read_status
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_pipeline
 from utils.artifacts import ArtifactStore
 from utils.config import build_config
 from utils.schema import load_contract, validate_frame
@@ -28,12 +25,9 @@ FIRST = 2015
 
 
 def cli_run(artifacts, mirror, *extra):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "pipeline.py"), "run", "--legacy-executor", "--as-of", AS_OF.isoformat(),
-         "--set", f"sources.retrosheet.base_url={mirror}", "--set", f"paths.artifacts={artifacts}",
-         "--set", f"paths.schemas={ROOT / 'schemas'}", "--set", f"data.first_season={FIRST}", *extra],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    return run_pipeline("run", "--legacy-executor", "--as-of", AS_OF.isoformat(),
+                        "--set", f"sources.retrosheet.base_url={mirror}", "--set", f"paths.artifacts={artifacts}",
+                        "--set", f"paths.schemas={ROOT / 'schemas'}", "--set", f"data.first_season={FIRST}", *extra)
 
 
 def scrambled_mirror(mirror, target, since: dt.date):

@@ -1,5 +1,4 @@
 """The Streamlit DAG viewer: every panel with AppTest, on a real run and on edge cases."""
-import json
 import os
 import shutil
 import subprocess
@@ -9,7 +8,7 @@ import pytest
 import yaml
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port, run_pipeline
 from utils.artifacts import ArtifactStore
 
 APP = str(ROOT / "dashboards" / "dag_viewer.py")
@@ -20,12 +19,10 @@ pytestmark = pytest.mark.slow
 def viewer_root(mirror, tmp_path_factory):
     """Two nightly runs (two dates, so histories have two points) and one backtest summary."""
     root = tmp_path_factory.mktemp("viewer") / "artifacts"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for day in ("2024-07-13", "2024-07-14"):
-        proc = subprocess.run([sys.executable, str(ROOT / "pipeline.py"), "run", "--legacy-executor", "--as-of", day,
-                               "--set", f"sources.retrosheet.base_url={mirror}", "--set", f"paths.artifacts={root}",
-                               "--set", "data.first_season=2018", "--set", "model.train_seasons=5"],
-                              capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+        proc = run_pipeline("run", "--legacy-executor", "--as-of", day, "--set", f"sources.retrosheet.base_url={mirror}",
+                            "--set", f"paths.artifacts={root}", "--set", "data.first_season=2018",
+                            "--set", "model.train_seasons=5")
         assert proc.returncode == 0, proc.stderr[-2000:]
     calibration = [{"bin": 4, "lower": 0.4, "upper": 0.5, "n": 900, "mean_prediction": 0.46, "observed_rate": 0.45},
                    {"bin": 5, "lower": 0.5, "upper": 0.6, "n": 1200, "mean_prediction": 0.55, "observed_rate": 0.54}]
@@ -116,14 +113,6 @@ def test_a_failed_module_is_shown_with_its_error(viewer_root, tmp_path):
     assert at.error[1].value == "F error: starter_features: column 'sp_home_rest_days' has 1 null(s)"
     at.selectbox[0].select("B").run()
     assert not at.dataframe[0].value.set_index("artifact").loc["games", "verified"]  # the hash no longer matches
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.server
