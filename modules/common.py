@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-GAME_KEYS = ["game_id", "date", "season", "game_number", "home_team", "away_team"]
-
-
 def team_games(games: pd.DataFrame) -> pd.DataFrame:
     """Two rows a game, one per team: runs for/against, win, pitchers used, park, result date."""
     common = ["game_id", "date", "result_date", "season", "game_number", "park_id", "played", "is_neutral"]

@@ -38,12 +38,12 @@ def project_copy(tmp_path: Path, mirror: Path, as_of: str) -> Path:
     (proj / ".dvc").mkdir()
     config = (ROOT / ".dvc" / "config").read_text()
     (proj / ".dvc" / "config").write_text(config.replace("[core]\n", "[core]\n    no_scm = True\n"))  # not a git checkout
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    cfg["sources"]["retrosheet"]["base_url"] = str(mirror)
-    cfg["data"]["first_season"] = 2019
-    cfg["model"]["train_seasons"] = 4
-    cfg["run"]["as_of"] = as_of
-    (proj / "config.yaml").write_text(yaml.safe_dump(cfg))
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())  # the copy's own config.yaml, as a user edits it
+    raw["sources"]["retrosheet"]["base_url"] = str(mirror)
+    raw["data"]["first_season"] = 2019
+    raw["model"]["train_seasons"] = 4
+    raw["run"]["as_of"] = as_of
+    (proj / "config.yaml").write_text(yaml.safe_dump(raw))
     return proj
 
 
