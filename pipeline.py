@@ -73,7 +73,8 @@ def apply_cli(cfg: PipelineConfig, flags: dict[str, object], warn: bool = True) 
             continue
         section, key = dotted.split(".")
         current, default = getattr(getattr(cfg, section), key), getattr(getattr(defaults, section), key)
-        if warn and current != default and current != value:
+        typed = yaml.safe_load(value) if isinstance(value, str) else value  # as --set would type it
+        if warn and current != default and current != typed:
             typer.echo(f"warning: command line sets {dotted}={value}, overriding {dotted}={current} from the config",
                        err=True)
         overrides.append(f"{dotted}={value}")
@@ -83,7 +84,7 @@ def apply_cli(cfg: PipelineConfig, flags: dict[str, object], warn: bool = True) 
         raise fail(exc.problems[0], 2) from None
 
 
-def write_visual(cfg: PipelineConfig, selected: list[str], out_dir: Path) -> list[Path]:
+def write_visual(selected: list[str], out_dir: Path) -> list[Path]:
     """dag_plan.dot always; dag_plan.svg when graphviz's `dot` is on PATH."""
     dot_path = out_dir / "dag_plan.dot"
     dot_path.write_text(dag_dot(REGISTRY, selected))
@@ -141,11 +142,11 @@ def run(
         typer.echo(plan_text(REGISTRY, plan, describe_outputs(REGISTRY, plan, store, cfg.run.overwrite_policy)))
         if visual:
             typer.echo("\n" + ascii_dag(REGISTRY, plan))
-            for path in write_visual(cfg, plan.modules, Path.cwd()):
+            for path in write_visual(plan.modules, Path.cwd()):
                 typer.echo(f"wrote {path}")
         return
     if visual:
-        write_visual(cfg, plan.modules, Path.cwd())
+        write_visual(plan.modules, Path.cwd())
     raise typer.Exit(_execute(cfg, plan, store))
 
 

@@ -57,6 +57,9 @@ def test_cli_flag_against_config_value_warns_naming_both(tmp_path):
     assert proc.returncode == 0
     assert "command line sets run.max_workers=3, overriding run.max_workers=2 from the config" in proc.stderr
     assert "executor legacy, max_workers 3" in proc.stdout
+    same = run_pipeline("run", "--dry-run", "--as-of", "2024-07-14", "--set", "run.as_of=2024-07-14",
+                        "--set", f"paths.artifacts={tmp_path}")
+    assert same.returncode == 0 and "warning" not in same.stderr  # agreeing values are no collision
 
 
 def test_dag_formats(tmp_path):
