@@ -1,13 +1,19 @@
 # Two entry points do all set-up on a fresh machine:
 #   make run   -> venv + install + the nightly job (PIPELINE_ARGS to pass flags)
-#   make test  -> venv + install + the whole test suite with coverage
+#   make test  -> system tools the tests start (Debian packages, when missing) + venv + install
+#                 + the whole test suite with coverage
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIPELINE_ARGS ?=
 
-.PHONY: run test test-fast install clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# command:package pairs for the real servers and tools the tests start
+SYSTEM_TOOLS := dot:graphviz prometheus:prometheus promtool:prometheus \
+	prometheus-pushgateway:prometheus-pushgateway chromium:chromium chromedriver:chromium-driver
+
+.PHONY: run test test-fast install system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,10 +23,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+system-deps:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
 run: $(STAMP)
 	PYTHONPATH=. $(BIN)/python pipeline.py run $(PIPELINE_ARGS)
 
-test: $(STAMP)
+test: system-deps $(STAMP)
 	PYTHONPATH=. $(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
