@@ -83,7 +83,7 @@ with tabs[0]:
     st.dataframe(data.module_history(history, module_id), hide_index=True)
 
 with tabs[1]:
-    report = data.read_json(store, "data_quality_report")
+    report = store.read_if_present("data_quality_report")
     if report is None:
         st.info("No data quality report yet (module E).")
     else:
@@ -101,7 +101,7 @@ with tabs[1]:
         st.bar_chart(pd.Series(report["games_per_season"], name="games"))
 
 with tabs[2]:
-    psi = data.psi_table(data.read_json(store, "drift_report"))
+    psi = data.psi_table(store.read_if_present("drift_report"))
     if psi.empty:
         st.info("No drift report yet (module L).")
     else:

@@ -9,9 +9,8 @@ import yaml
 
 from modules.registry import Registry
 from phase_status import RunStatus, read_status
-from utils.artifacts import ArtifactError, ArtifactStore
+from utils.artifacts import ArtifactStore
 from utils.locking import RunLock
-from utils.schema import SchemaError
 
 THRESHOLDS = {"warn": 0.1, "critical": 0.25}
 
@@ -47,27 +46,10 @@ def output_table(store: ArtifactStore, run: RunStatus | None, module_id: str) ->
     phase = run.phases.get(module_id) if run else None
     rows = []
     for out in phase.outputs if phase else []:
-        try:
-            verified = store.verify(out.name) == out.sha256
-        except ArtifactError:
-            verified = False
+        verified = store.valid_hash(out.name) == out.sha256
         rows.append({"artifact": out.name, "path": out.path, "sha256": out.sha256, "verified": verified,
                      "schema": out.validator, "rows": out.rows})
     return pd.DataFrame(rows, columns=["artifact", "path", "sha256", "verified", "schema", "rows"])
-
-
-def read_json(store: ArtifactStore, name: str) -> dict | None:
-    try:
-        return store.read_json(name)
-    except (ArtifactError, SchemaError):
-        return None
-
-
-def read_frame(store: ArtifactStore, name: str) -> pd.DataFrame | None:
-    try:
-        return store.read_frame(name)
-    except (ArtifactError, SchemaError):
-        return None
 
 
 def psi_table(drift: dict | None) -> pd.DataFrame:
@@ -90,10 +72,10 @@ def quality_history(runs: list[RunStatus]) -> pd.DataFrame:
 
 def predictions_view(store: ArtifactStore) -> pd.DataFrame | None:
     """Latest predictions with the probable starters' names from the schedule where known."""
-    predictions = read_frame(store, "predictions")
+    predictions = store.read_if_present("predictions")
     if predictions is None:
         return None
-    schedule = read_frame(store, "schedule")
+    schedule = store.read_if_present("schedule")
     view = predictions.copy()
     if schedule is not None and len(schedule):
         names = dict(zip(schedule["h_starting_pitcher_id"], schedule["h_starting_pitcher_name"]))

@@ -19,7 +19,7 @@ import pandas as pd
 from modules.registry import ModuleResult
 from utils.artifacts import ArtifactStore, atomic_write_bytes
 from utils.config import today_in
-from utils.sources import RetrosheetSource, ScheduleSource, SourceError
+from utils.sources import SCHEDULE_COLUMNS, RetrosheetSource, ScheduleSource, SourceError
 
 log = logging.getLogger("mlb.a_ingest")
 
@@ -58,10 +58,8 @@ FIELD_NAMES = [name for name, _ in FIELDS]
 assert len(FIELDS) == 161
 
 # Fields known before the first pitch; everything else is a result and is hidden in a schedule.
-PREGAME_FIELDS = ["date", "game_number", "day_of_week", "visiting_team", "visiting_league",
-                  "visiting_game_number", "home_team", "home_league", "home_game_number", "day_night", "park_id",
-                  "v_starting_pitcher_id", "v_starting_pitcher_name", "h_starting_pitcher_id",
-                  "h_starting_pitcher_name"]
+# The schedule's columns (live or replayed) but the season: fields known before the first pitch.
+PREGAME_FIELDS = [c for c in SCHEDULE_COLUMNS if c != "season"]
 LAHMAN_COLUMNS = ["retro_id", "season", "g", "gs", "ip_outs", "h", "er", "hr", "bb", "so", "hbp", "bfp"]
 BATTING_COLUMNS = ["retro_id", "season", "pa", "ab", "h", "doubles", "triples", "hr", "bb", "hbp", "sf"]
 
@@ -151,15 +149,14 @@ def read_season_zip(payload: bytes, season: int, source: str) -> str:
     try:
         with zipfile.ZipFile(io.BytesIO(payload)) as archive:
             names = [n for n in archive.namelist() if n.upper() == f"GL{season}.TXT"]
-            if not names:
-                raise IngestError(f"{source}: no GL{season}.TXT inside (found {archive.namelist()})")
-            return archive.read(names[0]).decode("latin-1")
-    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
+            text = archive.read(names[0]).decode("latin-1") if names else None
+            found = archive.namelist()
+    # zlib errors and CRC mismatches surface as OSError/ValueError
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, OSError, ValueError) as exc:
         raise IngestError(f"{source}: corrupt or truncated zip ({exc})") from None
-    except (OSError, ValueError) as exc:  # zlib errors and CRC mismatches surface as these
-        if isinstance(exc, IngestError):
-            raise
-        raise IngestError(f"{source}: corrupt or truncated zip ({exc})") from None
+    if text is None:
+        raise IngestError(f"{source}: no GL{season}.TXT inside (found {found})")
+    return text
 
 
 PARSER_VERSION = "1"  # bump when parse_gamelog's output changes: it invalidates the parsed-season cache

@@ -2,9 +2,10 @@
 
 Game logs have no per-pitcher innings, so a pitcher's previous starts are described by what his
 team allowed in them, the decisions and complete games. His talent comes from the Lahman lines
-of the three seasons before the game's season, weighted 5/4/3 (Marcel) and regressed toward the
-league, so a debutant gets a below-average league line. Lineup talent is the mean Marcel wOBA of
-the team's starting nine in its previous game: today's lineup is not known the night before.
+of the three seasons before the game's season, each measured against its own league, weighted
+5/4/3 (Marcel) and regressed toward the league; a pitcher with no line is taken as DEBUT_PENALTY
+runs per nine worse than the league. Lineup talent is the mean Marcel wOBA above the league of the
+team's starting nine in its previous game: today's lineup is not known the night before.
 """
 from __future__ import annotations
 

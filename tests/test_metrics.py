@@ -10,7 +10,7 @@ from prometheus_client import generate_latest
 from phase_status import OutputStatus, PhaseStatus, RunStatus
 from tests.conftest import ROOT
 from utils.artifacts import ArtifactStore
-from utils.metrics import build_registry
+from utils.metrics import build_registry, record_last_success
 
 NOW = 1_720_000_000.0
 
@@ -38,7 +38,8 @@ def store(tmp_path):
 
 
 def exposition(status, store, now=NOW) -> str:
-    return generate_latest(build_registry(status, store, {"brier": 0.01}, now=now)).decode()
+    last = record_last_success(store.root, status, now)
+    return generate_latest(build_registry(status, store, {"brier": 0.01}, last, now)).decode()
 
 
 def test_metric_values_and_labels(store):

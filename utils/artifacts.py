@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from utils.schema import Contract, load_contract, validate_document, validate_frame
+from utils.schema import Contract, SchemaError, load_contract, validate_document, validate_frame
 
 log = logging.getLogger("mlb.artifacts")
 
@@ -114,12 +114,15 @@ class ArtifactStore:
         except json.JSONDecodeError:
             raise ArtifactError(f"{self.meta_path(name)}: unreadable sidecar; re-run the module that makes '{name}'") from None
 
-    def is_valid(self, name: str) -> bool:
+    def valid_hash(self, name: str) -> str | None:
+        """The artifact's SHA-256 if it is present and matches its sidecar; None otherwise."""
         try:
-            self.verify(name)
+            return self.verify(name)
         except ArtifactError:
-            return False
-        return True
+            return None
+
+    def is_valid(self, name: str) -> bool:
+        return self.valid_hash(name) is not None
 
     def verify(self, name: str) -> str:
         """The artifact's SHA-256 if the file matches its sidecar; ArtifactError otherwise."""
@@ -144,6 +147,15 @@ class ArtifactStore:
     def read_json(self, name: str) -> Any:
         self.verify(name)
         return json.loads(self.resolve_output_path(name).read_text())
+
+    def read_if_present(self, name: str) -> Any:
+        """The artifact (a frame or a JSON document) when this pipeline has a contract for it and a
+        hash-valid copy exists; None otherwise. For readers that show what is there (metrics, viewer)."""
+        try:
+            kind = self.contract(name).kind
+            return self.read_frame(name) if kind == "table" else self.read_json(name)
+        except (ArtifactError, SchemaError):
+            return None
 
     def _commit(self, name: str, contract: Contract, payload: bytes, rows: int | None) -> ArtifactRecord:
         path = self.resolve_output_path(name)

@@ -12,8 +12,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
 from phase_status import RunStatus
-from utils.artifacts import ArtifactError, ArtifactStore
-from utils.schema import SchemaError
+from utils.artifacts import ArtifactStore, atomic_write_text
 
 log = logging.getLogger("mlb.metrics")
 PREFIX = "mlb_pipeline"
@@ -22,30 +21,25 @@ PROM_FILE = Path("metrics") / "mlb_pipeline.prom"
 LAST_SUCCESS_FILE = Path("metrics") / "last_success_timestamp"
 
 
-def _optional_json(store: ArtifactStore, name: str) -> dict | None:
-    """An artifact this run or an earlier one wrote; None if there is none, it fails its hash, or this
-    pipeline has no contract for it."""
-    try:
-        return store.read_json(name)
-    except (ArtifactError, SchemaError):
-        return None
+def record_last_success(root: Path, status: RunStatus, now: float) -> float:
+    """Remember `now` if every module of this run succeeded; the last success time either way (0: never).
+    Kept in a file because a failed run must still report the previous success."""
+    path = Path(root) / LAST_SUCCESS_FILE
+    if all(p.status in ("success", "skipped") and not p.error for p in status.phases.values()):
+        atomic_write_text(path, f"{now}\n")
+    return float(path.read_text()) if path.exists() else 0.0
 
 
-def build_registry(status: RunStatus, store: ArtifactStore, margins: dict[str, float],
-                   now: float | None = None) -> CollectorRegistry:
-    now = time.time() if now is None else now
+def build_registry(status: RunStatus, store: ArtifactStore, margins: dict[str, float], last_success: float,
+                   now: float) -> CollectorRegistry:
+    """The run's gauges, from its status and the artifacts L and K left (reads only)."""
     registry = CollectorRegistry()
 
     def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
         return Gauge(f"{PREFIX}_{name}", doc, labels, registry=registry)
 
-    ok = all(p.status in ("success", "skipped") and not p.error for p in status.phases.values())
-    last_file = store.root / LAST_SUCCESS_FILE
-    if ok:
-        last_file.parent.mkdir(parents=True, exist_ok=True)
-        last_file.write_text(f"{now}\n")
-    last = float(last_file.read_text()) if last_file.exists() else 0.0
-    gauge("last_success_timestamp_seconds", "Unix time of the last run in which every module succeeded").set(last)
+    gauge("last_success_timestamp_seconds", "Unix time of the last run in which every module succeeded").set(
+        last_success)
     gauge("last_run_timestamp_seconds", "Unix time the last run finished").set(now)
     duration = gauge("module_duration_seconds", "Wall time of the module in the last run", ("module",))
     state = gauge("module_status", "1 for the module's status in the last run", ("module", "status"))
@@ -61,7 +55,7 @@ def build_registry(status: RunStatus, store: ArtifactStore, margins: dict[str, f
     if predictions is not None and predictions.status == "success":
         games = next((o.rows for o in predictions.outputs if o.name == "predictions"), 0)
         gauge("games_predicted", "Games in the last predictions table").set(games or 0)
-    evaluation = _optional_json(store, "evaluation")
+    evaluation = store.read_if_present("evaluation")
     if evaluation:
         brier = gauge("brier_score", "Brier score of published predictions with known results", ("window",))
         loss = gauge("log_loss", "Log loss of published predictions with known results", ("window",))
@@ -74,7 +68,7 @@ def build_registry(status: RunStatus, store: ArtifactStore, margins: dict[str, f
                 loss.labels(window).set(block["log_loss"])
                 mae.labels(window).set(block["runs"]["mae"])
                 rmse.labels(window).set(block["runs"]["rmse"])
-    drift = _optional_json(store, "drift_report")
+    drift = store.read_if_present("drift_report")
     if drift:
         psi = gauge("feature_psi", "Population stability index of the feature over the last 30 days", ("feature",))
         for feature, value in drift["features"].items():
@@ -83,7 +77,7 @@ def build_registry(status: RunStatus, store: ArtifactStore, margins: dict[str, f
             gauge("feature_psi_max", "Largest feature PSI over the last 30 days").set(drift["max_feature_psi"])
         if drift["prediction_psi"] is not None:
             gauge("prediction_psi", "PSI of the predicted home-win probability").set(drift["prediction_psi"])
-    card = _optional_json(store, "model_card")
+    card = store.read_if_present("model_card")
     if card:
         chosen = card["candidates"][card["chosen"]]["validation"]
         gauge("model_validation_brier", "Brier score of the published model on its validation slice").set(chosen["brier"])
@@ -104,8 +98,10 @@ def build_registry(status: RunStatus, store: ArtifactStore, margins: dict[str, f
 def export_metrics(cfg, status: RunStatus, store: ArtifactStore) -> Path:
     """Write the run's metrics atomically to `<artifacts>/metrics/mlb_pipeline.prom`; push if configured."""
     m = cfg.monitoring
+    now = time.time()
     registry = build_registry(status, store, {"brier": m.brier_margin, "runs_mae": m.runs_mae_margin,
-                                              "runs_rmse": m.runs_rmse_margin})
+                                              "runs_rmse": m.runs_rmse_margin},
+                              record_last_success(store.root, status, now), now)
     path = store.root / PROM_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)

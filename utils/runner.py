@@ -65,17 +65,20 @@ def run_module(ctx: RunContext, spec: ModuleSpec) -> PhaseStatus:
     if failed_up:
         return ctx.phase(spec, "skipped", error=f"upstream module(s) {', '.join(failed_up)} did not succeed")
     validators = ",".join(ctx.store.contract(name).validator for name in spec.outputs)
+    # Under skip, each output is hashed once here and the result reused below.
+    hashes = {name: ctx.store.valid_hash(name) for name in spec.outputs} if policy == "skip" else {}
     try:
         decisions = [handle_overwrite_policy(ctx.store.resolve_output_path(name), policy,
-                                             valid=ctx.store.is_valid(name) if policy == "skip" else None)
+                                             valid=hashes[name] is not None if policy == "skip" else None)
                      for name in spec.outputs]
     except ArtifactError as exc:
         return ctx.phase(spec, "failed", validator=validators, error=one_line(exc))
     if spec.outputs and all(d == "skip" for d in decisions):
-        kept = [OutputStatus(name=n, path=str(ctx.store.resolve_output_path(n)), sha256=ctx.store.verify(n),
-                             rows=(ctx.store.meta(n) or {}).get("rows"), validator=ctx.store.contract(n).validator)
+        metas = {n: ctx.store.meta(n) for n in spec.outputs}
+        kept = [OutputStatus(name=n, path=str(ctx.store.resolve_output_path(n)), sha256=hashes[n],
+                             rows=metas[n].get("rows"), validator=ctx.store.contract(n).validator)
                 for n in spec.outputs]
-        stale = [n for n in spec.outputs if (ctx.store.meta(n) or {}).get("as_of") != _iso(ctx.cfg.run.as_of)]
+        stale = [n for n in spec.outputs if metas[n].get("as_of") != _iso(ctx.cfg.run.as_of)]
         if stale:
             log.warning("%s: kept %s under policy skip, though written for another as-of date", spec.id, ", ".join(stale))
         return ctx.phase(spec, "skipped", validator=validators, outputs=kept)
@@ -159,7 +162,7 @@ def execute(cfg, registry: Registry, plan: Plan, store: ArtifactStore, executor:
         ctx.phase(registry[module_id], "pending")
     (run_prefect if executor == "prefect" else run_legacy)(ctx, plan, max_workers)
     final = recorder.finish()
-    manifest = {name: out.sha256 for phase in final.phases.values() for out in phase.outputs for name in [out.name]}
+    manifest = {out.name: out.sha256 for phase in final.phases.values() for out in phase.outputs}
     atomic_write_text(run_dir / "manifest.json", json.dumps({"run_id": run_id, "as_of": _iso(cfg.run.as_of),
                                                              "pid": os.getpid(), "artifacts": manifest}, indent=1))
     return final
