@@ -40,7 +40,8 @@ def as_of_join(at: pd.DataFrame, events: pd.DataFrame, by: list[str], values: li
     ev = events.dropna(subset=[event_time])[by + [event_time] + values]
     ev = ev.sort_values(by + [event_time], kind="stable").drop_duplicates(by + [event_time], keep="last")
     ev[event_time] = ev[event_time].astype("datetime64[ns]")  # merge_asof needs one time unit on both sides
-    left = at[by + [at_time]].reset_index().rename(columns={"index": "_row"})
+    left = at[by + [at_time]].reset_index(drop=True)
+    left["_row"] = range(len(left))  # positions, not labels: `at` may come in any order
     left[at_time] = left[at_time].astype("datetime64[ns]")
     joined = pd.merge_asof(
         left.sort_values(at_time, kind="stable"), ev.sort_values(event_time, kind="stable"),

@@ -47,6 +47,16 @@ def test_as_of_join_takes_the_last_state_strictly_before_the_date():
     assert got[1:3] == [1, 3] and math.isnan(got[0]) and math.isnan(got[3])
 
 
+def test_as_of_join_keeps_rows_of_a_frame_in_any_index_order():
+    """A caller that sorted its frame (index labels out of order) gets each row its own state back."""
+    events = pd.DataFrame({"team": ["A", "B"], "result_date": pd.to_datetime(["2024-05-01", "2024-05-01"]),
+                           "total": [10, 20]})
+    at = pd.DataFrame({"team": ["A", "B", "A"], "date": pd.to_datetime(["2024-05-02"] * 3)},
+                      index=[7, 3, 5])
+    got = as_of_join(at, events, ["team"], ["total"])
+    assert got.index.tolist() == [7, 3, 5] and got["total"].tolist() == [10, 20, 10]
+
+
 def test_doubleheader_second_game_does_not_see_the_first():
     games = games_frame([("2024-05-01", 0, "BOS", "NYA", 5, 1),
                          ("2024-05-02", 1, "BOS", "NYA", 10, 0),
