@@ -1,6 +1,9 @@
 """B · clean: one row a game (history plus the as-of date's schedule), keyed by a stable game_id."""
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pandas as pd
 
 from modules.registry import ModuleResult
@@ -12,12 +15,30 @@ RAW_COLUMNS = ["season", "date", "game_number", "day_of_week", "visiting_team", 
                "home_league", "visiting_game_number", "home_game_number", "day_night", "park_id",
                "v_starting_pitcher_id", "h_starting_pitcher_id", "visiting_score", "home_score", "length_outs",
                "completion_info", "forfeit_info", "v_pitchers_used", "h_pitchers_used", "winning_pitcher_id",
-               "losing_pitcher_id"] + [f"{side}_player{slot}_id" for side in ("v", "h") for slot in range(1, 10)]
+               "losing_pitcher_id"] + [f"{side}_player{slot}_id" for side in ("v", "h") for slot in range(1, 10)] \
+    + [f"{side}_{stat}" for side in ("v", "h") for stat in ("ab", "bb", "ibb", "hbp", "sf", "sh", "so")] \
+    + ["visiting_line_score", "home_line_score"]
+LATE_INNING = 7  # from the seventh on, the innings a bullpen pitches
+_INNING = re.compile(r"\((\d+)\)|(\d)|(x)")
 
 
 def game_number(raw: pd.Series) -> pd.Series:
     """Retrosheet's 0/1/2/3, with the three-team doubleheader codes A/B as 1/2."""
     return raw.astype("string").replace({"A": "1", "B": "2"}).astype("Int64")
+
+
+def late_innings(line_score: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Runs and innings batted from the seventh inning on, from Retrosheet's line score
+    ("010000200", "(10)" for a two-digit inning, "x" for a bottom half not played). A missing or
+    malformed line score gives NaN: the game just does not count toward bullpen figures."""
+    runs = np.full(len(line_score), np.nan)
+    innings = np.full(len(line_score), np.nan)
+    for i, text in enumerate(line_score.astype(object)):
+        if not isinstance(text, str) or not text or _INNING.sub("", text):
+            continue
+        late = [int(two or one) for two, one, skipped in _INNING.findall(text)[LATE_INNING - 1:] if not skipped]
+        runs[i], innings[i] = sum(late), len(late)
+    return runs, innings
 
 
 def clean_games(raw: pd.DataFrame, schedule: pd.DataFrame, franchise_map: dict[str, str],
@@ -57,6 +78,14 @@ def clean_games(raw: pd.DataFrame, schedule: pd.DataFrame, franchise_map: dict[s
     for side, raw_side in (("home", "h"), ("away", "v")):  # the starting nine, in batting order
         for slot in range(1, 10):
             out[f"{side}_lineup_{slot}"] = frame[f"{raw_side}_player{slot}_id"].astype("string")
+    for side, raw_side in (("home", "h"), ("away", "v")):  # each side's batting line, for the other's pitchers
+        stat = {name: frame[f"{raw_side}_{name}"].astype("Int64") for name in ("ab", "bb", "ibb", "hbp", "sf", "sh", "so")}
+        out[f"{side}_bat_pa"] = stat["ab"] + stat["bb"] + stat["hbp"] + stat["sf"] + stat["sh"]
+        out[f"{side}_bat_so"] = stat["so"]
+        out[f"{side}_bat_bb"] = stat["bb"] - stat["ibb"].fillna(0) + stat["hbp"]  # unintentional walks + hit batters
+        runs, innings = late_innings(frame[f"{'home' if side == 'home' else 'visiting'}_line_score"])
+        out[f"{side}_bat_late_runs"] = pd.array(runs, dtype="Float64").astype("Int64")
+        out[f"{side}_bat_late_innings"] = pd.array(innings, dtype="Float64").astype("Int64")
     completed = pd.to_datetime(frame["completion_info"].astype("string").str.slice(0, 8), format="%Y%m%d",
                                errors="coerce")
     out["is_suspended_completed"] = completed.notna().to_numpy()

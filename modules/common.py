@@ -59,3 +59,10 @@ def side_columns(frame: pd.DataFrame, games: pd.DataFrame, prefix: str) -> pd.Da
         out[f"{prefix}home_{col}"] = home[col].reindex(out["game_id"]).to_numpy()
         out[f"{prefix}away_{col}"] = away[col].reindex(out["game_id"]).to_numpy()
     return out
+
+
+def rolling_sum(frame: pd.DataFrame, key: str, col: str, n: int) -> pd.Series:
+    """Sum of `col` over each `key`'s last n rows (rows sorted by key, then time): a running total
+    less the total n rows back. One pass, where a rolling() per pitcher takes seconds."""
+    total = frame.groupby(key, sort=False)[col].cumsum()
+    return total - total.groupby(frame[key], sort=False).shift(n).fillna(0.0)

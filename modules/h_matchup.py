@@ -1,12 +1,18 @@
-"""H · matchup and situation (`mu_*`): bullpen load, head-to-head this season, streaks."""
+"""H · matchup and situation (`mu_*`): bullpen load and quality, head-to-head this season, streaks.
+
+Bullpen quality is what the line scores say: runs allowed per nine from the seventh inning on
+over the team's last `bullpen_games` games, above the league of the season before (a season's own
+rate would include games after the date), with `bullpen_prior_innings` of league pitching added.
+"""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from modules.common import as_of_join, side_columns, team_games
+from modules.common import as_of_join, rolling_sum, side_columns, team_games
 from modules.registry import ModuleResult
 from utils.artifacts import ArtifactStore
+from utils.config import MatchupFeatures
 
 
 def streaks(win: pd.Series, team: pd.Series) -> pd.Series:
@@ -24,9 +30,31 @@ def streaks(win: pd.Series, team: pd.Series) -> pd.Series:
     return pd.Series(out, index=win.index)
 
 
-def build_matchup(games: pd.DataFrame, bullpen_days: int) -> pd.DataFrame:
+def late_runs_allowed(long: pd.DataFrame, games: pd.DataFrame) -> pd.DataFrame:
+    """Per team-game: runs and innings the other side batted from the seventh on, the runs above
+    the previous season's league rate, and the innings that count (none without such a rate)."""
+    by_id = games.set_index("game_id")
+    home = long["is_home"].to_numpy()
+    frame = pd.DataFrame({"season": long["season"]}, index=long.index)
+    for name in ("runs", "innings"):
+        against_home = by_id[f"away_bat_late_{name}"].reindex(long["game_id"]).to_numpy(dtype="float64", na_value=np.nan)
+        against_away = by_id[f"home_bat_late_{name}"].reindex(long["game_id"]).to_numpy(dtype="float64", na_value=np.nan)
+        frame[name] = np.where(home, against_home, against_away)
+    done = frame[long["played"].to_numpy() & frame["innings"].notna().to_numpy()]
+    sums = done.groupby("season")[["runs", "innings"]].sum()
+    rate = frame["season"].map((sums["runs"] / sums["innings"]).rename(lambda season: season + 1)).astype("float64")
+    above = frame["runs"] - rate * frame["innings"]
+    counted = above.notna()
+    return pd.DataFrame({"late_above": above.where(counted, 0.0), "late_innings": frame["innings"].where(counted, 0.0)})
+
+
+def build_matchup(games: pd.DataFrame, m: MatchupFeatures) -> pd.DataFrame:
+    bullpen_days = m.bullpen_days
     long = team_games(games)
+    long[["late_above", "late_innings"]] = late_runs_allowed(long, games)
     done = long[long["played"]].copy()
+    for col in ("late_above", "late_innings"):
+        done[f"{col}_sum"] = rolling_sum(done, "team", col, m.bullpen_games)
     done["relievers"] = (done["pitchers_used"] - 1).clip(lower=0).fillna(0)
     done["relievers_cum"] = done.groupby("team")["relievers"].cumsum()
     done["streak"] = streaks(done["win"], done["team"])
@@ -36,6 +64,9 @@ def build_matchup(games: pd.DataFrame, bullpen_days: int) -> pd.DataFrame:
         then = as_of_join(long.assign(date=long["date"] - pd.Timedelta(days=days)), done, ["team"], ["relievers_cum"])
         feats[f"bullpen_{days}d"] = now["relievers_cum"].fillna(0) - then["relievers_cum"].fillna(0)
     feats["streak"] = now["streak"].fillna(0)
+    late = as_of_join(long, done, ["team"], ["late_above_sum", "late_innings_sum"])
+    feats["bullpen_ra9"] = (9 * late["late_above_sum"].fillna(0)
+                            / (late["late_innings_sum"].fillna(0) + m.bullpen_prior_innings)).fillna(0)
     h2h = done.assign(h2h_games=done.groupby(["team", "opponent", "season"]).cumcount() + 1,
                       h2h_wins=done.groupby(["team", "opponent", "season"])["win"].cumsum())
     vs = as_of_join(long, h2h, ["team", "opponent", "season"], ["h2h_games", "h2h_wins"])
@@ -45,10 +76,11 @@ def build_matchup(games: pd.DataFrame, bullpen_days: int) -> pd.DataFrame:
     out["mu_h2h_games"] = home_vs["h2h_games"].fillna(0).to_numpy()
     out["mu_h2h_home_win_pct"] = ((home_vs["h2h_wins"].fillna(0) + 1) / (home_vs["h2h_games"].fillna(0) + 2)).to_numpy()
     out["mu_bullpen_diff"] = out[f"mu_home_bullpen_{bullpen_days}d"] - out[f"mu_away_bullpen_{bullpen_days}d"]
+    out["mu_bullpen_ra9_diff"] = out["mu_home_bullpen_ra9"] - out["mu_away_bullpen_ra9"]
     return out
 
 
 def main(cfg) -> ModuleResult:
     store = ArtifactStore.from_config(cfg)
-    feats = build_matchup(store.read_frame("games"), cfg.features.matchup.bullpen_days)
+    feats = build_matchup(store.read_frame("games"), cfg.features.matchup)
     return ModuleResult([store.write_frame("matchup_features", feats)], metrics={"columns": feats.shape[1] - 1})

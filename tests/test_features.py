@@ -5,13 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modules.b_clean import game_number
+from modules.b_clean import game_number, late_innings
 from modules.c_context import build_context
 from modules.common import as_of_join
 from modules.d_team_form import LEAGUE_RUNS, build_team_form
+from modules.f_starters import game_kbb
 from modules.g_ratings import build_ratings, elo_probability, mov_multiplier
 from modules.h_matchup import build_matchup, streaks
 from modules.i_assemble import AssemblyError, assemble
+from utils.config import MatchupFeatures
 
 
 def games_frame(rows):
@@ -27,9 +29,13 @@ def games_frame(rows):
             "home_win": None if not played else int(hs > as_), "home_pitchers_used": 3 if played else None,
             "away_pitchers_used": 4 if played else None, "home_starter_id": f"{home.lower()}p", "away_starter_id":
             f"{away.lower()}p", "day_night": "N", "scheduled_innings": 9, "home_league": "AL", "away_league": "AL",
+            # half of each side's runs came from the seventh inning on, in three innings batted
+            "home_bat_late_runs": hs // 2 if played else None, "away_bat_late_runs": as_ // 2 if played else None,
+            "home_bat_late_innings": 3 if played else None, "away_bat_late_innings": 3 if played else None,
         })
     frame = pd.DataFrame(out)
-    for col in ("home_score", "away_score", "home_win", "home_pitchers_used", "away_pitchers_used"):
+    for col in ("home_score", "away_score", "home_win", "home_pitchers_used", "away_pitchers_used",
+                "home_bat_late_runs", "away_bat_late_runs", "home_bat_late_innings", "away_bat_late_innings"):
         frame[col] = frame[col].astype("Int64")
     frame["season"] = frame["season"].astype("Int64")
     frame["game_number"] = frame["game_number"].astype("Int64")
@@ -108,12 +114,46 @@ def test_streaks_signed_and_reset_by_team():
 def test_bullpen_and_head_to_head():
     games = games_frame([("2024-05-01", 0, "BOS", "NYA", 5, 1), ("2024-05-02", 0, "BOS", "NYA", 1, 2),
                          ("2024-05-05", 0, "BOS", "NYA", None, None)])
-    mu = build_matchup(games, bullpen_days=3).set_index("game_id").loc["BOS202405050"]
+    mu = build_matchup(games, MatchupFeatures(bullpen_days=3)).set_index("game_id").loc["BOS202405050"]
     # relievers = pitchers used - 1: BOS used 3 (2 relievers) on 05-02, inside the 3 days before 05-05;
     # the 05-01 game is 4 days back
     assert mu["mu_home_bullpen_3d"] == 2 and mu["mu_home_bullpen_1d"] == 0
     assert mu["mu_h2h_games"] == 2 and mu["mu_h2h_home_win_pct"] == pytest.approx((1 + 1) / (2 + 2))
     assert mu["mu_home_streak"] == -1 and mu["mu_away_streak"] == 1
+
+
+def test_bullpen_quality_uses_late_innings_before_the_date_against_last_seasons_league():
+    games = games_frame([("2023-09-01", 0, "BOS", "NYA", 8, 2), ("2023-09-02", 0, "NYA", "BOS", 4, 6),
+                         ("2024-05-01", 0, "BOS", "NYA", 3, 6), ("2024-05-02", 0, "BOS", "NYA", 9, 0),
+                         ("2024-05-03", 0, "BOS", "NYA", None, None)])
+    mu = build_matchup(games, MatchupFeatures(bullpen_games=160, bullpen_prior_innings=0.0)).set_index("game_id")
+    rate_2023 = (4 + 1 + 2 + 3) / 12  # late runs / late innings of the four 2023 sides
+    # 2023 has no earlier league to measure against: nobody's bullpen has a figure before 2024's games
+    assert mu.loc["BOS202405010", "mu_home_bullpen_ra9"] == 0
+    # BOS allowed NYA's late runs: 3 on 05-01 (the 05-02 game is not known before 05-02)
+    assert mu.loc["BOS202405020", "mu_home_bullpen_ra9"] == pytest.approx(9 * (3 - 3 * rate_2023) / 3)
+    # By 05-03 both 2024 games count: 3 + 0 late runs against BOS in six innings; NYA allowed 1 + 4
+    at = mu.loc["BOS202405030"]
+    assert at["mu_home_bullpen_ra9"] == pytest.approx(9 * (3 - 6 * rate_2023) / 6)
+    assert at["mu_away_bullpen_ra9"] == pytest.approx(9 * (5 - 6 * rate_2023) / 6)
+    assert at["mu_bullpen_ra9_diff"] == pytest.approx(at["mu_home_bullpen_ra9"] - at["mu_away_bullpen_ra9"])
+
+
+def test_line_score_late_innings():
+    runs, innings = late_innings(pd.Series(["010000200", "00024000x", "000000001(10)0", "0100", "01a", None]))
+    assert runs[:4].tolist() == [2, 0, 11, 0] and innings[:4].tolist() == [3, 2, 5, 0]
+    assert np.isnan(runs[4:]).all() and np.isnan(innings[4:]).all()  # malformed or missing: not counted
+
+
+def test_game_kbb_measures_each_start_against_the_previous_seasons_league():
+    starts = pd.DataFrame({"season": pd.array([2023, 2023, 2024, 2024], dtype="Int64"),
+                           "played": [True, True, True, False], "opp_pa": [40.0, 38.0, 40.0, np.nan],
+                           "opp_kbb": [6.0, 4.0, 10.0, np.nan]})
+    got = game_kbb(starts)
+    # 2023 has no earlier league: its starts count nothing; 2024 is measured against 2023's 10/78;
+    # a game not played yet counts nothing either
+    assert got["kbb_pa"].tolist() == [0, 0, 40, 0] and got["kbb_above"].iloc[[0, 1, 3]].tolist() == [0, 0, 0]
+    assert got["kbb_above"].iloc[2] == pytest.approx(10 - 40 * 10 / 78)
 
 
 def test_context_rest_and_load():

