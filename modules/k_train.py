@@ -1,10 +1,13 @@
 """K · train: win probability (LightGBM vs logistic regression vs the Elo baseline) and run models.
 
 Training rows are games whose result was known before the as-of date, from the last
-`model.train_seasons` seasons, in time order: the oldest 70% fit the models, the next 15%
-fit the calibrators (Platt and isotonic), the newest 15% validate. The candidate with the best
-validation Brier score is chosen, refit on all training rows with its calibrator kept, and the
-card says so. LightGBM learns corrections to the Elo log-odds; the run models are Poisson.
+`model.train_seasons` seasons, in time order. The two newest blocks of 15% are hold-outs, each
+predicted by candidates fit on every row before it: calibrators (Platt, isotonic) are fit on the
+older block and scored on the newer one, the validation. The candidate with the best validation
+Brier score is chosen and refit on all training rows, its calibrator refit on both blocks, and the
+card says so. LightGBM learns corrections to the logistic model's log-odds (boosting from a
+strong linear start: with one season of games a tree model alone overfits the weak signals, and
+starting from Elo it spent its trees relearning the starters); the run models are Poisson.
 """
 from __future__ import annotations
 
@@ -132,21 +135,19 @@ class TrainedModels:
         return self.home_runs_booster.predict(x), self.away_runs_booster.predict(x)
 
 
-def elo_logit(table: pd.DataFrame) -> np.ndarray:
-    p = np.clip(table[BASELINE].to_numpy(dtype=float), EPS, 1 - EPS)
-    return np.log(p / (1 - p))
+def logistic_logit(table: pd.DataFrame, logistic: dict) -> np.ndarray:
+    x = table[logistic["features"]].to_numpy(dtype=float)
+    return ((x - np.array(logistic["mean"])) / np.array(logistic["scale"])) @ np.array(logistic["coef"]) \
+        + logistic["intercept"]
 
 
 def raw_probability(kind: str, table: pd.DataFrame, features: list[str], booster, logistic: dict) -> np.ndarray:
-    """Uncalibrated P(home win): Elo as is; LightGBM as corrections to the Elo log-odds; logistic on its columns."""
+    """Uncalibrated P(home win): Elo as is; logistic on its columns; LightGBM as corrections to the logistic."""
     if kind == "elo":
         return table[BASELINE].to_numpy(dtype=float)
+    z = logistic_logit(table, logistic)
     if kind == "lightgbm":
-        z = booster.predict(table[features].to_numpy(dtype=float), raw_score=True) + elo_logit(table)
-    else:
-        x = table[logistic["features"]].to_numpy(dtype=float)
-        z = ((x - np.array(logistic["mean"])) / np.array(logistic["scale"])) @ np.array(logistic["coef"]) \
-            + logistic["intercept"]
+        z = z + booster.predict(table[features].to_numpy(dtype=float), raw_score=True)
     return 1 / (1 + np.exp(-z))
 
 
@@ -178,66 +179,104 @@ def drift_reference_rows(rows: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
     return same if len(same) >= MIN_REFERENCE_ROWS else rows
 
 
+CANDIDATES = ("lightgbm", "logistic", "elo")
+
+
+@dataclass
+class Fitter:
+    """Fits the candidates and run models on any leading slice of the time-ordered training rows."""
+
+    rows: pd.DataFrame
+    features: list[str]
+    mcfg: object
+
+    def __post_init__(self):
+        self.x = self.rows[self.features].to_numpy(dtype=float)
+        self.y = self.rows["home_win"].to_numpy(dtype=float)
+
+    def logistic(self, part: slice) -> dict:
+        from sklearn.linear_model import LogisticRegression
+
+        xl = self.rows[list(self.mcfg.logistic_features)].to_numpy(dtype=float)[part]
+        mean, scale = xl.mean(axis=0), xl.std(axis=0)
+        scale[scale == 0] = 1.0
+        lr = LogisticRegression(C=self.mcfg.logistic_c, max_iter=2000).fit((xl - mean) / scale, self.y[part])
+        return {"features": list(self.mcfg.logistic_features), "mean": mean.tolist(), "scale": scale.tolist(),
+                "coef": lr.coef_[0].tolist(), "intercept": float(lr.intercept_[0])}
+
+    def booster(self, part: slice, logistic: dict):
+        import lightgbm as lgb
+
+        init = logistic_logit(self.rows.iloc[part], logistic)
+        return lgb.train(lgbm_params(self.mcfg.lightgbm, self.mcfg.seed, "binary"),
+                         lgb.Dataset(self.x[part], self.y[part], init_score=init),
+                         num_boost_round=self.mcfg.lightgbm.n_estimators)
+
+    def runs(self, part: slice, side: str):
+        import lightgbm as lgb
+
+        target = self.rows[f"{side}_score"].to_numpy(dtype=float)
+        params = self.mcfg.runs_lightgbm
+        return lgb.train(lgbm_params(params, self.mcfg.seed, "poisson"),
+                         lgb.Dataset(self.x[part], target[part]), num_boost_round=params.n_estimators)
+
+    def holdout_raw(self, blocks: list[slice]) -> dict[str, list[np.ndarray]]:
+        """Uncalibrated P(home win) of every candidate on each hold-out block, each block predicted
+        by candidates fit on every row before it, as the published model is fit on every row
+        before its date: calibrators then learn how a model fit on (nearly) all the history
+        behaves on the games after it, not how one fit on 70% of it does."""
+        out = {name: [] for name in CANDIDATES}
+        for block in blocks:
+            before = slice(0, block.start)
+            logistic = self.logistic(before)
+            booster = self.booster(before, logistic)
+            for name in CANDIDATES:
+                out[name].append(raw_probability(name, self.rows.iloc[block], self.features, booster, logistic))
+        return out
+
+
 def train_models(table: pd.DataFrame, as_of: dt.date, mcfg, psi_bins: int = 10) -> TrainedModels:
     """Fit every candidate on the same time-ordered split; publish the best by validation Brier."""
-    import lightgbm as lgb
-    from sklearn.linear_model import LogisticRegression
-
     rows = training_rows(table, as_of, mcfg.train_seasons)
     if len(rows) < 500:
         raise ValueError(f"model_table: only {len(rows)} decided games before {as_of}; need at least 500 to train")
-    features = feature_columns(rows)
-    fit, cal, val = split_by_time(len(rows), mcfg.holdout_fraction)
-    x = rows[features].to_numpy(dtype=float)
-    y = rows["home_win"].to_numpy(dtype=float)
-    seed = mcfg.seed
     missing = [c for c in mcfg.logistic_features if c not in rows.columns]
     if missing:
         raise ValueError(f"model.logistic_features: {missing} are not model_table columns")
-
-    def fit_booster(part: slice):
-        return lgb.train(lgbm_params(mcfg.lightgbm, seed, "binary"),
-                         lgb.Dataset(x[part], y[part], init_score=elo_logit(rows.iloc[part])),
-                         num_boost_round=mcfg.lightgbm.n_estimators)
-
-    def fit_logistic(part: slice) -> dict:
-        xl = rows[list(mcfg.logistic_features)].to_numpy(dtype=float)[part]
-        mean, scale = xl.mean(axis=0), xl.std(axis=0)
-        scale[scale == 0] = 1.0
-        lr = LogisticRegression(C=mcfg.logistic_c, max_iter=2000).fit((xl - mean) / scale, y[part])
-        return {"features": list(mcfg.logistic_features), "mean": mean.tolist(), "scale": scale.tolist(),
-                "coef": lr.coef_[0].tolist(), "intercept": float(lr.intercept_[0])}
-
-    booster, logistic = fit_booster(fit), fit_logistic(fit)
+    features = feature_columns(rows)
+    fit, cal, val = split_by_time(len(rows), mcfg.holdout_fraction)
+    fitter = Fitter(rows, features, mcfg)
+    y = fitter.y
+    raw = fitter.holdout_raw([cal, val])
+    holdout = slice(cal.start, len(rows))
     candidates = {}
     calibrators = {}
     kinds = ("platt", "isotonic") if mcfg.calibration == "auto" else (mcfg.calibration,)
-    for name in ("lightgbm", "logistic", "elo"):
-        raw_cal = raw_probability(name, rows.iloc[cal], features, booster, logistic)
-        raw_val = raw_probability(name, rows.iloc[val], features, booster, logistic)
+    for name in CANDIDATES:
+        raw_cal, raw_val = raw[name]
+        # Time-ordered validation: calibrators fit on the older block, scored on the newer one.
         options = {"none": Calibrator("none", {})} if name == "elo" else {
             k: Calibrator.fit(k, raw_cal, y[cal]) for k in kinds}
         scored = {k: win_metrics(y[val], c.apply(raw_val)) for k, c in options.items()}
         best = min(scored, key=lambda k: (scored[k]["log_loss"], k))
-        calibrators[name] = options[best]
+        # Published: the same kind refit on both blocks, twice the games.
+        calibrators[name] = options[best] if name == "elo" else Calibrator.fit(
+            best, np.concatenate([raw_cal, raw_val]), y[holdout])
         candidates[name] = {"calibration": best, "validation": scored[best],
                             "calibration_options": {k: v["log_loss"] for k, v in scored.items()},
                             "calibration_table": calibration_table(y[val], options[best].apply(raw_val))}
     chosen = min(candidates, key=lambda k: (candidates[k]["validation"]["brier"], k))
-    # Chosen and calibrated on the time-ordered split, the winner is refit on every training row:
-    # the validation slice is the newest two seasons, the most informative ones.
+    # Chosen on the time-ordered split, the candidates are refit on every training row (the newest
+    # games are the most informative ones); win_model always holds the LightGBM candidate.
     everything = slice(0, len(rows))
-    if chosen == "lightgbm":
-        booster = fit_booster(everything)
-    elif chosen == "logistic":
-        logistic = fit_logistic(everything)
+    logistic = fitter.logistic(everything)
+    booster = fitter.booster(everything, logistic)
     runs = {}
     boosters = {}
     for side in ("home", "away"):
         target = rows[f"{side}_score"].to_numpy(dtype=float)
-        boosters[side] = lgb.train(lgbm_params(mcfg.lightgbm, seed, "poisson"), lgb.Dataset(x[fit], target[fit]),
-                                   num_boost_round=mcfg.lightgbm.n_estimators)
-        runs[side] = run_metrics(target[val], boosters[side].predict(x[val]))
+        runs[side] = run_metrics(target[val], fitter.runs(slice(0, val.start), side).predict(fitter.x[val]))
+        boosters[side] = fitter.runs(everything, side)
     models = TrainedModels(chosen, calibrators[chosen], features, booster, boosters["home"], boosters["away"],
                            logistic, {}, {})
     p_val = models.p_home_win(rows.iloc[val])
@@ -259,8 +298,9 @@ def model_card(rows, features, split, candidates, chosen, runs, mcfg, as_of) -> 
         "as_of": as_of.isoformat(),
         "training_window": {"fit": window(fit), "calibration": window(cal), "validation": window(val)},
         "features": features,
-        "parameters": {"lightgbm": mcfg.lightgbm.model_dump(), "logistic_c": mcfg.logistic_c,
-                       "logistic_features": list(mcfg.logistic_features), "lightgbm_init_score": BASELINE,
+        "parameters": {"lightgbm": mcfg.lightgbm.model_dump(), "runs_lightgbm": mcfg.runs_lightgbm.model_dump(),
+                       "logistic_c": mcfg.logistic_c,
+                       "logistic_features": list(mcfg.logistic_features), "lightgbm_init_score": "logistic",
                        "train_seasons": mcfg.train_seasons, "holdout_fraction": mcfg.holdout_fraction,
                        "calibration": mcfg.calibration},
         "seed": mcfg.seed,

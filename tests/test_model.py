@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modules.k_train import Calibrator, brier, train_models, training_rows
+from modules.k_train import Calibrator, Fitter, brier, split_by_time, train_models, training_rows
 from modules.l_monitor import append_log, evaluate, predict, psi
 from utils.config import build_config
 
@@ -37,7 +37,8 @@ def synthetic_table(n=4000, seed=0, signal=1.2):
 
 @pytest.fixture(scope="module")
 def mcfg():
-    return build_config({"model": {"train_seasons": 12, "lightgbm": {"n_estimators": 60}}}).model
+    return build_config({"model": {"train_seasons": 12, "lightgbm": {"n_estimators": 60},
+                                   "logistic_features": LOGISTIC}}).model
 
 
 def test_training_rows_respect_the_as_of_date_and_drop_undecided_games():
@@ -73,6 +74,25 @@ def test_same_inputs_and_seed_give_byte_identical_models(mcfg):
     assert a.win_booster.model_to_string() == b.win_booster.model_to_string()
     assert a.home_runs_booster.model_to_string() == b.home_runs_booster.model_to_string()
     assert a.card == b.card
+
+
+def test_each_holdout_block_is_predicted_only_by_models_fit_before_it(mcfg):
+    rows = training_rows(synthetic_table(), dt.date(2022, 6, 1), 12)
+    features = [c for c in rows.columns if c.startswith(("ctx_", "form_", "sp_", "lu_", "elo_"))]
+    _, cal, val = split_by_time(len(rows), mcfg.holdout_fraction)
+    base = Fitter(rows, features, mcfg).holdout_raw([cal, val])
+
+    def flipped(block: slice) -> dict:
+        changed = rows.copy()
+        changed.loc[changed.index[block], "home_win"] = 1 - changed.loc[changed.index[block], "home_win"]
+        return Fitter(changed, features, mcfg).holdout_raw([cal, val])
+
+    later = flipped(val)  # results of the validation block cannot reach either block's predictions
+    earlier = flipped(cal)  # results of the calibration block reach the validation block's models only
+    for name in ("lightgbm", "logistic"):
+        assert np.array_equal(later[name][0], base[name][0]) and np.array_equal(later[name][1], base[name][1])
+        assert np.array_equal(earlier[name][0], base[name][0])
+        assert not np.allclose(earlier[name][1], base[name][1])
 
 
 def test_too_little_history_is_a_clear_error(mcfg):
