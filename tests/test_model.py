@@ -152,3 +152,17 @@ def test_off_day_gives_an_empty_prediction_table(mcfg):
     empty = predict(models, synthetic_table().iloc[:0], "lightgbm-000000000000")
     assert empty.empty and list(empty.columns)[-4:] == ["p_home_win", "exp_home_runs", "exp_away_runs",
                                                         "model_version"]
+
+
+def test_walk_forward_keeps_a_tie_as_a_missing_result_and_meets_its_contract(mcfg):
+    """A tied game (2016 had one) left home_win null: the column must stay nullable integers."""
+    from tests.conftest import ROOT
+    from utils.backtest import walk_forward
+    from utils.schema import load_contract, validate_frame
+
+    table = synthetic_table()
+    season = table[table["season"] == 2022].index
+    table.loc[season[5], ["home_win", "is_tie"]] = [pd.NA, True]
+    out = walk_forward(table, 2022, 60, mcfg)
+    assert len(out) == len(season) and out["home_win"].dtype == "Int64" and out["home_win"].isna().sum() == 1
+    validate_frame(load_contract(ROOT / "schemas", "backtest"), out)

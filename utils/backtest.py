@@ -33,9 +33,9 @@ def walk_forward(table: pd.DataFrame, season: int, every_days: int, mcfg, psi_bi
             continue
         models = train_models(table, start.date(), mcfg, psi_bins)
         scored = predict(models, window, f"{models.chosen}@{start.date().isoformat()}")
-        parts.append(scored.assign(trained_through=start, home_win=window["home_win"].to_numpy(),
-                                   home_score=window["home_score"].to_numpy(),
-                                   away_score=window["away_score"].to_numpy(),
+        # .array keeps the nullable integers: a tie's missing home_win must not turn the column to floats
+        parts.append(scored.assign(trained_through=start, home_win=window["home_win"].array,
+                                   home_score=window["home_score"].array, away_score=window["away_score"].array,
                                    elo_p_home=window["elo_p_home"].to_numpy()))
     out = pd.concat(parts, ignore_index=True)
     return out[PREDICTION_COLUMNS + ["trained_through", "home_win", "home_score", "away_score", "elo_p_home"]]
