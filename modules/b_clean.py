@@ -79,11 +79,12 @@ def clean_games(raw: pd.DataFrame, schedule: pd.DataFrame, franchise_map: dict[s
         for slot in range(1, 10):
             out[f"{side}_lineup_{slot}"] = frame[f"{raw_side}_player{slot}_id"].astype("string")
     for side, raw_side in (("home", "h"), ("away", "v")):  # each side's batting line, for the other's pitchers
-        stat = {name: frame[f"{raw_side}_{name}"].astype("Int64") for name in ("ab", "bb", "ibb", "hbp", "sf", "sh", "so")}
+        stat = {name: frame[f"{raw_side}_{name}"].astype("Int64")
+                for name in ("ab", "bb", "ibb", "hbp", "sf", "sh", "so")}
         out[f"{side}_bat_pa"] = stat["ab"] + stat["bb"] + stat["hbp"] + stat["sf"] + stat["sh"]
         out[f"{side}_bat_so"] = stat["so"]
         out[f"{side}_bat_bb"] = stat["bb"] - stat["ibb"].fillna(0) + stat["hbp"]  # unintentional walks + hit batters
-        runs, innings = late_innings(frame[f"{'home' if side == 'home' else 'visiting'}_line_score"])
+        runs, innings = late_innings(frame[{"h": "home_line_score", "v": "visiting_line_score"}[raw_side]])
         out[f"{side}_bat_late_runs"] = pd.array(runs, dtype="Float64").astype("Int64")
         out[f"{side}_bat_late_innings"] = pd.array(innings, dtype="Float64").astype("Int64")
     completed = pd.to_datetime(frame["completion_info"].astype("string").str.slice(0, 8), format="%Y%m%d",

@@ -160,7 +160,8 @@ def build_starter_features(games: pd.DataFrame, lahman: pd.DataFrame, batting: p
     feats["rest_days"] = (starts["date"] - state["last_start"]).dt.days.astype(float).clip(upper=NO_START_REST)
     feats["rest_days"] = feats["rest_days"].fillna(NO_START_REST)
     feats["long_rest"] = (feats["rest_days"] >= p.long_rest_days).astype(float)
-    feats["game_kbb"] = (state["game_kbb_above"].fillna(0) / (state["game_kbb_pa"].fillna(0) + p.game_prior_pa)).fillna(0)
+    evidence = state["game_kbb_pa"].fillna(0) + p.game_prior_pa
+    feats["game_kbb"] = (state["game_kbb_above"].fillna(0) / evidence).fillna(0)
     n = feats["starts"].clip(upper=p.recent_starts)
     for col in ("runs_allowed", "won", "lost", "complete", "team_won"):
         # Fixed priors: a mean over the table would include results after the game (a leak the tests catch).

@@ -37,9 +37,9 @@ def late_runs_allowed(long: pd.DataFrame, games: pd.DataFrame) -> pd.DataFrame:
     home = long["is_home"].to_numpy()
     frame = pd.DataFrame({"season": long["season"]}, index=long.index)
     for name in ("runs", "innings"):
-        against_home = by_id[f"away_bat_late_{name}"].reindex(long["game_id"]).to_numpy(dtype="float64", na_value=np.nan)
-        against_away = by_id[f"home_bat_late_{name}"].reindex(long["game_id"]).to_numpy(dtype="float64", na_value=np.nan)
-        frame[name] = np.where(home, against_home, against_away)
+        side = {batting: by_id[f"{batting}_bat_late_{name}"].reindex(long["game_id"]).to_numpy(
+            dtype="float64", na_value=np.nan) for batting in ("home", "away")}
+        frame[name] = np.where(home, side["away"], side["home"])  # what the other side batted
     done = frame[long["played"].to_numpy() & frame["innings"].notna().to_numpy()]
     sums = done.groupby("season")[["runs", "innings"]].sum()
     rate = frame["season"].map((sums["runs"] / sums["innings"]).rename(lambda season: season + 1)).astype("float64")

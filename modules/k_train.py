@@ -244,7 +244,7 @@ def train_models(table: pd.DataFrame, as_of: dt.date, mcfg, psi_bins: int = 10) 
     if missing:
         raise ValueError(f"model.logistic_features: {missing} are not model_table columns")
     features = feature_columns(rows)
-    fit, cal, val = split_by_time(len(rows), mcfg.holdout_fraction)
+    _, cal, val = split_by_time(len(rows), mcfg.holdout_fraction)
     fitter = Fitter(rows, features, mcfg)
     y = fitter.y
     raw = fitter.holdout_raw([cal, val])
@@ -282,7 +282,7 @@ def train_models(table: pd.DataFrame, as_of: dt.date, mcfg, psi_bins: int = 10) 
     p_val = models.p_home_win(rows.iloc[val])
     models.reference = {"features": psi_reference(drift_reference_rows(rows, as_of), features, psi_bins),
                         "p_home_win": psi_reference(pd.DataFrame({"p": p_val}), ["p"], psi_bins)["p"]}
-    models.card = model_card(rows, features, (fit, cal, val), candidates, chosen, runs, mcfg, as_of)
+    models.card = model_card(rows, features, (cal, val), candidates, chosen, runs, mcfg, as_of)
     return models
 
 
@@ -290,13 +290,15 @@ def model_card(rows, features, split, candidates, chosen, runs, mcfg, as_of) -> 
     import lightgbm
     import sklearn
 
-    fit, cal, val = split
+    cal, val = split
     window = lambda s: {"first": rows["date"].iloc[s].min().date().isoformat(),  # noqa: E731
                         "last": rows["date"].iloc[s].max().date().isoformat(), "games": int(len(rows.iloc[s]))}
     baseline = candidates["elo"]["validation"]["brier"]
     return {
         "as_of": as_of.isoformat(),
-        "training_window": {"fit": window(fit), "calibration": window(cal), "validation": window(val)},
+        # fit: the published models' games (all of them); the two hold-out blocks inside it
+        "training_window": {"fit": window(slice(0, len(rows))), "calibration": window(cal),
+                            "validation": window(val)},
         "features": features,
         "parameters": {"lightgbm": mcfg.lightgbm.model_dump(), "runs_lightgbm": mcfg.runs_lightgbm.model_dump(),
                        "logistic_c": mcfg.logistic_c,

@@ -59,7 +59,9 @@ def test_model_learns_the_signal_and_beats_the_noise_baseline(mcfg):
     card = models.card
     assert card["chosen"] in ("lightgbm", "logistic")
     assert card["candidates"][card["chosen"]]["validation"]["brier"] < card["candidates"]["elo"]["validation"]["brier"] - 0.02
-    assert card["training_window"]["fit"]["last"] <= card["training_window"]["validation"]["first"]
+    window = card["training_window"]
+    assert window["calibration"]["last"] <= window["validation"]["first"]
+    assert window["fit"]["first"] < window["calibration"]["first"] and window["fit"]["last"] == window["validation"]["last"]
     assert "refit on all" in card["why"]
     held_out = table[table["date"] >= "2022-06-01"]
     p = models.p_home_win(held_out)
