@@ -68,3 +68,16 @@ def rolling_sum(frame: pd.DataFrame, key: str, col: str, n: int) -> pd.Series:
     less the total n rows back. One pass, where a rolling() per pitcher takes seconds."""
     total = frame.groupby(key, sort=False)[col].cumsum()
     return total - total.groupby(frame[key], sort=False).shift(n).fillna(0.0)
+
+
+def above_last_season(season: pd.Series, played: pd.Series, amount: pd.Series,
+                      exposure: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """`amount` above the league's rate per unit of `exposure` in the season before each row's
+    (a season's own rate would include games after the date), and the exposure that counts.
+    A row with no earlier season, or missing figures, counts nothing: (0, 0)."""
+    done = pd.DataFrame({"season": season, "amount": amount, "exposure": exposure})[played & exposure.notna()]
+    sums = done.groupby("season")[["amount", "exposure"]].sum()
+    rate = season.map((sums["amount"] / sums["exposure"]).rename(lambda previous: previous + 1)).astype("float64")
+    above = amount - rate * exposure
+    counted = above.notna()
+    return above.where(counted, 0.0), exposure.where(counted, 0.0)

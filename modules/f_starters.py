@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from modules.common import as_of_join, rolling_sum, side_columns
+from modules.common import above_last_season, as_of_join, rolling_sum, side_columns
 from modules.registry import ModuleResult
 from utils.artifacts import ArtifactStore
 from utils.config import PitcherFeatures
@@ -56,12 +56,8 @@ def game_kbb(starts: pd.DataFrame) -> pd.DataFrame:
     """Strikeouts minus walks of the batters in each start above the previous season's league rate,
     and their plate appearances. A season's own rate would include games after the date; a start
     with no earlier season (or no batting line) counts nothing."""
-    done = starts[starts["played"] & starts["opp_pa"].notna()]
-    sums = done.groupby("season")[["opp_kbb", "opp_pa"]].sum()
-    rate = starts["season"].map((sums["opp_kbb"] / sums["opp_pa"]).rename(lambda season: season + 1))
-    above = starts["opp_kbb"] - rate.astype("float64") * starts["opp_pa"]
-    counted = above.notna()
-    return pd.DataFrame({"kbb_above": above.where(counted, 0.0), "kbb_pa": starts["opp_pa"].where(counted, 0.0)})
+    above, pa = above_last_season(starts["season"], starts["played"], starts["opp_kbb"], starts["opp_pa"])
+    return pd.DataFrame({"kbb_above": above, "kbb_pa": pa})
 
 
 def _lagged(lines: pd.DataFrame) -> pd.DataFrame:

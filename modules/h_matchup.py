@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from modules.common import as_of_join, rolling_sum, side_columns, team_games
+from modules.common import above_last_season, as_of_join, rolling_sum, side_columns, team_games
 from modules.registry import ModuleResult
 from utils.artifacts import ArtifactStore
 from utils.config import MatchupFeatures
@@ -40,12 +40,8 @@ def late_runs_allowed(long: pd.DataFrame, games: pd.DataFrame) -> pd.DataFrame:
         side = {batting: by_id[f"{batting}_bat_late_{name}"].reindex(long["game_id"]).to_numpy(
             dtype="float64", na_value=np.nan) for batting in ("home", "away")}
         frame[name] = np.where(home, side["away"], side["home"])  # what the other side batted
-    done = frame[long["played"].to_numpy() & frame["innings"].notna().to_numpy()]
-    sums = done.groupby("season")[["runs", "innings"]].sum()
-    rate = frame["season"].map((sums["runs"] / sums["innings"]).rename(lambda season: season + 1)).astype("float64")
-    above = frame["runs"] - rate * frame["innings"]
-    counted = above.notna()
-    return pd.DataFrame({"late_above": above.where(counted, 0.0), "late_innings": frame["innings"].where(counted, 0.0)})
+    above, innings = above_last_season(frame["season"], long["played"], frame["runs"], frame["innings"])
+    return pd.DataFrame({"late_above": above, "late_innings": innings})
 
 
 def build_matchup(games: pd.DataFrame, m: MatchupFeatures) -> pd.DataFrame:
