@@ -249,6 +249,32 @@ def backtest(
     typer.echo(f"predictions: {out or record.path}")
 
 
+@app.command("backtest-report")
+def backtest_report(
+    season: Annotated[list[int], typer.Option("--season", help="a backtested season; repeat for each")],
+    min_games: Annotated[int, typer.Option("--min-games", help="show calibration bins with this many games")] = 100,
+    tolerance: Annotated[float, typer.Option("--tolerance", help="calibration gap a bin may show")] = 0.02,
+    config: ConfigOpt = Path("config.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Seasons already backtested, side by side and pooled: Brier against Elo, calibration, its tests."""
+    from utils.artifacts import ArtifactError
+    from utils.backtest import format_report, pooled_report
+
+    cfg = config_or_exit(config, set_)
+    frames = {}
+    for year in dict.fromkeys(season):
+        store = ArtifactStore(Path(cfg.paths.artifacts) / "backtest" / str(year), cfg.paths.schemas)
+        if not store.resolve_output_path("backtest").exists():
+            raise fail(f"{store.resolve_output_path('backtest')}: no backtest of {year}; "
+                       f"run `python pipeline.py backtest --season {year}` first", 1)
+        try:
+            frames[year] = store.read_frame("backtest")
+        except ArtifactError as exc:
+            raise fail(str(exc), 1) from None
+    typer.echo(format_report(pooled_report(frames, tolerance, min_games)))
+
+
 @app.command("dvc-yaml")
 def dvc_yaml_command(
     check: Annotated[bool, typer.Option("--check", help="exit 1 if dvc.yaml differs from the registry")] = False,

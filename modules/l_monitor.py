@@ -7,8 +7,8 @@ import logging
 import numpy as np
 import pandas as pd
 
-from modules.k_train import (DRIFT_WINDOW_DAYS, TrainedModels, calibration_table, load_models, run_metrics,
-                             win_metrics)
+from modules.k_train import (DRIFT_WINDOW_DAYS, TrainedModels, calibration_table, calibration_test, load_models,
+                             run_metrics, win_metrics)
 from modules.registry import ModuleResult
 from utils.artifacts import ArtifactStore
 
@@ -82,6 +82,8 @@ def evaluate(log_table: pd.DataFrame, table: pd.DataFrame, as_of: dt.date) -> di
                                                     part["exp_away_runs"].to_numpy(dtype=float)]))
         if label == "all":
             block["calibration"] = calibration_table(y, p)
+            block["calibration_deciles"] = calibration_table(y, p, equal_count=True)
+            block["calibration_test"] = calibration_test(y, p)
         summary[label] = block
     return summary
 

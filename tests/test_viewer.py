@@ -24,12 +24,17 @@ def viewer_root(mirror, tmp_path_factory):
                             "--set", f"paths.artifacts={root}", "--set", "data.first_season=2018",
                             "--set", "model.train_seasons=5")
         assert proc.returncode == 0, proc.stderr[-2000:]
-    calibration = [{"bin": 4, "lower": 0.4, "upper": 0.5, "n": 900, "mean_prediction": 0.46, "observed_rate": 0.45},
-                   {"bin": 5, "lower": 0.5, "upper": 0.6, "n": 1200, "mean_prediction": 0.55, "observed_rate": 0.54}]
+    calibration = [{"bin": 4, "lower": 0.4, "upper": 0.5, "n": 900, "mean_prediction": 0.46, "observed_rate": 0.45,
+                    "std_error": 0.0166},
+                   {"bin": 5, "lower": 0.5, "upper": 0.6, "n": 1200, "mean_prediction": 0.55, "observed_rate": 0.54,
+                    "std_error": 0.0144}]
+    tests = {"mean_z": 0.4, "mean_p_value": 0.69, "spiegelhalter_z": -0.2, "spiegelhalter_p_value": 0.84,
+             "hosmer_lemeshow": 7.1, "hosmer_lemeshow_p_value": 0.72}
     metrics = {"n": 2430, "brier": 0.2436, "log_loss": 0.68, "accuracy": 0.56}
     ArtifactStore(root / "backtest" / "2023", ROOT / "schemas").write_json("backtest_summary", {
         "season": 2023, "retrain_every_days": 7, "games": 2430, "chosen": {"logistic": 2430},
-        "model": {**metrics, "runs": {"mae": 2.47, "rmse": 3.19}, "calibration": calibration},
+        "model": {**metrics, "runs": {"mae": 2.47, "rmse": 3.19}, "calibration": calibration,
+                  "calibration_deciles": calibration, "calibration_test": tests},
         "elo": {**metrics, "brier": 0.2438}})
     return root
 

@@ -11,7 +11,8 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from modules.k_train import calibration_table, run_metrics, train_models, win_metrics
+from modules.k_train import (calibration_bins, calibration_table, calibration_test, run_metrics, train_models,
+                             win_metrics)
 from modules.l_monitor import PREDICTION_COLUMNS, predict
 
 
@@ -45,17 +46,76 @@ def summarize(predictions: pd.DataFrame) -> dict:
     """Model and Elo baseline on the same decided games: Brier, log loss, accuracy, calibration, run errors."""
     decided = predictions[predictions["home_win"].notna()]
     y = decided["home_win"].to_numpy(dtype=float)
-    model = win_metrics(y, decided["p_home_win"].to_numpy(dtype=float))
+    p = decided["p_home_win"].to_numpy(dtype=float)
     runs = run_metrics(np.concatenate([decided["home_score"].to_numpy(dtype=float),
                                        decided["away_score"].to_numpy(dtype=float)]),
                        np.concatenate([decided["exp_home_runs"].to_numpy(dtype=float),
                                        decided["exp_away_runs"].to_numpy(dtype=float)]))
     return {
         "games": int(len(decided)),
-        "model": {**model, "runs": runs, "calibration": calibration_table(y, decided["p_home_win"].to_numpy(float))},
+        "model": {**win_metrics(y, p), "runs": runs, "calibration": calibration_table(y, p),
+                  "calibration_deciles": calibration_table(y, p, equal_count=True),
+                  "calibration_test": calibration_test(y, p)},
         "elo": win_metrics(y, decided["elo_p_home"].to_numpy(dtype=float)),
         "chosen": decided["model_version"].str.split("@").str[0].value_counts().to_dict(),
     }
+
+
+def pooled_report(seasons: dict[int, pd.DataFrame], tolerance: float = 0.02, min_games: int = 100) -> dict:
+    """Several seasons' backtests side by side and pooled (every decided game once), as the quality
+    bar is stated: per-season summaries, then the pooled model and Elo metrics and calibration, and
+    how often a perfectly calibrated model would keep every bin within `tolerance`."""
+    per_season = {season: summarize(frame) for season, frame in sorted(seasons.items())}
+    pooled = pd.concat(list(seasons.values()), ignore_index=True)
+    p = pooled.loc[pooled["home_win"].notna(), "p_home_win"].to_numpy(dtype=float)
+    chance = {kind: tolerance_pass_rate(p, tolerance, min_games, kind == "deciles") for kind in ("tenths", "deciles")}
+    return {"seasons": per_season, "pooled": summarize(pooled),
+            "right_model_pass_rate": {"tolerance": tolerance, "min_games": min_games, **chance}}
+
+
+def tolerance_pass_rate(p: np.ndarray, tolerance: float, min_games: int, equal_count: bool, draws: int = 2000,
+                        seed: int = 0) -> float:
+    """Share of draws in which outcomes drawn from the probabilities themselves put every bin with
+    `min_games` or more within `tolerance` of its mean prediction: the score of a perfectly
+    calibrated model on that bar, so what a miss (or a pass) of it is worth."""
+    which = calibration_bins(p, 10, equal_count)
+    counts = np.bincount(which, minlength=10)
+    shown = counts >= min_games
+    mean = np.bincount(which, weights=p, minlength=10)[shown] / counts[shown]
+    rng = np.random.default_rng(seed)
+    passed = 0
+    for _ in range(draws):
+        observed = np.bincount(which, weights=rng.random(len(p)) < p, minlength=10)[shown] / counts[shown]
+        passed += bool(np.all(np.abs(mean - observed) <= tolerance + 1e-12))  # 0.53 - 0.5 is not 0.03 in floats
+    return passed / draws
+
+
+def format_report(report: dict) -> str:
+    """The report as the terminal shows it: a per-season table, then calibration with standard errors."""
+    lines = [f"{'season':>7s}{'games':>7s}{'model':>9s}{'elo':>9s}{'gain':>9s}{'log_loss':>10s}{'elo_ll':>9s}"
+             f"{'run_mae':>9s}{'run_rmse':>10s}"]
+    rows = [*report["seasons"].items(), ("pooled", report["pooled"])]
+    for label, s in rows:
+        m, e = s["model"], s["elo"]
+        lines.append(f"{label!s:>7s}{s['games']:7d}{m['brier']:9.5f}{e['brier']:9.5f}{e['brier'] - m['brier']:9.5f}"
+                     f"{m['log_loss']:10.5f}{e['log_loss']:9.5f}{m['runs']['mae']:9.3f}{m['runs']['rmse']:10.3f}")
+    pooled, min_games = report["pooled"]["model"], report["right_model_pass_rate"]["min_games"]
+    for title, key in (("fixed-width tenths", "calibration"), ("equal-count deciles", "calibration_deciles")):
+        lines.append(f"pooled calibration, {title} (bins with at least {min_games} games):")
+        lines.append(f"{'bin':>13s}{'games':>7s}{'predicted':>11s}{'observed':>10s}{'gap':>8s}{'std_err':>9s}")
+        for b in pooled[key]:
+            if b["n"] >= min_games:
+                gap = b["mean_prediction"] - b["observed_rate"]
+                lines.append(f"{b['lower']:6.3f}-{b['upper']:<6.3f}{b['n']:7d}{b['mean_prediction']:11.4f}"
+                             f"{b['observed_rate']:10.4f}{gap:+8.4f}{b['std_error']:9.4f}")
+    chance = report["right_model_pass_rate"]
+    lines.append(f"outcomes drawn from these probabilities put every bin shown within {chance['tolerance']} in "
+                 f"{chance['tenths']:.0%} of draws (tenths), {chance['deciles']:.0%} (deciles)")
+    t = pooled["calibration_test"]
+    lines.append(f"calibration tests: in the large z={t['mean_z']:+.2f} (p={t['mean_p_value']:.2f}), "
+                 f"Spiegelhalter z={t['spiegelhalter_z']:+.2f} (p={t['spiegelhalter_p_value']:.2f}), "
+                 f"Hosmer-Lemeshow {t['hosmer_lemeshow']:.2f} (p={t['hosmer_lemeshow_p_value']:.2f})")
+    return "\n".join(lines)
 
 
 def season_as_of(season: int, today: dt.date) -> dt.date:
