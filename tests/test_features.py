@@ -1,5 +1,6 @@
 """Feature builders on tiny hand-made games; each expected value is worked out in a comment."""
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -143,6 +144,21 @@ def test_line_score_late_innings():
     runs, innings = late_innings(pd.Series(["010000200", "00024000x", "000000001(10)0", "0100", "01a", None]))
     assert runs[:4].tolist() == [2, 0, 11, 0] and innings[:4].tolist() == [3, 2, 5, 0]
     assert np.isnan(runs[4:]).all() and np.isnan(innings[4:]).all()  # malformed or missing: not counted
+
+
+def test_late_innings_fast_path_agrees_with_reading_each_inning_in_turn():
+    """Mixed one-digit, two-digit "(10)", "x" and broken line scores, in random order: every game's
+    late runs and innings are what walking its innings from the seventh on gives."""
+    rng = np.random.default_rng(5)
+    tokens = ["0"] * 12 + ["1", "2", "3", "9", "(10)", "(12)", "x"]
+    texts = ["".join(rng.choice(tokens, rng.integers(0, 13))) for _ in range(3000)] + ["", "12a4", "(x)", None]
+    runs, innings = late_innings(pd.Series(texts, dtype="string"))
+    for text, r, n in zip(texts, runs, innings):
+        if text is None or text == "" or text in ("12a4", "(x)"):
+            assert np.isnan(r) and np.isnan(n), text
+            continue
+        late = re.findall(r"\((\d+)\)|(\d)|(x)", text)[6:]
+        assert (r, n) == (sum(int(a or b) for a, b, x in late if not x), sum(not x for _, _, x in late)), text
 
 
 def test_game_kbb_measures_each_start_against_the_previous_seasons_league():
