@@ -252,8 +252,8 @@ def backtest(
 @app.command("backtest-report")
 def backtest_report(
     season: Annotated[list[int], typer.Option("--season", help="a backtested season; repeat for each")],
-    min_games: Annotated[int, typer.Option("--min-games", help="show calibration bins with this many games")] = 100,
-    tolerance: Annotated[float, typer.Option("--tolerance", help="calibration gap a bin may show")] = 0.02,
+    min_games: Annotated[int, typer.Option("--min-games", min=1, help="show calibration bins with this many games")] = 100,
+    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, max=1.0, help="calibration gap a bin may show")] = 0.02,
     config: ConfigOpt = Path("config.yaml"),
     set_: SetOpt = None,
 ) -> None:
@@ -439,8 +439,27 @@ def run_cli(args: list[str]) -> int:
     return code if isinstance(code, int) else 0
 
 
+def _click_error(name: str) -> type[Exception]:
+    """click's exception class `name` as this typer raises it (newer typers vendor their own click)."""
+    usage = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    return usage if name == "UsageError" else getattr(sys.modules[usage.__module__], name)
+
+
 def main(argv: list[str] | None = None) -> None:
-    app(args=_with_command(list(sys.argv[1:] if argv is None else argv)), prog_name="pipeline.py")
+    args = _with_command(list(sys.argv[1:] if argv is None else argv))
+    try:
+        code = app(args=args, prog_name="pipeline.py", standalone_mode=False)
+    except _click_error("NoArgsIsHelpError") as exc:
+        exc.show()
+        code = exc.exit_code
+    except _click_error("UsageError") as exc:  # a misspelled option or value: one line, as for every user error
+        where = exc.ctx.command_path if exc.ctx else "pipeline.py"
+        typer.echo(f"error: {where}: {exc.format_message()} (see {where} --help)", err=True)
+        code = exc.exit_code
+    except typer.Abort:
+        typer.echo("error: interrupted", err=True)
+        code = 130
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

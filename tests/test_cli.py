@@ -34,6 +34,20 @@ def test_unknown_module_and_bad_date_exit_2():
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("args, names", [
+    (["run", "--overwrite-policy", "maybe"], "'--overwrite-policy'"),
+    (["run", "--dry-runn"], "--dry-runn (Possible options: --dry-run)"),
+    (["backtest"], "'--season'"),
+    (["backtest-report", "--season", "2019", "--tolerance", "-1"], "'--tolerance'"),
+    (["nightly-run"], "'nightly-run'"),
+])
+def test_a_misspelled_option_or_value_is_one_line_naming_it(args, names):
+    proc = run_pipeline(*args)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("error: pipeline.py")
+    assert names in proc.stderr
+
+
 def test_naming_j_is_reported(tmp_path):
     proc = run_pipeline("run", "--modules", "A,J", "--dry-run", "--set", f"paths.artifacts={tmp_path}")
     assert proc.returncode == 0 and "note: J is reserved and skipped on purpose" in proc.stderr
