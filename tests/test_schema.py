@@ -26,6 +26,8 @@ def rows_valid_by_jsonschema(contract, frame) -> list[bool]:
     (pd.DataFrame({"n": [1.5], "label": ["a"]}), False),         # not an integer
     (pd.DataFrame({"n": [1], "label": ["a"], "x": [1]}), False), # additionalProperties
     (pd.DataFrame({"label": ["a"]}), False),                     # required
+    (pd.DataFrame({"n": [1, 2], "label": pd.array(["a", "b"], dtype="string")}), True),  # string dtype
+    (pd.DataFrame({"n": [1, 2], "label": ["a", 3]}), False),     # a number in an object column of strings
 ])
 def test_column_checks_agree_with_jsonschema_row_checks(frame, ok):
     """The column-wise checker must say what jsonschema says of the same rows."""

@@ -91,8 +91,9 @@ def _check_column(contract: Contract, column: str, series, rule: dict[str, Any])
     elif kinds == ["string"]:
         if not (pd.api.types.is_string_dtype(series) or series.dtype == object):
             raise SchemaError(f"{where} has dtype {series.dtype}; rule: type string")
-        bad = ~values.map(lambda v: isinstance(v, str))
-        if bad.any():
+        # A string dtype holds nothing else; an object column is inferred in C, and walked only if it fails.
+        if not isinstance(series.dtype, pd.StringDtype) and pd.api.types.infer_dtype(values, skipna=True) != "string":
+            bad = ~values.map(lambda v: isinstance(v, str))
             raise SchemaError(f"{where} holds a non-string value {values[bad].iloc[0]!r}; rule: type string")
     elif kinds:
         allowed = "".join(_NUMERIC_KINDS.get(k, "") for k in kinds)
