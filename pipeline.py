@@ -439,10 +439,11 @@ def run_cli(args: list[str]) -> int:
     return code if isinstance(code, int) else 0
 
 
-def _click_error(name: str) -> type[Exception]:
-    """click's exception class `name` as this typer raises it (newer typers vendor their own click)."""
+def _click_error(name: str) -> type[Exception] | tuple:
+    """click's exception class `name` as this typer raises it (newer typers vendor their own click);
+    () if this click has no such class, which an except clause then never matches."""
     usage = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
-    return usage if name == "UsageError" else getattr(sys.modules[usage.__module__], name)
+    return usage if name == "UsageError" else getattr(sys.modules[usage.__module__], name, ())
 
 
 def main(argv: list[str] | None = None) -> None:
