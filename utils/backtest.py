@@ -3,6 +3,7 @@
 Features in the model table only use results known before each game's date, so one table built
 after the season serves every retrain date; at each retrain date R, K's `train_models` sees only
 games whose result was known before R, and L's `predict` scores the games until the next retrain.
+`pooled_report` puts several seasons' backtests side by side and pooled, as `backtest-report` prints.
 """
 from __future__ import annotations
 
