@@ -14,6 +14,19 @@ Executor = Literal["prefect", "legacy"]
 PositiveInt = Annotated[int, Field(gt=0)]
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that leaves dates as text, so Pydantic names the key of an impossible one (2023-02-30)
+    instead of YAML's constructor raising without it."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
+
+
+def load_yaml(text: str) -> Any:
+    """YAML -> plain Python: safe tags only, timestamps kept as strings. Raises yaml.YAMLError."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
 class ConfigError(ValueError):
     """A config problem a user must fix; every line names a dotted key path."""
 
@@ -29,6 +42,18 @@ class Frozen(BaseModel):
 class PathsConfig(Frozen):
     artifacts: Path = Path("artifacts")
     schemas: Path = Path("schemas")
+
+
+def https_url(value: str) -> str:
+    """An https URL; plain http only to this machine's loopback (the tests' recorded servers)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme == "https" and parts.hostname:
+        return value
+    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1"):
+        return value
+    raise ValueError(f"'{value}' must be an https:// URL (plain http only on 127.0.0.1)")
 
 
 class RetrosheetSource(Frozen):
@@ -52,6 +77,22 @@ class ScheduleSource(Frozen):
     statsapi_url: str = "https://statsapi.mlb.com/api/v1/schedule"
     timeout_seconds: PositiveInt = 30
     timezone: str = "America/New_York"
+
+    @field_validator("statsapi_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        return https_url(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"'{value}' is not an IANA time zone (e.g. America/New_York)") from None
+        return value
 
 
 class SourcesConfig(Frozen):
@@ -154,7 +195,7 @@ class VersioningConfig(Frozen):
 
 
 class RetentionConfig(Frozen):
-    days: PositiveInt = 90
+    days: PositiveInt = Field(90, le=36500, description="run folders older than this are removed (at most 100 years)")
 
 
 class PipelineConfig(Frozen):
@@ -204,7 +245,11 @@ def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
             raise ConfigError([f"--set '{pair}': expected dotted.key=value"])
-        parsed.append((key.strip(), yaml.safe_load(text) if text.strip() else None))
+        try:
+            value = load_yaml(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"--set '{pair}': not a valid YAML value ({_yaml_problem(exc)})"]) from None
+        parsed.append((key.strip(), value))
     return parsed
 
 
@@ -234,7 +279,7 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 def build_config(raw: dict[str, Any], overrides: list[str] | None = None) -> PipelineConfig:
-    raw = yaml.safe_load(yaml.safe_dump(raw or {}))  # deep copy that keeps plain types
+    raw = load_yaml(yaml.safe_dump(raw or {}))  # deep copy that keeps plain types
     for dotted, value in parse_overrides(overrides or []):
         _set_dotted(raw, dotted, value)
     try:
@@ -243,17 +288,29 @@ def build_config(raw: dict[str, Any], overrides: list[str] | None = None) -> Pip
         raise ConfigError([_describe(err) for err in exc.errors()]) from None
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    return " ".join(str(getattr(exc, "problem", None) or exc).split())
+
+
 def load_config(path: Path | str = "config.yaml", overrides: list[str] | None = None) -> PipelineConfig:
     """Read the YAML file, apply `--set` overrides, validate once. Raises ConfigError."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) if path.exists() else None
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: config file not found"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path}: is a folder, not a config file"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not a UTF-8 text file (byte {exc.start})"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the config ({exc.strerror or exc})"]) from None
+    try:
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
-        raise ConfigError([f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
-    if not path.exists():
-        raise ConfigError([f"{path}: config file not found"])
+        raise ConfigError([f"{path}{where}: not valid YAML ({_yaml_problem(exc)})"]) from None
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError([f"{path}: top level must be a mapping of sections"])
     return build_config(raw or {}, overrides)
