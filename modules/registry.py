@@ -32,6 +32,7 @@ class ModuleSpec:
     description: str = ""
     reserved: bool = False
     orphan: bool = False
+    appends: tuple[str, ...] = ()  # outputs that extend their previous version rather than replace it
 
     def load(self) -> Callable[[Any], ModuleResult]:
         """The module's `main` (or `pkg.mod:function` for modules registered by tests)."""
@@ -114,5 +115,6 @@ REGISTRY = Registry([
     ModuleSpec("L", "monitor", "modules.l_monitor",
                ("model_table", "win_model", "home_runs_model", "away_runs_model", "model_params", "model_card"),
                ("predictions", "prediction_log", "evaluation", "drift_report"),
-               "predictions for the as-of date, evaluation of earlier ones, PSI drift report"),
+               "predictions for the as-of date, evaluation of earlier ones, PSI drift report",
+               appends=("prediction_log",)),
 ])

@@ -82,12 +82,14 @@ def test_overwrite_policies(tmp_path, policy, exists, valid, expected):
     assert handle_overwrite_policy(path, policy, valid=valid) == expected
 
 
-def test_fail_policy_refuses_and_warn_policy_warns(tmp_path, caplog):
+def test_fail_policy_refuses_and_warn_policy_warns_only_when_going_back_in_time(tmp_path, caplog):
     path = tmp_path / "x.parquet"
     path.write_bytes(b"old")
     with pytest.raises(ArtifactError, match="x.parquet: exists and overwrite policy is 'fail'"):
         handle_overwrite_policy(path, "fail")
     logging.getLogger("mlb").propagate = True
     with caplog.at_level(logging.WARNING, logger="mlb.artifacts"):
-        handle_overwrite_policy(path, "warn")
-    assert f"overwriting {path}" in caplog.text
+        assert handle_overwrite_policy(path, "warn") == "write"
+        assert caplog.text == ""  # replacing yesterday's artifact is the nightly's job
+        assert handle_overwrite_policy(path, "warn", newer=True) == "write"
+    assert f"replacing {path}, which was written for a later as-of date" in caplog.text

@@ -68,9 +68,9 @@ def test_plan_text_shows_what_the_policy_would_do(store):
     assert describe_outputs(toy_registry(), plan, store, "skip")["numbers"] == "keep (hash-valid; module skipped)"
     assert describe_outputs(toy_registry(), plan, store, "fail")["numbers"].startswith("ERROR")
     effects = describe_outputs(toy_registry(), plan, store, "warn")
-    assert effects == {"numbers": "overwrite (warn)", "doubled": "new", "squared": "new", "summary": "new"}
+    assert effects == {"numbers": "replace", "doubled": "new", "squared": "new", "summary": "new"}
     text = plan_text(toy_registry(), plan, effects)
-    assert "level 1 (parallel): D, S" in text and "writes: numbers  [overwrite (warn)]" in text
+    assert "level 1 (parallel): D, S" in text and "writes: numbers  [replace]" in text
 
 
 def test_drawings_come_from_the_registry():

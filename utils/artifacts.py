@@ -2,10 +2,14 @@
 
 Modules ask for artifacts by name. Every write is checked against the artifact's contract,
 written to a temp file and renamed into place, and recorded with its SHA-256 in a sidecar
-`<file>.meta.json`; every read verifies that hash first.
+`<file>.meta.json`; every read verifies that hash first. Inside `staged_writes()` (the runner
+wraps every module in it) writes go to temporary names and are renamed into place together only
+when the whole module succeeded, so a module's outputs are replaced all at once or not at all.
+Nothing is written or deleted through a symbolic link inside the artifacts root (`safe_path`).
 """
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import hashlib
 import io
@@ -13,9 +17,12 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+import threading
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from utils.schema import Contract, SchemaError, load_contract, validate_document, validate_frame
 
@@ -46,8 +53,27 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, rename: readers see old or new, never half."""
+def safe_path(root: Path | str, path: Path | str) -> Path:
+    """`path` (absolute) when it lies under `root` and nothing between them is a symbolic link.
+
+    The root itself may be a link (an operator's choice of disk); a link *inside* it is refused, so
+    no write or delete of the pipeline's ever lands outside the root, whatever was linked there.
+    """
+    base, target = Path(os.path.abspath(root)), Path(os.path.abspath(path))
+    try:
+        parts = target.relative_to(base).parts
+    except ValueError:
+        raise ArtifactError(f"{path}: outside the artifacts root {root}; refusing to touch it") from None
+    current = base
+    for part in parts:
+        current = current / part
+        if current.is_symlink():
+            raise ArtifactError(f"{current}: is a symbolic link inside the artifacts root; refusing to follow it")
+    return target
+
+
+def write_temp(path: Path, payload: bytes) -> Path:
+    """The payload in a fsynced temp file beside `path` (same file system, so a rename is atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -56,9 +82,19 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, rename: readers see old or new, never half."""
+    tmp = write_temp(Path(path), payload)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -66,11 +102,52 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def handle_overwrite_policy(path: Path, policy: str, valid: bool | None = None) -> str:
+@dataclass
+class Staging:
+    """One module's writes: temp files waiting to be renamed over their targets, in write order."""
+
+    batch: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    pending: list[tuple[Path, Path]] = field(default_factory=list)
+
+    def commit(self) -> None:
+        """Rename every staged file into place (payload before its sidecar), under COMMIT_LOCK."""
+        with COMMIT_LOCK:
+            for tmp, final in self.pending:
+                os.replace(tmp, final)
+            self.pending.clear()
+
+    def discard(self) -> None:
+        for tmp, _ in self.pending:
+            tmp.unlink(missing_ok=True)
+        self.pending.clear()
+
+
+# Held while a module's outputs are renamed into place; an interrupted run takes it before exiting,
+# so no module is ever left half-replaced.
+COMMIT_LOCK = threading.Lock()
+_staging: contextvars.ContextVar[Staging | None] = contextvars.ContextVar("staging", default=None)
+
+
+@contextmanager
+def staged_writes() -> Iterator[Staging]:
+    """Artifact writes inside this block are staged; the caller commits them (`Staging.commit`)
+    once everything succeeded. Leaving the block without committing discards them."""
+    staging = Staging()
+    token = _staging.set(staging)
+    try:
+        yield staging
+    finally:
+        _staging.reset(token)
+        staging.discard()
+
+
+def handle_overwrite_policy(path: Path, policy: str, valid: bool | None = None, newer: bool = False) -> str:
     """What to do with an existing output: 'write' or 'skip'. Raises ArtifactError under 'fail'.
 
     `valid` says whether the present file matches its recorded hash (None: not checked);
-    'skip' keeps only a present, hash-valid artifact.
+    'skip' keeps only a present, hash-valid artifact. Under 'warn', replacing yesterday's artifact
+    is the nightly's job and stays quiet; replacing one written for a later as-of date (`newer`:
+    a replay over the current night's outputs) is worth a warning.
     """
     path = Path(path)
     if not path.exists():
@@ -79,8 +156,8 @@ def handle_overwrite_policy(path: Path, policy: str, valid: bool | None = None) 
         raise ArtifactError(f"{path}: exists and overwrite policy is 'fail'")
     if policy == "skip":
         return "skip" if valid else "write"
-    if policy == "warn":
-        log.warning("overwriting %s", path)
+    if policy == "warn" and newer:
+        log.warning("replacing %s, which was written for a later as-of date", path)
     return "write"
 
 
@@ -96,6 +173,12 @@ class ArtifactStore:
     def from_config(cls, cfg) -> ArtifactStore:
         return cls(cfg.paths.artifacts, cfg.paths.schemas, cfg.run.as_of)
 
+    def cache_dir(self, name: str) -> Path:
+        """`<root>/cache/<name>/`, created; refused if a link inside the root leads elsewhere."""
+        path = safe_path(self.root, self.root / "cache" / name)
+        path.mkdir(parents=True, exist_ok=True)
+        return safe_path(self.root, path)
+
     def contract(self, name: str) -> Contract:
         return load_contract(self.schema_dir, name)
 
@@ -107,12 +190,17 @@ class ArtifactStore:
         return path.with_name(path.name + ".meta.json")
 
     def meta(self, name: str) -> dict[str, Any] | None:
+        """The sidecar, or None when there is none; ArtifactError when it is not an object with a SHA-256."""
         try:
-            return json.loads(self.meta_path(name).read_text())
+            meta = json.loads(self.meta_path(name).read_text())
         except FileNotFoundError:
             return None
-        except json.JSONDecodeError:
-            raise ArtifactError(f"{self.meta_path(name)}: unreadable sidecar; re-run the module that makes '{name}'") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            meta = None
+        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+            raise ArtifactError(f"{self.meta_path(name)}: unreadable sidecar (no recorded SHA-256); "
+                                f"re-run the module that makes '{name}'")
+        return meta
 
     def valid_hash(self, name: str) -> str | None:
         """The artifact's SHA-256 if it is present and matches its sidecar; None otherwise."""
@@ -158,9 +246,10 @@ class ArtifactStore:
             return None
 
     def _commit(self, name: str, contract: Contract, payload: bytes, rows: int | None) -> ArtifactRecord:
-        path = self.resolve_output_path(name)
+        path = safe_path(self.root, self.resolve_output_path(name))
+        meta_path = safe_path(self.root, self.meta_path(name))
         digest = hashlib.sha256(payload).hexdigest()
-        atomic_write_bytes(path, payload)
+        staging = _staging.get()
         meta = {
             "name": name,
             "sha256": digest,
@@ -168,8 +257,14 @@ class ArtifactStore:
             "validator": contract.validator,
             "as_of": self.as_of.isoformat() if self.as_of else None,
             "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "batch": staging.batch if staging else None,
         }
-        atomic_write_text(self.meta_path(name), json.dumps(meta, indent=1))
+        sidecar = json.dumps(meta, indent=1).encode()
+        if staging is None:
+            atomic_write_bytes(path, payload)
+            atomic_write_bytes(meta_path, sidecar)
+        else:
+            staging.pending += [(write_temp(path, payload), path), (write_temp(meta_path, sidecar), meta_path)]
         return ArtifactRecord(name, str(path), digest, rows, contract.validator)
 
     def write_frame(self, name: str, frame) -> ArtifactRecord:

@@ -25,7 +25,7 @@ def make_plan(registry: Registry, requested: list[str] | None, store: ArtifactSt
     unknown = [m for m in wanted if m not in registry.specs]
     if unknown:
         raise PlanError(f"--modules: unknown module id(s) {', '.join(unknown)}; known: {', '.join(registry.specs)}")
-    for module_id in wanted:
+    for module_id in wanted if requested else []:  # a note only for a reserved id asked for by name
         if registry[module_id].reserved:
             notes.append(f"{module_id} is reserved and skipped on purpose")
     selected = [s.id for s in registry if s.id in wanted and not s.reserved]
@@ -58,8 +58,8 @@ def describe_outputs(registry: Registry, plan: Plan, store: ArtifactStore, polic
             try:
                 decision = handle_overwrite_policy(path, "overwrite" if policy == "warn" else policy,
                                                    valid=store.is_valid(name))
-                effects[name] = {"write": "overwrite (warn)" if policy == "warn" else "overwrite",
-                                 "skip": "keep (hash-valid; module skipped)"}[decision]
+                replace = "append" if name in registry[module_id].appends else "replace"
+                effects[name] = {"write": replace, "skip": "keep (hash-valid; module skipped)"}[decision]
             except ArtifactError:
                 effects[name] = "ERROR: exists and policy is fail"
     return effects

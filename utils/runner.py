@@ -9,16 +9,21 @@ import datetime as dt
 import json
 import logging
 import os
+import signal
 import subprocess
+import sys
+import threading
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from modules.registry import ModuleSpec, Registry
 from phase_status import OutputStatus, PhaseStatus, RunStatus, StatusRecorder
-from utils.artifacts import ArtifactError, ArtifactStore, atomic_write_text, handle_overwrite_policy
+from utils.artifacts import (COMMIT_LOCK, ArtifactError, ArtifactStore, atomic_write_text, handle_overwrite_policy,
+                             safe_path, staged_writes)
 from utils.plan import Plan
 
 log = logging.getLogger("mlb.runner")
@@ -45,6 +50,11 @@ class RunContext:
     store: ArtifactStore
     recorder: StatusRecorder
     sha: str | None
+    on_flow_start: Callable[[], None] | None = None  # called in the flow's own thread (signal handlers)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.store.root / "runs" / self.recorder.run.run_id
 
     def blocked_by(self, module_id: str) -> list[str]:
         """Upstream modules of this run that failed, or were skipped because their own upstream failed."""
@@ -58,8 +68,37 @@ class RunContext:
         return phase
 
 
+def _kept(ctx: RunContext, spec: ModuleSpec, hashes: dict[str, str | None]) -> list[OutputStatus] | None:
+    """Under 'skip': the module's outputs as they stand, when every one is hash-valid and all come
+    from the same write (a run killed while renaming them must not leave a mix); None otherwise."""
+    if not spec.outputs or any(hashes[n] is None for n in spec.outputs):
+        return None
+    metas = {n: ctx.store.meta(n) for n in spec.outputs}
+    if len({metas[n].get("batch") for n in spec.outputs}) > 1:
+        log.info("%s: outputs come from different writes; rebuilding them", spec.id)
+        return None
+    stale = [n for n in spec.outputs if metas[n].get("as_of") != _iso(ctx.cfg.run.as_of)]
+    if stale:
+        log.warning("%s: kept %s under policy skip, though written for another as-of date", spec.id, ", ".join(stale))
+    return [OutputStatus(name=n, path=str(ctx.store.resolve_output_path(n)), sha256=hashes[n],
+                         rows=metas[n].get("rows"), validator=ctx.store.contract(n).validator)
+            for n in spec.outputs]
+
+
+def _written_later(ctx: RunContext, name: str) -> bool:
+    """Whether the present output was written for a later as-of date than this run's."""
+    try:
+        meta = ctx.store.meta(name) or {}
+    except ArtifactError:
+        return False
+    return ctx.cfg.run.as_of is not None and (meta.get("as_of") or "") > ctx.cfg.run.as_of.isoformat()
+
+
 def run_module(ctx: RunContext, spec: ModuleSpec) -> PhaseStatus:
-    """Apply the overwrite policy, run `main(cfg)`, record the outcome. Never raises for module errors."""
+    """Apply the overwrite policy, run `main(cfg)`, record the outcome. Never raises for module errors.
+
+    The module's writes are staged and renamed into place together only when `main` returned:
+    a failure leaves every previous output and its hash as they were."""
     policy = ctx.cfg.run.overwrite_policy
     failed_up = ctx.blocked_by(spec.id)
     if failed_up:
@@ -68,24 +107,21 @@ def run_module(ctx: RunContext, spec: ModuleSpec) -> PhaseStatus:
     # Under skip, each output is hashed once here and the result reused below.
     hashes = {name: ctx.store.valid_hash(name) for name in spec.outputs} if policy == "skip" else {}
     try:
-        decisions = [handle_overwrite_policy(ctx.store.resolve_output_path(name), policy,
-                                             valid=hashes[name] is not None if policy == "skip" else None)
-                     for name in spec.outputs]
+        for name in spec.outputs:
+            handle_overwrite_policy(ctx.store.resolve_output_path(name), policy,
+                                    valid=hashes[name] is not None if policy == "skip" else None,
+                                    newer=policy == "warn" and _written_later(ctx, name))
+        kept = _kept(ctx, spec, hashes) if policy == "skip" else None
     except ArtifactError as exc:
         return ctx.phase(spec, "failed", validator=validators, error=one_line(exc))
-    if spec.outputs and all(d == "skip" for d in decisions):
-        metas = {n: ctx.store.meta(n) for n in spec.outputs}
-        kept = [OutputStatus(name=n, path=str(ctx.store.resolve_output_path(n)), sha256=hashes[n],
-                             rows=metas[n].get("rows"), validator=ctx.store.contract(n).validator)
-                for n in spec.outputs]
-        stale = [n for n in spec.outputs if metas[n].get("as_of") != _iso(ctx.cfg.run.as_of)]
-        if stale:
-            log.warning("%s: kept %s under policy skip, though written for another as-of date", spec.id, ", ".join(stale))
+    if kept is not None:
         return ctx.phase(spec, "skipped", validator=validators, outputs=kept)
     ctx.phase(spec, "running", validator=validators)
     started = time.perf_counter()
     try:
-        result = spec.load()(ctx.cfg)
+        with staged_writes() as staging:
+            result = spec.load()(ctx.cfg)
+            staging.commit()
     except Exception as exc:  # a module failure is recorded and reported, not swallowed
         log.error("module %s failed: %s", spec.id, one_line(exc))
         log.debug("module %s traceback", spec.id, exc_info=True)
@@ -120,21 +156,35 @@ def run_legacy(ctx: RunContext, plan: Plan, max_workers: int) -> None:
                 future.result()
 
 
+def prefect_settings() -> None:
+    """The pipeline's own Prefect settings, before Prefect is imported: no telemetry (a cron host has
+    no network, and its 'Failed to send telemetry' is logged as an error) and Prefect's own logs at
+    WARNING, so a night is one line per module; an operator's environment still wins."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+
+
 def run_prefect(ctx: RunContext, plan: Plan, max_workers: int) -> None:
-    """A Prefect 3 flow: one task per module, `wait_for` edges from the registry, a thread pool runner."""
+    """A Prefect 3 flow: one task per module, `wait_for` edges from the registry, a thread pool runner.
+
+    A task never raises: `run_module` records a failure in the phase status and its downstream
+    skips itself, so Prefect logs no traceback and the run's outcome is the phase status, exactly
+    as under the legacy executor."""
+    prefect_settings()
     from prefect import flow, task
     from prefect.task_runners import ThreadPoolTaskRunner
 
     def body(module_id: str) -> str:
-        phase = run_module(ctx, ctx.registry[module_id])
-        if phase.status == "failed":
-            raise RuntimeError(f"module {module_id} failed: {phase.error}")
-        return phase.status
+        return run_module(ctx, ctx.registry[module_id]).status
 
     tasks = {m: task(body, name=f"{m}_{ctx.registry[m].name}", retries=0, cache_policy=None) for m in plan.modules}
 
     @flow(name="mlb-pipeline", task_runner=ThreadPoolTaskRunner(max_workers=max_workers), log_prints=False)
     def mlb_pipeline() -> None:
+        if ctx.on_flow_start is not None:
+            ctx.on_flow_start()
         futures = {}
         for module_id in plan.modules:
             ups = [futures[u] for u in ctx.registry.upstream(module_id) if u in futures]
@@ -143,16 +193,20 @@ def run_prefect(ctx: RunContext, plan: Plan, max_workers: int) -> None:
             future.wait()
 
     mlb_pipeline(return_state=True)
-    for module_id in plan.modules:  # tasks Prefect never started because an upstream failed
+    for module_id in plan.modules:  # tasks Prefect never started
         if ctx.recorder.run.phases[module_id].status in ("pending", "running"):
             ctx.phase(ctx.registry[module_id], "skipped",
-                      error=f"upstream module(s) {', '.join(ctx.blocked_by(module_id))} did not succeed")
+                      error=f"upstream module(s) {', '.join(ctx.blocked_by(module_id)) or '?'} did not succeed")
 
 
-def execute(cfg, registry: Registry, plan: Plan, store: ArtifactStore, executor: str, max_workers: int) -> RunStatus:
-    """Run the plan under the run lock; returns the final run status (also on disk)."""
-    run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-    run_dir = store.root / "runs" / run_id
+def new_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def start_run(cfg, registry: Registry, plan: Plan, store: ArtifactStore, executor: str) -> RunContext:
+    """The run's folder and status file, every planned module pending. OSError if they cannot be written."""
+    run_id = new_run_id()
+    run_dir = safe_path(store.root, store.root / "runs" / run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     status = RunStatus(run_id=run_id, as_of=cfg.run.as_of, executor=executor,
                        started_at=dt.datetime.now(dt.timezone.utc))
@@ -160,9 +214,140 @@ def execute(cfg, registry: Registry, plan: Plan, store: ArtifactStore, executor:
     ctx = RunContext(cfg, registry, store, recorder, git_sha())
     for module_id in plan.modules:
         ctx.phase(registry[module_id], "pending")
+    return ctx
+
+
+def run_plan(ctx: RunContext, plan: Plan, executor: str, max_workers: int) -> None:
+    """Every module of the plan, then the run's manifest of artifact hashes."""
     (run_prefect if executor == "prefect" else run_legacy)(ctx, plan, max_workers)
-    final = recorder.finish()
-    manifest = {out.name: out.sha256 for phase in final.phases.values() for out in phase.outputs}
-    atomic_write_text(run_dir / "manifest.json", json.dumps({"run_id": run_id, "as_of": _iso(cfg.run.as_of),
-                                                             "pid": os.getpid(), "artifacts": manifest}, indent=1))
-    return final
+    run = ctx.recorder.run
+    manifest = {out.name: out.sha256 for phase in run.phases.values() for out in phase.outputs}
+    atomic_write_text(ctx.run_dir / "manifest.json", json.dumps(
+        {"run_id": run.run_id, "as_of": _iso(ctx.cfg.run.as_of), "pid": os.getpid(), "artifacts": manifest}, indent=1))
+
+
+def execute(cfg, registry: Registry, plan: Plan, store: ArtifactStore, executor: str, max_workers: int) -> RunStatus:
+    """Run the plan (the caller holds the run lock); returns the final run status (also on disk)."""
+    ctx = start_run(cfg, registry, plan, store, executor)
+    run_plan(ctx, plan, executor, max_workers)
+    return ctx.recorder.finish()
+
+
+class Interrupts:
+    """SIGINT (Ctrl-C) and SIGTERM (cron, systemd) during a run: stop at once, not when the running
+    module ends. The handler waits for any module's outputs being renamed into place, marks the
+    running modules 'interrupted' (the rest stay 'pending'), releases the run lock, stops child
+    processes (Prefect's server, DVC), prints one line and exits 128 + the signal's number."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, lock):
+        self.lock = lock
+        self.ctx: RunContext | None = None
+        self.previous: dict[int, object] = {}
+
+    def install(self) -> None:
+        """(Re)install the handlers; only the main thread can, and Prefect swaps SIGTERM during a flow."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in self.SIGNALS:
+            self.previous.setdefault(sig, signal.getsignal(sig))
+            signal.signal(sig, self.handle)
+
+    def __enter__(self) -> Interrupts:
+        self.install()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in self.previous.items():
+                signal.signal(sig, handler)
+
+    def handle(self, signum: int, frame) -> None:
+        name = signal.Signals(signum).name
+        COMMIT_LOCK.acquire(timeout=30)  # never leave a module's outputs half renamed; held until exit
+        where = "before any module started"
+        try:
+            if self.ctx is not None:
+                run = self.ctx.recorder.run
+                running = [f"{p.module} ({p.name})" for p in run.phases.values() if p.status == "running"]
+                running += [f"{n} step" for n, s in run.steps.items() if s.status == "running"]
+                where = f"during {', '.join(running) or 'the run'}; run {run.run_id} recorded as interrupted"
+                self.ctx.recorder.finish(interrupted=name)
+        except OSError as exc:
+            where += f" (its status could not be written: {exc.strerror or exc})"
+        self.lock.release()
+        stop_children()
+        sys.stderr.write(f"error: interrupted by {name} {where}\n")
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(128 + signum)
+
+
+def stop_children(grace_seconds: float = 3.0) -> None:
+    """Terminate this process's children (Prefect's temporary server, a DVC subprocess), then kill stragglers."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        try:
+            child.terminate()
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(children, timeout=grace_seconds)
+    for child in alive:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            continue
+
+
+def post_run(cfg, ctx: RunContext) -> None:
+    """Version the artifacts (when every module succeeded), then export metrics; each is a recorded step
+    whose failure fails the run."""
+    from utils.metrics import export_metrics
+    from utils.versioning import VersioningError, version_store
+
+    recorder = ctx.recorder
+    versions = version_store(cfg)
+    if versions is None:
+        recorder.step("versioning", "off")
+    elif not recorder.run.modules_ok:
+        recorder.step("versioning", "skipped", "not every module succeeded")
+    else:
+        recorder.step("versioning", "running")
+        try:
+            versions.commit(ctx.run_dir)
+            recorder.step("versioning", "success")
+        except VersioningError as exc:
+            recorder.step("versioning", "failed", one_line(exc))
+    recorder.step("metrics", "running")
+    try:
+        export_metrics(cfg, recorder.run, ctx.store)
+        recorder.step("metrics", "success")
+    except (OSError, ValueError) as exc:  # an unreachable Pushgateway must not hide the run's own outcome
+        where = cfg.monitoring.pushgateway_url or ctx.store.root / "metrics"
+        recorder.step("metrics", "failed", f"{where}: {one_line(exc)}")
+
+
+def run_session(cfg, registry: Registry, plan: Plan, store: ArtifactStore) -> RunStatus:
+    """A whole run under the artifacts root's lock: modules, versioning, metrics; interrupts handled.
+
+    Raises LockHeld/LockError when the lock cannot be taken, OSError when the run's status or log
+    cannot be written (a full or read-only disk): the previous status is then left as it was."""
+    from utils.locking import RunLock
+    from utils.logging import setup_logging
+
+    lock = RunLock(store.root).acquire()
+    try:
+        with Interrupts(lock) as interrupts:
+            log_dir = safe_path(store.root, store.root / "logs")
+            setup_logging(log_file=safe_path(store.root, log_dir / f"run-{dt.datetime.now():%Y%m%d}.log"))
+            ctx = start_run(cfg, registry, plan, store, cfg.run.executor)
+            ctx.on_flow_start = interrupts.install
+            interrupts.ctx = ctx
+            run_plan(ctx, plan, cfg.run.executor, cfg.run.max_workers)
+            post_run(cfg, ctx)
+            return ctx.recorder.finish()
+    finally:
+        lock.release()
