@@ -32,8 +32,11 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# make exits 2 whatever failed; cron should call .venv/bin/mlb-pipeline (README), which exits with the
+# pipeline's own code (1 a module failed, 2 bad usage). Here that code is at least printed.
 run: $(STAMP)
-	PYTHONPATH=. $(BIN)/python pipeline.py run $(PIPELINE_ARGS)
+	@PYTHONPATH=. $(BIN)/python pipeline.py run $(PIPELINE_ARGS) || { code=$$?; \
+	  echo "make: pipeline.py run exited $$code (1: a module or step failed, 2: bad usage or config)" >&2; exit $$code; }
 
 test: system-deps $(STAMP)
 	PYTHONPATH=. $(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)

@@ -2,17 +2,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from utils.artifacts import atomic_write_text
+from utils.artifacts import atomic_write_text, safe_path
 
-Status = Literal["pending", "running", "success", "failed", "skipped"]
+Status = Literal["pending", "running", "success", "failed", "skipped", "interrupted"]
+StepState = Literal["running", "success", "failed", "skipped", "off", "interrupted"]
 STATUS_FILE = ".phase_status.yaml"
+RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")  # a run's folder name under <artifacts>/runs
+
+
+class StatusError(ValueError):
+    """A phase-status file that cannot be read; the message names it."""
 
 
 class OutputStatus(BaseModel):
@@ -38,6 +45,13 @@ class PhaseStatus(BaseModel):
     error: str | None = None
 
 
+class StepStatus(BaseModel):
+    """A step after the modules (versioning, metrics): its failure fails the run too."""
+    model_config = ConfigDict(extra="forbid")
+    status: StepState
+    error: str | None = None
+
+
 class RunStatus(BaseModel):
     model_config = ConfigDict(extra="forbid")
     run_id: str
@@ -46,6 +60,34 @@ class RunStatus(BaseModel):
     started_at: dt.datetime
     finished_at: dt.datetime | None = None
     phases: dict[str, PhaseStatus] = {}
+    steps: dict[str, StepStatus] = {}
+    interrupted: str | None = Field(None, description="the signal that stopped the run, if one did")
+
+    @property
+    def modules_ok(self) -> bool:
+        """Every module succeeded or was kept as up to date."""
+        return bool(self.phases) and all(p.status in ("success", "skipped") and not p.error
+                                         for p in self.phases.values())
+
+    @property
+    def ok(self) -> bool:
+        """The run did everything it set out to: modules, versioning and metrics."""
+        return self.modules_ok and not self.interrupted and all(s.status in ("success", "off")
+                                                                for s in self.steps.values())
+
+    def ok_before(self, step: str) -> bool:
+        """Everything went well up to `step` (the metrics use it to decide what counts as a success)."""
+        return self.modules_ok and all(s.status in ("success", "off") for n, s in self.steps.items() if n != step)
+
+
+def load_status(path: Path) -> RunStatus:
+    """A status file as a RunStatus; StatusError naming the file when it is not one."""
+    try:
+        return RunStatus.model_validate(yaml.safe_load(Path(path).read_text()))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValidationError) as exc:
+        reason = "empty" if isinstance(exc, ValidationError) and exc.errors()[0]["type"] == "model_type" \
+            else " ".join(str(exc).split())[:200]
+        raise StatusError(f"{path}: unreadable phase status ({reason})") from None
 
 
 INTERRUPTED = "interrupted: the run ended while this module was running"
@@ -57,7 +99,7 @@ def read_status(root: Path | str, run_alive: bool = False) -> RunStatus | None:
     path = Path(root) / STATUS_FILE
     if not path.exists():
         return None
-    run = RunStatus.model_validate(yaml.safe_load(path.read_text()))
+    run = load_status(path)
     if run.finished_at is None and not run_alive:
         phases = {m: p.model_copy(update={"status": "failed", "error": INTERRUPTED}) if p.status == "running" else p
                   for m, p in run.phases.items()}
@@ -70,19 +112,33 @@ class StatusRecorder:
     so modules finishing at once on different threads cannot interleave their writes."""
 
     def __init__(self, root: Path | str, run: RunStatus, copy_to: Path | None = None):
-        self.path = Path(root) / STATUS_FILE
-        self.copy_to = copy_to
+        self.path = safe_path(root, Path(root) / STATUS_FILE)
+        self.copy_to = safe_path(root, copy_to) if copy_to is not None else None
         self.run = run
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by a signal handler on the thread that holds it
 
     def update(self, phase: PhaseStatus) -> None:
         with self._lock:
             self.run = self.run.model_copy(update={"phases": {**self.run.phases, phase.module: phase}})
             self._flush()
 
-    def finish(self) -> RunStatus:
+    def step(self, name: str, status: str, error: str | None = None) -> None:
         with self._lock:
-            self.run = self.run.model_copy(update={"finished_at": dt.datetime.now(dt.timezone.utc)})
+            steps = {**self.run.steps, name: StepStatus(status=status, error=error)}
+            self.run = self.run.model_copy(update={"steps": steps})
+            self._flush()
+
+    def finish(self, interrupted: str | None = None) -> RunStatus:
+        """Close the run. An interrupted run marks its running modules and steps 'interrupted'."""
+        with self._lock:
+            update: dict = {"finished_at": dt.datetime.now(dt.timezone.utc)}
+            if interrupted:
+                update["interrupted"] = interrupted
+                update["phases"] = {m: p.model_copy(update={"status": "interrupted", "error": f"interrupted by {interrupted}"})
+                                    if p.status == "running" else p for m, p in self.run.phases.items()}
+                update["steps"] = {n: s.model_copy(update={"status": "interrupted"}) if s.status == "running" else s
+                                   for n, s in self.run.steps.items()}
+            self.run = self.run.model_copy(update=update)
             self._flush()
             return self.run
 

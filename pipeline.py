@@ -15,16 +15,16 @@ import logging
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
-import yaml
 
 from modules.registry import REGISTRY
 from utils.artifacts import ArtifactStore
-from utils.config import ConfigError, PipelineConfig, build_config, load_config, today_in
+from utils.config import ConfigError, PipelineConfig, build_config, load_config, load_yaml, today_in
 from utils.logging import setup_logging
 from utils.plan import Plan, PlanError, ascii_dag, dag_dot, describe_outputs, make_plan, plan_text
 
@@ -73,8 +73,8 @@ def apply_cli(cfg: PipelineConfig, flags: dict[str, object], warn: bool = True) 
             continue
         section, key = dotted.split(".")
         current, default = getattr(getattr(cfg, section), key), getattr(getattr(defaults, section), key)
-        typed = yaml.safe_load(value) if isinstance(value, str) else value  # as --set would type it
-        if warn and current != default and current != typed:
+        typed = load_yaml(value) if isinstance(value, str) else value  # as --set would type it
+        if warn and current != default and str(current) != str(typed):
             typer.echo(f"warning: command line sets {dotted}={value}, overriding {dotted}={current} from the config",
                        err=True)
         overrides.append(f"{dotted}={value}")
@@ -151,50 +151,41 @@ def run(
 
 
 def _execute(cfg: PipelineConfig, plan, store: ArtifactStore) -> int:
-    from utils.locking import LockHeld, RunLock
-    from utils.metrics import export_metrics
-    from utils.runner import execute
-    from utils.versioning import VersioningError, version_store
+    from utils.artifacts import ArtifactError
+    from utils.locking import LockError, LockHeld
+    from utils.runner import run_session
 
     try:
-        lock = RunLock(store.root).acquire()
-    except LockHeld as exc:
+        status = run_session(cfg, REGISTRY, plan, store)
+    except (LockHeld, LockError, ArtifactError) as exc:
         typer.echo(f"error: {exc}", err=True)
         return 1
-    try:
-        setup_logging(log_file=store.root / "logs" / f"run-{dt.datetime.now():%Y%m%d}.log")
-        status = execute(cfg, REGISTRY, plan, store, cfg.run.executor, cfg.run.max_workers)
-        metrics_error = None
-        try:
-            export_metrics(cfg, status, store)
-        except OSError as exc:  # an unreachable Pushgateway must not hide the run's own outcome
-            metrics_error = f"metrics: {cfg.monitoring.pushgateway_url}: {exc}"
-        versions = version_store(cfg)
-        if versions is not None and all(p.status in ("success", "skipped") and not p.error
-                                        for p in status.phases.values()):
-            try:
-                versions.commit(store.root / "runs" / status.run_id)
-            except VersioningError as exc:
-                metrics_error = f"versioning: {exc}"
-    finally:
-        lock.release()
+    except OSError as exc:  # a full or read-only disk under the status, the log or a run folder
+        typer.echo(f"error: {exc.filename or store.root}: {exc.strerror or exc}; the previous status is unchanged",
+                   err=True)
+        return 1
     typer.echo(status_table(status))
-    failed = [p for p in status.phases.values() if p.status == "failed"]
-    for phase in failed:
-        typer.echo(f"error: module {phase.module} ({phase.name}) failed: {phase.error}", err=True)
-    if metrics_error:
-        typer.echo(f"error: {metrics_error}", err=True)
-    return 1 if failed or metrics_error else 0
+    for phase in status.phases.values():
+        if phase.status == "failed":
+            typer.echo(f"error: module {phase.module} ({phase.name}) failed: {phase.error}", err=True)
+    for name, step in status.steps.items():
+        if step.status == "failed":
+            typer.echo(f"error: {name}: {step.error}", err=True)
+    return 0 if status.ok else 1
 
 
 def status_table(status) -> str:
     rows = [f"run {status.run_id}  as of {status.as_of}  executor {status.executor}",
-            f"{'id':<3} {'module':<10} {'status':<8} {'seconds':>8}  outputs / error"]
+            f"{'id':<3} {'module':<10} {'status':<11} {'seconds':>8}  outputs / error"]
     for phase in status.phases.values():
         detail = phase.error or ", ".join(f"{o.name}:{o.rows if o.rows is not None else '-'} rows sha {o.sha256[:10]}"
                                           for o in phase.outputs)
         secs = f"{phase.duration_seconds:.2f}" if phase.duration_seconds is not None else "-"
-        rows.append(f"{phase.module:<3} {phase.name:<10} {phase.status:<8} {secs:>8}  {detail}")
+        rows.append(f"{phase.module:<3} {phase.name:<10} {phase.status:<11} {secs:>8}  {detail}")
+    for name, step in status.steps.items():
+        rows.append(f"{'-':<3} {name:<10} {step.status:<11} {'-':>8}  {step.error or ''}".rstrip())
+    if status.interrupted:
+        rows.append(f"run interrupted by {status.interrupted}")
     return "\n".join(rows)
 
 
@@ -293,10 +284,36 @@ def dvc_yaml_command(
 
 
 def _run_dir(cfg: PipelineConfig, run_id: str) -> Path:
-    run_dir = Path(cfg.paths.artifacts) / "runs" / run_id
-    if not (run_dir / "manifest.json").exists():
-        raise fail(f"{run_dir}: no such run (see {Path(cfg.paths.artifacts) / 'runs'})", 2)
+    """The folder of run `run_id`: an id of the pipeline's own format, inside the artifacts root, no link."""
+    from utils.artifacts import ArtifactError, safe_path
+    from phase_status import RUN_ID
+
+    root = Path(cfg.paths.artifacts)
+    if not RUN_ID.fullmatch(run_id):
+        raise fail(f"'{run_id}' is not a run id (YYYYMMDDTHHMMSSZ-xxxxxx, see `python pipeline.py status`)", 2)
+    try:
+        run_dir = safe_path(root, root / "runs" / run_id)
+    except ArtifactError as exc:
+        raise fail(str(exc), 1) from None
+    if not (run_dir / "manifest.json").is_file():
+        raise fail(f"{run_dir}: no such run (see {root / 'runs'})", 2)
     return run_dir
+
+
+@contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """Hold the run lock of an artifacts root, as a run does, while a command changes it (restore,
+    cleanup); exit 1 naming the holder when a run has it."""
+    from utils.locking import LockError, LockHeld, RunLock
+
+    try:
+        lock = RunLock(root).acquire()
+    except (LockHeld, LockError) as exc:
+        raise fail(str(exc), 1) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @app.command()
@@ -313,14 +330,18 @@ def restore(
     versions = version_store(cfg)
     if versions is None:
         raise fail("versioning is off or does not track this artifacts root; nothing to restore from", 2)
+    from utils.artifacts import ArtifactError
+    from utils.schema import SchemaError
+
     store = ArtifactStore.from_config(cfg)
     run_dir = _run_dir(cfg, run_id)
-    for name in artifacts:
-        try:
-            digest = restore_artifact(store, versions, run_dir, name, versions.repo)
-        except (VersioningError, ValueError) as exc:
-            raise fail(str(exc), 1) from None
-        typer.echo(f"restored {name} from {run_id}: sha256 {digest}")
+    with _locked(store.root):
+        for name in artifacts:
+            try:
+                digest = restore_artifact(store, versions, run_dir, name, versions.repo)
+            except (VersioningError, ArtifactError, SchemaError, OSError) as exc:
+                raise fail(str(exc), 1) from None
+            typer.echo(f"restored {name} from {run_id}: sha256 {digest}")
 
 
 @app.command()
@@ -331,14 +352,17 @@ def diff(
     set_: SetOpt = None,
 ) -> None:
     """Per artifact: schema version, rows and hash of two runs, and the features whose PSI moved most."""
-    from phase_status import RunStatus
+    from phase_status import StatusError, load_status
     from utils.versioning import VersioningError, version_store
 
     cfg = config_or_exit(config, set_)
     runs = [_run_dir(cfg, r) for r in (run_a, run_b)]
     outputs = []
     for run_dir in runs:
-        status = RunStatus.model_validate(yaml.safe_load((run_dir / "phase_status.yaml").read_text()))
+        try:
+            status = load_status(run_dir / "phase_status.yaml")
+        except StatusError as exc:
+            raise fail(str(exc), 1) from None
         outputs.append({o.name: o for p in status.phases.values() for o in p.outputs})
     typer.echo(f"{'artifact':22s} {'schema':24s} {'rows':>17s}  hash")
     for name in sorted(set(outputs[0]) | set(outputs[1])):
@@ -398,11 +422,14 @@ def dag(
 @app.command()
 def status(config: ConfigOpt = Path("config.yaml"), set_: SetOpt = None) -> None:
     """The last run's phase status as a table."""
-    from phase_status import read_status
+    from phase_status import StatusError, read_status
     from utils.locking import RunLock
 
     cfg = config_or_exit(config, set_)
-    current = read_status(cfg.paths.artifacts, run_alive=RunLock(cfg.paths.artifacts).is_held())
+    try:
+        current = read_status(cfg.paths.artifacts, run_alive=RunLock(cfg.paths.artifacts).is_held())
+    except StatusError as exc:
+        raise fail(str(exc), 1) from None
     if current is None:
         typer.echo(f"no run recorded under {cfg.paths.artifacts}")
         return
@@ -416,10 +443,16 @@ def cleanup(
     set_: SetOpt = None,
 ) -> None:
     """Remove run outputs older than retention.days; never the latest good version of an artifact."""
+    from utils.artifacts import ArtifactError
     from utils.cleanup import cleanup_runs
 
     cfg = config_or_exit(config, set_)
-    removed = cleanup_runs(Path(cfg.paths.artifacts), cfg.retention.days, dry_run=dry_run)
+    root = Path(cfg.paths.artifacts)
+    try:
+        with _locked(root):
+            removed = cleanup_runs(root, cfg.retention.days, dry_run=dry_run)
+    except (ArtifactError, OSError) as exc:
+        raise fail(str(exc), 1) from None
     verb = "would remove" if dry_run else "removed"
     for path in removed:
         typer.echo(f"{verb} {path}")

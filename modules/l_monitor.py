@@ -10,7 +10,7 @@ import pandas as pd
 from modules.k_train import (DRIFT_WINDOW_DAYS, TrainedModels, calibration_table, calibration_test, load_models,
                              run_metrics, win_metrics)
 from modules.registry import ModuleResult
-from utils.artifacts import ArtifactStore
+from utils.artifacts import ArtifactError, ArtifactStore
 
 log = logging.getLogger("mlb.l_monitor")
 
@@ -97,6 +97,22 @@ def append_log(previous: pd.DataFrame | None, predictions: pd.DataFrame, as_of: 
     return pd.concat([kept, new], ignore_index=True).sort_values(["predicted_for", "game_id"]).reset_index(drop=True)
 
 
+def read_log(store: ArtifactStore) -> pd.DataFrame | None:
+    """The prediction log so far (None before the first night). L appends to it, so re-running L cannot
+    mend a damaged copy: the error names the restore that can."""
+    if not store.resolve_output_path("prediction_log").exists():
+        return None
+    try:
+        return store.read_frame("prediction_log")
+    except ArtifactError as exc:
+        from utils.versioning import latest_versioned_run
+
+        run_id = latest_versioned_run(store.root, "prediction_log") or "RUN_ID"
+        problem = str(exc).split("; ")[0]
+        raise ArtifactError(f"{problem}; L appends to it, so restore the last good copy: "
+                            f"`python pipeline.py restore {run_id} prediction_log`") from None
+
+
 def model_version(store: ArtifactStore, chosen: str) -> str:
     import hashlib
 
@@ -113,7 +129,7 @@ def main(cfg) -> ModuleResult:
     predictions = predict(models, today, model_version(store, models.chosen))
     if predictions.empty:
         log.info("no games scheduled on %s: writing an empty predictions table", as_of)
-    previous = store.read_frame("prediction_log") if store.resolve_output_path("prediction_log").exists() else None
+    previous = read_log(store)
     history = append_log(previous, predictions, as_of)
     evaluation = evaluate(history, table, as_of)
     drift = drift_report(models, table, as_of)

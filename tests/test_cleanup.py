@@ -13,8 +13,10 @@ def make_run(root, days_ago, ok=True):
     started = NOW - dt.timedelta(days=days_ago)
     run_dir = root / "runs" / f"{started:%Y%m%dT%H%M%SZ}-abc123"
     run_dir.mkdir(parents=True)
-    phases = {"A": {"status": "success" if ok else "failed", "error": None if ok else "boom"}}
-    (run_dir / "phase_status.yaml").write_text(yaml.safe_dump({"phases": phases}))
+    phases = {"A": {"module": "A", "name": "ingest", "status": "success" if ok else "failed",
+                    "error": None if ok else "boom"}}
+    status = {"run_id": run_dir.name, "executor": "legacy", "started_at": started.isoformat(), "phases": phases}
+    (run_dir / "phase_status.yaml").write_text(yaml.safe_dump(status))
     return run_dir
 
 

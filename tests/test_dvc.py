@@ -101,6 +101,6 @@ def test_each_run_is_versioned_and_an_earlier_prediction_table_restores_exactly(
 
 def test_restore_needs_a_known_run(tmp_path, mirror):
     proj = project_copy(tmp_path, mirror, "2024-07-14")
-    proc = subprocess.run([sys.executable, "pipeline.py", "restore", "nope", "predictions"], cwd=proj, env=ENV,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "pipeline.py", "restore", "20240714T101010Z-abcdef", "predictions"],
+                          cwd=proj, env=ENV, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no such run" in proc.stderr

@@ -9,7 +9,8 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
-import yaml
+from phase_status import StatusError, load_status
+from utils.artifacts import safe_path
 
 
 def _run_started(run_dir: Path) -> dt.datetime | None:
@@ -20,20 +21,23 @@ def _run_started(run_dir: Path) -> dt.datetime | None:
 
 
 def _succeeded(run_dir: Path) -> bool:
-    status_file = run_dir / "phase_status.yaml"
-    if not status_file.exists():
+    try:
+        return load_status(run_dir / "phase_status.yaml").modules_ok
+    except StatusError:  # unreadable or missing: not a run to keep for its success
         return False
-    phases = (yaml.safe_load(status_file.read_text()) or {}).get("phases", {})
-    return bool(phases) and all(p.get("status") in ("success", "skipped") and not p.get("error") for p in phases.values())
 
 
 def cleanup_runs(root: Path, retention_days: int, dry_run: bool = False,
                  now: dt.datetime | None = None) -> list[Path]:
-    """Remove (or with dry_run, list) expired run folders; returns them oldest first."""
-    runs_dir = Path(root) / "runs"
+    """Remove (or with dry_run, list) expired run folders; returns them oldest first.
+
+    Nothing outside the root is ever removed: a linked `runs/` is refused (ArtifactError), and a
+    link among the run folders is passed over, never followed."""
+    runs_dir = safe_path(root, Path(root) / "runs")
     if not runs_dir.is_dir():
         return []
-    runs = sorted((d for d in runs_dir.iterdir() if d.is_dir() and _run_started(d)), key=_run_started)
+    runs = sorted((d for d in runs_dir.iterdir() if not d.is_symlink() and d.is_dir() and _run_started(d)),
+                  key=_run_started)
     keep = {d for d in reversed(runs) if _succeeded(d)}
     keep = {max(keep, key=_run_started)} if keep else set()
     cutoff = (now or dt.datetime.now(dt.timezone.utc)) - dt.timedelta(days=retention_days)

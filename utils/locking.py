@@ -7,6 +7,7 @@ holds the holder's pid and start time so a refused run can name it.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
 import json
 import logging
@@ -22,6 +23,10 @@ class LockHeld(RuntimeError):
     """Another run holds the artifacts root."""
 
 
+class LockError(OSError):
+    """The lock file cannot be taken at all (a link, a read-only or full disk); the message names it."""
+
+
 class RunLock:
     def __init__(self, root: Path | str):
         self.path = Path(root) / LOCK_FILE
@@ -29,15 +34,23 @@ class RunLock:
 
     def holder(self) -> dict | None:
         try:
-            return json.loads(self.path.read_text() or "null")
-        except (FileNotFoundError, json.JSONDecodeError):
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
             return None
+        with os.fdopen(fd, "rb") as handle:
+            text = handle.read(4096)
+        try:
+            holder = json.loads(text or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return holder if isinstance(holder, dict) else None
 
     def is_held(self) -> bool:
         """Whether a live process holds the lock now (probes without taking it)."""
-        if not self.path.exists():
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:  # absent, or a link no run of ours could hold
             return False
-        fd = os.open(self.path, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -47,8 +60,14 @@ class RunLock:
         return False
 
     def acquire(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # O_NOFOLLOW: a link planted at .run.lock must not get its target truncated
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            reason = "is a symbolic link; refusing to follow it" if exc.errno == errno.ELOOP else \
+                f"cannot take the run lock ({exc.strerror or exc})"
+            raise LockError(f"{self.path}: {reason}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -66,8 +85,12 @@ class RunLock:
             "host": socket.gethostname(),
             "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        except OSError as exc:
+            os.close(fd)
+            raise LockError(f"{self.path}: cannot record the run lock's holder ({exc.strerror or exc})") from None
         self._fd = fd
         return self
 

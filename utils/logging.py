@@ -2,10 +2,19 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class NoFollowFileHandler(logging.FileHandler):
+    """A FileHandler that refuses to append through a symbolic link planted at the log's path."""
+
+    def _open(self):
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        return os.fdopen(fd, "a", encoding=self.encoding or "utf-8", errors=self.errors)
 
 
 def setup_logging(level: int = logging.INFO, log_file: Path | None = None) -> logging.Logger:
@@ -20,7 +29,7 @@ def setup_logging(level: int = logging.INFO, log_file: Path | None = None) -> lo
     root.addHandler(console)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_file)
+        handler = NoFollowFileHandler(log_file)
         handler.setFormatter(logging.Formatter(FORMAT))
         root.addHandler(handler)
     return root

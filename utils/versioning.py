@@ -8,10 +8,11 @@ the commit id (see README).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
-import shutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,8 @@ from typing import Protocol
 import yaml
 
 from modules.registry import Registry
-from utils.artifacts import ArtifactStore, atomic_write_bytes, atomic_write_text
+from phase_status import RUN_ID, StatusError, load_status
+from utils.artifacts import ArtifactStore, atomic_write_bytes, atomic_write_text, safe_path, staged_writes, write_temp
 
 log = logging.getLogger("mlb.versioning")
 DVC_ENV = {"DVC_NO_ANALYTICS": "1"}
@@ -38,12 +40,21 @@ class VersionStore(Protocol):
         """The bytes `relpath` (relative to the repository) had in that run."""
 
 
+MD5 = re.compile(r"[0-9a-f]{32}")
+
+
 def dvc(repo: Path, *args: str, timeout: int = 300) -> str:
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **DVC_ENV})
+    """Run DVC in `repo`; VersioningError carrying DVC's own reason (its ERROR line) when it fails."""
+    try:
+        proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True,
+                              timeout=timeout, env={**os.environ, **DVC_ENV})
+    except subprocess.TimeoutExpired:
+        raise VersioningError(f"dvc {' '.join(args)}: no answer within {timeout}s") from None
     if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise VersioningError(f"dvc {' '.join(args)}: {detail[-1] if detail else f'exit {proc.returncode}'}")
+        lines = [line.strip() for line in (proc.stderr + "\n" + proc.stdout).splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("ERROR")]
+        reason = " ".join((errors or lines[-1:] or [f"exit {proc.returncode}"])[0].split())
+        raise VersioningError(f"dvc {' '.join(args)}: {reason}")
     return proc.stdout
 
 
@@ -53,20 +64,26 @@ class DvcVersionStore:
         self.remote = remote
 
     def commit(self, run_dir: Path) -> None:
-        dvc(self.repo, "commit", "--force", "--quiet")
-        shutil.copyfile(self.repo / "dvc.lock", run_dir / "dvc.lock")
+        dvc(self.repo, "commit", "--force")
+        atomic_write_bytes(run_dir / "dvc.lock", (self.repo / "dvc.lock").read_bytes())
         if self.remote:
-            dvc(self.repo, "push", "--quiet", "--remote", self.remote)
+            dvc(self.repo, "push", "--remote", self.remote)
 
     def _md5(self, run_dir: Path, relpath: str) -> str:
         lock_file = run_dir / "dvc.lock"
         if not lock_file.exists():
-            raise VersioningError(f"{run_dir.name}: no dvc.lock was kept for this run (versioning was off)")
-        for stage in yaml.safe_load(lock_file.read_text())["stages"].values():
-            for out in stage.get("outs", []):
-                if out["path"] == relpath:
-                    return out["md5"]
-        raise VersioningError(f"{run_dir.name}: '{relpath}' is not among the run's versioned outputs")
+            raise VersioningError(f"{run_dir.name}: no dvc.lock was kept for this run ({_why_unversioned(run_dir)})")
+        try:
+            stages = yaml.safe_load(lock_file.read_text())["stages"]
+            outs = [out for stage in stages.values() for out in stage.get("outs", [])]
+            md5 = next((out["md5"] for out in outs if out["path"] == relpath), None)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+            raise VersioningError(f"{lock_file}: not a dvc.lock this pipeline wrote") from None
+        if md5 is None:
+            raise VersioningError(f"{run_dir.name}: '{relpath}' is not among the run's versioned outputs")
+        if not isinstance(md5, str) or not MD5.fullmatch(md5):  # it becomes a path: nothing but 32 hex digits
+            raise VersioningError(f"{lock_file}: md5 of '{relpath}' is not 32 hex digits")
+        return md5
 
     def remote_folder(self) -> Path | None:
         """The remote's folder when it is a local path (DVC keeps relative URLs relative to .dvc/)."""
@@ -77,13 +94,21 @@ class DvcVersionStore:
 
     def fetch(self, run_dir: Path, relpath: str) -> bytes:
         """From the cache, else from the remote; `dvc fetch` only knows the current dvc.lock's versions,
-        so an earlier run's object is read by its md5 from a folder remote."""
+        so an earlier run's object is read by its md5 from a folder remote. A copy whose bytes do not
+        hash to that md5 (a corrupted object) is passed over."""
         md5 = self._md5(run_dir, relpath)
         key = Path("files") / "md5" / md5[:2] / md5[2:]
+        corrupt = []
         for base in (self.repo / ".dvc" / "cache", self.remote_folder()):
-            if base is not None and (base / key).exists():
-                return (base / key).read_bytes()
-        raise VersioningError(f"{relpath}@{run_dir.name}: md5 {md5} is in neither the DVC cache nor the remote")
+            if base is None or not (base / key).is_file():
+                continue
+            payload = (base / key).read_bytes()
+            if hashlib.md5(payload).hexdigest() == md5:
+                return payload
+            corrupt.append(str(base / key))
+        where = f"; corrupted copies: {', '.join(corrupt)}" if corrupt else ""
+        raise VersioningError(f"{relpath}@{run_dir.name}: no sound copy of md5 {md5} in the DVC cache or the remote"
+                              f"{where}")
 
 
 def version_store(cfg, repo: Path | None = None) -> DvcVersionStore | None:
@@ -101,21 +126,64 @@ def version_store(cfg, repo: Path | None = None) -> DvcVersionStore | None:
     return DvcVersionStore(repo, cfg.versioning.remote)
 
 
+def _why_unversioned(run_dir: Path) -> str:
+    """What the run's own status says about its versioning step."""
+    try:
+        step = load_status(run_dir / "phase_status.yaml").steps.get("versioning")
+    except StatusError:
+        step = None
+    if step is None:
+        return "its status does not say why"
+    if step.status == "failed":
+        return f"versioning failed: {step.error}"
+    if step.status == "skipped":
+        return f"not versioned: {step.error}"
+    return f"versioning was {step.status}"
+
+
+def latest_versioned_run(root: Path, name: str) -> str | None:
+    """The newest run under `root/runs` that versioned artifact `name` (it kept a dvc.lock), if any."""
+    runs = safe_path(root, Path(root) / "runs")
+    if not runs.is_dir():
+        return None
+    for run_dir in sorted((d for d in runs.iterdir() if RUN_ID.fullmatch(d.name)), reverse=True):
+        try:
+            written = json.loads((run_dir / "manifest.json").read_text())["artifacts"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if (run_dir / "dvc.lock").is_file() and isinstance(written, dict) and name in written:
+            return run_dir.name
+    return None
+
+
 def restore(store: ArtifactStore, versions: VersionStore, run_dir: Path, name: str, repo: Path) -> str:
-    """Put run `run_dir`'s copy of an artifact (and its sidecar) back in place; returns its SHA-256."""
-    manifest = json.loads((run_dir / "manifest.json").read_text())["artifacts"]
-    if name not in manifest:
+    """Put run `run_dir`'s copy of an artifact (and its sidecar) back in place; returns its SHA-256.
+
+    Both copies are checked against the run's manifest *before* anything is replaced, then renamed
+    into place together: a corrupted or forged copy leaves the current artifact as it was."""
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())["artifacts"]
+        expected = manifest.get(name)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        raise VersioningError(f"{run_dir / 'manifest.json'}: not a manifest this pipeline wrote") from None
+    if not isinstance(expected, str):
         raise VersioningError(f"{run_dir.name}: the run wrote no artifact '{name}'")
     path, meta = store.resolve_output_path(name), store.meta_path(name)
     payload = versions.fetch(run_dir, str(path.resolve().relative_to(repo.resolve())))
     sidecar = versions.fetch(run_dir, str(meta.resolve().relative_to(repo.resolve())))
-    atomic_write_bytes(path, payload)
-    atomic_write_bytes(meta, sidecar)
-    digest = store.verify(name)
-    if digest != manifest[name]:
-        raise VersioningError(f"{name}@{run_dir.name}: restored SHA-256 {digest[:12]}… differs from the "
-                              f"manifest's {manifest[name][:12]}…")
-    return digest
+    digest = hashlib.sha256(payload).hexdigest()
+    try:
+        recorded = json.loads(sidecar).get("sha256")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        recorded = None
+    if digest != expected or recorded != expected:
+        raise VersioningError(f"{name}@{run_dir.name}: the stored copy (SHA-256 {digest[:12]}…) does not match the "
+                              f"run's manifest ({expected[:12]}…); the current '{name}' is left as it is")
+    with staged_writes() as staging:
+        staging.pending += [(write_temp(safe_path(store.root, path), payload), path),
+                            (write_temp(safe_path(store.root, meta), sidecar), meta)]
+        staging.commit()
+    return store.verify(name)
 
 
 def dvc_yaml(registry: Registry, store: ArtifactStore) -> str:
@@ -127,7 +195,7 @@ def dvc_yaml(registry: Registry, store: ArtifactStore) -> str:
     for spec in registry.runnable:
         outs = []
         for name in spec.outputs:
-            out = {rel(name): {"persist": True}} if name == "prediction_log" else rel(name)
+            out = {rel(name): {"persist": True}} if name in spec.appends else rel(name)
             outs += [out, rel(name) + ".meta.json"]
         stages[f"{spec.id}_{spec.name}"] = {
             "cmd": f"PYTHONPATH=. python pipeline.py run --modules {spec.id} --legacy-executor --overwrite-policy overwrite "
