@@ -324,17 +324,16 @@ def restore(
     set_: SetOpt = None,
 ) -> None:
     """Put an earlier run's version of artifacts back in place (checked against that run's SHA-256)."""
+    from utils.artifacts import ArtifactError
+    from utils.schema import SchemaError
     from utils.versioning import VersioningError, restore as restore_artifact, version_store
 
     cfg = config_or_exit(config, set_)
+    run_dir = _run_dir(cfg, run_id)
     versions = version_store(cfg)
     if versions is None:
         raise fail("versioning is off or does not track this artifacts root; nothing to restore from", 2)
-    from utils.artifacts import ArtifactError
-    from utils.schema import SchemaError
-
     store = ArtifactStore.from_config(cfg)
-    run_dir = _run_dir(cfg, run_id)
     with _locked(store.root):
         for name in artifacts:
             try:
@@ -481,6 +480,7 @@ def _click_error(name: str) -> type[Exception] | tuple:
 
 def main(argv: list[str] | None = None) -> None:
     args = _with_command(list(sys.argv[1:] if argv is None else argv))
+    setup_logging()
     try:
         code = app(args=args, prog_name="pipeline.py", standalone_mode=False)
     except _click_error("NoArgsIsHelpError") as exc:

@@ -44,9 +44,41 @@ def invalid(cfg) -> ModuleResult:
     return ModuleResult([store.write_frame("doubled", pd.DataFrame({"n": [-1], "label": ["x"]}))])
 
 
+def pair_then_fail(cfg) -> ModuleResult:
+    """Writes both its outputs, then fails: neither may replace the previous one."""
+    store = ArtifactStore.from_config(cfg)
+    store.write_frame("doubled", pd.DataFrame({"n": [100], "label": ["z"]}))
+    store.write_frame("squared", pd.DataFrame({"n": [100], "label": ["z"]}))
+    raise ValueError("deliberate failure after writing both outputs")
+
+
+def pair(cfg) -> ModuleResult:
+    store = ArtifactStore.from_config(cfg)
+    frame = store.read_frame("numbers")
+    return ModuleResult([store.write_frame("doubled", frame.assign(n=frame["n"] * 2)),
+                         store.write_frame("squared", frame.assign(n=frame["n"] ** 2))])
+
+
+def sleepy(cfg) -> ModuleResult:
+    """Runs for a minute unless the run is stopped (the interrupt tests)."""
+    import time
+
+    time.sleep(60)
+    return doubled(cfg)
+
+
 def killed(cfg) -> ModuleResult:
     os.kill(os.getpid(), signal.SIGKILL)
     raise AssertionError("unreachable")
+
+
+def pair_registry(target: str = "pair") -> Registry:
+    """numbers -> one module making both doubled and squared -> summary."""
+    return Registry([
+        ModuleSpec("N", "numbers", "tests.toy_modules:numbers", (), ("numbers",)),
+        ModuleSpec("P", "pair", f"tests.toy_modules:{target}", ("numbers",), ("doubled", "squared")),
+        ModuleSpec("T", "summary", "tests.toy_modules:summary", ("doubled", "squared"), ("summary",)),
+    ])
 
 
 def toy_registry(middle: str = "doubled") -> Registry:

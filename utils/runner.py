@@ -320,7 +320,7 @@ def post_run(cfg, ctx: RunContext) -> None:
             versions.commit(ctx.run_dir)
             recorder.step("versioning", "success")
         except VersioningError as exc:
-            recorder.step("versioning", "failed", one_line(exc))
+            recorder.step("versioning", "failed", " ".join(str(exc).split()))
     recorder.step("metrics", "running")
     try:
         export_metrics(cfg, recorder.run, ctx.store)

@@ -1,0 +1,471 @@
+"""Faults the pipeline survives: one line, the right exit code, the last good artifact intact.
+
+Each test here failed on cab14e4 (README, "What the pipeline survives").
+"""
+import errno
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import zipfile
+
+import pandas as pd
+import pytest
+import yaml
+
+import pipeline
+from phase_status import STATUS_FILE, StatusError, load_status, read_status
+from tests.conftest import ROOT, TOY_SCHEMAS, free_port
+from tests.toy_modules import pair_registry, toy_registry
+from utils.artifacts import ArtifactError, ArtifactStore, safe_path
+from utils.config import ConfigError, build_config, load_config
+from utils.locking import LockError, RunLock
+from utils.plan import make_plan
+from utils.runner import execute
+
+
+def cli(capsys, *args):
+    """`pipeline.py ARGS` in this process: (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as done:
+        pipeline.main(list(args))
+    out, err = capsys.readouterr()
+    return done.value.code, out, err
+
+
+def toy_args(root, *extra):
+    return ["run", "--legacy-executor", "--set", f"paths.artifacts={root}", "--set", f"paths.schemas={TOY_SCHEMAS}",
+            "--set", "versioning.backend=none", "--as-of", "2024-07-14", *extra]
+
+
+def run_toy(cfg, registry):
+    store = ArtifactStore.from_config(cfg)
+    return execute(cfg, registry, make_plan(registry, None, store), store, "legacy", 2), store
+
+
+# --- a module's outputs are replaced together or not at all -------------------------------------------------
+
+
+def test_a_module_that_fails_after_writing_leaves_every_previous_output_and_hash(toy_cfg):
+    _, store = run_toy(toy_cfg, pair_registry())
+    before = {n: store.verify(n) for n in ("doubled", "squared")}
+    status, _ = run_toy(toy_cfg, pair_registry("pair_then_fail"))
+    assert status.phases["P"].status == "failed"
+    assert {n: store.verify(n) for n in ("doubled", "squared")} == before  # neither was replaced
+    assert list((store.root / "data").glob(".*tmp")) == []  # nothing staged is left behind
+
+
+def test_skip_rebuilds_outputs_that_come_from_different_writes(toy_cfg):
+    """A run killed between renaming a module's outputs must not leave a mix that 'skip' keeps."""
+    _, store = run_toy(toy_cfg, pair_registry())
+    squared = store.read_frame("squared")
+    store.write_frame("squared", squared)  # valid hash, but another write than its sibling 'doubled'
+    skip = build_config(toy_cfg.model_dump(mode="json"), ["run.overwrite_policy=skip"])
+    status, _ = run_toy(skip, pair_registry())
+    assert status.phases["N"].status == "skipped"
+    assert status.phases["P"].status == "success"  # rebuilt, not kept
+    assert len({store.meta(n)["batch"] for n in ("doubled", "squared")}) == 1
+
+
+# --- symbolic links inside the artifacts root are never followed for a write or a delete --------------------
+
+
+def test_safe_path_refuses_links_and_escapes(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir(), outside.mkdir()
+    (root / "cache").symlink_to(outside)
+    with pytest.raises(ArtifactError, match=r"cache: is a symbolic link inside the artifacts root"):
+        safe_path(root, root / "cache" / "parsed" / "x")
+    with pytest.raises(ArtifactError, match="outside the artifacts root"):
+        safe_path(root, root / ".." / "outside" / "x")
+    assert safe_path(root, root / "data" / "x") == root / "data" / "x"
+
+
+def test_a_linked_lock_file_is_refused_and_its_target_untouched(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / ".run.lock").symlink_to(victim)
+    with pytest.raises(LockError, match=r"\.run\.lock: is a symbolic link; refusing to follow it"):
+        RunLock(root).acquire()
+    assert victim.read_text() == "precious"
+
+
+def test_a_run_refuses_a_linked_log_and_a_linked_parse_cache(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pipeline, "REGISTRY", toy_registry())
+    victim = tmp_path / "victim.log"
+    victim.write_text("precious\n")
+    root = tmp_path / "root"
+    (root / "logs").mkdir(parents=True)
+    (root / "logs").rmdir()
+    (root / "logs").symlink_to(tmp_path)
+    code, _, err = cli(capsys, *toy_args(root))
+    assert code == 1 and err.strip().splitlines() == [
+        f"error: {root / 'logs'}: is a symbolic link inside the artifacts root; refusing to follow it"]
+    assert victim.read_text() == "precious\n" and not (tmp_path / "run-").exists()
+    store = ArtifactStore(root, TOY_SCHEMAS)
+    (root / "cache").symlink_to(tmp_path)
+    with pytest.raises(ArtifactError, match="cache: is a symbolic link"):
+        store.cache_dir("parsed")
+
+
+def test_cleanup_never_removes_anything_outside_the_root(tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    old_run = elsewhere / "20000101T000000Z-abcdef"
+    old_run.mkdir(parents=True)
+    (old_run / "keep.txt").write_text("not the pipeline's")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "runs").symlink_to(elsewhere)
+    code, _, err = cli(capsys, "cleanup", "--set", f"paths.artifacts={root}")
+    assert code == 1 and "runs: is a symbolic link inside the artifacts root" in err and len(err.splitlines()) == 1
+    assert (old_run / "keep.txt").exists()
+    (root / "runs").unlink()
+    (root / "runs").mkdir()
+    (root / "runs" / old_run.name).symlink_to(old_run)  # a link among the run folders is passed over
+    code, out, _ = cli(capsys, "cleanup", "--set", f"paths.artifacts={root}")
+    assert code == 0 and "removed 0 run folder(s)" in out and (old_run / "keep.txt").exists()
+
+
+def test_restore_and_cleanup_take_the_run_lock(tmp_path, capsys):
+    with RunLock(tmp_path):
+        code, _, err = cli(capsys, "cleanup", "--set", f"paths.artifacts={tmp_path}")
+    assert code == 1 and f"another run holds the artifacts root (pid {os.getpid()}" in err
+
+
+# --- restore: run ids, lock-file paths, verify before replace -----------------------------------------------
+
+
+@pytest.mark.parametrize("run_id", ["../../etc", "/etc", "20240714T101010Z-abcdef/../..", "latest"])
+def test_restore_refuses_run_ids_not_of_the_pipeline_s_format(tmp_path, capsys, run_id):
+    code, _, err = cli(capsys, "restore", run_id, "predictions", "--set", f"paths.artifacts={tmp_path}")
+    assert code == 2 and "is not a run id" in err and len(err.splitlines()) == 1
+
+
+@pytest.fixture
+def dvc_repo(tmp_path):
+    """A DVC repository (no git) whose stage outputs are the toy summary and its sidecar."""
+    from tests.test_versioning import ENV
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    for args in (["init", "--no-scm", "-q"], ["remote", "add", "-d", "local", str(tmp_path / "remote"), "-q"]):
+        subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=ENV, check=True)
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"T_summary": {
+        "cmd": "true", "outs": ["artifacts/data/summary.json", "artifacts/data/summary.json.meta.json"]}}}))
+    return root
+
+
+def test_restore_never_reads_outside_and_verifies_before_replacing(dvc_repo, tmp_path):
+    from tests.test_versioning import version
+    from utils.versioning import DvcVersionStore, VersioningError, restore
+
+    store = ArtifactStore(dvc_repo / "artifacts", TOY_SCHEMAS)
+    versions = DvcVersionStore(dvc_repo, None)
+    first = version(store, versions, dvc_repo, "20240713T060000Z-aaaaaa", 1)
+    version(store, versions, dvc_repo, "20240714T060000Z-bbbbbb", 2)
+    current = store.verify("summary")
+    # a forged lock whose md5 is a path
+    forged = yaml.safe_load((first / "dvc.lock").read_text())
+    forged["stages"]["T_summary"]["outs"][0]["md5"] = "../../../../../../etc/passwd"
+    (first / "dvc.lock").write_text(yaml.safe_dump(forged))
+    with pytest.raises(VersioningError, match="md5 of 'artifacts/data/summary.json' is not 32 hex digits"):
+        restore(store, versions, first, "summary", dvc_repo)
+    assert store.verify("summary") == current
+    # a corrupted cache object: refused, and the current artifact is still the good one
+    second = dvc_repo / "artifacts" / "runs" / "20240714T060000Z-bbbbbb"
+    third = version(store, versions, dvc_repo, "20240715T060000Z-cccccc", 3)
+    md5 = yaml.safe_load((second / "dvc.lock").read_text())["stages"]["T_summary"]["outs"][0]["md5"]
+    obj = dvc_repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    obj.chmod(0o644)
+    obj.write_bytes(b'{"total": 666}\n')
+    good = store.verify("summary")
+    with pytest.raises(VersioningError, match=f"no sound copy of md5 {md5} .*corrupted copies: {obj}"):
+        restore(store, versions, second, "summary", dvc_repo)
+    assert store.verify("summary") == good and store.read_json("summary") == {"total": 3} and third.exists()
+
+
+def test_restore_names_a_failed_versioning_step_not_off(tmp_path):
+    from utils.versioning import DvcVersionStore, VersioningError
+
+    run_dir = tmp_path / "runs" / "20240714T060000Z-abcdef"
+    run_dir.mkdir(parents=True)
+    status = {"run_id": run_dir.name, "executor": "legacy", "started_at": "2024-07-14T06:00:00Z",
+              "steps": {"versioning": {"status": "failed", "error": "dvc commit --force: ERROR: disk full"}}}
+    (run_dir / "phase_status.yaml").write_text(yaml.safe_dump(status))
+    with pytest.raises(VersioningError, match=r"no dvc.lock was kept for this run \(versioning failed: dvc commit"):
+        DvcVersionStore(tmp_path, None).fetch(run_dir, "artifacts/data/x.json")
+
+
+# --- states the pipeline cannot leave -----------------------------------------------------------------------
+
+
+def test_a_tampered_prediction_log_names_the_restore_that_mends_it(tmp_path):
+    from modules.l_monitor import read_log
+
+    store = ArtifactStore(tmp_path, ROOT / "schemas")
+    run_dir = tmp_path / "runs" / "20240713T060000Z-abcdef"
+    run_dir.mkdir(parents=True)
+    (run_dir / "manifest.json").write_text(json.dumps({"artifacts": {"prediction_log": "0" * 64}}))
+    (run_dir / "dvc.lock").write_text("stages: {}\n")
+    path = store.resolve_output_path("prediction_log")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not parquet")
+    store.meta_path("prediction_log").write_text(json.dumps({"sha256": "1" * 64}))
+    with pytest.raises(ArtifactError, match=r"SHA-256 mismatch .*L appends to it, so restore the last good copy: "
+                                            r"`python pipeline.py restore 20240713T060000Z-abcdef prediction_log`"):
+        read_log(store)
+
+
+@pytest.mark.parametrize("sidecar", ["{}", "[]", '"x"', '{"sha256": 5}', "\xff"])
+def test_a_sidecar_without_a_hash_is_a_mismatch_not_a_crash(tmp_path, sidecar):
+    store = ArtifactStore(tmp_path, TOY_SCHEMAS)
+    store.write_frame("numbers", pd.DataFrame({"n": [1], "label": ["a"]}))
+    store.meta_path("numbers").write_text(sidecar)
+    with pytest.raises(ArtifactError, match=r"numbers.parquet.meta.json: unreadable sidecar"):
+        store.verify("numbers")
+    assert not store.is_valid("numbers")
+
+
+def test_a_corrupted_parse_cache_is_discarded_and_rebuilt(mirror, tmp_path, caplog):
+    from modules.a_ingest import parse_cached
+
+    payload = (mirror / "gl2023.zip").read_bytes()
+    first = parse_cached(payload, 2023, "gl2023.zip", {"NYA", "BOS"}, tmp_path)
+    cached = next(tmp_path.glob("gl2023-*[0-9a-f].parquet"))
+    cached.write_bytes(cached.read_bytes()[:100])  # truncated: 'Invalid or corrupted bit_width' on cab14e4
+    logging.getLogger("mlb").propagate = True
+    with caplog.at_level(logging.WARNING, logger="mlb.a_ingest"):
+        again = parse_cached(payload, 2023, "gl2023.zip", {"NYA", "BOS"}, tmp_path)
+    assert f"{cached}: discarding a cached parse that does not verify" in caplog.text
+    pd.testing.assert_frame_equal(first.games, again.games)
+    assert parse_cached(payload, 2023, "gl2023.zip", {"NYA", "BOS"}, tmp_path).games.equals(first.games)
+
+
+# --- module A on broken game logs ---------------------------------------------------------------------------
+
+
+def rezip(mirror, target, season, edit):
+    from modules.a_ingest import read_season_zip
+
+    lines = read_season_zip((mirror / f"gl{season}.zip").read_bytes(), season, "x").splitlines()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"GL{season}.TXT", "\r\n".join(edit(lines)) + ("\r\n" if lines else ""))
+    (target / f"gl{season}.zip").write_bytes(buffer.getvalue())
+
+
+def ingest_cfg(tmp_path, source, first, as_of):
+    return build_config({"paths": {"artifacts": str(tmp_path / "artifacts")},
+                         "sources": {"retrosheet": {"base_url": str(source)}, "schedule": {"mode": "replay"}},
+                         "data": {"first_season": first}, "run": {"as_of": as_of}})
+
+
+def test_one_malformed_line_is_quarantined_when_several_seasons_are_read(mirror, tmp_path):
+    from modules import a_ingest
+    from utils.artifacts import staged_writes
+
+    source = tmp_path / "mirror"
+    source.mkdir()
+    (source / "gl2022.zip").symlink_to(mirror / "gl2022.zip")
+
+    def huge_score(lines):
+        fields = lines[9].split(",")
+        fields[10] = "1" + "0" * 23  # 10^23: a TypeError traceback on cab14e4
+        return lines[:9] + [",".join(fields)] + lines[10:]
+
+    rezip(mirror, source, 2023, huge_score)
+    with staged_writes() as staging:
+        result = a_ingest.main(ingest_cfg(tmp_path, source, 2022, "2023-07-01"))
+        staging.commit()
+    store = ArtifactStore(tmp_path / "artifacts", ROOT / "schemas")
+    quarantine = store.read_frame("quarantine")
+    assert quarantine[["season", "line_number"]].values.tolist() == [[2023, 10]]
+    assert quarantine["reason"].iloc[0] == "home_score '100000000000000000000000' is not a whole number of at most 9 digits"
+    assert quarantine["source"].iloc[0] == str(source / "gl2023.zip")
+    assert result.metrics["quarantined"] == 1
+
+
+def test_an_oversized_count_in_any_field_is_quarantined_naming_it(mirror):
+    from modules.a_ingest import FIELD_NAMES, parse_gamelog, read_season_zip
+
+    lines = read_season_zip((mirror / "gl2024.zip").read_bytes(), 2024, "x").splitlines()[:3]
+    fields = lines[1].split(",")
+    fields[FIELD_NAMES.index("attendance")] = "9" * 25
+    lines[1] = ",".join(fields)
+    parsed = parse_gamelog("\n".join(lines), 2024, "gl2024.zip")
+    assert parsed.games["line_number"].tolist() == [1, 3]
+    assert parsed.quarantine["reason"].tolist() == [f"attendance is not a whole number of at most 9 digits: '{'9' * 25}'"]
+
+
+def test_an_empty_past_season_is_an_error_naming_the_file(mirror, tmp_path):
+    from modules import a_ingest
+
+    source = tmp_path / "mirror"
+    source.mkdir()
+    (source / "gl2023.zip").symlink_to(mirror / "gl2023.zip")
+    rezip(mirror, source, 2022, lambda lines: [])
+    with pytest.raises(a_ingest.IngestError, match=rf"^{source / 'gl2022.zip'}: GL2022.TXT holds no readable game"):
+        a_ingest.main(ingest_cfg(tmp_path, source, 2022, "2023-07-01"))
+
+
+# --- one line, never a traceback: config, status file, disk ---------------------------------------------------
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\x00\x01\x02\xff\xfe binary", "not a UTF-8 text file"),
+    ("run:\n  as_of: 2023-02-30\n".encode(), "run.as_of: "),
+    ("sources:\n  schedule:\n    timezone: Mars/Olympus\n".encode(),
+     "sources.schedule.timezone: Value error, 'Mars/Olympus' is not an IANA time zone"),
+    (b"retention:\n  days: 99999999999\n", "retention.days: Input should be less than or equal to 36500"),
+    (b"sources:\n  schedule:\n    statsapi_url: http://statsapi.mlb.com/api/v1/schedule\n",
+     "must be an https:// URL (plain http only on 127.0.0.1)"),
+])
+def test_a_bad_config_file_is_one_line_and_exit_2(tmp_path, capsys, content, message):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(content)
+    code, _, err = cli(capsys, "validate-config", "--config", str(path))
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+
+
+def test_a_folder_as_config_is_one_line(tmp_path, capsys):
+    code, _, err = cli(capsys, "validate-config", "--config", str(tmp_path))
+    assert code == 2 and err.strip() == f"config error: {tmp_path}: is a folder, not a config file"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.seed=[1", "--set 'model.seed=[1': not a valid YAML value"),
+    ("model.seed=!!python/object/apply:os.system ['true']", "not a valid YAML value (could not determine a constructor"),
+    ("run.as_of=2023-02-30", "run.as_of: "),
+])
+def test_a_bad_set_is_one_line_and_exit_2(capsys, override, message):
+    code, _, err = cli(capsys, "validate-config", "--set", override)
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+
+
+def test_an_impossible_date_names_its_key():
+    with pytest.raises(ConfigError) as err:
+        build_config({}, ["run.as_of=2023-02-30"])
+    assert err.value.problems[0].startswith("run.as_of: Input should be a valid date")
+    assert build_config({}, ["run.as_of=2024-02-29"]).run.as_of.isoformat() == "2024-02-29"
+
+
+def test_plain_http_stats_api_only_on_loopback():
+    assert build_config({}, ["sources.schedule.statsapi_url=http://127.0.0.1:8080/api/v1/schedule"])
+    with pytest.raises(ConfigError, match="statsapi_url: .*must be an https"):
+        build_config({}, ["sources.schedule.statsapi_url=http://10.0.0.1/api/v1/schedule"])
+    assert load_config(ROOT / "config.yaml").sources.schedule.statsapi_url.startswith("https://")
+
+
+@pytest.mark.parametrize("content", ["{{{ not yaml", "", "run_id: x\nexecutor: legacy\nstarted_at: 2024-07-14\nbogus: 1\n"])
+def test_status_says_an_unreadable_status_file_is_unreadable_and_where(tmp_path, capsys, content):
+    (tmp_path / STATUS_FILE).write_text(content)
+    code, _, err = cli(capsys, "status", "--set", f"paths.artifacts={tmp_path}")
+    assert code == 1 and err.strip().startswith(f"error: {tmp_path / STATUS_FILE}: unreadable phase status")
+    assert len(err.splitlines()) == 1
+    with pytest.raises(StatusError):
+        load_status(tmp_path / STATUS_FILE)
+
+
+@pytest.mark.parametrize("code_name", ["ENOSPC", "EROFS"])
+def test_a_full_or_read_only_disk_under_the_lock_is_one_line(tmp_path, capsys, monkeypatch, code_name):
+    import utils.locking
+
+    monkeypatch.setattr(pipeline, "REGISTRY", toy_registry())
+    real_open = os.open
+
+    def refusing_open(path, flags, *args):
+        if str(path).endswith(".run.lock") and flags & os.O_CREAT:
+            raise OSError(getattr(errno, code_name), os.strerror(getattr(errno, code_name)), str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(utils.locking.os, "open", refusing_open)
+    code, _, err = cli(capsys, *toy_args(tmp_path))
+    assert code == 1 and err.strip() == (
+        f"error: {tmp_path / '.run.lock'}: cannot take the run lock ({os.strerror(getattr(errno, code_name))})")
+
+
+def test_a_full_disk_while_writing_the_status_keeps_the_previous_status(tmp_path, capsys, monkeypatch):
+    import phase_status
+
+    monkeypatch.setattr(pipeline, "REGISTRY", toy_registry())
+    code, _, _ = cli(capsys, *toy_args(tmp_path))
+    assert code == 0
+    before = (tmp_path / STATUS_FILE).read_text()
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(phase_status, "atomic_write_text", full)
+    code, _, err = cli(capsys, *toy_args(tmp_path))
+    assert code == 1 and err.strip().splitlines() == [
+        f"error: {tmp_path / STATUS_FILE}: No space left on device; the previous status is unchanged"]
+    assert (tmp_path / STATUS_FILE).read_text() == before
+    assert not RunLock(tmp_path).is_held()
+
+
+# --- the run's result is the truth ----------------------------------------------------------------------------
+
+
+def test_a_failed_metrics_push_fails_the_run_and_status_says_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pipeline, "REGISTRY", toy_registry())
+    port = free_port()  # nobody listens there
+    code, out, err = cli(capsys, *toy_args(tmp_path, "--set", f"monitoring.pushgateway_url=127.0.0.1:{port}"))
+    assert code == 1 and f"error: metrics: 127.0.0.1:{port}: " in err
+    run = read_status(tmp_path)
+    assert run.modules_ok and run.steps["metrics"].status == "failed" and not run.ok
+    assert run.steps["versioning"].status == "off"
+    code, out, _ = cli(capsys, "status", "--set", f"paths.artifacts={tmp_path}")
+    assert code == 0 and any(line.split()[:3] == ["-", "metrics", "failed"] for line in out.splitlines())
+
+
+def test_a_failed_versioning_fails_the_run_with_dvc_s_reason(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pipeline, "REGISTRY", toy_registry())
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".dvc").mkdir()  # a DVC folder without its config: `dvc commit` fails
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    code, _, err = cli(capsys, "run", "--legacy-executor", "--as-of", "2024-07-14", "--config", str(ROOT / "config.yaml"),
+                       "--set", "paths.artifacts=artifacts", "--set", f"paths.schemas={TOY_SCHEMAS}")
+    assert code == 1 and "error: versioning: dvc commit --force: ERROR" in err
+    run = read_status(tmp_path / "artifacts")
+    assert run.modules_ok and run.steps["versioning"].status == "failed" and "ERROR" in run.steps["versioning"].error
+
+
+def test_a_normal_night_is_quiet(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pipeline, "REGISTRY", toy_registry())
+    for _ in range(2):  # the second night replaces every artifact of the first
+        code, _, err = cli(capsys, *toy_args(tmp_path))
+        assert code == 0
+        lines = err.strip().splitlines()
+        assert len(lines) == 4 and all(line.startswith("INFO mlb.runner: module ") for line in lines), err
+    code, out, err = cli(capsys, *toy_args(tmp_path, "--dry-run"))
+    assert code == 0 and err == "" and "note:" not in out and "[replace]" in out
+
+
+def test_dry_run_calls_the_prediction_log_an_append(tmp_path):
+    from modules.registry import REGISTRY
+    from utils.plan import Plan, describe_outputs
+
+    store = ArtifactStore(tmp_path, ROOT / "schemas")
+    for name in ("predictions", "prediction_log"):
+        store.resolve_output_path(name).parent.mkdir(parents=True, exist_ok=True)
+        store.resolve_output_path(name).write_bytes(b"x")
+    effects = describe_outputs(REGISTRY, Plan(["L"], [["L"]]), store, "warn")
+    assert effects["prediction_log"] == "append" and effects["predictions"] == "replace"
+    assert effects["evaluation"] == "new"
+
+
+def test_the_cron_entry_returns_the_pipeline_s_own_code(tmp_path):
+    """README: cron calls .venv/bin/mlb-pipeline, not make (whose code is 2 for any failure)."""
+    script = ROOT / ".venv" / "bin" / "mlb-pipeline"
+    if not script.exists():
+        pytest.skip("the console script exists once `make install` (or make run/test) has run")
+    bad = subprocess.run([str(script), "validate-config", "--set", "run.max_workers=0"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "run.max_workers" in bad.stderr
+    (tmp_path / STATUS_FILE).write_text("{{{")
+    broken = subprocess.run([str(script), "status", "--set", f"paths.artifacts={tmp_path}"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert broken.returncode == 1 and "unreadable phase status" in broken.stderr
