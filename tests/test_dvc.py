@@ -28,22 +28,31 @@ def test_committed_dvc_yaml_is_the_registry_s():
     assert log_out == [{"artifacts/data/prediction_log.parquet": {"persist": True}}]  # L appends to it
 
 
-def project_copy(tmp_path: Path, mirror: Path, as_of: str) -> Path:
+def project_copy(tmp_path: Path, mirror: Path, as_of: str, git: bool = False) -> Path:
+    """The project's files in a new folder: a DVC project without git, or (git=True) a real git
+    repository with the project's own .gitignore, as a `git clone` has it."""
     proj = tmp_path / "proj"
     proj.mkdir()
-    for name in ("pipeline.py", "phase_status.py", "dvc.yaml"):
+    for name in ("pipeline.py", "phase_status.py", "dvc.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(ROOT / name, proj / name)
     for name in ("modules", "utils", "schemas"):
         shutil.copytree(ROOT / name, proj / name, ignore=shutil.ignore_patterns("__pycache__"))
     (proj / ".dvc").mkdir()
     config = (ROOT / ".dvc" / "config").read_text()
-    (proj / ".dvc" / "config").write_text(config.replace("[core]\n", "[core]\n    no_scm = True\n"))  # not a git checkout
+    if not git:
+        config = config.replace("[core]\n", "[core]\n    no_scm = True\n")  # not a git checkout
+    (proj / ".dvc" / "config").write_text(config)
     raw = yaml.safe_load((ROOT / "config.yaml").read_text())  # the copy's own config.yaml, as a user edits it
     raw["sources"]["retrosheet"]["base_url"] = str(mirror)
     raw["data"]["first_season"] = 2019
     raw["model"]["train_seasons"] = 4
     raw["run"]["as_of"] = as_of
     (proj / "config.yaml").write_text(yaml.safe_dump(raw))
+    if git:
+        shutil.copy(ROOT / ".dvc" / ".gitignore", proj / ".dvc" / ".gitignore")
+        for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@example.com",
+                                                      "commit", "-qm", "project files"]):
+            subprocess.run(["git", *args], cwd=proj, check=True, capture_output=True)
     return proj
 
 
@@ -74,7 +83,8 @@ def test_dvc_repro_runs_every_stage_without_prefect(tmp_path, mirror):
 
 @pytest.mark.slow
 def test_each_run_is_versioned_and_an_earlier_prediction_table_restores_exactly(tmp_path, mirror):
-    proj = project_copy(tmp_path, mirror, "2024-07-13")
+    """In a real git repository, as every clone is (on cab14e4 `dvc commit` refused the git-ignored dvc.lock)."""
+    proj = project_copy(tmp_path, mirror, "2024-07-13", git=True)
     py = [sys.executable, "pipeline.py"]
     run(proj, *py, "run", "--legacy-executor")
     run(proj, *py, "run", "--legacy-executor", "--as-of", "2024-07-14")
@@ -97,6 +107,20 @@ def test_each_run_is_versioned_and_an_earlier_prediction_table_restores_exactly(
     assert re.search(r"^win_model\s+win_model@1.0.0\s+- -> -\s+changed$", diff, flags=re.M)
     assert re.search(r"^lahman_pitching\s+lahman_pitching@1.0.0\s+\d+ -> \d+\s+same$", diff, flags=re.M)
     assert "features whose PSI moved most:" in diff
+    # a damaged prediction log: L cannot rebuild what it appends to, so the error names the restore
+    log_file = proj / "artifacts" / "data" / "prediction_log.parquet"
+    log_file.write_bytes(log_file.read_bytes() + b"x")
+    proc = subprocess.run([*py, "run", "--legacy-executor", "--as-of", "2024-07-19"], cwd=proj, env=ENV,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1
+    way_out = re.search(r"`python (pipeline.py restore (\S+) prediction_log)`$", proc.stderr.strip(), flags=re.M)
+    assert way_out and way_out.group(2) == runs[1].name, proc.stderr
+    run(proj, *py, *way_out.group(1).split()[1:])
+    run(proj, *py, "run", "--legacy-executor", "--as-of", "2024-07-19")
+    logged = store.read_frame("prediction_log")["predicted_for"].dt.strftime("%F")
+    assert sorted(set(logged)) == ["2024-07-13", "2024-07-14", "2024-07-19"]
+    assert "dvc.lock" not in subprocess.run(["git", "check-ignore", "dvc.lock"], cwd=proj, capture_output=True,
+                                            text=True).stdout
 
 
 def test_restore_needs_a_known_run(tmp_path, mirror):

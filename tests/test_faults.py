@@ -469,3 +469,76 @@ def test_the_cron_entry_returns_the_pipeline_s_own_code(tmp_path):
     broken = subprocess.run([str(script), "status", "--set", f"paths.artifacts={tmp_path}"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert broken.returncode == 1 and "unreadable phase status" in broken.stderr
+
+
+# --- interrupts -----------------------------------------------------------------------------------------------
+
+
+def start_sleepy_run(root, executor="--legacy-executor"):
+    """pipeline.py run in a real process whose D module sleeps a minute; returns once D is running."""
+    import time
+
+    script = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); import pipeline; "
+              f"from tests.toy_modules import toy_registry; pipeline.REGISTRY = toy_registry('sleepy'); "
+              f"pipeline.main(sys.argv[1:])")
+    args = toy_args(root)
+    if executor != "--legacy-executor":
+        args.remove("--legacy-executor")
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status = root / STATUS_FILE
+        if status.exists() and "status: running" in status.read_text():
+            return proc
+        if proc.poll() is not None:
+            raise AssertionError(proc.stderr.read())
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("module D never started")
+
+
+@pytest.mark.parametrize("sig, code, executor", [
+    ("SIGINT", 130, "--legacy-executor"),
+    ("SIGTERM", 143, "--legacy-executor"),
+    pytest.param("SIGTERM", 143, "prefect", marks=pytest.mark.prefect),
+])
+def test_a_signal_stops_the_run_promptly_and_records_where(tmp_path, sig, code, executor):
+    import signal
+    import time
+
+    proc = start_sleepy_run(tmp_path, executor)
+    sent = time.monotonic()
+    proc.send_signal(getattr(signal, sig))
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 10  # the module sleeps 60 s: the run did not wait for it
+    assert proc.returncode == code
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: interrupted by {sig} during ") and "D (doubled)" in last
+    assert last.endswith("recorded as interrupted")
+    assert "Traceback" not in err
+    run = read_status(tmp_path)
+    states = {m: p.status for m, p in run.phases.items()}
+    assert states["N"] == "success" and states["D"] == "interrupted" and states["T"] == "pending"
+    assert run.interrupted == sig and run.finished_at is not None
+    assert not RunLock(tmp_path).is_held()
+    assert not ArtifactStore(tmp_path, TOY_SCHEMAS).resolve_output_path("doubled").exists()
+
+
+@pytest.mark.prefect
+def test_a_network_error_is_the_same_one_line_under_prefect_and_the_thread_pool(mirror, tmp_path):
+    from tests.conftest import run_pipeline
+
+    port = free_port()  # nobody listens: the live schedule cannot be fetched
+    lines = {}
+    for executor in ("prefect", "legacy"):
+        proc = run_pipeline("run", "--as-of", "2024-07-14", "--set", f"run.executor={executor}",
+                            "--set", f"sources.retrosheet.base_url={mirror}", "--set", "data.first_season=2024",
+                            "--set", "sources.schedule.mode=live",
+                            "--set", f"sources.schedule.statsapi_url=http://127.0.0.1:{port}/api/v1/schedule",
+                            "--set", f"paths.artifacts={tmp_path / executor}", "--set", "versioning.backend=none")
+        assert proc.returncode == 1
+        lines[executor] = proc.stderr.strip().splitlines()
+    assert lines["prefect"] == lines["legacy"] == [
+        f"error: module A (ingest) failed: http://127.0.0.1:{port}/api/v1/schedule: ConnectionError: cannot connect "
+        f"(refused, or no network)"]

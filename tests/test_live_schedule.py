@@ -85,3 +85,33 @@ def test_live_mode_predicts_the_fetched_slate_and_a_dead_source_keeps_the_last_p
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(f"error: module A (ingest) failed: {dead}: ConnectionError")
     assert store.verify("predictions") == good
+
+
+def fixture_with(edit) -> bytes:
+    doc = json.loads(FIXTURE.read_text())
+    edit(doc["dates"][0]["games"])
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda games: games[0].update(officialDate="2024-07-15"), "game 1: dated '2024-07-15', not the requested 2024-07-14"),
+    (lambda games: games[1]["teams"]["away"]["team"].update(id=143), "game 2: PHI listed as both home and away team"),
+    (lambda games: games[0]["teams"]["home"]["probablePitcher"].update(fullName=12345),
+     "game 1: home probable pitcher's name '12345' is not a name"),
+    (lambda games: games[0]["teams"]["home"]["probablePitcher"].update(fullName="x" * 500),
+     "game 1: home probable pitcher's name"),
+    (lambda games: games.extend([games[0]] * 60), "65 games on 2024-07-14, more than any day's slate"),
+])
+def test_a_payload_that_cannot_be_right_is_one_line_naming_url_and_game(edit, message):
+    source = ScheduleSource("https://statsapi.example/schedule", 5, IDS.get, fetch=lambda *a: fixture_with(edit))
+    with pytest.raises(SourceError) as err:
+        source.schedule_for(DAY)
+    assert str(err.value).startswith(f"https://statsapi.example/schedule: {message}")
+    assert "\n" not in str(err.value)
+
+
+def test_an_absurdly_large_payload_is_refused_before_parsing():
+    huge = b'{"dates": [' + b" " * 6_000_000 + b"]}"
+    source = ScheduleSource("https://statsapi.example/schedule", 5, IDS.get, fetch=lambda *a: huge)
+    with pytest.raises(SourceError, match=r"schedule payload of 6,000,013 bytes is larger than any day's slate"):
+        source.schedule_for(DAY)

@@ -40,6 +40,9 @@ def setup_logging(level: int = logging.INFO, log_file: Path | None = None) -> lo
         root.removeHandler(handler)
         handler.close()
     console = StderrHandler()
+    # Records logged with extra={"console": False} go to the run's log file only: the CLI prints its
+    # own one-line summary of them (a failed module), and cron output should not say it twice.
+    console.addFilter(lambda record: getattr(record, "console", True))
     console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root.addHandler(console)
     if log_file is not None:

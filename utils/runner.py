@@ -123,7 +123,7 @@ def run_module(ctx: RunContext, spec: ModuleSpec) -> PhaseStatus:
             result = spec.load()(ctx.cfg)
             staging.commit()
     except Exception as exc:  # a module failure is recorded and reported, not swallowed
-        log.error("module %s failed: %s", spec.id, one_line(exc))
+        log.error("module %s failed: %s", spec.id, one_line(exc), extra={"console": False})
         log.debug("module %s traceback", spec.id, exc_info=True)
         return ctx.phase(spec, "failed", validator=validators, duration_seconds=time.perf_counter() - started,
                          error=one_line(exc))
