@@ -197,9 +197,10 @@ def backtest(
     set_: SetOpt = None,
 ) -> None:
     """Walk-forward backtest of one season: retrain every model.retrain_every_days on earlier games only."""
+    from utils.artifacts import staged_writes
     from utils.backtest import season_as_of, summarize, walk_forward
-    from utils.locking import LockHeld, RunLock
-    from utils.runner import execute
+    from utils.locking import LockError, LockHeld, RunLock
+    from utils.runner import Interrupts, execute
 
     setup_logging()
     base = config_or_exit(config, set_)
@@ -211,21 +212,25 @@ def backtest(
     plan = make_plan(REGISTRY, cfg.run.modules, store)
     try:
         lock = RunLock(root).acquire()
-    except LockHeld as exc:
+    except (LockHeld, LockError) as exc:
         raise fail(str(exc), 1) from None
     try:
-        status = execute(cfg, REGISTRY, plan, store, "legacy", cfg.run.max_workers)
-        failed = [p for p in status.phases.values() if p.status == "failed"]
-        if failed:
-            raise fail(f"module {failed[0].module} ({failed[0].name}) failed: {failed[0].error}", 1)
-        try:
-            predictions = walk_forward(store.read_frame("model_table"), season, cfg.model.retrain_every_days,
-                                       cfg.model, cfg.monitoring.psi_bins)
-        except ValueError as exc:
-            raise fail(str(exc), 1) from None
-        summary = {"season": season, "retrain_every_days": cfg.model.retrain_every_days, **summarize(predictions)}
-        record = store.write_frame("backtest", predictions)
-        store.write_json("backtest_summary", summary)
+        with Interrupts(lock) as interrupts:
+            status = execute(cfg, REGISTRY, plan, store, "legacy", cfg.run.max_workers, interrupts)
+            failed = [p for p in status.phases.values() if p.status == "failed"]
+            if failed:
+                raise fail(f"module {failed[0].module} ({failed[0].name}) failed: {failed[0].error}", 1)
+            try:
+                predictions = walk_forward(store.read_frame("model_table"), season, cfg.model.retrain_every_days,
+                                           cfg.model, cfg.monitoring.psi_bins)
+            except ValueError as exc:
+                raise fail(str(exc), 1) from None
+            summary = {"season": season, "retrain_every_days": cfg.model.retrain_every_days,
+                       **summarize(predictions)}
+            with staged_writes() as staging:  # the season's table and its summary, together or not at all
+                record = store.write_frame("backtest", predictions)
+                store.write_json("backtest_summary", summary)
+                staging.commit()
     finally:
         lock.release()
     if out is not None:

@@ -22,6 +22,7 @@ from modules.registry import REGISTRY  # noqa: E402
 from utils.artifacts import ArtifactStore  # noqa: E402
 from utils.config import ConfigError, load_config  # noqa: E402
 from utils.plan import dag_dot  # noqa: E402
+from phase_status import StatusError  # noqa: E402
 
 
 def settings():
@@ -42,7 +43,11 @@ except ConfigError as exc:
     st.stop()
 root = Path(cfg.paths.artifacts)
 store = ArtifactStore.from_config(cfg)
-run = data.latest_run(root)
+try:
+    run = data.latest_run(root)
+except StatusError as exc:
+    st.error(str(exc))
+    st.stop()
 states = data.module_states(REGISTRY, run)
 
 st.subheader("Pipeline DAG")
@@ -54,9 +59,12 @@ if run is None:
     st.stop()
 
 finished = run.finished_at.strftime("%Y-%m-%d %H:%M UTC") if run.finished_at else "not finished"
-failed = [p for p in run.phases.values() if p.status == "failed"]
+failed = [p.module for p in run.phases.values() if p.status in ("failed", "interrupted")]
+failed += [name for name, step in run.steps.items() if step.status in ("failed", "interrupted")]
 summary = f"Run {run.run_id} · as of {run.as_of} · {run.executor} executor · {finished}"
-(st.error if failed else st.success)(summary + (f" · failed: {', '.join(p.module for p in failed)}" if failed else ""))
+if run.interrupted:
+    summary += f" · interrupted by {run.interrupted}"
+(st.error if failed or run.interrupted else st.success)(summary + (f" · failed: {', '.join(failed)}" if failed else ""))
 st.caption("J is reserved and skipped on purpose; E (data quality) is an orphan: only this page reads it.")
 
 tabs = st.tabs(["Modules", "Data quality", "Drift", "Predictions", "Backtests"])

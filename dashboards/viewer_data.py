@@ -5,10 +5,9 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from modules.registry import Registry
-from phase_status import RunStatus, read_status
+from phase_status import RunStatus, StatusError, load_status, read_status
 from utils.artifacts import ArtifactStore
 from utils.locking import RunLock
 
@@ -27,10 +26,13 @@ def module_states(registry: Registry, run: RunStatus | None) -> dict[str, str]:
 
 
 def run_history(root: Path) -> list[RunStatus]:
-    """Every kept run, oldest first."""
+    """Every kept run whose status can be read, oldest first."""
     runs = []
     for path in sorted((Path(root) / "runs").glob("*/phase_status.yaml")):
-        runs.append(RunStatus.model_validate(yaml.safe_load(path.read_text())))
+        try:
+            runs.append(load_status(path))
+        except StatusError:  # one damaged run folder must not hide the others' history
+            continue
     return runs
 
 

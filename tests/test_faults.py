@@ -18,6 +18,7 @@ import yaml
 import pipeline
 from phase_status import STATUS_FILE, StatusError, load_status, read_status
 from tests.conftest import ROOT, TOY_SCHEMAS, free_port
+from tests.test_versioning import repo  # noqa: F401 (a fixture: a DVC repository of the toy summary)
 from tests.toy_modules import pair_registry, toy_registry
 from utils.artifacts import ArtifactError, ArtifactStore, safe_path
 from utils.config import ConfigError, build_config, load_config
@@ -144,46 +145,32 @@ def test_restore_refuses_run_ids_not_of_the_pipeline_s_format(tmp_path, capsys, 
     assert code == 2 and "is not a run id" in err and len(err.splitlines()) == 1
 
 
-@pytest.fixture
-def dvc_repo(tmp_path):
-    """A DVC repository (no git) whose stage outputs are the toy summary and its sidecar."""
-    from tests.test_versioning import ENV
-
-    root = tmp_path / "repo"
-    root.mkdir()
-    for args in (["init", "--no-scm", "-q"], ["remote", "add", "-d", "local", str(tmp_path / "remote"), "-q"]):
-        subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=ENV, check=True)
-    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"T_summary": {
-        "cmd": "true", "outs": ["artifacts/data/summary.json", "artifacts/data/summary.json.meta.json"]}}}))
-    return root
-
-
-def test_restore_never_reads_outside_and_verifies_before_replacing(dvc_repo, tmp_path):
+def test_restore_never_reads_outside_and_verifies_before_replacing(repo):
     from tests.test_versioning import version
     from utils.versioning import DvcVersionStore, VersioningError, restore
 
-    store = ArtifactStore(dvc_repo / "artifacts", TOY_SCHEMAS)
-    versions = DvcVersionStore(dvc_repo, None)
-    first = version(store, versions, dvc_repo, "20240713T060000Z-aaaaaa", 1)
-    version(store, versions, dvc_repo, "20240714T060000Z-bbbbbb", 2)
+    store = ArtifactStore(repo / "artifacts", TOY_SCHEMAS)
+    versions = DvcVersionStore(repo, None)
+    first = version(store, versions, repo, "20240713T060000Z-aaaaaa", 1)
+    version(store, versions, repo, "20240714T060000Z-bbbbbb", 2)
     current = store.verify("summary")
     # a forged lock whose md5 is a path
     forged = yaml.safe_load((first / "dvc.lock").read_text())
     forged["stages"]["T_summary"]["outs"][0]["md5"] = "../../../../../../etc/passwd"
     (first / "dvc.lock").write_text(yaml.safe_dump(forged))
     with pytest.raises(VersioningError, match="md5 of 'artifacts/data/summary.json' is not 32 hex digits"):
-        restore(store, versions, first, "summary", dvc_repo)
+        restore(store, versions, first, "summary", repo)
     assert store.verify("summary") == current
     # a corrupted cache object: refused, and the current artifact is still the good one
-    second = dvc_repo / "artifacts" / "runs" / "20240714T060000Z-bbbbbb"
-    third = version(store, versions, dvc_repo, "20240715T060000Z-cccccc", 3)
+    second = repo / "artifacts" / "runs" / "20240714T060000Z-bbbbbb"
+    third = version(store, versions, repo, "20240715T060000Z-cccccc", 3)
     md5 = yaml.safe_load((second / "dvc.lock").read_text())["stages"]["T_summary"]["outs"][0]["md5"]
-    obj = dvc_repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    obj = repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
     obj.chmod(0o644)
     obj.write_bytes(b'{"total": 666}\n')
     good = store.verify("summary")
     with pytest.raises(VersioningError, match=f"no sound copy of md5 {md5} .*corrupted copies: {obj}"):
-        restore(store, versions, second, "summary", dvc_repo)
+        restore(store, versions, second, "summary", repo)
     assert store.verify("summary") == good and store.read_json("summary") == {"total": 3} and third.exists()
 
 
@@ -488,9 +475,11 @@ def start_sleepy_run(root, executor="--legacy-executor"):
                             text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        status = root / STATUS_FILE
-        if status.exists() and "status: running" in status.read_text():
-            return proc
+        try:
+            if read_status(root, run_alive=True).phases["D"].status == "running":
+                return proc
+        except (AttributeError, KeyError, StatusError):  # not written yet, or D not yet recorded
+            pass
         if proc.poll() is not None:
             raise AssertionError(proc.stderr.read())
         time.sleep(0.1)
@@ -542,3 +531,16 @@ def test_a_network_error_is_the_same_one_line_under_prefect_and_the_thread_pool(
     assert lines["prefect"] == lines["legacy"] == [
         f"error: module A (ingest) failed: http://127.0.0.1:{port}/api/v1/schedule: ConnectionError: cannot connect "
         f"(refused, or no network)"]
+
+
+def test_the_viewer_passes_over_a_damaged_run_status(toy_cfg):
+    from dashboards import viewer_data
+
+    status, store = run_toy(toy_cfg, toy_registry())
+    damaged = store.root / "runs" / "20000101T000000Z-abcdef"
+    damaged.mkdir()
+    (damaged / "phase_status.yaml").write_text("{{{")
+    assert [r.run_id for r in viewer_data.run_history(store.root)] == [status.run_id]
+    (store.root / STATUS_FILE).write_text("")
+    with pytest.raises(StatusError, match=r"\.phase_status\.yaml: unreadable phase status \(empty\)"):
+        viewer_data.latest_run(store.root)

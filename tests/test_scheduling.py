@@ -1,6 +1,7 @@
 """Both documented ways to schedule the nightly job resolve to real, valid things."""
 import importlib
 import re
+import tomllib
 
 import yaml
 from prefect.client.schemas.schedules import CronSchedule
@@ -25,8 +26,12 @@ def test_prefect_deployment_points_at_the_nightly_flow_with_a_valid_schedule():
 
 def test_readme_crontab_line_is_valid_and_logs_to_a_file():
     readme = (ROOT / "README.md").read_text()
-    line = re.search(r"^\s*(\S+ \S+ \S+ \S+ \S+) (cd .*make run.*)$", readme, flags=re.M)
+    line = re.search(r"^\s*(\S+ \S+ \S+ \S+ \S+) (cd \S+ && (\S+) run .*)$", readme, flags=re.M)
     assert line, "README must show the crontab line"
     CronSchedule(cron=line.group(1), timezone=NIGHTLY_TIMEZONE)
     assert line.group(1) == NIGHTLY_CRON
     assert ">> " in line.group(2) and "2>&1" in line.group(2)
+    # the console script that exits with the pipeline's own code, not make (whose code is 2 for any failure)
+    assert line.group(3) == ".venv/bin/mlb-pipeline"
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["mlb-pipeline"] == "pipeline:main"

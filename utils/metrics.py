@@ -16,7 +16,7 @@ from utils.artifacts import ArtifactStore, atomic_write_text, safe_path
 
 log = logging.getLogger("mlb.metrics")
 PREFIX = "mlb_pipeline"
-STATUSES = ("success", "failed", "skipped", "pending", "running")
+STATUSES = ("success", "failed", "skipped", "pending", "running", "interrupted")
 PROM_FILE = Path("metrics") / "mlb_pipeline.prom"
 LAST_SUCCESS_FILE = Path("metrics") / "last_success_timestamp"
 

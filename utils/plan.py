@@ -99,7 +99,7 @@ def ascii_dag(registry: Registry, plan: Plan) -> str:
 
 STATUS_COLOURS = {
     "success": "#b7e4c7", "failed": "#f4a3a3", "skipped": "#e9ecef", "running": "#ffe08a",
-    "pending": "#ffffff", "never run": "#ffffff", "reserved": "#f8f9fa",
+    "pending": "#ffffff", "never run": "#ffffff", "reserved": "#f8f9fa", "interrupted": "#f4c28a",
 }
 
 

@@ -226,9 +226,14 @@ def run_plan(ctx: RunContext, plan: Plan, executor: str, max_workers: int) -> No
         {"run_id": run.run_id, "as_of": _iso(ctx.cfg.run.as_of), "pid": os.getpid(), "artifacts": manifest}, indent=1))
 
 
-def execute(cfg, registry: Registry, plan: Plan, store: ArtifactStore, executor: str, max_workers: int) -> RunStatus:
-    """Run the plan (the caller holds the run lock); returns the final run status (also on disk)."""
+def execute(cfg, registry: Registry, plan: Plan, store: ArtifactStore, executor: str, max_workers: int,
+            interrupts: Interrupts | None = None) -> RunStatus:
+    """Run the plan (the caller holds the run lock); returns the final run status (also on disk).
+    With `interrupts`, a signal records this run as interrupted."""
     ctx = start_run(cfg, registry, plan, store, executor)
+    if interrupts is not None:
+        interrupts.ctx = ctx
+        ctx.on_flow_start = interrupts.install
     run_plan(ctx, plan, executor, max_workers)
     return ctx.recorder.finish()
 
