@@ -13,22 +13,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from modules.models import Calibrator, TrainedModels, feature_columns, logistic_logit, raw_probability
 from modules.registry import ModuleResult
 from utils.artifacts import ArtifactStore
-
-FEATURE_PREFIXES = ("ctx_", "form_", "sp_", "lu_", "elo_", "mu_")
-BASELINE = "elo_p_home"
-EPS = 1e-6
+from utils.evaluation import DRIFT_WINDOW_DAYS, calibration_table, psi_reference, run_metrics, win_metrics
 
 
-def feature_columns(table: pd.DataFrame) -> list[str]:
-    return [c for c in table.columns if c.startswith(FEATURE_PREFIXES)]
+
 
 
 def training_rows(table: pd.DataFrame, as_of: dt.date, seasons: int) -> pd.DataFrame:
@@ -45,104 +41,20 @@ def split_by_time(n: int, holdout: float) -> tuple[slice, slice, slice]:
     return slice(0, n - val - cal), slice(n - val - cal, n - val), slice(n - val, n)
 
 
-def brier(y: np.ndarray, p: np.ndarray) -> float:
-    return float(np.mean((p - y) ** 2))
 
 
-def log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p, EPS, 1 - EPS)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
-def calibration_bins(p: np.ndarray, bins: int = 10, equal_count: bool = False) -> np.ndarray:
-    """Each prediction's bin: its tenth of [0, 1], or (equal_count) its decile among the predictions."""
-    if equal_count:
-        which = np.empty(len(p), dtype=int)
-        which[np.argsort(p, kind="stable")] = np.arange(len(p)) * bins // max(len(p), 1)
-        return which
-    return np.clip(np.digitize(p, np.linspace(0, 1, bins + 1)[1:-1]), 0, bins - 1)
 
 
-def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10, equal_count: bool = False) -> list[dict]:
-    """Mean prediction against the observed rate per bin: fixed-width tenths of [0, 1], or (equal_count)
-    deciles of the predictions, each holding a tenth of the games. `std_error` is the observed rate's
-    sampling error if the predictions were right, sqrt(m(1-m)/n): a gap of one or two of them is noise."""
-    which = calibration_bins(p, bins, equal_count)
-    out = []
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            lower, upper = (float(p[mask].min()), float(p[mask].max())) if equal_count else (b / bins, (b + 1) / bins)
-            mean = float(p[mask].mean())
-            out.append({"bin": b, "lower": lower, "upper": upper, "n": int(mask.sum()), "mean_prediction": mean,
-                        "observed_rate": float(y[mask].mean()),
-                        "std_error": float(np.sqrt(mean * (1 - mean) / mask.sum()))})
-    return out
 
 
-def calibration_test(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict:
-    """Whether the outcomes are consistent with the probabilities, as sampling noise would allow.
-
-    - `mean_z`: observed minus expected wins over their standard error (calibration in the large:
-      a home edge that is off shows here first, since MLB probabilities sit near 0.5);
-    - `spiegelhalter_z`: Brier score against its expectation if the probabilities were right (too
-      confident or too timid); needs no bins;
-    - Hosmer-Lemeshow over the equal-count deciles: chi-squared with `bins` degrees of freedom, as the
-      probabilities were not fit on these games (bins - 2 is for a model scored on its own data).
-    Each with a two-sided p-value: below ~0.05 says miscalibrated, above it says within noise."""
-    from scipy.stats import chi2
-
-    p = np.clip(p, EPS, 1 - EPS)
-    var = p * (1 - p)
-    mean_z = float(np.sum(y - p) / math.sqrt(np.sum(var)))
-    spiegelhalter_z = float(np.sum((y - p) * (1 - 2 * p)) / math.sqrt(max(np.sum((1 - 2 * p) ** 2 * var), EPS)))
-    table = calibration_table(y, p, bins, equal_count=True)
-    hl = float(sum(r["n"] * (r["observed_rate"] - r["mean_prediction"]) ** 2
-                   / (r["mean_prediction"] * (1 - r["mean_prediction"])) for r in table))
-    two_sided = lambda z: math.erfc(abs(z) / math.sqrt(2))  # noqa: E731
-    return {"mean_z": mean_z, "mean_p_value": two_sided(mean_z),
-            "spiegelhalter_z": spiegelhalter_z, "spiegelhalter_p_value": two_sided(spiegelhalter_z),
-            "hosmer_lemeshow": hl, "hosmer_lemeshow_p_value": float(chi2.sf(hl, len(table)))}
 
 
-def win_metrics(y: np.ndarray, p: np.ndarray) -> dict:
-    return {"n": int(len(y)), "brier": brier(y, p), "log_loss": log_loss(y, p),
-            "accuracy": float(np.mean((p > 0.5) == (y == 1)))}
 
 
-def run_metrics(actual: np.ndarray, expected: np.ndarray) -> dict:
-    err = expected - actual
-    return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2)))}
 
 
-@dataclass(frozen=True)
-class Calibrator:
-    """Platt (a, b on the logit) or isotonic (piecewise-linear x -> y)."""
-
-    kind: str
-    params: dict
-
-    def apply(self, p: np.ndarray) -> np.ndarray:
-        p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
-        if self.kind == "platt":
-            z = self.params["a"] * np.log(p / (1 - p)) + self.params["b"]
-            return 1 / (1 + np.exp(-z))
-        if self.kind == "isotonic":
-            return np.interp(p, self.params["x"], self.params["y"])
-        return p
-
-    @staticmethod
-    def fit(kind: str, raw: np.ndarray, y: np.ndarray) -> Calibrator:
-        from sklearn.isotonic import IsotonicRegression
-        from sklearn.linear_model import LogisticRegression
-
-        raw = np.clip(raw, EPS, 1 - EPS)
-        if kind == "platt":
-            lr = LogisticRegression(C=1e6).fit(np.log(raw / (1 - raw)).reshape(-1, 1), y)
-            return Calibrator("platt", {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])})
-        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.02, y_max=0.98).fit(raw, y)
-        return Calibrator("isotonic", {"x": [float(v) for v in iso.X_thresholds_],
-                                       "y": [float(v) for v in iso.y_thresholds_]})
 
 
 def lgbm_params(p, seed: int, objective: str) -> dict:
@@ -152,57 +64,14 @@ def lgbm_params(p, seed: int, objective: str) -> dict:
             "deterministic": True, "force_row_wise": True, "num_threads": 2, "verbose": -1}
 
 
-@dataclass
-class TrainedModels:
-    """Everything a prediction needs, plus the card's numbers."""
-
-    chosen: str
-    calibrator: Calibrator
-    features: list[str]
-    win_booster: object
-    home_runs_booster: object
-    away_runs_booster: object
-    logistic: dict
-    card: dict
-    reference: dict
-
-    def p_home_win(self, table: pd.DataFrame) -> np.ndarray:
-        return self.calibrator.apply(raw_probability(self.chosen, table, self.features, self.win_booster,
-                                                     self.logistic))
-
-    def expected_runs(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        x = table[self.features].to_numpy(dtype=float)
-        return self.home_runs_booster.predict(x), self.away_runs_booster.predict(x)
 
 
-def logistic_logit(table: pd.DataFrame, logistic: dict) -> np.ndarray:
-    x = table[logistic["features"]].to_numpy(dtype=float)
-    return ((x - np.array(logistic["mean"])) / np.array(logistic["scale"])) @ np.array(logistic["coef"]) \
-        + logistic["intercept"]
 
 
-def raw_probability(kind: str, table: pd.DataFrame, features: list[str], booster, logistic: dict) -> np.ndarray:
-    """Uncalibrated P(home win): Elo as is; logistic on its columns; LightGBM as corrections to the logistic."""
-    if kind == "elo":
-        return table[BASELINE].to_numpy(dtype=float)
-    z = logistic_logit(table, logistic)
-    if kind == "lightgbm":
-        z = z + booster.predict(table[features].to_numpy(dtype=float), raw_score=True)
-    return 1 / (1 + np.exp(-z))
 
 
-def psi_reference(table: pd.DataFrame, columns: list[str], bins: int) -> dict:
-    """Quantile bin edges of each column on the reference rows, and the share of rows in each bin."""
-    ref = {}
-    for col in columns:
-        values = table[col].to_numpy(dtype=float)
-        edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
-        counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
-        ref[col] = {"edges": [float(e) for e in edges], "shares": [float(c) / len(values) for c in counts]}
-    return ref
 
 
-DRIFT_WINDOW_DAYS = 30
 DRIFT_REFERENCE_SEASONS = 2
 MIN_REFERENCE_ROWS = 300
 
@@ -363,15 +232,6 @@ def model_params(models: TrainedModels) -> dict:
             "features": models.features, "logistic": models.logistic, "reference": models.reference}
 
 
-def load_models(store: ArtifactStore) -> TrainedModels:
-    import lightgbm as lgb
-
-    params = store.read_json("model_params")
-    card = store.read_json("model_card")
-    boosters = [lgb.Booster(model_str=store.read_bytes(n).decode())
-                for n in ("win_model", "home_runs_model", "away_runs_model")]
-    return TrainedModels(params["chosen"], Calibrator(params["calibrator"]["kind"], params["calibrator"]["params"]),
-                         params["features"], *boosters, params["logistic"], card, params["reference"])
 
 
 def main(cfg) -> ModuleResult:

@@ -7,39 +7,17 @@ import logging
 import numpy as np
 import pandas as pd
 
-from modules.k_train import (DRIFT_WINDOW_DAYS, TrainedModels, calibration_table, calibration_test, load_models,
-                             run_metrics, win_metrics)
+from modules.models import TrainedModels, load_models, predict
 from modules.registry import ModuleResult
 from utils.artifacts import ArtifactError, ArtifactStore
+from utils.evaluation import DRIFT_WINDOW_DAYS, calibration_table, calibration_test, psi, run_metrics, win_metrics
 
 log = logging.getLogger("mlb.l_monitor")
 
-PREDICTION_COLUMNS = ["game_id", "date", "game_number", "home_team", "away_team", "home_starter_id",
-                      "away_starter_id", "p_home_win", "exp_home_runs", "exp_away_runs", "model_version"]
 
 
-def predict(models: TrainedModels, games: pd.DataFrame, version: str) -> pd.DataFrame:
-    """Predictions for the given model-table rows (columns of DESIGN.md's prediction tables)."""
-    out = games[PREDICTION_COLUMNS[:7]].copy().reset_index(drop=True)
-    if len(games):
-        home, away = models.expected_runs(games)
-        out["p_home_win"] = models.p_home_win(games)
-        out["exp_home_runs"], out["exp_away_runs"] = home, away
-    else:
-        out["p_home_win"] = out["exp_home_runs"] = out["exp_away_runs"] = pd.Series(dtype="float64")
-    out["model_version"] = pd.Series([version] * len(out), dtype="string")
-    return out
 
 
-def psi(reference: dict, values: np.ndarray) -> float | None:
-    """Population stability index of `values` against the stored reference bins (None if no values)."""
-    if len(values) == 0:
-        return None
-    counts = np.bincount(np.searchsorted(np.array(reference["edges"]), values, side="right"),
-                         minlength=len(reference["shares"]))
-    actual = np.clip(counts / counts.sum(), 1e-4, None)
-    expected = np.clip(np.array(reference["shares"]), 1e-4, None)
-    return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
 def drift_report(models: TrainedModels, table: pd.DataFrame, as_of: dt.date) -> dict:

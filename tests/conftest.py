@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from utils.config import PipelineConfig, build_config
 
@@ -43,3 +44,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A DVC repository (no git) whose one stage's outputs are the toy summary and its sidecar."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    for args in (["init", "--no-scm", "-q"], ["remote", "add", "-d", "local", str(tmp_path / "remote"), "-q"]):
+        subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env={**os.environ, "DVC_NO_ANALYTICS": "1"},
+                       check=True)
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"T_summary": {
+        "cmd": "true", "outs": ["artifacts/data/summary.json", "artifacts/data/summary.json.meta.json"]}}}))
+    return root

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modules.k_train import brier, calibration_table, calibration_test
+from utils.evaluation import brier, calibration_table, calibration_test
 from tests.conftest import ROOT, run_pipeline
 from utils.artifacts import ArtifactStore
 from utils.backtest import format_report, pooled_report, tolerance_pass_rate

@@ -18,7 +18,6 @@ import yaml
 import pipeline
 from phase_status import STATUS_FILE, StatusError, load_status, read_status
 from tests.conftest import ROOT, TOY_SCHEMAS, free_port
-from tests.test_versioning import repo  # noqa: F401 (a fixture: a DVC repository of the toy summary)
 from tests.toy_modules import pair_registry, toy_registry
 from utils.artifacts import ArtifactError, ArtifactStore, safe_path
 from utils.config import ConfigError, build_config, load_config

@@ -5,8 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modules.k_train import Calibrator, Fitter, brier, split_by_time, train_models, training_rows
-from modules.l_monitor import append_log, evaluate, predict, psi
+from modules.k_train import Fitter, split_by_time, train_models, training_rows
+from modules.models import Calibrator
+from utils.evaluation import brier
+from modules.l_monitor import append_log, evaluate
+from modules.models import predict
+from utils.evaluation import psi
 from utils.config import build_config
 
 LOGISTIC = ["elo_diff", "lu_diff_woba", "sp_diff_prior_fip", "sp_diff_prior_kbb", "sp_diff_prior_ip_per_gs"]

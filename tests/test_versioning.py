@@ -2,11 +2,8 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
-import yaml
 
 from tests.conftest import TOY_SCHEMAS
 from utils.artifacts import ArtifactStore
@@ -14,17 +11,6 @@ from utils.config import build_config
 from utils.versioning import DvcVersionStore, VersioningError, restore, version_store
 
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-
-
-@pytest.fixture
-def repo(tmp_path):
-    root = tmp_path / "repo"
-    root.mkdir()
-    for args in (["init", "--no-scm", "-q"], ["remote", "add", "-d", "local", str(tmp_path / "remote"), "-q"]):
-        subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=ENV, check=True)
-    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"T_summary": {
-        "cmd": "true", "outs": ["artifacts/data/summary.json", "artifacts/data/summary.json.meta.json"]}}}))
-    return root
 
 
 def version(store, versions, root, run_id, total):

@@ -12,9 +12,9 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from modules.k_train import (calibration_bins, calibration_table, calibration_test, run_metrics, train_models,
-                             win_metrics)
-from modules.l_monitor import PREDICTION_COLUMNS, predict
+from modules.k_train import train_models
+from modules.models import PREDICTION_COLUMNS, predict
+from utils.evaluation import calibration_bins, calibration_table, calibration_test, run_metrics, win_metrics
 
 
 def retrain_dates(season_games: pd.DataFrame, every_days: int) -> list[pd.Timestamp]:
