@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 import threading
 from pathlib import Path
 from typing import Literal
@@ -10,12 +9,11 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from utils.artifacts import atomic_write_text, safe_path
+from utils.artifacts import atomic_write_text
+from utils.catalog import Catalog
 
 Status = Literal["pending", "running", "success", "failed", "skipped", "interrupted"]
 StepState = Literal["running", "success", "failed", "skipped", "off", "interrupted"]
-STATUS_FILE = ".phase_status.yaml"
-RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")  # a run's folder name under <artifacts>/runs
 
 
 class StatusError(ValueError):
@@ -96,7 +94,7 @@ INTERRUPTED = "interrupted: the run ended while this module was running"
 def read_status(root: Path | str, run_alive: bool = False) -> RunStatus | None:
     """The latest run's status. A run that never finished and no longer holds the lock was killed:
     its running module is reported failed, and modules it never reached stay pending."""
-    path = Path(root) / STATUS_FILE
+    path = Catalog(root).status_file
     if not path.exists():
         return None
     run = load_status(path)
@@ -112,8 +110,8 @@ class StatusRecorder:
     so modules finishing at once on different threads cannot interleave their writes."""
 
     def __init__(self, root: Path | str, run: RunStatus, copy_to: Path | None = None):
-        self.path = safe_path(root, Path(root) / STATUS_FILE)
-        self.copy_to = safe_path(root, copy_to) if copy_to is not None else None
+        self.path = Catalog(root).status_file
+        self.copy_to = copy_to
         self.run = run
         self._lock = threading.RLock()  # re-entered by a signal handler on the thread that holds it
 

@@ -24,6 +24,7 @@ import typer
 
 from modules.registry import REGISTRY
 from utils.artifacts import ArtifactStore
+from utils.catalog import Catalog
 from utils.config import ConfigError, PipelineConfig, build_config, load_config, load_yaml, today_in
 from utils.logging import setup_logging
 from utils.plan import Plan, PlanError, ascii_dag, dag_dot, describe_outputs, make_plan, plan_text
@@ -205,7 +206,7 @@ def backtest(
     setup_logging()
     base = config_or_exit(config, set_)
     as_of = season_as_of(season, today_in(base.sources.schedule.timezone))
-    root = Path(base.paths.artifacts) / "backtest" / str(season)
+    root = Catalog(base.paths.artifacts, base.paths.schemas).backtest(season).root
     cfg = apply_cli(base, {"paths.artifacts": str(root), "run.as_of": as_of.isoformat(), "run.executor": "legacy",
                            "run.modules": "[A,B,C,D,E,F,G,H,I]"}, warn=False)
     store = ArtifactStore.from_config(cfg)
@@ -260,7 +261,7 @@ def backtest_report(
     cfg = config_or_exit(config, set_)
     frames = {}
     for year in dict.fromkeys(season):
-        store = ArtifactStore(Path(cfg.paths.artifacts) / "backtest" / str(year), cfg.paths.schemas)
+        store = ArtifactStore(Catalog(cfg.paths.artifacts, cfg.paths.schemas).backtest(year).root, cfg.paths.schemas)
         if not store.resolve_output_path("backtest").exists():
             raise fail(f"{store.resolve_output_path('backtest')}: no backtest of {year}; "
                        f"run `python pipeline.py backtest --season {year}` first", 1)
@@ -276,9 +277,9 @@ def dvc_yaml_command(
     check: Annotated[bool, typer.Option("--check", help="exit 1 if dvc.yaml differs from the registry")] = False,
 ) -> None:
     """Write dvc.yaml (one stage per module) from the registry."""
-    from utils.versioning import dvc_yaml, write_text_if_changed
+    from utils.versioning import TRACKED_ROOT, dvc_yaml, write_text_if_changed
 
-    text = dvc_yaml(REGISTRY, ArtifactStore(Path("artifacts"), Path("schemas")))
+    text = dvc_yaml(REGISTRY, ArtifactStore(TRACKED_ROOT, Path("schemas")))
     if check:
         current = Path("dvc.yaml").read_text() if Path("dvc.yaml").exists() else ""
         if current != text:
@@ -290,18 +291,17 @@ def dvc_yaml_command(
 
 def _run_dir(cfg: PipelineConfig, run_id: str) -> Path:
     """The folder of run `run_id`: an id of the pipeline's own format, inside the artifacts root, no link."""
-    from utils.artifacts import ArtifactError, safe_path
-    from phase_status import RUN_ID
+    from utils.artifacts import ArtifactError
+    from utils.catalog import Catalog
 
-    root = Path(cfg.paths.artifacts)
-    if not RUN_ID.fullmatch(run_id):
-        raise fail(f"'{run_id}' is not a run id (YYYYMMDDTHHMMSSZ-xxxxxx, see `python pipeline.py status`)", 2)
+    catalog = Catalog(cfg.paths.artifacts, cfg.paths.schemas)
     try:
-        run_dir = safe_path(root, root / "runs" / run_id)
+        run_dir, manifest = catalog.run_dir(run_id), catalog.run_file(run_id, "manifest")
     except ArtifactError as exc:
-        raise fail(str(exc), 1) from None
-    if not (run_dir / "manifest.json").is_file():
-        raise fail(f"{run_dir}: no such run (see {root / 'runs'})", 2)
+        code = 2 if "is not a run id" in str(exc) else 1
+        raise fail(f"{exc}; see `python pipeline.py status`" if code == 2 else str(exc), code) from None
+    if not manifest.is_file():
+        raise fail(f"{run_dir}: no such run (see {catalog.runs_dir})", 2)
     return run_dir
 
 
@@ -357,6 +357,7 @@ def diff(
 ) -> None:
     """Per artifact: schema version, rows and hash of two runs, and the features whose PSI moved most."""
     from phase_status import StatusError, load_status
+    from utils.catalog import RUN_FILES
     from utils.versioning import VersioningError, version_store
 
     cfg = config_or_exit(config, set_)
@@ -364,7 +365,7 @@ def diff(
     outputs = []
     for run_dir in runs:
         try:
-            status = load_status(run_dir / "phase_status.yaml")
+            status = load_status(run_dir / RUN_FILES["status"])
         except StatusError as exc:
             raise fail(str(exc), 1) from None
         outputs.append({o.name: o for p in status.phases.values() for o in p.outputs})

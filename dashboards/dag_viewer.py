@@ -139,7 +139,7 @@ with tabs[3]:
         st.dataframe(view, hide_index=True)
 
 with tabs[4]:
-    seasons = data.backtests(root)
+    seasons = data.backtests(store)
     if seasons.empty:
         st.info("No backtests yet: `python pipeline.py backtest --season YYYY`.")
     else:

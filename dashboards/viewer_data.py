@@ -1,7 +1,6 @@
 """What the DAG viewer shows, read from the artifacts root: pure readers, no Streamlit, no writes."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +8,7 @@ import pandas as pd
 from modules.registry import Registry
 from phase_status import RunStatus, StatusError, load_status, read_status
 from utils.artifacts import ArtifactStore
+from utils.catalog import Catalog
 from utils.locking import RunLock
 
 THRESHOLDS = {"warn": 0.1, "critical": 0.25}
@@ -28,9 +28,10 @@ def module_states(registry: Registry, run: RunStatus | None) -> dict[str, str]:
 def run_history(root: Path) -> list[RunStatus]:
     """Every kept run whose status can be read, oldest first."""
     runs = []
-    for path in sorted((Path(root) / "runs").glob("*/phase_status.yaml")):
+    catalog = Catalog(root)
+    for run_id in catalog.run_ids():
         try:
-            runs.append(load_status(path))
+            runs.append(load_status(catalog.run_file(run_id, "status")))
         except StatusError:  # one damaged run folder must not hide the others' history
             continue
     return runs
@@ -90,11 +91,14 @@ def predictions_view(store: ArtifactStore) -> pd.DataFrame | None:
                  "exp_home_runs", "model_version"]]
 
 
-def backtests(root: Path) -> pd.DataFrame:
-    """One row per backtested season: model and Elo Brier, with the calibration table."""
+def backtests(store: ArtifactStore) -> pd.DataFrame:
+    """One row per backtested season whose summary verifies: model and Elo Brier, with the calibration table."""
     rows = []
-    for path in sorted((Path(root) / "backtest").glob("*/data/backtest_summary.json")):
-        summary = json.loads(path.read_text())
+    for season in store.catalog.backtest_seasons():
+        summary = ArtifactStore(store.catalog.backtest(season).root, store.schema_dir).read_if_present(
+            "backtest_summary")
+        if summary is None:
+            continue
         rows.append({"season": summary["season"], "games": summary["games"], "model_brier": summary["model"]["brier"],
                      "elo_brier": summary["elo"]["brier"], "calibration": summary["model"]["calibration"]})
     return pd.DataFrame(rows, columns=["season", "games", "model_brier", "elo_brier", "calibration"])

@@ -99,3 +99,34 @@ def test_modules_never_open_the_yaml_or_build_artifact_paths():
         text = path.read_text()
         assert "import yaml" not in text and "config.yaml" not in text, path.name
         assert "\"artifacts" not in text and "/ \"data\"" not in text, path.name
+
+
+LAYOUT = {"data", "runs", "backtest", "cache", "metrics", "logs"}
+LAYOUT_FILES = {".phase_status.yaml", ".run.lock", "phase_status.yaml", "manifest.json", "mlb_pipeline.prom",
+                "last_success_timestamp"}
+
+
+def layout_joins(source: str) -> list[str]:
+    """Places that join a folder or file of the artifacts root's layout themselves (`x / "runs"`)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and isinstance(node.right, ast.Constant) \
+                and node.right.value in LAYOUT | LAYOUT_FILES:
+            found.append(f"line {node.lineno}: / {node.right.value!r}")
+        if isinstance(node, ast.Constant) and node.value in LAYOUT_FILES:
+            found.append(f"line {node.lineno}: {node.value!r}")
+    return sorted(set(found))
+
+
+def test_the_layout_checker_catches_what_it_should():
+    # what module A did on cab14e4: it built its cache paths itself
+    assert layout_joins('source = RetrosheetSource(url, store.root / "cache" / "retrosheet")\n') == [
+        "line 1: / 'cache'"]
+    assert layout_joins('runs = Path(root) / "runs"\nx = "manifest.json"\n') == [
+        "line 1: / 'runs'", "line 2: 'manifest.json'"]
+    assert layout_joins('store.catalog.cache("retrosheet")\n') == []
+
+
+@pytest.mark.parametrize("path", [p for p in SOURCES if p.name != "catalog.py"], ids=lambda p: str(p.relative_to(ROOT)))
+def test_only_the_catalog_knows_the_artifacts_root_s_layout(path):
+    assert layout_joins(path.read_text()) == []

@@ -16,10 +16,11 @@ import pytest
 import yaml
 
 import pipeline
-from phase_status import STATUS_FILE, StatusError, load_status, read_status
+from phase_status import StatusError, load_status, read_status
 from tests.conftest import ROOT, TOY_SCHEMAS, free_port
 from tests.toy_modules import pair_registry, toy_registry
-from utils.artifacts import ArtifactError, ArtifactStore, safe_path
+from utils.artifacts import ArtifactError, ArtifactStore
+from utils.catalog import STATUS_FILE, safe_path
 from utils.config import ConfigError, build_config, load_config
 from utils.locking import LockError, RunLock
 from utils.plan import make_plan
@@ -88,7 +89,7 @@ def test_a_linked_lock_file_is_refused_and_its_target_untouched(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     (root / ".run.lock").symlink_to(victim)
-    with pytest.raises(LockError, match=r"\.run\.lock: is a symbolic link; refusing to follow it"):
+    with pytest.raises(LockError, match=r"\.run\.lock: is a symbolic link inside the artifacts root"):
         RunLock(root).acquire()
     assert victim.read_text() == "precious"
 

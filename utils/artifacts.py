@@ -2,10 +2,10 @@
 
 Modules ask for artifacts by name. Every write is checked against the artifact's contract,
 written to a temp file and renamed into place, and recorded with its SHA-256 in a sidecar
-`<file>.meta.json`; every read verifies that hash first. Inside `staged_writes()` (the runner
-wraps every module in it) writes go to temporary names and are renamed into place together only
-when the whole module succeeded, so a module's outputs are replaced all at once or not at all.
-Nothing is written or deleted through a symbolic link inside the artifacts root (`safe_path`).
+`<file>.meta.json`; every read verifies that hash first. Paths come from the catalog. Inside
+`staged_writes()` (the runner wraps every module in it) writes go to temporary names and are
+renamed into place together only when the whole module succeeded, so a module's outputs are
+replaced all at once or not at all.
 """
 from __future__ import annotations
 
@@ -24,13 +24,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from utils.schema import Contract, SchemaError, load_contract, validate_document, validate_frame
+from utils.catalog import ArtifactError, Catalog
+from utils.schema import Contract, SchemaError, validate_document, validate_frame
 
 log = logging.getLogger("mlb.artifacts")
-
-
-class ArtifactError(RuntimeError):
-    """A missing, corrupt or forbidden-to-overwrite artifact; the message names the file."""
 
 
 @dataclass(frozen=True)
@@ -51,25 +48,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def safe_path(root: Path | str, path: Path | str) -> Path:
-    """`path` (absolute) when it lies under `root` and nothing between them is a symbolic link.
-
-    The root itself may be a link (an operator's choice of disk); a link *inside* it is refused, so
-    no write or delete of the pipeline's ever lands outside the root, whatever was linked there.
-    """
-    base, target = Path(os.path.abspath(root)), Path(os.path.abspath(path))
-    try:
-        parts = target.relative_to(base).parts
-    except ValueError:
-        raise ArtifactError(f"{path}: outside the artifacts root {root}; refusing to touch it") from None
-    current = base
-    for part in parts:
-        current = current / part
-        if current.is_symlink():
-            raise ArtifactError(f"{current}: is a symbolic link inside the artifacts root; refusing to follow it")
-    return target
 
 
 def write_temp(path: Path, payload: bytes) -> Path:
@@ -165,8 +143,9 @@ class ArtifactStore:
     """Artifacts under one root: `<root>/data/<name>.parquet|.json` plus a `.meta.json` sidecar."""
 
     def __init__(self, root: Path | str, schema_dir: Path | str, as_of: dt.date | None = None):
-        self.root = Path(root)
-        self.schema_dir = Path(schema_dir)
+        self.catalog = Catalog(root, schema_dir)
+        self.root = self.catalog.root
+        self.schema_dir = self.catalog.schema_dir
         self.as_of = as_of
 
     @classmethod
@@ -174,20 +153,16 @@ class ArtifactStore:
         return cls(cfg.paths.artifacts, cfg.paths.schemas, cfg.run.as_of)
 
     def cache_dir(self, name: str) -> Path:
-        """`<root>/cache/<name>/`, created; refused if a link inside the root leads elsewhere."""
-        path = safe_path(self.root, self.root / "cache" / name)
-        path.mkdir(parents=True, exist_ok=True)
-        return safe_path(self.root, path)
+        return self.catalog.cache(name)
 
     def contract(self, name: str) -> Contract:
-        return load_contract(self.schema_dir, name)
+        return self.catalog.contract(name)
 
     def resolve_output_path(self, name: str) -> Path:
-        return self.root / "data" / f"{name}{self.contract(name).suffix}"
+        return self.catalog.artifact(name)
 
     def meta_path(self, name: str) -> Path:
-        path = self.resolve_output_path(name)
-        return path.with_name(path.name + ".meta.json")
+        return self.catalog.sidecar(name)
 
     def meta(self, name: str) -> dict[str, Any] | None:
         """The sidecar, or None when there is none; ArtifactError when it is not an object with a SHA-256."""
@@ -246,8 +221,7 @@ class ArtifactStore:
             return None
 
     def _commit(self, name: str, contract: Contract, payload: bytes, rows: int | None) -> ArtifactRecord:
-        path = safe_path(self.root, self.resolve_output_path(name))
-        meta_path = safe_path(self.root, self.meta_path(name))
+        path, meta_path = self.resolve_output_path(name), self.meta_path(name)
         digest = hashlib.sha256(payload).hexdigest()
         staging = _staging.get()
         meta = {

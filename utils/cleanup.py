@@ -10,19 +10,16 @@ import shutil
 from pathlib import Path
 
 from phase_status import StatusError, load_status
-from utils.artifacts import safe_path
+from utils.catalog import Catalog
 
 
-def _run_started(run_dir: Path) -> dt.datetime | None:
+def _run_started(run_id: str) -> dt.datetime:
+    return dt.datetime.strptime(run_id.split("-")[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+
+
+def _succeeded(catalog: Catalog, run_id: str) -> bool:
     try:
-        return dt.datetime.strptime(run_dir.name.split("-")[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
-    except ValueError:
-        return None
-
-
-def _succeeded(run_dir: Path) -> bool:
-    try:
-        return load_status(run_dir / "phase_status.yaml").modules_ok
+        return load_status(catalog.run_file(run_id, "status")).modules_ok
     except StatusError:  # unreadable or missing: not a run to keep for its success
         return False
 
@@ -33,15 +30,12 @@ def cleanup_runs(root: Path, retention_days: int, dry_run: bool = False,
 
     Nothing outside the root is ever removed: a linked `runs/` is refused (ArtifactError), and a
     link among the run folders is passed over, never followed."""
-    runs_dir = safe_path(root, Path(root) / "runs")
-    if not runs_dir.is_dir():
-        return []
-    runs = sorted((d for d in runs_dir.iterdir() if not d.is_symlink() and d.is_dir() and _run_started(d)),
-                  key=_run_started)
-    keep = {d for d in reversed(runs) if _succeeded(d)}
-    keep = {max(keep, key=_run_started)} if keep else set()
+    catalog = Catalog(root)
+    runs = catalog.run_ids()  # oldest first: run ids start with their UTC start time
+    good = [r for r in runs if _succeeded(catalog, r)]
+    keep = good[-1:]  # the newest run whose modules all succeeded names the latest good artifacts
     cutoff = (now or dt.datetime.now(dt.timezone.utc)) - dt.timedelta(days=retention_days)
-    expired = [d for d in runs if _run_started(d) < cutoff and d not in keep]
+    expired = [catalog.run_dir(r) for r in runs if _run_started(r) < cutoff and r not in keep]
     if not dry_run:
         for run_dir in expired:
             shutil.rmtree(run_dir)

@@ -15,8 +15,9 @@ import os
 import socket
 from pathlib import Path
 
+from utils.catalog import ArtifactError, Catalog
+
 log = logging.getLogger("mlb.lock")
-LOCK_FILE = ".run.lock"
 
 
 class LockHeld(RuntimeError):
@@ -29,13 +30,21 @@ class LockError(OSError):
 
 class RunLock:
     def __init__(self, root: Path | str):
-        self.path = Path(root) / LOCK_FILE
+        self.catalog = Catalog(root)
         self._fd: int | None = None
+
+    @property
+    def path(self) -> Path:
+        """`<root>/.run.lock`; LockError if a link inside the root leads elsewhere."""
+        try:
+            return self.catalog.lock_file
+        except ArtifactError as exc:
+            raise LockError(str(exc)) from None
 
     def holder(self) -> dict | None:
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:
+        except OSError:  # absent, a link, or under a link (LockError)
             return None
         with os.fdopen(fd, "rb") as handle:
             text = handle.read(4096)
@@ -49,7 +58,7 @@ class RunLock:
         """Whether a live process holds the lock now (probes without taking it)."""
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:  # absent, or a link no run of ours could hold
+        except OSError:  # absent, or a link no run of ours could hold (LockError is an OSError too)
             return False
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -60,14 +69,15 @@ class RunLock:
         return False
 
     def acquire(self) -> RunLock:
+        path = self.path  # LockError when a link inside the root leads elsewhere
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             # O_NOFOLLOW: a link planted at .run.lock must not get its target truncated
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
             reason = "is a symbolic link; refusing to follow it" if exc.errno == errno.ELOOP else \
                 f"cannot take the run lock ({exc.strerror or exc})"
-            raise LockError(f"{self.path}: {reason}") from None
+            raise LockError(f"{path}: {reason}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -12,19 +12,18 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
 from phase_status import RunStatus
-from utils.artifacts import ArtifactStore, atomic_write_text, safe_path
+from utils.artifacts import ArtifactStore, atomic_write_text
+from utils.catalog import Catalog
 
 log = logging.getLogger("mlb.metrics")
 PREFIX = "mlb_pipeline"
 STATUSES = ("success", "failed", "skipped", "pending", "running", "interrupted")
-PROM_FILE = Path("metrics") / "mlb_pipeline.prom"
-LAST_SUCCESS_FILE = Path("metrics") / "last_success_timestamp"
 
 
 def record_last_success(root: Path, status: RunStatus, now: float) -> float:
     """Remember `now` if every module of this run succeeded and it was versioned; the last success time
     either way (0: never). Kept in a file because a failed run must still report the previous success."""
-    path = safe_path(root, Path(root) / LAST_SUCCESS_FILE)
+    path = Catalog(root).last_success_file
     if status.ok_before("metrics"):
         atomic_write_text(path, f"{now}\n")
     return float(path.read_text()) if path.exists() else 0.0
@@ -102,7 +101,7 @@ def export_metrics(cfg, status: RunStatus, store: ArtifactStore) -> Path:
     registry = build_registry(status, store, {"brier": m.brier_margin, "runs_mae": m.runs_mae_margin,
                                               "runs_rmse": m.runs_rmse_margin},
                               record_last_success(store.root, status, now), now)
-    path = safe_path(store.root, store.root / PROM_FILE)
+    path = store.catalog.metrics_file
     path.parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)
     if m.pushgateway_url:

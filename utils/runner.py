@@ -23,7 +23,7 @@ from typing import Callable
 from modules.registry import ModuleSpec, Registry
 from phase_status import OutputStatus, PhaseStatus, RunStatus, StatusRecorder
 from utils.artifacts import (COMMIT_LOCK, ArtifactError, ArtifactStore, atomic_write_text, handle_overwrite_policy,
-                             safe_path, staged_writes)
+                             staged_writes)
 from utils.plan import Plan
 
 log = logging.getLogger("mlb.runner")
@@ -54,7 +54,7 @@ class RunContext:
 
     @property
     def run_dir(self) -> Path:
-        return self.store.root / "runs" / self.recorder.run.run_id
+        return self.store.catalog.run_dir(self.recorder.run.run_id)
 
     def blocked_by(self, module_id: str) -> list[str]:
         """Upstream modules of this run that failed, or were skipped because their own upstream failed."""
@@ -206,11 +206,11 @@ def new_run_id() -> str:
 def start_run(cfg, registry: Registry, plan: Plan, store: ArtifactStore, executor: str) -> RunContext:
     """The run's folder and status file, every planned module pending. OSError if they cannot be written."""
     run_id = new_run_id()
-    run_dir = safe_path(store.root, store.root / "runs" / run_id)
+    run_dir = store.catalog.run_dir(run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     status = RunStatus(run_id=run_id, as_of=cfg.run.as_of, executor=executor,
                        started_at=dt.datetime.now(dt.timezone.utc))
-    recorder = StatusRecorder(store.root, status, copy_to=run_dir / "phase_status.yaml")
+    recorder = StatusRecorder(store.root, status, copy_to=store.catalog.run_file(run_id, "status"))
     ctx = RunContext(cfg, registry, store, recorder, git_sha())
     for module_id in plan.modules:
         ctx.phase(registry[module_id], "pending")
@@ -222,7 +222,7 @@ def run_plan(ctx: RunContext, plan: Plan, executor: str, max_workers: int) -> No
     (run_prefect if executor == "prefect" else run_legacy)(ctx, plan, max_workers)
     run = ctx.recorder.run
     manifest = {out.name: out.sha256 for phase in run.phases.values() for out in phase.outputs}
-    atomic_write_text(ctx.run_dir / "manifest.json", json.dumps(
+    atomic_write_text(ctx.store.catalog.run_file(run.run_id, "manifest"), json.dumps(
         {"run_id": run.run_id, "as_of": _iso(ctx.cfg.run.as_of), "pid": os.getpid(), "artifacts": manifest}, indent=1))
 
 
@@ -282,29 +282,25 @@ class Interrupts:
         except OSError as exc:
             where += f" (its status could not be written: {exc.strerror or exc})"
         self.lock.release()
+        logging.disable(logging.CRITICAL)  # Prefect's client threads would log the server's end as errors
         stop_children()
         sys.stderr.write(f"error: interrupted by {name} {where}\n")
         sys.stderr.flush()
-        logging.shutdown()
         os._exit(128 + signum)
 
 
-def stop_children(grace_seconds: float = 3.0) -> None:
-    """Terminate this process's children (Prefect's temporary server, a DVC subprocess), then kill stragglers."""
+def stop_children() -> None:
+    """Kill this process's children (Prefect's temporary server, a DVC subprocess) at once: they hold
+    nothing the next run needs, and a server asked to stop politely logs its shutdown onto our stderr."""
     import psutil
 
     children = psutil.Process().children(recursive=True)
     for child in children:
         try:
-            child.terminate()
-        except psutil.NoSuchProcess:
-            continue
-    _, alive = psutil.wait_procs(children, timeout=grace_seconds)
-    for child in alive:
-        try:
             child.kill()
         except psutil.NoSuchProcess:
             continue
+    psutil.wait_procs(children, timeout=5)
 
 
 def post_run(cfg, ctx: RunContext) -> None:
@@ -331,7 +327,7 @@ def post_run(cfg, ctx: RunContext) -> None:
         export_metrics(cfg, recorder.run, ctx.store)
         recorder.step("metrics", "success")
     except (OSError, ValueError) as exc:  # an unreachable Pushgateway must not hide the run's own outcome
-        where = cfg.monitoring.pushgateway_url or ctx.store.root / "metrics"
+        where = cfg.monitoring.pushgateway_url or ctx.store.catalog.metrics_file
         recorder.step("metrics", "failed", f"{where}: {one_line(exc)}")
 
 
@@ -346,8 +342,7 @@ def run_session(cfg, registry: Registry, plan: Plan, store: ArtifactStore) -> Ru
     lock = RunLock(store.root).acquire()
     try:
         with Interrupts(lock) as interrupts:
-            log_dir = safe_path(store.root, store.root / "logs")
-            setup_logging(log_file=safe_path(store.root, log_dir / f"run-{dt.datetime.now():%Y%m%d}.log"))
+            setup_logging(log_file=store.catalog.log_file(dt.date.today()))
             ctx = start_run(cfg, registry, plan, store, cfg.run.executor)
             ctx.on_flow_start = interrupts.install
             interrupts.ctx = ctx

@@ -21,11 +21,13 @@ from typing import Protocol
 import yaml
 
 from modules.registry import Registry
-from phase_status import RUN_ID, StatusError, load_status
-from utils.artifacts import ArtifactStore, atomic_write_bytes, atomic_write_text, safe_path, staged_writes, write_temp
+from phase_status import StatusError, load_status
+from utils.artifacts import ArtifactStore, atomic_write_bytes, atomic_write_text, staged_writes, write_temp
+from utils.catalog import RUN_FILES, Catalog
 
 log = logging.getLogger("mlb.versioning")
 DVC_ENV = {"DVC_NO_ANALYTICS": "1"}
+TRACKED_ROOT = Path("artifacts")  # the artifacts root dvc.yaml tracks, relative to the repository
 
 
 class VersioningError(RuntimeError):
@@ -35,6 +37,10 @@ class VersioningError(RuntimeError):
 class VersionStore(Protocol):
     def commit(self, run_dir: Path) -> None:
         """Keep the current artifacts as the version of the run in `run_dir`."""
+
+    def cache_folder(self) -> Path:
+        """The DVC cache as DVC is configured (`.dvc/cache` unless `cache.dir` says otherwise)."""
+        return Path(dvc(self.repo, "cache", "dir").strip())
 
     def fetch(self, run_dir: Path, relpath: str) -> bytes:
         """The bytes `relpath` (relative to the repository) had in that run."""
@@ -65,12 +71,12 @@ class DvcVersionStore:
 
     def commit(self, run_dir: Path) -> None:
         dvc(self.repo, "commit", "--force")
-        atomic_write_bytes(run_dir / "dvc.lock", (self.repo / "dvc.lock").read_bytes())
+        atomic_write_bytes(run_dir / RUN_FILES["dvc_lock"], (self.repo / "dvc.lock").read_bytes())
         if self.remote:
             dvc(self.repo, "push", "--remote", self.remote)
 
     def _md5(self, run_dir: Path, relpath: str) -> str:
-        lock_file = run_dir / "dvc.lock"
+        lock_file = run_dir / RUN_FILES["dvc_lock"]
         if not lock_file.exists():
             raise VersioningError(f"{run_dir.name}: no dvc.lock was kept for this run ({_why_unversioned(run_dir)})")
         try:
@@ -92,6 +98,10 @@ class DvcVersionStore:
         url = dvc(self.repo, "config", f"remote.{self.remote}.url").strip()
         return None if "://" in url else (self.repo / ".dvc" / url).resolve()  # an absolute url stays as it is
 
+    def cache_folder(self) -> Path:
+        """The DVC cache as DVC is configured (`.dvc/cache` unless `cache.dir` says otherwise)."""
+        return Path(dvc(self.repo, "cache", "dir").strip())
+
     def fetch(self, run_dir: Path, relpath: str) -> bytes:
         """From the cache, else from the remote; `dvc fetch` only knows the current dvc.lock's versions,
         so an earlier run's object is read by its md5 from a folder remote. A copy whose bytes do not
@@ -99,7 +109,7 @@ class DvcVersionStore:
         md5 = self._md5(run_dir, relpath)
         key = Path("files") / "md5" / md5[:2] / md5[2:]
         corrupt = []
-        for base in (self.repo / ".dvc" / "cache", self.remote_folder()):
+        for base in (self.cache_folder(), self.remote_folder()):
             if base is None or not (base / key).is_file():
                 continue
             payload = (base / key).read_bytes()
@@ -116,7 +126,7 @@ def version_store(cfg, repo: Path | None = None) -> DvcVersionStore | None:
     repo = Path(repo or Path.cwd()).resolve()
     if cfg.versioning.backend == "none":
         return None
-    tracked = repo / "artifacts"
+    tracked = repo / TRACKED_ROOT
     if not (repo / ".dvc").is_dir() or not (repo / "dvc.yaml").exists():
         log.warning("versioning: %s is not a DVC repository with dvc.yaml; run not versioned", repo)
         return None
@@ -129,7 +139,7 @@ def version_store(cfg, repo: Path | None = None) -> DvcVersionStore | None:
 def _why_unversioned(run_dir: Path) -> str:
     """What the run's own status says about its versioning step."""
     try:
-        step = load_status(run_dir / "phase_status.yaml").steps.get("versioning")
+        step = load_status(run_dir / RUN_FILES["status"]).steps.get("versioning")
     except StatusError:
         step = None
     if step is None:
@@ -143,16 +153,14 @@ def _why_unversioned(run_dir: Path) -> str:
 
 def latest_versioned_run(root: Path, name: str) -> str | None:
     """The newest run under `root/runs` that versioned artifact `name` (it kept a dvc.lock), if any."""
-    runs = safe_path(root, Path(root) / "runs")
-    if not runs.is_dir():
-        return None
-    for run_dir in sorted((d for d in runs.iterdir() if RUN_ID.fullmatch(d.name)), reverse=True):
+    catalog = Catalog(root)
+    for run_id in reversed(catalog.run_ids()):
         try:
-            written = json.loads((run_dir / "manifest.json").read_text())["artifacts"]
+            written = json.loads(catalog.run_file(run_id, "manifest").read_text())["artifacts"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if (run_dir / "dvc.lock").is_file() and isinstance(written, dict) and name in written:
-            return run_dir.name
+        if catalog.run_file(run_id, "dvc_lock").is_file() and isinstance(written, dict) and name in written:
+            return run_id
     return None
 
 
@@ -162,10 +170,10 @@ def restore(store: ArtifactStore, versions: VersionStore, run_dir: Path, name: s
     Both copies are checked against the run's manifest *before* anything is replaced, then renamed
     into place together: a corrupted or forged copy leaves the current artifact as it was."""
     try:
-        manifest = json.loads((run_dir / "manifest.json").read_text())["artifacts"]
+        manifest = json.loads((run_dir / RUN_FILES["manifest"]).read_text())["artifacts"]
         expected = manifest.get(name)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
-        raise VersioningError(f"{run_dir / 'manifest.json'}: not a manifest this pipeline wrote") from None
+        raise VersioningError(f"{run_dir / RUN_FILES['manifest']}: not a manifest this pipeline wrote") from None
     if not isinstance(expected, str):
         raise VersioningError(f"{run_dir.name}: the run wrote no artifact '{name}'")
     path, meta = store.resolve_output_path(name), store.meta_path(name)
@@ -180,8 +188,7 @@ def restore(store: ArtifactStore, versions: VersionStore, run_dir: Path, name: s
         raise VersioningError(f"{name}@{run_dir.name}: the stored copy (SHA-256 {digest[:12]}…) does not match the "
                               f"run's manifest ({expected[:12]}…); the current '{name}' is left as it is")
     with staged_writes() as staging:
-        staging.pending += [(write_temp(safe_path(store.root, path), payload), path),
-                            (write_temp(safe_path(store.root, meta), sidecar), meta)]
+        staging.pending += [(write_temp(path, payload), path), (write_temp(meta, sidecar), meta)]
         staging.commit()
     return store.verify(name)
 
@@ -189,7 +196,7 @@ def restore(store: ArtifactStore, versions: VersionStore, run_dir: Path, name: s
 def dvc_yaml(registry: Registry, store: ArtifactStore) -> str:
     """One DVC stage per module, from the registry; commands never start Prefect or nest DVC."""
     def rel(name: str) -> str:
-        return str(Path("artifacts") / "data" / store.resolve_output_path(name).name)
+        return str(TRACKED_ROOT / store.catalog.data_relpath(name))
 
     stages = {}
     for spec in registry.runnable:

@@ -1,0 +1,132 @@
+"""The catalog: every path under the artifacts root, by what it is.
+
+Stages, the runner, the CLI, retention, versioning, metrics and the viewer ask it for paths; no
+other file joins a path under the root (tests/test_code_rules.py checks). Every path it gives lies
+inside the root with no symbolic link between the root and it (`safe_path`), so nothing the
+pipeline writes or deletes can land outside the root, whatever was linked there.
+
+    <root>/data/<name>.<suffix> (+ .meta.json)   artifacts and their sidecars
+    <root>/runs/<run_id>/                         each run's status copy, manifest, dvc.lock
+    <root>/backtest/<season>/                     a season's backtest: a catalog of its own
+    <root>/cache/<name>/                          downloads and parsed seasons, keyed by content
+    <root>/metrics/, <root>/logs/                 Prometheus textfile, last success; run logs
+    <root>/.phase_status.yaml, <root>/.run.lock   the latest run's status; one run at a time
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+
+from utils.schema import Contract, load_contract
+
+RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")  # a run's folder name under <root>/runs
+STATUS_FILE = ".phase_status.yaml"
+LOCK_FILE = ".run.lock"
+RUN_FILES = {"status": "phase_status.yaml", "manifest": "manifest.json", "dvc_lock": "dvc.lock"}
+
+
+class ArtifactError(RuntimeError):
+    """A missing, corrupt, forbidden-to-overwrite or out-of-root artifact; the message names the file."""
+
+
+def safe_path(root: Path | str, path: Path | str) -> Path:
+    """`path` (absolute) when it lies under `root` and nothing between them is a symbolic link.
+
+    The root itself may be a link (an operator's choice of disk); a link *inside* it is refused, so
+    no write or delete of the pipeline's ever lands outside the root, whatever was linked there.
+    """
+    base, target = Path(os.path.abspath(root)), Path(os.path.abspath(path))
+    try:
+        parts = target.relative_to(base).parts
+    except ValueError:
+        raise ArtifactError(f"{path}: outside the artifacts root {root}; refusing to touch it") from None
+    current = base
+    for part in parts:
+        current = current / part
+        if current.is_symlink():
+            raise ArtifactError(f"{current}: is a symbolic link inside the artifacts root; refusing to follow it")
+    return target
+
+
+class Catalog:
+    """Paths under one artifacts root; each checked by `safe_path` when asked for."""
+
+    def __init__(self, root: Path | str, schema_dir: Path | str = "schemas"):
+        self.root = Path(root)
+        self.schema_dir = Path(schema_dir)
+
+    def _under(self, *parts: str) -> Path:
+        return safe_path(self.root, self.root.joinpath(*parts))
+
+    def contract(self, name: str) -> Contract:
+        return load_contract(self.schema_dir, name)
+
+    def artifact(self, name: str) -> Path:
+        return self._under("data", f"{name}{self.contract(name).suffix}")
+
+    def sidecar(self, name: str) -> Path:
+        path = self.artifact(name)
+        return path.with_name(path.name + ".meta.json")
+
+    def data_relpath(self, name: str) -> Path:
+        """The artifact's path relative to the root (how dvc.yaml names it under the tracked root)."""
+        return self.artifact(name).relative_to(os.path.abspath(self.root))
+
+    @property
+    def status_file(self) -> Path:
+        return self._under(STATUS_FILE)
+
+    @property
+    def lock_file(self) -> Path:
+        return self._under(LOCK_FILE)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self._under("runs")
+
+    def run_dir(self, run_id: str) -> Path:
+        """The folder of run `run_id`; ArtifactError unless the id is of the pipeline's own format."""
+        if not RUN_ID.fullmatch(run_id):
+            raise ArtifactError(f"'{run_id}' is not a run id (YYYYMMDDTHHMMSSZ-xxxxxx)")
+        return self._under("runs", run_id)
+
+    def run_file(self, run_id: str, kind: str) -> Path:
+        """A file of a run's folder: its `status` copy, `manifest` of artifact hashes, or `dvc_lock`."""
+        return self._under("runs", run_id, RUN_FILES[kind]) if RUN_ID.fullmatch(run_id) else self.run_dir(run_id)
+
+    def run_ids(self) -> list[str]:
+        """Run folders, oldest first: real folders named like a run id (a link among them is passed over)."""
+        runs = self.runs_dir
+        if not runs.is_dir():
+            return []
+        return sorted(d.name for d in runs.iterdir() if RUN_ID.fullmatch(d.name) and not d.is_symlink()
+                      and d.is_dir())
+
+    def backtest(self, season: int) -> Catalog:
+        """The catalog of a season's backtest, `<root>/backtest/<season>/`."""
+        return Catalog(self._under("backtest", str(int(season))), self.schema_dir)
+
+    def backtest_seasons(self) -> list[int]:
+        folder = self._under("backtest")
+        if not folder.is_dir():
+            return []
+        return sorted(int(d.name) for d in folder.iterdir() if d.name.isdigit() and not d.is_symlink())
+
+    def cache(self, name: str) -> Path:
+        """`<root>/cache/<name>/`, created."""
+        path = self._under("cache", name)
+        path.mkdir(parents=True, exist_ok=True)
+        return self._under("cache", name)
+
+    @property
+    def metrics_file(self) -> Path:
+        return self._under("metrics", "mlb_pipeline.prom")
+
+    @property
+    def last_success_file(self) -> Path:
+        return self._under("metrics", "last_success_timestamp")
+
+    def log_file(self, day: dt.date) -> Path:
+        return self._under("logs", f"run-{day:%Y%m%d}.log")
