@@ -145,3 +145,47 @@ class StatusRecorder:
         atomic_write_text(self.path, text)
         if self.copy_to is not None:
             atomic_write_text(self.copy_to, text)
+
+
+def status_table(status: RunStatus) -> str:
+    """A run's modules and steps, one line each (`pipeline.py run` and `status`)."""
+    rows = [f"run {status.run_id}  as of {status.as_of}  executor {status.executor}",
+            f"{'id':<3} {'module':<10} {'status':<11} {'seconds':>8}  outputs / error"]
+    for phase in status.phases.values():
+        detail = phase.error or ", ".join(f"{o.name}:{'-' if o.rows is None else o.rows} rows sha {o.sha256[:10]}"
+                                          for o in phase.outputs)
+        secs = f"{phase.duration_seconds:.2f}" if phase.duration_seconds is not None else "-"
+        rows.append(f"{phase.module:<3} {phase.name:<10} {phase.status:<11} {secs:>8}  {detail}")
+    for name, step in status.steps.items():
+        rows.append(f"{'-':<3} {name:<10} {step.status:<11} {'-':>8}  {step.error or ''}".rstrip())
+    if status.interrupted:
+        rows.append(f"run interrupted by {status.interrupted}")
+    return "\n".join(rows)
+
+
+def run_result(status: RunStatus) -> str:
+    """One word for a run: ok, failed, interrupted, or unfinished (still running, or killed)."""
+    if status.interrupted:
+        return "interrupted"
+    if status.finished_at is None:
+        return "unfinished"
+    return "ok" if status.ok else "failed"
+
+
+def runs_table(catalog: Catalog, last: int = 20) -> str:
+    """The newest `last` runs kept under the root, oldest first (`pipeline.py runs`)."""
+    rows = [f"{'run id':<24} {'as of':<10} {'result':<11} {'seconds':>8}  versioned"]
+    for run_id in catalog.run_ids()[-last:]:
+        try:
+            run = load_status(catalog.run_file(run_id, "status"))
+        except StatusError as exc:
+            rows.append(f"{run_id:<24} {'?':<10} {'unreadable':<11} {'-':>8}  {exc}")
+            continue
+        seconds = f"{(run.finished_at - run.started_at).total_seconds():.1f}" if run.finished_at else "-"
+        step = run.steps.get("versioning")
+        versioned = "yes" if catalog.run_file(run_id, "dvc_lock").is_file() else \
+            f"no ({step.status}{': ' + step.error if step and step.error else ''})" if step else "no"
+        rows.append(f"{run_id:<24} {str(run.as_of or '-'):<10} {run_result(run):<11} {seconds:>8}  {versioned}")
+    if len(rows) == 1:
+        rows.append(f"(no runs under {catalog.runs_dir})")
+    return "\n".join(rows)

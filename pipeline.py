@@ -152,6 +152,7 @@ def run(
 
 
 def _execute(cfg: PipelineConfig, plan, store: ArtifactStore) -> int:
+    from phase_status import status_table
     from utils.artifacts import ArtifactError
     from utils.locking import LockError, LockHeld
     from utils.runner import run_session
@@ -173,21 +174,6 @@ def _execute(cfg: PipelineConfig, plan, store: ArtifactStore) -> int:
         if step.status == "failed":
             typer.echo(f"error: {name}: {step.error}", err=True)
     return 0 if status.ok else 1
-
-
-def status_table(status) -> str:
-    rows = [f"run {status.run_id}  as of {status.as_of}  executor {status.executor}",
-            f"{'id':<3} {'module':<10} {'status':<11} {'seconds':>8}  outputs / error"]
-    for phase in status.phases.values():
-        detail = phase.error or ", ".join(f"{o.name}:{o.rows if o.rows is not None else '-'} rows sha {o.sha256[:10]}"
-                                          for o in phase.outputs)
-        secs = f"{phase.duration_seconds:.2f}" if phase.duration_seconds is not None else "-"
-        rows.append(f"{phase.module:<3} {phase.name:<10} {phase.status:<11} {secs:>8}  {detail}")
-    for name, step in status.steps.items():
-        rows.append(f"{'-':<3} {name:<10} {step.status:<11} {'-':>8}  {step.error or ''}".rstrip())
-    if status.interrupted:
-        rows.append(f"run interrupted by {status.interrupted}")
-    return "\n".join(rows)
 
 
 @app.command()
@@ -427,7 +413,7 @@ def dag(
 @app.command()
 def status(config: ConfigOpt = Path("config.yaml"), set_: SetOpt = None) -> None:
     """The last run's phase status as a table."""
-    from phase_status import StatusError, read_status
+    from phase_status import StatusError, read_status, status_table
     from utils.locking import RunLock
 
     cfg = config_or_exit(config, set_)
@@ -439,6 +425,20 @@ def status(config: ConfigOpt = Path("config.yaml"), set_: SetOpt = None) -> None
         typer.echo(f"no run recorded under {cfg.paths.artifacts}")
         return
     typer.echo(status_table(current))
+
+
+@app.command()
+def runs(
+    last: Annotated[int, typer.Option("--last", min=1, help="show this many of the newest runs")] = 20,
+    config: ConfigOpt = Path("config.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Past runs, newest last: id, as-of date, result, duration, and whether the run was versioned."""
+    from phase_status import runs_table
+
+    cfg = config_or_exit(config, set_)
+    catalog = Catalog(cfg.paths.artifacts, cfg.paths.schemas)
+    typer.echo(runs_table(catalog, last))
 
 
 @app.command()

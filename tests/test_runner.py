@@ -129,3 +129,22 @@ def test_stale_lock_from_a_killed_run_is_taken_over(tmp_path, caplog):
     assert f"took over a stale lock left by pid {holder.pid}" in caplog.text
     assert lock.holder()["pid"] == os.getpid()
     lock.release()
+
+
+def test_runs_lists_each_run_with_its_result_and_versioning(toy_cfg, capsys):
+    import pipeline
+
+    import time
+
+    ok, store = run(toy_cfg)
+    time.sleep(1.1)  # run ids sort by their start second (the lock keeps real runs further apart)
+    failed, _ = run(toy_cfg, toy_registry(middle="broken"))
+    (store.catalog.run_file(ok.run_id, "dvc_lock")).write_text("stages: {}\n")  # as a versioned run keeps it
+    with pytest.raises(SystemExit) as done:
+        pipeline.main(["runs", "--set", f"paths.artifacts={store.root}"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert done.value.code == 0 and lines[0].split() == ["run", "id", "as", "of", "result", "seconds", "versioned"]
+    first, second = (line.split() for line in lines[1:])
+    assert first[:3] == [ok.run_id, "2024-07-14", "ok"] and first[-1] == "yes"
+    assert second[:3] == [failed.run_id, "2024-07-14", "failed"] and second[-1] == "no"
+    assert float(first[3]) >= 0 and float(first[3]) < 60
