@@ -78,13 +78,34 @@ class RunStatus(BaseModel):
         return self.modules_ok and all(s.status in ("success", "off") for n, s in self.steps.items() if n != step)
 
 
+MAX_STATUS_BYTES = 1_000_000  # a run of twelve modules writes a few kilobytes
+
+
+class _NoAliases(yaml.SafeLoader):
+    """Safe YAML without anchors and aliases: the pipeline never writes them, and nested aliases
+    expand into gigabytes (a 'billion laughs' planted in a status file)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.YAMLError("aliases are not allowed in a phase status")
+        return super().compose_node(parent, index)
+
+
 def load_status(path: Path) -> RunStatus:
     """A status file as a RunStatus; StatusError naming the file when it is not one."""
     try:
-        return RunStatus.model_validate(yaml.safe_load(Path(path).read_text()))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValidationError) as exc:
-        reason = "empty" if isinstance(exc, ValidationError) and exc.errors()[0]["type"] == "model_type" \
-            else " ".join(str(exc).split())[:200]
+        with open(path, "rb") as handle:
+            text = handle.read(MAX_STATUS_BYTES + 1)
+        if len(text) > MAX_STATUS_BYTES:
+            raise ValueError(f"larger than {MAX_STATUS_BYTES:,} bytes")
+        return RunStatus.model_validate(yaml.load(text.decode(), Loader=_NoAliases))  # noqa: S506 (a SafeLoader)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        reason = "empty" if first["type"] == "model_type" and not first.get("input") else \
+            f"{'.'.join(str(p) for p in first['loc']) or 'top level'}: {first['msg']}"
+        raise StatusError(f"{path}: unreadable phase status ({reason})") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError, RecursionError) as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise StatusError(f"{path}: unreadable phase status ({reason})") from None
 
 

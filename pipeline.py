@@ -140,7 +140,7 @@ def run(
     if dry_run:
         typer.echo(f"dry run: as of {cfg.run.as_of}, executor {cfg.run.executor}, max_workers {cfg.run.max_workers}, "
                    f"overwrite policy {cfg.run.overwrite_policy}, artifacts in {cfg.paths.artifacts}")
-        typer.echo(plan_text(REGISTRY, plan, describe_outputs(REGISTRY, plan, store, cfg.run.overwrite_policy)))
+        typer.echo(plan_text(REGISTRY, plan, describe_outputs(REGISTRY, plan, store, cfg.run.overwrite_policy, cfg)))
         if visual:
             typer.echo("\n" + ascii_dag(REGISTRY, plan))
             for path in write_visual(plan.modules, Path.cwd()):

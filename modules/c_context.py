@@ -4,8 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from modules.common import as_of_join, side_columns, team_games
-from modules.registry import ModuleResult
-from utils.artifacts import ArtifactStore
+from modules.registry import ModuleResult, StageOutput
 
 # UTC offset (standard time) of each franchise's home, for time-zone travel; neutral parks have their own.
 TEAM_UTC_OFFSET = {
@@ -69,7 +68,13 @@ def build_context(games: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def describe_context(games: pd.DataFrame) -> StageOutput:
+    feats = build_context(games)
+    return StageOutput({"context_features": feats}, {"columns": feats.shape[1] - 1})
+
+
 def main(cfg) -> ModuleResult:
-    store = ArtifactStore.from_config(cfg)
-    feats = build_context(store.read_frame("games"))
-    return ModuleResult([store.write_frame("context_features", feats)], metrics={"columns": feats.shape[1] - 1})
+    """Stage C through the pipeline's runner, as a run does."""
+    from utils.runner import run_stage
+
+    return run_stage(cfg, "C")

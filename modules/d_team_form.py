@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 
 from modules.common import as_of_join, side_columns, team_games
-from modules.registry import ModuleResult
-from utils.artifacts import ArtifactStore
+from modules.registry import ModuleResult, StageOutput
+from utils.config import FormFeatures
 
 LEAGUE_RUNS = 4.5  # runs a team-game, the prior for a team with no games yet
 
@@ -48,9 +48,14 @@ def build_team_form(games: pd.DataFrame, window: int, long_window: int, halflife
     return out
 
 
+def measure_form(games: pd.DataFrame, form: FormFeatures) -> StageOutput:
+    feats = build_team_form(games, form.window, form.long_window, form.ewm_halflife, form.regress_games,
+                            form.pythag_exponent)
+    return StageOutput({"team_form_features": feats}, {"columns": feats.shape[1] - 1})
+
+
 def main(cfg) -> ModuleResult:
-    store = ArtifactStore.from_config(cfg)
-    form = cfg.features.form
-    feats = build_team_form(store.read_frame("games"), form.window, form.long_window, form.ewm_halflife,
-                            form.regress_games, form.pythag_exponent)
-    return ModuleResult([store.write_frame("team_form_features", feats)], metrics={"columns": feats.shape[1] - 1})
+    """Stage D through the pipeline's runner, as a run does."""
+    from utils.runner import run_stage
+
+    return run_stage(cfg, "D")

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from modules.registry import ModuleResult
-from utils.artifacts import ArtifactStore
+from modules.registry import ModuleResult, StageOutput
 
 MAX_PLAUSIBLE_RUNS = 30
 
@@ -56,9 +55,14 @@ def quality_report(games: pd.DataFrame, quarantine: pd.DataFrame) -> dict:
     }
 
 
+def check_quality(games: pd.DataFrame, quarantine: pd.DataFrame) -> StageOutput:
+    report = quality_report(games, quarantine)
+    return StageOutput({"data_quality_report": report}, {"quarantined": report["quarantined"]["lines"],
+                                                         "duplicates": report["duplicates"]})
+
+
 def main(cfg) -> ModuleResult:
-    store = ArtifactStore.from_config(cfg)
-    report = quality_report(store.read_frame("games"), store.read_frame("quarantine"))
-    record = store.write_json("data_quality_report", report)
-    return ModuleResult([record], metrics={"quarantined": report["quarantined"]["lines"],
-                                           "duplicates": report["duplicates"]})
+    """Stage E through the pipeline's runner, as a run does."""
+    from utils.runner import run_stage
+
+    return run_stage(cfg, "E")

@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 
 from modules.common import above_last_season, as_of_join, rolling_sum, side_columns
-from modules.registry import ModuleResult
-from utils.artifacts import ArtifactStore
+from modules.registry import ModuleResult, StageOutput
 from utils.config import PitcherFeatures
 
 LEAGUE_RUNS = 4.5  # runs a team allows a game, the prior for a starter with few starts
@@ -181,8 +180,14 @@ def build_starter_features(games: pd.DataFrame, lahman: pd.DataFrame, batting: p
     return out.merge(lineups, on="game_id", validate="one_to_one")
 
 
+def rate_starters(games: pd.DataFrame, lahman_pitching: pd.DataFrame, lahman_batting: pd.DataFrame,
+                  pitchers: PitcherFeatures) -> StageOutput:
+    feats = build_starter_features(games, lahman_pitching, lahman_batting, pitchers)
+    return StageOutput({"starter_features": feats}, {"columns": feats.shape[1] - 1})
+
+
 def main(cfg) -> ModuleResult:
-    store = ArtifactStore.from_config(cfg)
-    feats = build_starter_features(store.read_frame("games"), store.read_frame("lahman_pitching"),
-                                   store.read_frame("lahman_batting"), cfg.features.pitchers)
-    return ModuleResult([store.write_frame("starter_features", feats)], metrics={"columns": feats.shape[1] - 1})
+    """Stage F through the pipeline's runner, as a run does."""
+    from utils.runner import run_stage
+
+    return run_stage(cfg, "F")

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from modules.registry import ModuleResult
-from utils.artifacts import ArtifactStore
+from utils.config import EloConfig
 
 ELO_POINTS_PER_FIP_RUN = 45.0  # ~two-thirds of a run allowed per game by a starter ~ 6.5 points of win%
 
@@ -84,9 +84,13 @@ def pitcher_adjusted(ratings: pd.DataFrame, pitchers: pd.DataFrame, weight: floa
     return out
 
 
+def rate_teams(games: pd.DataFrame, starter_features: pd.DataFrame, elo: EloConfig) -> pd.DataFrame:
+    ratings = build_ratings(games, elo.k, elo.home_advantage, elo.season_reversion, elo.initial, elo.mov)
+    return pitcher_adjusted(ratings, starter_features, elo.pitcher_weight)
+
+
 def main(cfg) -> ModuleResult:
-    store = ArtifactStore.from_config(cfg)
-    e = cfg.features.elo
-    ratings = build_ratings(store.read_frame("games"), e.k, e.home_advantage, e.season_reversion, e.initial, e.mov)
-    ratings = pitcher_adjusted(ratings, store.read_frame("starter_features"), e.pitcher_weight)
-    return ModuleResult([store.write_frame("team_ratings", ratings)])
+    """Stage G through the pipeline's runner, as a run does."""
+    from utils.runner import run_stage
+
+    return run_stage(cfg, "G")

@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 
 from modules.common import above_last_season, as_of_join, rolling_sum, side_columns, team_games
-from modules.registry import ModuleResult
-from utils.artifacts import ArtifactStore
+from modules.registry import ModuleResult, StageOutput
 from utils.config import MatchupFeatures
 
 
@@ -76,7 +75,13 @@ def build_matchup(games: pd.DataFrame, m: MatchupFeatures) -> pd.DataFrame:
     return out
 
 
+def describe_matchups(games: pd.DataFrame, matchup: MatchupFeatures) -> StageOutput:
+    feats = build_matchup(games, matchup)
+    return StageOutput({"matchup_features": feats}, {"columns": feats.shape[1] - 1})
+
+
 def main(cfg) -> ModuleResult:
-    store = ArtifactStore.from_config(cfg)
-    feats = build_matchup(store.read_frame("games"), cfg.features.matchup)
-    return ModuleResult([store.write_frame("matchup_features", feats)], metrics={"columns": feats.shape[1] - 1})
+    """Stage H through the pipeline's runner, as a run does."""
+    from utils.runner import run_stage
+
+    return run_stage(cfg, "H")

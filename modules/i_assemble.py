@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from modules.registry import ModuleResult
-from utils.artifacts import ArtifactStore
+from modules.registry import ModuleResult, StageOutput
 
 FEATURE_SOURCES = {  # artifact -> the prefix(es) its columns must carry
     "context_features": "ctx_",
@@ -48,8 +47,18 @@ def assemble(games: pd.DataFrame, features: dict[str, pd.DataFrame]) -> pd.DataF
     return table
 
 
+def assemble_table(games: pd.DataFrame, context_features: pd.DataFrame, team_form_features: pd.DataFrame,
+                   starter_features: pd.DataFrame, team_ratings: pd.DataFrame,
+                   matchup_features: pd.DataFrame) -> StageOutput:
+    features = {"context_features": context_features, "team_form_features": team_form_features,
+                "starter_features": starter_features, "team_ratings": team_ratings,
+                "matchup_features": matchup_features}
+    table = assemble(games, {name: features[name] for name in FEATURE_SOURCES})
+    return StageOutput({"model_table": table}, {"features": len(table.columns) - len(KEYS) - len(LABELS)})
+
+
 def main(cfg) -> ModuleResult:
-    store = ArtifactStore.from_config(cfg)
-    table = assemble(store.read_frame("games"), {name: store.read_frame(name) for name in FEATURE_SOURCES})
-    record = store.write_frame("model_table", table)
-    return ModuleResult([record], metrics={"features": len(table.columns) - len(KEYS) - len(LABELS)})
+    """Stage I through the pipeline's runner, as a run does."""
+    from utils.runner import run_stage
+
+    return run_stage(cfg, "I")

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from modules.models import Calibrator, TrainedModels, feature_columns, logistic_logit, raw_probability
-from modules.registry import ModuleResult
-from utils.artifacts import ArtifactStore
+from modules.registry import ModuleResult, StageOutput
+from utils.config import ModelConfig
 from utils.evaluation import DRIFT_WINDOW_DAYS, calibration_table, psi_reference, run_metrics, win_metrics
 
 
@@ -234,14 +234,21 @@ def model_params(models: TrainedModels) -> dict:
 
 
 
-def main(cfg) -> ModuleResult:
-    store = ArtifactStore.from_config(cfg)
-    models = train_models(store.read_frame("model_table"), cfg.run.as_of, cfg.model, cfg.monitoring.psi_bins)
-    outputs = [store.write_file("win_model", models.win_booster.model_to_string().encode()),
-               store.write_file("home_runs_model", models.home_runs_booster.model_to_string().encode()),
-               store.write_file("away_runs_model", models.away_runs_booster.model_to_string().encode()),
-               store.write_json("model_params", json.loads(json.dumps(model_params(models)))),
-               store.write_json("model_card", models.card)]
+def train(model_table: pd.DataFrame, as_of: dt.date, model: ModelConfig, psi_bins: int) -> StageOutput:
+    """The published models (LightGBM text files), what prediction needs beside them, and the card."""
+    models = train_models(model_table, as_of, model, psi_bins)
+    outputs = {"win_model": models.win_booster.model_to_string().encode(),
+               "home_runs_model": models.home_runs_booster.model_to_string().encode(),
+               "away_runs_model": models.away_runs_booster.model_to_string().encode(),
+               "model_params": json.loads(json.dumps(model_params(models))),
+               "model_card": models.card}
     chosen = models.card["candidates"][models.chosen]["validation"]
-    return ModuleResult(outputs, metrics={"validation_brier": chosen["brier"], "validation_log_loss": chosen["log_loss"],
-                                          "baseline_brier": models.card["candidates"]["elo"]["validation"]["brier"]})
+    return StageOutput(outputs, {"validation_brier": chosen["brier"], "validation_log_loss": chosen["log_loss"],
+                                 "baseline_brier": models.card["candidates"]["elo"]["validation"]["brier"]})
+
+
+def main(cfg) -> ModuleResult:
+    """Stage K through the pipeline's runner, as a run does."""
+    from utils.runner import run_stage
+
+    return run_stage(cfg, "K")

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 
 import numpy as np
 import pandas as pd
 
-from modules.models import TrainedModels, load_models, predict
-from modules.registry import ModuleResult
-from utils.artifacts import ArtifactError, ArtifactStore
+from modules.models import TrainedModels, predict, trained_models
+from modules.registry import ModuleResult, StageOutput
 from utils.evaluation import DRIFT_WINDOW_DAYS, calibration_table, calibration_test, psi, run_metrics, win_metrics
 
 log = logging.getLogger("mlb.l_monitor")
@@ -75,44 +75,26 @@ def append_log(previous: pd.DataFrame | None, predictions: pd.DataFrame, as_of: 
     return pd.concat([kept, new], ignore_index=True).sort_values(["predicted_for", "game_id"]).reset_index(drop=True)
 
 
-def read_log(store: ArtifactStore) -> pd.DataFrame | None:
-    """The prediction log so far (None before the first night). L appends to it, so re-running L cannot
-    mend a damaged copy: the error names the restore that can."""
-    if not store.resolve_output_path("prediction_log").exists():
-        return None
-    try:
-        return store.read_frame("prediction_log")
-    except ArtifactError as exc:
-        from utils.versioning import latest_versioned_run
-
-        run_id = latest_versioned_run(store.root, "prediction_log") or "RUN_ID"
-        problem = str(exc).split("; ")[0]
-        raise ArtifactError(f"{problem}; L appends to it, so restore the last good copy: "
-                            f"`python pipeline.py restore {run_id} prediction_log`") from None
-
-
-def model_version(store: ArtifactStore, chosen: str) -> str:
-    import hashlib
-
-    digest = hashlib.sha256("".join(store.verify(n) for n in ("win_model", "model_params")).encode()).hexdigest()
+def model_version(chosen: str, input_hashes: dict[str, str]) -> str:
+    """The chosen candidate and a digest of the files that define it (the LightGBM model, the params)."""
+    digest = hashlib.sha256("".join(input_hashes[n] for n in ("win_model", "model_params")).encode()).hexdigest()
     return f"{chosen}-{digest[:12]}"
 
 
-def main(cfg) -> ModuleResult:
-    store = ArtifactStore.from_config(cfg)
-    as_of = cfg.run.as_of
-    table = store.read_frame("model_table")
-    models = load_models(store)
-    today = table[(table["date"] == pd.Timestamp(as_of)) & ~table["played"]]
-    predictions = predict(models, today, model_version(store, models.chosen))
+def predict_and_monitor(model_table: pd.DataFrame, win_model: bytes, home_runs_model: bytes,
+                        away_runs_model: bytes, model_params: dict, model_card: dict,
+                        prediction_log: pd.DataFrame | None, as_of: dt.date,
+                        input_hashes: dict[str, str]) -> StageOutput:
+    """The as-of date's predictions, the log of every prediction so far, the evaluation of those whose
+    results are known, and the drift report."""
+    models = trained_models(win_model, home_runs_model, away_runs_model, model_params, model_card)
+    today = model_table[(model_table["date"] == pd.Timestamp(as_of)) & ~model_table["played"]]
+    predictions = predict(models, today, model_version(models.chosen, input_hashes))
     if predictions.empty:
         log.info("no games scheduled on %s: writing an empty predictions table", as_of)
-    previous = read_log(store)
-    history = append_log(previous, predictions, as_of)
-    evaluation = evaluate(history, table, as_of)
-    drift = drift_report(models, table, as_of)
-    outputs = [store.write_frame("predictions", predictions), store.write_frame("prediction_log", history),
-               store.write_json("evaluation", evaluation), store.write_json("drift_report", drift)]
+    history = append_log(prediction_log, predictions, as_of)
+    evaluation = evaluate(history, model_table, as_of)
+    drift = drift_report(models, model_table, as_of)
     metrics = {"games_predicted": len(predictions), "evaluated": evaluation["evaluated"]}
     for key in ("max_feature_psi", "prediction_psi"):
         if drift[key] is not None:
@@ -121,4 +103,12 @@ def main(cfg) -> ModuleResult:
     if recent:  # the run's own record of quality, so the viewer can draw its history across runs
         metrics.update({"brier_30d": recent["brier"], "log_loss_30d": recent["log_loss"],
                         "runs_mae_30d": recent["runs"]["mae"], "runs_rmse_30d": recent["runs"]["rmse"]})
-    return ModuleResult(outputs, metrics=metrics)
+    return StageOutput({"predictions": predictions, "prediction_log": history, "evaluation": evaluation,
+                        "drift_report": drift}, metrics)
+
+
+def main(cfg) -> ModuleResult:
+    """Stage L through the pipeline's runner, as a run does."""
+    from utils.runner import run_stage
+
+    return run_stage(cfg, "L")

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from utils.artifacts import ArtifactStore
 from utils.evaluation import EPS
 
 FEATURE_PREFIXES = ("ctx_", "form_", "sp_", "lu_", "elo_", "mu_")
@@ -88,15 +87,15 @@ def raw_probability(kind: str, table: pd.DataFrame, features: list[str], booster
     return 1 / (1 + np.exp(-z))
 
 
-def load_models(store: ArtifactStore) -> TrainedModels:
+def trained_models(win_model: bytes, home_runs_model: bytes, away_runs_model: bytes, model_params: dict,
+                   model_card: dict) -> TrainedModels:
+    """K's artifacts as the models they are."""
     import lightgbm as lgb
 
-    params = store.read_json("model_params")
-    card = store.read_json("model_card")
-    boosters = [lgb.Booster(model_str=store.read_bytes(n).decode())
-                for n in ("win_model", "home_runs_model", "away_runs_model")]
-    return TrainedModels(params["chosen"], Calibrator(params["calibrator"]["kind"], params["calibrator"]["params"]),
-                         params["features"], *boosters, params["logistic"], card, params["reference"])
+    boosters = [lgb.Booster(model_str=text.decode()) for text in (win_model, home_runs_model, away_runs_model)]
+    calibrator = Calibrator(model_params["calibrator"]["kind"], model_params["calibrator"]["params"])
+    return TrainedModels(model_params["chosen"], calibrator, model_params["features"], *boosters,
+                         model_params["logistic"], model_card, model_params["reference"])
 
 
 PREDICTION_COLUMNS = ["game_id", "date", "game_number", "home_team", "away_team", "home_starter_id",

@@ -1,21 +1,27 @@
-"""The DAG as data: module id -> inputs, outputs, and where its `main(cfg)` lives.
+"""The DAG as data: stage id -> its pure function, the artifacts it reads and writes, its parameters.
 
-The Prefect flow, the legacy executor, the dry-run plan, dag_plan.dot, dvc.yaml and the viewer
-are all drawn from this table. Targets are imported only when a module runs, so planning
-(and the dry run) never pays for pandas, LightGBM or Prefect.
+Like a Kedro node, each entry names a function (`package.module:function`), the artifacts passed to
+it by name, the config keys bound to its other arguments and the artifacts it returns. One runner
+(`utils.runner.run_stage`) loads the inputs, calls the function, validates and writes the outputs
+together, and records what they were made from; the Prefect flow, the legacy executor, the dry run,
+the drawings, dvc.yaml, the README's DAG map and the viewer are all drawn from this table. Functions
+are imported only when a stage runs, so planning never pays for pandas, LightGBM or Prefect.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
+import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 from utils.artifacts import ArtifactRecord
 
 
 @dataclass(frozen=True)
 class ModuleResult:
-    """What a module did: the artifacts it wrote and numbers worth recording."""
+    """What a stage did: the artifacts it wrote and numbers worth recording."""
 
     outputs: list[ArtifactRecord]
     metrics: dict[str, float] = field(default_factory=dict)
@@ -23,24 +29,47 @@ class ModuleResult:
 
 
 @dataclass(frozen=True)
+class StageOutput:
+    """A stage function's outputs by artifact name, with numbers worth recording (Dagster's Output).
+    A function with one output and nothing to record may return the value itself."""
+
+    values: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ModuleSpec:
     id: str
     name: str
-    target: str
-    inputs: tuple[str, ...] = ()
+    target: str = ""  # "package.module:function", the stage's pure function
+    inputs: tuple[str, ...] = ()  # artifacts, passed to the function by name
     outputs: tuple[str, ...] = ()
     description: str = ""
+    params: Mapping[str, str] = field(default_factory=dict)  # argument -> dotted config key
+    # argument -> something the runner provides that is not data: "cache:<name>" (a cache folder of
+    # the catalog) or "input_hashes" (the SHA-256 of each input, e.g. for a model version)
+    resources: Mapping[str, str] = field(default_factory=dict)
     reserved: bool = False
     orphan: bool = False
-    appends: tuple[str, ...] = ()  # outputs that extend their previous version rather than replace it
+    appends: tuple[str, ...] = ()  # outputs that extend their previous version, passed in as inputs too
 
-    def load(self) -> Callable[[Any], ModuleResult]:
-        """The module's `main` (or `pkg.mod:function` for modules registered by tests)."""
+    @property
+    def module(self) -> str:
+        return self.target.partition(":")[0]
+
+    def load(self) -> Callable[..., Any]:
+        """The stage's function."""
         path, _, attr = self.target.partition(":")
-        main = getattr(importlib.import_module(path), attr or "main", None)
-        if not callable(main):
-            raise TypeError(f"{self.target}: module {self.id} has no main(cfg)")
-        return main
+        function = getattr(importlib.import_module(path), attr, None)
+        if not callable(function):
+            raise TypeError(f"{self.target}: stage {self.id} names no function")
+        return function
+
+    def code_version(self) -> str:
+        """SHA-256 (12 hex digits) of the source file of the stage's function: a changed file makes its
+        outputs stale under the 'skip' policy, as dvc.lock's deps and Dagster's code versions do."""
+        source = Path(inspect.getfile(importlib.import_module(self.module))).read_bytes()
+        return hashlib.sha256(source).hexdigest()[:12]
 
 
 class Registry:
@@ -85,36 +114,46 @@ class Registry:
 
 
 REGISTRY = Registry([
-    ModuleSpec("A", "ingest", "modules.a_ingest", (),
+    ModuleSpec("A", "ingest", "modules.a_ingest:ingest", (),
                ("raw_gamelogs", "quarantine", "lahman_pitching", "lahman_batting", "schedule"),
-               "Retrosheet game logs (161 typed fields), Lahman pitching and batting lines, the as-of date's schedule"),
-    ModuleSpec("B", "clean", "modules.b_clean", ("raw_gamelogs", "schedule"), ("games",),
-               "one row a game: game_id, franchise-normalised teams, forfeit/suspended/tie/neutral flags"),
-    ModuleSpec("C", "context", "modules.c_context", ("games",), ("context_features",),
+               "Retrosheet game logs (161 typed fields), Lahman pitching and batting lines, the as-of date's schedule",
+               params={"as_of": "run.as_of", "retrosheet": "sources.retrosheet", "schedule": "sources.schedule",
+                       "data": "data"},
+               resources={"download_cache": "cache:retrosheet", "parse_cache": "cache:parsed"}),
+    ModuleSpec("B", "clean", "modules.b_clean:clean", ("raw_gamelogs", "schedule"), ("games",),
+               "one row a game: game_id, franchise-normalised teams, forfeit/suspended/tie/neutral flags",
+               params={"franchise_map": "data.franchise_map", "neutral_parks": "data.neutral_parks"}),
+    ModuleSpec("C", "context", "modules.c_context:describe_context", ("games",), ("context_features",),
                "ctx_*: park, day/night, rest, doubleheader, travel"),
-    ModuleSpec("D", "team_form", "modules.d_team_form", ("games",), ("team_form_features",),
-               "form_*: rolling and EWM runs, regressed win%, Pythagorean expectation"),
-    ModuleSpec("E", "quality", "modules.e_quality", ("games", "quarantine"), ("data_quality_report",),
+    ModuleSpec("D", "team_form", "modules.d_team_form:measure_form", ("games",), ("team_form_features",),
+               "form_*: rolling and EWM runs, regressed win%, Pythagorean expectation",
+               params={"form": "features.form"}),
+    ModuleSpec("E", "quality", "modules.e_quality:check_quality", ("games", "quarantine"), ("data_quality_report",),
                "coverage, duplicates, nulls, quarantined lines, anomalies (read by the viewer only)",
                orphan=True),
-    ModuleSpec("F", "starters", "modules.f_starters", ("games", "lahman_pitching", "lahman_batting"),
+    ModuleSpec("F", "starters", "modules.f_starters:rate_starters", ("games", "lahman_pitching", "lahman_batting"),
                ("starter_features",),
-               "sp_*: starting pitcher's recent starts, rest, Marcel-weighted Lahman line; lu_*: lineup talent"),
-    ModuleSpec("G", "ratings", "modules.g_ratings", ("games", "starter_features"), ("team_ratings",),
-               "elo_*: pre-game team Elo and a starter-adjusted rating (the baseline model)"),
-    ModuleSpec("H", "matchup", "modules.h_matchup", ("games",), ("matchup_features",),
-               "mu_*: bullpen load, head-to-head, streaks"),
-    ModuleSpec("I", "assemble", "modules.i_assemble",
+               "sp_*: starting pitcher's recent starts, rest, Marcel-weighted Lahman line; lu_*: lineup talent",
+               params={"pitchers": "features.pitchers"}),
+    ModuleSpec("G", "ratings", "modules.g_ratings:rate_teams", ("games", "starter_features"), ("team_ratings",),
+               "elo_*: pre-game team Elo and a starter-adjusted rating (the baseline model)",
+               params={"elo": "features.elo"}),
+    ModuleSpec("H", "matchup", "modules.h_matchup:describe_matchups", ("games",), ("matchup_features",),
+               "mu_*: bullpen load, head-to-head, streaks",
+               params={"matchup": "features.matchup"}),
+    ModuleSpec("I", "assemble", "modules.i_assemble:assemble_table",
                ("games", "context_features", "team_form_features", "starter_features", "team_ratings",
                 "matchup_features"),
                ("model_table",), "keys, labels and every namespaced feature; refuses name clashes"),
-    ModuleSpec("J", "reserved", "", description="reserved: skipped on purpose", reserved=True),
-    ModuleSpec("K", "train", "modules.k_train", ("model_table",),
+    ModuleSpec("J", "reserved", description="reserved: skipped on purpose", reserved=True),
+    ModuleSpec("K", "train", "modules.k_train:train", ("model_table",),
                ("win_model", "home_runs_model", "away_runs_model", "model_params", "model_card"),
-               "LightGBM win classifier + Poisson run models, calibrated; candidates compared in the card"),
-    ModuleSpec("L", "monitor", "modules.l_monitor",
+               "LightGBM win classifier + Poisson run models, calibrated; candidates compared in the card",
+               params={"as_of": "run.as_of", "model": "model", "psi_bins": "monitoring.psi_bins"}),
+    ModuleSpec("L", "monitor", "modules.l_monitor:predict_and_monitor",
                ("model_table", "win_model", "home_runs_model", "away_runs_model", "model_params", "model_card"),
                ("predictions", "prediction_log", "evaluation", "drift_report"),
                "predictions for the as-of date, evaluation of earlier ones, PSI drift report",
+               params={"as_of": "run.as_of"}, resources={"input_hashes": "input_hashes"},
                appends=("prediction_log",)),
 ])

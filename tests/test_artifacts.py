@@ -67,19 +67,19 @@ def test_file_contract_kind_is_enforced(store):
         store.write_file("numbers", b"raw")
 
 
-@pytest.mark.parametrize("policy, exists, valid, expected", [
-    ("warn", False, None, "write"),
-    ("warn", True, None, "write"),
-    ("overwrite", True, None, "write"),
-    ("skip", True, True, "skip"),
-    ("skip", True, False, "write"),  # a present but corrupt artifact is rebuilt, not kept
-    ("fail", False, None, "write"),
+@pytest.mark.parametrize("policy, exists, expected", [
+    ("warn", False, "write"),
+    ("warn", True, "write"),
+    ("overwrite", True, "write"),
+    ("skip", True, "keep-if-current"),  # the runner keeps it only when it is up to date (utils/lineage.py)
+    ("skip", False, "write"),
+    ("fail", False, "write"),
 ])
-def test_overwrite_policies(tmp_path, policy, exists, valid, expected):
+def test_overwrite_policies(tmp_path, policy, exists, expected):
     path = tmp_path / "x.parquet"
     if exists:
-        path.write_bytes(b"old")
-    assert handle_overwrite_policy(path, policy, valid=valid) == expected
+        path.write_bytes(b"x")
+    assert handle_overwrite_policy(path, policy) == expected
 
 
 def test_fail_policy_refuses_and_warn_policy_warns_only_when_going_back_in_time(tmp_path, caplog):

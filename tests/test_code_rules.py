@@ -1,5 +1,6 @@
 """The design's code rules, checked on the source: dot access to config, real config paths, main(cfg)."""
 import ast
+import importlib
 import inspect
 from pathlib import Path
 
@@ -86,12 +87,16 @@ def test_chain_resolution_rejects_a_misspelling():
 
 
 @pytest.mark.parametrize("spec", [s for s in REGISTRY if not s.reserved], ids=lambda s: s.id)
-def test_every_registered_module_has_main_cfg(spec):
-    main = spec.load()
-    params = list(inspect.signature(main).parameters)
-    assert params == ["cfg"]
-    assert inspect.getmodule(main).__name__ == spec.target
-    assert spec.target == f"modules.{spec.id.lower()}_{spec.name}"
+def test_every_stage_is_a_function_of_its_inputs_and_parameters_and_keeps_main_cfg(spec):
+    function = spec.load()
+    arguments = set(inspect.signature(function).parameters)
+    # every input, appended output, parameter and resource is an argument, and nothing else is
+    assert arguments == {*spec.inputs, *spec.appends, *spec.params, *spec.resources}
+    assert "cfg" not in arguments
+    module = importlib.import_module(spec.module)
+    assert list(inspect.signature(module.main).parameters) == ["cfg"]  # the contract users script against
+    assert spec.module == f"modules.{spec.id.lower()}_{spec.name}"
+    assert all(resolves(dotted.split(".")) for dotted in spec.params.values())
 
 
 def test_modules_never_open_the_yaml_or_build_artifact_paths():

@@ -190,7 +190,7 @@ def test_restore_names_a_failed_versioning_step_not_off(tmp_path):
 
 
 def test_a_tampered_prediction_log_names_the_restore_that_mends_it(tmp_path):
-    from modules.l_monitor import read_log
+    from utils.runner import read_appended
 
     store = ArtifactStore(tmp_path, ROOT / "schemas")
     run_dir = tmp_path / "runs" / "20240713T060000Z-abcdef"
@@ -201,9 +201,9 @@ def test_a_tampered_prediction_log_names_the_restore_that_mends_it(tmp_path):
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not parquet")
     store.meta_path("prediction_log").write_text(json.dumps({"sha256": "1" * 64}))
-    with pytest.raises(ArtifactError, match=r"SHA-256 mismatch .*L appends to it, so restore the last good copy: "
-                                            r"`python pipeline.py restore 20240713T060000Z-abcdef prediction_log`"):
-        read_log(store)
+    with pytest.raises(ArtifactError, match=r"SHA-256 mismatch .*the stage appends to it, so restore the last good "
+                                            r"copy: `python pipeline.py restore 20240713T060000Z-abcdef prediction_log`"):
+        read_appended(store, "prediction_log")
 
 
 @pytest.mark.parametrize("sidecar", ["{}", "[]", '"x"', '{"sha256": 5}', "\xff"])

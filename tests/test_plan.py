@@ -61,14 +61,23 @@ def test_input_present_and_hash_valid_on_disk_is_enough(store):
 
 
 def test_plan_text_shows_what_the_policy_would_do(store):
-    import pandas as pd
+    from utils.config import build_config
+    from utils.runner import run_stage
 
-    store.write_frame("numbers", pd.DataFrame({"n": [1], "label": ["a"]}))
-    plan = make_plan(toy_registry(), None, store)
-    assert describe_outputs(toy_registry(), plan, store, "skip")["numbers"] == "keep (hash-valid; module skipped)"
+    cfg = build_config({"paths": {"artifacts": str(store.root), "schemas": str(store.schema_dir)}})
+    registry = toy_registry()
+    run_stage(cfg, "N", registry, store)
+    plan = make_plan(registry, None, store)
+    assert describe_outputs(registry, plan, store, "skip", cfg)["numbers"] == "keep (up to date; module skipped)"
+    run_stage(cfg, "D", registry, store)
+    run_stage(cfg, "N", registry, store)  # same numbers again, but another write: doubled's input hash holds
+    assert describe_outputs(registry, plan, store, "skip", cfg)["doubled"] == "keep (up to date; module skipped)"
+    store.write_frame("numbers", store.read_frame("numbers").assign(n=[7, 8, 9]))
+    assert describe_outputs(registry, plan, store, "skip", cfg)["doubled"] == (
+        "rebuild: changed since it was made: input numbers")
     assert describe_outputs(toy_registry(), plan, store, "fail")["numbers"].startswith("ERROR")
     effects = describe_outputs(toy_registry(), plan, store, "warn")
-    assert effects == {"numbers": "replace", "doubled": "new", "squared": "new", "summary": "new"}
+    assert effects == {"numbers": "replace", "doubled": "replace", "squared": "new", "summary": "new"}
     text = plan_text(toy_registry(), plan, effects)
     assert "level 1 (parallel): D, S" in text and "writes: numbers  [replace]" in text
 

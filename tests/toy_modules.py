@@ -1,79 +1,64 @@
-"""Tiny modules registered by the tests only, to exercise the orchestration without real data."""
+"""Tiny stages registered by the tests only, to exercise the orchestration without real data.
+
+Each is a pure function of its inputs, as the real stages are; the runner loads and writes."""
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pandas as pd
 
-from modules.registry import ModuleResult, ModuleSpec, Registry
-from utils.artifacts import ArtifactStore
+from modules.registry import ModuleSpec, Registry, StageOutput
 
 
-def numbers(cfg) -> ModuleResult:
-    store = ArtifactStore.from_config(cfg)
-    frame = pd.DataFrame({"n": [1, 2, 3], "label": ["a", "b", "c"]})
-    return ModuleResult([store.write_frame("numbers", frame)], metrics={"rows": 3})
+def numbers() -> StageOutput:
+    return StageOutput({"numbers": pd.DataFrame({"n": [1, 2, 3], "label": ["a", "b", "c"]})}, {"rows": 3})
 
 
-def doubled(cfg) -> ModuleResult:
-    store = ArtifactStore.from_config(cfg)
-    frame = store.read_frame("numbers")
-    return ModuleResult([store.write_frame("doubled", frame.assign(n=frame["n"] * 2))])
+def doubled(numbers: pd.DataFrame) -> pd.DataFrame:
+    return numbers.assign(n=numbers["n"] * 2)
 
 
-def squared(cfg) -> ModuleResult:
-    store = ArtifactStore.from_config(cfg)
-    frame = store.read_frame("numbers")
-    return ModuleResult([store.write_frame("squared", frame.assign(n=frame["n"] ** 2))])
+def squared(numbers: pd.DataFrame) -> pd.DataFrame:
+    return numbers.assign(n=numbers["n"] ** 2)
 
 
-def summary(cfg) -> ModuleResult:
-    store = ArtifactStore.from_config(cfg)
-    total = int(store.read_frame("doubled")["n"].sum() + store.read_frame("squared")["n"].sum())
-    return ModuleResult([store.write_json("summary", {"total": total})])
+def summary(doubled: pd.DataFrame, squared: pd.DataFrame) -> dict:
+    return {"total": int(doubled["n"].sum() + squared["n"].sum())}
 
 
-def broken(cfg) -> ModuleResult:
+def broken(numbers: pd.DataFrame) -> pd.DataFrame:
     raise ValueError("numbers.parquet row 2: deliberate failure")
 
 
-def invalid(cfg) -> ModuleResult:
-    """Writes a frame that breaks its contract (a negative n)."""
-    store = ArtifactStore.from_config(cfg)
-    return ModuleResult([store.write_frame("doubled", pd.DataFrame({"n": [-1], "label": ["x"]}))])
+def invalid(numbers: pd.DataFrame) -> pd.DataFrame:
+    """A frame that breaks its contract (a negative n)."""
+    return pd.DataFrame({"n": [-1], "label": ["x"]})
 
 
-def pair_then_fail(cfg) -> ModuleResult:
-    """Writes both its outputs, then fails: neither may replace the previous one."""
-    store = ArtifactStore.from_config(cfg)
-    store.write_frame("doubled", pd.DataFrame({"n": [100], "label": ["z"]}))
-    store.write_frame("squared", pd.DataFrame({"n": [100], "label": ["z"]}))
-    raise ValueError("deliberate failure after writing both outputs")
+def pair_then_fail(numbers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two outputs, the first valid and the second breaking its contract: neither may replace the old one."""
+    return pd.DataFrame({"n": [100], "label": ["z"]}), pd.DataFrame({"n": [-100], "label": ["z"]})
 
 
-def pair(cfg) -> ModuleResult:
-    store = ArtifactStore.from_config(cfg)
-    frame = store.read_frame("numbers")
-    return ModuleResult([store.write_frame("doubled", frame.assign(n=frame["n"] * 2)),
-                         store.write_frame("squared", frame.assign(n=frame["n"] ** 2))])
+def pair(numbers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return doubled(numbers), squared(numbers)
 
 
-def sleepy(cfg) -> ModuleResult:
+def sleepy(numbers: pd.DataFrame) -> pd.DataFrame:
     """Runs for a minute unless the run is stopped (the interrupt tests)."""
-    import time
-
     time.sleep(60)
-    return doubled(cfg)
+    return doubled(numbers)
 
 
-def killed(cfg) -> ModuleResult:
+def killed(numbers: pd.DataFrame) -> pd.DataFrame:
     os.kill(os.getpid(), signal.SIGKILL)
     raise AssertionError("unreachable")
 
 
 def pair_registry(target: str = "pair") -> Registry:
-    """numbers -> one module making both doubled and squared -> summary."""
+    """numbers -> one stage making both doubled and squared -> summary."""
     return Registry([
         ModuleSpec("N", "numbers", "tests.toy_modules:numbers", (), ("numbers",)),
         ModuleSpec("P", "pair", f"tests.toy_modules:{target}", ("numbers",), ("doubled", "squared")),

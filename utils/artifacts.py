@@ -119,21 +119,18 @@ def staged_writes() -> Iterator[Staging]:
         staging.discard()
 
 
-def handle_overwrite_policy(path: Path, policy: str, valid: bool | None = None, newer: bool = False) -> str:
-    """What to do with an existing output: 'write' or 'skip'. Raises ArtifactError under 'fail'.
-
-    `valid` says whether the present file matches its recorded hash (None: not checked);
-    'skip' keeps only a present, hash-valid artifact. Under 'warn', replacing yesterday's artifact
-    is the nightly's job and stays quiet; replacing one written for a later as-of date (`newer`:
-    a replay over the current night's outputs) is worth a warning.
-    """
+def handle_overwrite_policy(path: Path, policy: str, newer: bool = False) -> str:
+    """What the policy allows for an existing output: 'write', or 'keep-if-current' under 'skip' (the
+    runner then keeps it only when it is up to date). Raises ArtifactError under 'fail'. Under 'warn',
+    replacing yesterday's artifact is the nightly's job and stays quiet; replacing one written for a
+    later as-of date (`newer`: a replay over the current night's outputs) is worth a warning."""
     path = Path(path)
     if not path.exists():
         return "write"
     if policy == "fail":
         raise ArtifactError(f"{path}: exists and overwrite policy is 'fail'")
     if policy == "skip":
-        return "skip" if valid else "write"
+        return "keep-if-current"
     if policy == "warn" and newer:
         log.warning("replacing %s, which was written for a later as-of date", path)
     return "write"
@@ -170,7 +167,7 @@ class ArtifactStore:
             meta = json.loads(self.meta_path(name).read_text())
         except FileNotFoundError:
             return None
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (OSError, ValueError, RecursionError):  # a folder, unreadable, not JSON, nested beyond reason
             meta = None
         if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
             raise ArtifactError(f"{self.meta_path(name)}: unreadable sidecar (no recorded SHA-256); "
@@ -189,27 +186,45 @@ class ArtifactStore:
 
     def verify(self, name: str) -> str:
         """The artifact's SHA-256 if the file matches its sidecar; ArtifactError otherwise."""
+        return self._verified_bytes(name, keep=False)[1]
+
+    def _verified_bytes(self, name: str, keep: bool = True) -> tuple[bytes | None, str]:
+        """(the file's bytes when `keep`, its SHA-256) after checking it against the sidecar: one read,
+        so what is parsed is exactly what was hashed."""
         path = self.resolve_output_path(name)
         meta = self.meta(name)
         if not path.exists() or meta is None:
             raise ArtifactError(f"{path}: artifact '{name}' is missing; run the module that makes it")
-        actual = sha256_file(path)
+        try:
+            payload = path.read_bytes() if keep else None
+            actual = hashlib.sha256(payload).hexdigest() if keep else sha256_file(path)
+        except OSError as exc:
+            raise ArtifactError(f"{path}: cannot read artifact '{name}' ({exc.strerror or exc})") from None
         if actual != meta["sha256"]:
             raise ArtifactError(
                 f"{path}: SHA-256 mismatch (recorded {meta['sha256'][:12]}…, found {actual[:12]}…); "
                 f"the file changed after it was written: re-run the module that makes '{name}'"
             )
-        return actual
+        return payload, actual
+
+    def load(self, name: str, columns: list[str] | None = None) -> tuple[Any, str]:
+        """(the artifact as its contract's kind says: a frame, a JSON document or bytes, its SHA-256)."""
+        payload, digest = self._verified_bytes(name)
+        kind = self.contract(name).kind
+        if kind == "table":
+            import pandas as pd
+
+            return pd.read_parquet(io.BytesIO(payload), columns=columns), digest
+        return (json.loads(payload) if kind == "json" else payload), digest
+
+    def read(self, name: str) -> Any:
+        return self.load(name)[0]
 
     def read_frame(self, name: str, columns: list[str] | None = None):
-        import pandas as pd
-
-        self.verify(name)
-        return pd.read_parquet(self.resolve_output_path(name), columns=columns)
+        return self.load(name, columns)[0]
 
     def read_json(self, name: str) -> Any:
-        self.verify(name)
-        return json.loads(self.resolve_output_path(name).read_text())
+        return self.load(name)[0]
 
     def read_if_present(self, name: str) -> Any:
         """The artifact (a frame or a JSON document) when this pipeline has a contract for it and a
@@ -220,7 +235,8 @@ class ArtifactStore:
         except (ArtifactError, SchemaError):
             return None
 
-    def _commit(self, name: str, contract: Contract, payload: bytes, rows: int | None) -> ArtifactRecord:
+    def _commit(self, name: str, contract: Contract, payload: bytes, rows: int | None,
+                lineage: dict | None) -> ArtifactRecord:
         path, meta_path = self.resolve_output_path(name), self.meta_path(name)
         digest = hashlib.sha256(payload).hexdigest()
         staging = _staging.get()
@@ -232,6 +248,8 @@ class ArtifactStore:
             "as_of": self.as_of.isoformat() if self.as_of else None,
             "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "batch": staging.batch if staging else None,
+            # what it was made from (input hashes, parameters, code version): 'skip' keeps it only if unchanged
+            "lineage": lineage,
         }
         sidecar = json.dumps(meta, indent=1).encode()
         if staging is None:
@@ -241,28 +259,33 @@ class ArtifactStore:
             staging.pending += [(write_temp(path, payload), path), (write_temp(meta_path, sidecar), meta_path)]
         return ArtifactRecord(name, str(path), digest, rows, contract.validator)
 
-    def write_frame(self, name: str, frame) -> ArtifactRecord:
+    def write_frame(self, name: str, frame, lineage: dict | None = None) -> ArtifactRecord:
         """Validate against the contract, then write atomically; the old file survives any failure."""
         contract = self.contract(name)
         validate_frame(contract, frame)
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False, engine="pyarrow", compression="zstd")
-        return self._commit(name, contract, buffer.getvalue(), len(frame))
+        return self._commit(name, contract, buffer.getvalue(), len(frame), lineage)
 
-    def write_json(self, name: str, document: Any) -> ArtifactRecord:
+    def write_json(self, name: str, document: Any, lineage: dict | None = None) -> ArtifactRecord:
         contract = self.contract(name)
         validate_document(contract, document)
         payload = (json.dumps(document, indent=1, sort_keys=True, default=str) + "\n").encode()
         rows = len(document) if isinstance(document, list) else None
-        return self._commit(name, contract, payload, rows)
+        return self._commit(name, contract, payload, rows, lineage)
 
-    def write_file(self, name: str, payload: bytes) -> ArtifactRecord:
+    def write_file(self, name: str, payload: bytes, lineage: dict | None = None) -> ArtifactRecord:
         """An opaque artifact (e.g. a LightGBM model file) whose contract only names it."""
         contract = self.contract(name)
         if contract.kind != "file":
             raise ArtifactError(f"{name}: contract kind is '{contract.kind}', not 'file'")
-        return self._commit(name, contract, payload, None)
+        return self._commit(name, contract, payload, None, lineage)
 
     def read_bytes(self, name: str) -> bytes:
-        self.verify(name)
-        return self.resolve_output_path(name).read_bytes()
+        return self._verified_bytes(name)[0]
+
+    def write(self, name: str, value: Any, lineage: dict | None = None) -> ArtifactRecord:
+        """Write a frame, a JSON document or bytes, as the artifact's contract says it is."""
+        kind = self.contract(name).kind
+        writer = {"table": self.write_frame, "json": self.write_json, "file": self.write_file}[kind]
+        return writer(name, value, lineage)

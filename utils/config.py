@@ -56,7 +56,7 @@ def https_url(value: str) -> str:
     raise ValueError(f"'{value}' must be an https:// URL (plain http only on 127.0.0.1)")
 
 
-class RetrosheetSource(Frozen):
+class RetrosheetSettings(Frozen):
     base_url: str = "https://www.retrosheet.org/gamelogs/"
     timeout_seconds: PositiveInt = 60
 
@@ -70,7 +70,7 @@ class RetrosheetSource(Frozen):
         return value
 
 
-class ScheduleSource(Frozen):
+class ScheduleSettings(Frozen):
     mode: Literal["auto", "replay", "live"] = Field(
         "auto", description="auto: replay the game logs when --as-of is given, else the live Stats API"
     )
@@ -96,8 +96,8 @@ class ScheduleSource(Frozen):
 
 
 class SourcesConfig(Frozen):
-    retrosheet: RetrosheetSource = RetrosheetSource()
-    schedule: ScheduleSource = ScheduleSource()
+    retrosheet: RetrosheetSettings = RetrosheetSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
 
 
 class DataConfig(Frozen):

@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from modules.registry import Registry
-from utils.artifacts import ArtifactError, ArtifactStore, handle_overwrite_policy
+from utils.artifacts import ArtifactError, ArtifactStore
+from utils.lineage import stale_reason
 
 
 class PlanError(ValueError):
@@ -46,22 +47,27 @@ def make_plan(registry: Registry, requested: list[str] | None, store: ArtifactSt
     return Plan(selected, registry.levels(selected), notes)
 
 
-def describe_outputs(registry: Registry, plan: Plan, store: ArtifactStore, policy: str) -> dict[str, str]:
-    """What the overwrite policy would do to each output of the plan (no file is touched)."""
+def describe_outputs(registry: Registry, plan: Plan, store: ArtifactStore, policy: str, cfg=None) -> dict[str, str]:
+    """What the overwrite policy would do to each output of the plan (no file is touched). Under 'skip'
+    (given the config) it says whether the stage's outputs are up to date, and if not, why."""
     effects = {}
     for module_id in plan.modules:
-        for name in registry[module_id].outputs:
-            path = store.resolve_output_path(name)
-            if not path.exists():
-                effects[name] = "new"
-                continue
+        spec = registry[module_id]
+        reason = None
+        if policy == "skip" and cfg is not None and spec.outputs:
             try:
-                decision = handle_overwrite_policy(path, "overwrite" if policy == "warn" else policy,
-                                                   valid=store.is_valid(name))
-                replace = "append" if name in registry[module_id].appends else "replace"
-                effects[name] = {"write": replace, "skip": "keep (hash-valid; module skipped)"}[decision]
-            except ArtifactError:
+                reason = stale_reason(cfg, spec, store)
+            except (ArtifactError, OSError) as exc:
+                reason = str(exc)
+        for name in spec.outputs:
+            if not store.resolve_output_path(name).exists():
+                effects[name] = "new"
+            elif policy == "fail":
                 effects[name] = "ERROR: exists and policy is fail"
+            elif policy == "skip":
+                effects[name] = "keep (up to date; module skipped)" if reason is None else f"rebuild: {reason}"
+            else:
+                effects[name] = "append" if name in spec.appends else "replace"
     return effects
 
 

@@ -18,13 +18,15 @@ import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from modules.registry import ModuleSpec, Registry
+from modules.registry import ModuleResult, ModuleSpec, Registry, StageOutput
 from phase_status import OutputStatus, PhaseStatus, RunStatus, StatusRecorder
 from utils.artifacts import (COMMIT_LOCK, ArtifactError, ArtifactStore, atomic_write_text, handle_overwrite_policy,
                              staged_writes)
+from utils.lineage import lineage, stage_params, stale_reason
 from utils.plan import Plan
+from utils.schema import SchemaError
 
 log = logging.getLogger("mlb.runner")
 
@@ -68,19 +70,48 @@ class RunContext:
         return phase
 
 
-def _kept(ctx: RunContext, spec: ModuleSpec, hashes: dict[str, str | None]) -> list[OutputStatus] | None:
-    """Under 'skip': the module's outputs as they stand, when every one is hash-valid and all come
-    from the same write (a run killed while renaming them must not leave a mix); None otherwise."""
-    if not spec.outputs or any(hashes[n] is None for n in spec.outputs):
+def run_module(ctx: RunContext, spec: ModuleSpec) -> PhaseStatus:
+    """Apply the overwrite policy, run the stage (`run_stage`), record the outcome. Never raises for
+    stage errors: a failure leaves every previous output and its hash as they were."""
+    policy = ctx.cfg.run.overwrite_policy
+    failed_up = ctx.blocked_by(spec.id)
+    if failed_up:
+        return ctx.phase(spec, "skipped", error=f"upstream module(s) {', '.join(failed_up)} did not succeed")
+    try:
+        validators = ",".join(ctx.store.contract(name).validator for name in spec.outputs)
+        for name in spec.outputs:
+            handle_overwrite_policy(ctx.store.resolve_output_path(name), policy,
+                                    newer=policy == "warn" and _written_later(ctx, name))
+        kept = _kept(ctx, spec) if policy == "skip" else None
+    except (ArtifactError, SchemaError, OSError) as exc:
+        return ctx.phase(spec, "failed", error=one_line(exc))
+    if kept is not None:
+        return ctx.phase(spec, "skipped", validator=validators, outputs=kept)
+    ctx.phase(spec, "running", validator=validators)
+    started = time.perf_counter()
+    try:
+        result = run_stage(ctx.cfg, spec, store=ctx.store)
+    except Exception as exc:  # a module failure is recorded and reported, not swallowed
+        log.error("module %s failed: %s", spec.id, one_line(exc), extra={"console": False})
+        log.debug("module %s traceback", spec.id, exc_info=True)
+        return ctx.phase(spec, "failed", validator=validators, duration_seconds=time.perf_counter() - started,
+                         error=one_line(exc))
+    outputs = [OutputStatus(**record.as_dict()) for record in result.outputs]
+    log.info("module %s done in %.2fs: %s", spec.id, time.perf_counter() - started,
+             ", ".join(f"{o.name}({o.rows if o.rows is not None else '-'})" for o in outputs))
+    return ctx.phase(spec, "success", validator=validators, duration_seconds=time.perf_counter() - started,
+                     outputs=outputs, metrics={k: float(v) for k, v in result.metrics.items()})
+
+
+def _kept(ctx: RunContext, spec: ModuleSpec) -> list[OutputStatus] | None:
+    """Under 'skip': the stage's outputs as they stand when they are up to date (`stale_reason`);
+    None, after saying why at INFO, when the stage must run."""
+    reason = stale_reason(ctx.cfg, spec, ctx.store) if spec.outputs else "it has no outputs"
+    if reason is not None:
+        log.info("%s: rebuilding under policy skip: %s", spec.id, reason)
         return None
     metas = {n: ctx.store.meta(n) for n in spec.outputs}
-    if len({metas[n].get("batch") for n in spec.outputs}) > 1:
-        log.info("%s: outputs come from different writes; rebuilding them", spec.id)
-        return None
-    stale = [n for n in spec.outputs if metas[n].get("as_of") != _iso(ctx.cfg.run.as_of)]
-    if stale:
-        log.warning("%s: kept %s under policy skip, though written for another as-of date", spec.id, ", ".join(stale))
-    return [OutputStatus(name=n, path=str(ctx.store.resolve_output_path(n)), sha256=hashes[n],
+    return [OutputStatus(name=n, path=str(ctx.store.resolve_output_path(n)), sha256=metas[n]["sha256"],
                          rows=metas[n].get("rows"), validator=ctx.store.contract(n).validator)
             for n in spec.outputs]
 
@@ -94,44 +125,63 @@ def _written_later(ctx: RunContext, name: str) -> bool:
     return ctx.cfg.run.as_of is not None and (meta.get("as_of") or "") > ctx.cfg.run.as_of.isoformat()
 
 
-def run_module(ctx: RunContext, spec: ModuleSpec) -> PhaseStatus:
-    """Apply the overwrite policy, run `main(cfg)`, record the outcome. Never raises for module errors.
-
-    The module's writes are staged and renamed into place together only when `main` returned:
-    a failure leaves every previous output and its hash as they were."""
-    policy = ctx.cfg.run.overwrite_policy
-    failed_up = ctx.blocked_by(spec.id)
-    if failed_up:
-        return ctx.phase(spec, "skipped", error=f"upstream module(s) {', '.join(failed_up)} did not succeed")
-    validators = ",".join(ctx.store.contract(name).validator for name in spec.outputs)
-    # Under skip, each output is hashed once here and the result reused below.
-    hashes = {name: ctx.store.valid_hash(name) for name in spec.outputs} if policy == "skip" else {}
+def read_appended(store: ArtifactStore, name: str) -> Any:
+    """An output the stage extends (the prediction log), or None before its first run. Re-running the
+    stage cannot mend a damaged copy, so the error names the restore that can."""
+    if not store.resolve_output_path(name).exists():
+        return None
     try:
-        for name in spec.outputs:
-            handle_overwrite_policy(ctx.store.resolve_output_path(name), policy,
-                                    valid=hashes[name] is not None if policy == "skip" else None,
-                                    newer=policy == "warn" and _written_later(ctx, name))
-        kept = _kept(ctx, spec, hashes) if policy == "skip" else None
+        return store.read(name)
     except ArtifactError as exc:
-        return ctx.phase(spec, "failed", validator=validators, error=one_line(exc))
-    if kept is not None:
-        return ctx.phase(spec, "skipped", validator=validators, outputs=kept)
-    ctx.phase(spec, "running", validator=validators)
-    started = time.perf_counter()
-    try:
-        with staged_writes() as staging:
-            result = spec.load()(ctx.cfg)
-            staging.commit()
-    except Exception as exc:  # a module failure is recorded and reported, not swallowed
-        log.error("module %s failed: %s", spec.id, one_line(exc), extra={"console": False})
-        log.debug("module %s traceback", spec.id, exc_info=True)
-        return ctx.phase(spec, "failed", validator=validators, duration_seconds=time.perf_counter() - started,
-                         error=one_line(exc))
-    outputs = [OutputStatus(**record.as_dict()) for record in result.outputs]
-    log.info("module %s done in %.2fs: %s", spec.id, time.perf_counter() - started,
-             ", ".join(f"{o.name}({o.rows if o.rows is not None else '-'})" for o in outputs))
-    return ctx.phase(spec, "success", validator=validators, duration_seconds=time.perf_counter() - started,
-                     outputs=outputs, metrics={k: float(v) for k, v in result.metrics.items()})
+        from utils.versioning import latest_versioned_run
+
+        run_id = latest_versioned_run(store.root, name) or "RUN_ID"
+        problem = str(exc).split("; ")[0]
+        raise ArtifactError(f"{problem}; the stage appends to it, so restore the last good copy: "
+                            f"`python pipeline.py restore {run_id} {name}`") from None
+
+
+def _outputs(spec: ModuleSpec, result: Any) -> StageOutput:
+    """A stage function's return value as outputs by name: a StageOutput, a dict, a tuple in the
+    registry's order, or the one output itself."""
+    if isinstance(result, StageOutput):
+        values = result.values
+    elif isinstance(result, dict) and set(result) == set(spec.outputs) and len(spec.outputs) > 1:
+        values = result
+    elif isinstance(result, tuple) and len(spec.outputs) > 1:
+        values = dict(zip(spec.outputs, result))
+    else:
+        values = {spec.outputs[0]: result} if len(spec.outputs) == 1 else {}
+    if set(values) != set(spec.outputs):
+        raise TypeError(f"{spec.target} returned {sorted(values) or type(result).__name__}, "
+                        f"not the registry's outputs {list(spec.outputs)}")
+    return result if isinstance(result, StageOutput) else StageOutput(values)
+
+
+def run_stage(cfg, stage: str | ModuleSpec, registry: Registry | None = None,
+              store: ArtifactStore | None = None) -> ModuleResult:
+    """The one way a stage runs: load its inputs from the catalog, bind its parameters from the config,
+    call its function, validate and write its outputs together (or none), each with its lineage."""
+    from modules.registry import REGISTRY
+
+    spec = stage if isinstance(stage, ModuleSpec) else (registry or REGISTRY)[stage]
+    store = store or ArtifactStore.from_config(cfg)
+    arguments, hashes = {}, {}
+    for name in spec.inputs:
+        arguments[name], hashes[name] = store.load(name)
+    for name in spec.appends:
+        arguments[name] = read_appended(store, name)
+    params = stage_params(cfg, spec)
+    arguments.update(params)
+    for arg, resource in spec.resources.items():
+        kind, _, what = resource.partition(":")
+        arguments[arg] = store.cache_dir(what) if kind == "cache" else dict(hashes)
+    result = _outputs(spec, spec.load()(**arguments))
+    made = lineage(spec, params, hashes)
+    with staged_writes() as staging:
+        records = [store.write(name, result.values[name], made) for name in spec.outputs]
+        staging.commit()
+    return ModuleResult(records, metrics=dict(result.metrics))
 
 
 def _iso(day: dt.date | None) -> str | None:

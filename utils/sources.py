@@ -100,8 +100,9 @@ class ScheduleSource:
         self.fetch = fetch
 
     @classmethod
-    def from_config(cls, cfg) -> ScheduleSource:
-        return cls(cfg.sources.schedule.statsapi_url, cfg.sources.schedule.timeout_seconds, lahman_name_lookup())
+    def from_settings(cls, schedule) -> ScheduleSource:
+        """From the config's `sources.schedule` section."""
+        return cls(schedule.statsapi_url, schedule.timeout_seconds, lahman_name_lookup())
 
     def schedule_for(self, day: dt.date) -> pd.DataFrame:
         params = {"sportId": 1, "date": day.isoformat(), "hydrate": "probablePitcher"}

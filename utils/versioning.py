@@ -207,7 +207,7 @@ def dvc_yaml(registry: Registry, store: ArtifactStore) -> str:
         stages[f"{spec.id}_{spec.name}"] = {
             "cmd": f"PYTHONPATH=. python pipeline.py run --modules {spec.id} --legacy-executor --overwrite-policy overwrite "
                    f"--set versioning.backend=none",
-            "deps": [f"{spec.target.replace('.', '/')}.py", "config.yaml", *(rel(n) for n in spec.inputs)],
+            "deps": [f"{spec.module.replace('.', '/')}.py", "config.yaml", *(rel(n) for n in spec.inputs)],
             "outs": outs,
         }
     header = "# Generated from modules/registry.py by `python pipeline.py dvc-yaml`; do not edit by hand.\n"
