@@ -10,7 +10,6 @@ Exit codes: 0 success; 1 a module failed (or another run holds the lock); 2 bad 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
 import typer
+import yaml
 
 from modules.registry import REGISTRY
 from utils.artifacts import ArtifactStore
@@ -74,7 +74,10 @@ def apply_cli(cfg: PipelineConfig, flags: dict[str, object], warn: bool = True) 
             continue
         section, key = dotted.split(".")
         current, default = getattr(getattr(cfg, section), key), getattr(getattr(defaults, section), key)
-        typed = load_yaml(value) if isinstance(value, str) else value  # as --set would type it
+        try:
+            typed = load_yaml(value) if isinstance(value, str) else value  # as --set would type it
+        except (yaml.YAMLError, ValueError, RecursionError):
+            raise fail(f"--{key.replace('_', '-')}: '{value}' is not a valid value", 2) from None
         if warn and current != default and str(current) != str(typed):
             typer.echo(f"warning: command line sets {dotted}={value}, overriding {dotted}={current} from the config",
                        err=True)
@@ -163,8 +166,9 @@ def _execute(cfg: PipelineConfig, plan, store: ArtifactStore) -> int:
         typer.echo(f"error: {exc}", err=True)
         return 1
     except OSError as exc:  # a full or read-only disk under the status, the log or a run folder
-        typer.echo(f"error: {exc.filename or store.root}: {exc.strerror or exc}; the previous status is unchanged",
-                   err=True)
+        kept = "the previous status is unchanged" if getattr(exc, "status_untouched", False) else \
+            "the run's status may be incomplete"
+        typer.echo(f"error: {exc.filename or store.root}: {exc.strerror or exc}; {kept}", err=True)
         return 1
     typer.echo(status_table(status))
     for phase in status.phases.values():
@@ -178,58 +182,24 @@ def _execute(cfg: PipelineConfig, plan, store: ArtifactStore) -> int:
 
 @app.command()
 def backtest(
-    season: Annotated[int, typer.Option("--season", help="season to replay, e.g. 2023")],
+    season: Annotated[int, typer.Option("--season", min=1871, max=2100, help="season to replay, e.g. 2023")],
     out: Annotated[Optional[Path], typer.Option("--out", help="also copy the predictions table here")] = None,
     config: ConfigOpt = Path("config.yaml"),
     set_: SetOpt = None,
 ) -> None:
     """Walk-forward backtest of one season: retrain every model.retrain_every_days on earlier games only."""
-    from utils.artifacts import staged_writes
-    from utils.backtest import season_as_of, summarize, walk_forward
-    from utils.locking import LockError, LockHeld, RunLock
-    from utils.runner import Interrupts, execute
+    from utils.backtest import BacktestError, format_season, run_backtest
 
-    setup_logging()
-    base = config_or_exit(config, set_)
-    as_of = season_as_of(season, today_in(base.sources.schedule.timezone))
-    root = Catalog(base.paths.artifacts, base.paths.schemas).backtest(season).root
-    cfg = apply_cli(base, {"paths.artifacts": str(root), "run.as_of": as_of.isoformat(), "run.executor": "legacy",
-                           "run.modules": "[A,B,C,D,E,F,G,H,I]"}, warn=False)
-    store = ArtifactStore.from_config(cfg)
-    plan = make_plan(REGISTRY, cfg.run.modules, store)
+    cfg = config_or_exit(config, set_)
     try:
-        lock = RunLock(root).acquire()
-    except (LockHeld, LockError) as exc:
+        summary, predictions = run_backtest(cfg, season, today_in(cfg.sources.schedule.timezone))
+    except BacktestError as exc:
         raise fail(str(exc), 1) from None
-    try:
-        with Interrupts(lock) as interrupts:
-            status = execute(cfg, REGISTRY, plan, store, "legacy", cfg.run.max_workers, interrupts)
-            failed = [p for p in status.phases.values() if p.status == "failed"]
-            if failed:
-                raise fail(f"module {failed[0].module} ({failed[0].name}) failed: {failed[0].error}", 1)
-            try:
-                predictions = walk_forward(store.read_frame("model_table"), season, cfg.model.retrain_every_days,
-                                           cfg.model, cfg.monitoring.psi_bins)
-            except ValueError as exc:
-                raise fail(str(exc), 1) from None
-            summary = {"season": season, "retrain_every_days": cfg.model.retrain_every_days,
-                       **summarize(predictions)}
-            with staged_writes() as staging:  # the season's table and its summary, together or not at all
-                record = store.write_frame("backtest", predictions)
-                store.write_json("backtest_summary", summary)
-                staging.commit()
-    finally:
-        lock.release()
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(record.path, out)
-    model, elo = summary["model"], summary["elo"]
-    typer.echo(f"season {season}: {summary['games']} decided games, retrained every {cfg.model.retrain_every_days} days")
-    typer.echo(f"{'':8s}{'brier':>9s}{'log_loss':>10s}{'accuracy':>10s}{'run_mae':>9s}{'run_rmse':>10s}")
-    typer.echo(f"{'model':8s}{model['brier']:9.5f}{model['log_loss']:10.5f}{model['accuracy']:10.4f}"
-               f"{model['runs']['mae']:9.3f}{model['runs']['rmse']:10.3f}")
-    typer.echo(f"{'elo':8s}{elo['brier']:9.5f}{elo['log_loss']:10.5f}{elo['accuracy']:10.4f}{'-':>9s}{'-':>10s}")
-    typer.echo(f"predictions: {out or record.path}")
+        shutil.copyfile(predictions, out)
+    typer.echo(format_season(summary))
+    typer.echo(f"predictions: {out or predictions}")
 
 
 @app.command("backtest-report")
@@ -342,44 +312,15 @@ def diff(
     set_: SetOpt = None,
 ) -> None:
     """Per artifact: schema version, rows and hash of two runs, and the features whose PSI moved most."""
-    from phase_status import StatusError, load_status
-    from utils.catalog import RUN_FILES
-    from utils.versioning import VersioningError, version_store
+    from phase_status import StatusError
+    from utils.versioning import diff_runs, version_store
 
     cfg = config_or_exit(config, set_)
     runs = [_run_dir(cfg, r) for r in (run_a, run_b)]
-    outputs = []
-    for run_dir in runs:
-        try:
-            status = load_status(run_dir / RUN_FILES["status"])
-        except StatusError as exc:
-            raise fail(str(exc), 1) from None
-        outputs.append({o.name: o for p in status.phases.values() for o in p.outputs})
-    typer.echo(f"{'artifact':22s} {'schema':24s} {'rows':>17s}  hash")
-    for name in sorted(set(outputs[0]) | set(outputs[1])):
-        a, b = outputs[0].get(name), outputs[1].get(name)
-        schema = a.validator if a and b and a.validator == b.validator else \
-            f"{a.validator if a else '-'} -> {b.validator if b else '-'}"
-        count = lambda out: "-" if out is None or out.rows is None else out.rows  # noqa: E731
-        rows = f"{count(a)} -> {count(b)}"
-        same = "same" if a and b and a.sha256 == b.sha256 else "changed"
-        typer.echo(f"{name:22s} {schema:24s} {rows:>17s}  {same}")
-    versions = version_store(cfg)
-    if versions is None:
-        typer.echo("(PSI comparison needs the DVC versions of both runs' drift reports)")
-        return
-    store = ArtifactStore.from_config(cfg)
-    relpath = str(store.resolve_output_path("drift_report").resolve().relative_to(versions.repo))
     try:
-        reports = [json.loads(versions.fetch(run_dir, relpath)) for run_dir in runs]
-    except VersioningError as exc:
-        typer.echo(f"(no PSI comparison: {exc})")
-        return
-    moved = sorted(set(reports[0]["features"]) & set(reports[1]["features"]),
-                   key=lambda f: -abs(reports[1]["features"][f] - reports[0]["features"][f]))
-    typer.echo("features whose PSI moved most:")
-    for feature in moved[:5]:
-        typer.echo(f"  {feature:32s} {reports[0]['features'][feature]:.3f} -> {reports[1]['features'][feature]:.3f}")
+        typer.echo(diff_runs(ArtifactStore.from_config(cfg), version_store(cfg), runs))
+    except StatusError as exc:
+        raise fail(str(exc), 1) from None
 
 
 @app.command("validate-config")
@@ -414,12 +355,13 @@ def dag(
 def status(config: ConfigOpt = Path("config.yaml"), set_: SetOpt = None) -> None:
     """The last run's phase status as a table."""
     from phase_status import StatusError, read_status, status_table
+    from utils.artifacts import ArtifactError
     from utils.locking import RunLock
 
     cfg = config_or_exit(config, set_)
     try:
         current = read_status(cfg.paths.artifacts, run_alive=RunLock(cfg.paths.artifacts).is_held())
-    except StatusError as exc:
+    except (StatusError, ArtifactError) as exc:
         raise fail(str(exc), 1) from None
     if current is None:
         typer.echo(f"no run recorded under {cfg.paths.artifacts}")

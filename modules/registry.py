@@ -97,6 +97,16 @@ class Registry:
         wanted = {self.producer[name] for name in self.specs[module_id].inputs if name in self.producer}
         return [m for m in self.specs if m in wanted]
 
+    def ancestors(self, module_id: str) -> list[str]:
+        """The module and every module it depends on, in registry (topological) order."""
+        wanted, todo = set(), [module_id]
+        while todo:
+            current = todo.pop()
+            if current not in wanted:
+                wanted.add(current)
+                todo.extend(self.upstream(current))
+        return [m for m in self.specs if m in wanted]
+
     def downstream(self, module_id: str) -> list[str]:
         return [spec.id for spec in self if module_id in self.upstream(spec.id)]
 

@@ -9,12 +9,13 @@ from utils.cleanup import cleanup_runs
 NOW = dt.datetime(2024, 7, 14, tzinfo=dt.timezone.utc)
 
 
-def make_run(root, days_ago, ok=True):
+def make_run(root, days_ago, ok=True, wrote=("games", "predictions")):
     started = NOW - dt.timedelta(days=days_ago)
     run_dir = root / "runs" / f"{started:%Y%m%dT%H%M%SZ}-abc123"
     run_dir.mkdir(parents=True)
+    outputs = [{"name": n, "path": f"data/{n}.parquet", "sha256": "0" * 64, "validator": f"{n}@1"} for n in wrote]
     phases = {"A": {"module": "A", "name": "ingest", "status": "success" if ok else "failed",
-                    "error": None if ok else "boom"}}
+                    "error": None if ok else "boom", "outputs": outputs if ok else []}}
     status = {"run_id": run_dir.name, "executor": "legacy", "started_at": started.isoformat(), "phases": phases}
     (run_dir / "phase_status.yaml").write_text(yaml.safe_dump(status))
     return run_dir
@@ -40,3 +41,13 @@ def test_cleanup_command(tmp_path):
     result = CliRunner().invoke(pipeline.app, ["cleanup", "--dry-run", "--set", f"paths.artifacts={tmp_path}"])
     assert result.exit_code == 0 and "would remove 1 run folder(s) older than 90 days" in result.output
     assert cleanup_runs(tmp_path / "nothing", 90) == []
+
+
+def test_a_later_partial_run_does_not_cost_the_last_full_run(tmp_path):
+    full = make_run(tmp_path, 200)  # wrote games and predictions
+    partial = make_run(tmp_path, 150, wrote=("data_quality_report",))  # a later run of E alone
+    assert cleanup_runs(tmp_path, 90, now=NOW) == []
+    assert full.exists() and partial.exists()
+    newer = make_run(tmp_path, 120, wrote=("games", "predictions"))
+    assert cleanup_runs(tmp_path, 90, now=NOW) == [full]  # newer now holds the latest games and predictions
+    assert partial.exists() and newer.exists()

@@ -544,3 +544,115 @@ def test_the_viewer_passes_over_a_damaged_run_status(toy_cfg):
     (store.root / STATUS_FILE).write_text("")
     with pytest.raises(StatusError, match=r"\.phase_status\.yaml: unreadable phase status \(empty\)"):
         viewer_data.latest_run(store.root)
+
+
+# --- found by probing the pipeline as an attacker would (after the first round of fixes) ---------------------
+
+
+def test_a_linked_backtest_folder_is_refused_and_nothing_lands_outside(tmp_path, capsys):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "backtest").symlink_to(outside)
+    code, _, err = cli(capsys, "backtest", "--season", "2023", "--set", f"paths.artifacts={root}")
+    assert code == 1 and "backtest: is a symbolic link inside the artifacts root" in err and len(err.splitlines()) == 1
+    assert list(outside.iterdir()) == []
+
+
+def test_a_status_file_that_expands_without_end_is_one_line_at_once(tmp_path, capsys):
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefg", "bcdefgh"))
+    (tmp_path / STATUS_FILE).write_text(bomb)
+    code, _, err = cli(capsys, "status", "--set", f"paths.artifacts={tmp_path}")
+    assert code == 1 and "unreadable phase status (aliases are not allowed" in err and len(err.splitlines()) == 1
+
+
+def test_a_sidecar_or_artifact_that_is_a_folder_is_a_clear_artifact_error(tmp_path):
+    store = ArtifactStore(tmp_path, TOY_SCHEMAS)
+    store.write_frame("numbers", pd.DataFrame({"n": [1], "label": ["a"]}))
+    store.meta_path("numbers").unlink()
+    store.meta_path("numbers").mkdir()
+    with pytest.raises(ArtifactError, match="unreadable sidecar"):
+        store.verify("numbers")
+    store.meta_path("numbers").rmdir()
+    store.write_frame("numbers", pd.DataFrame({"n": [1], "label": ["a"]}))
+    store.resolve_output_path("numbers").unlink()
+    store.resolve_output_path("numbers").mkdir()
+    with pytest.raises(ArtifactError, match=r"numbers.parquet: cannot read artifact 'numbers'"):
+        store.read_frame("numbers")
+
+
+def test_a_linked_metrics_folder_is_a_failed_step_not_a_running_one(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pipeline, "REGISTRY", toy_registry())
+    (tmp_path / "elsewhere").mkdir()
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "metrics").symlink_to(tmp_path / "elsewhere")
+    code, _, err = cli(capsys, *toy_args(root))
+    assert code == 1 and "error: metrics: " in err and "is a symbolic link" in err
+    run = read_status(root)
+    assert run.steps["metrics"].status == "failed" and run.finished_at is not None
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["1.5", "1e23", "1e19", "inf", "-5", "9e18"])
+def test_a_count_that_is_not_digits_is_quarantined(mirror, value):
+    from modules.a_ingest import FIELD_NAMES, parse_gamelog, read_season_zip
+
+    lines = read_season_zip((mirror / "gl2024.zip").read_bytes(), 2024, "x").splitlines()[:3]
+    fields = lines[1].split(",")
+    fields[FIELD_NAMES.index("attendance")] = value
+    lines[1] = ",".join(fields)
+    parsed = parse_gamelog("\n".join(lines), 2024, "gl2024.zip")
+    assert parsed.games["line_number"].tolist() == [1, 3]
+    assert parsed.quarantine["reason"].tolist() == [f"attendance is not a whole number of at most 9 digits: '{value}'"]
+
+
+def test_unreadable_zips_name_the_file(mirror):
+    from modules.a_ingest import IngestError, read_season_zip
+
+    good = (mirror / "gl2023.zip").read_bytes()
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0xFF  # inside the deflate stream: zlib.error on cab14e4's code path
+    encrypted = bytearray(good)
+    encrypted[good.rindex(b"PK\x01\x02") + 8] |= 0x01  # the central directory's "encrypted" flag
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("GL2023.TXT", "\n" * 70_000_000)
+    for payload, reason in ((bytes(flipped), "corrupt or truncated zip"), (bytes(encrypted), "corrupt or truncated zip"),
+                            (bomb.getvalue(), "unpacks to 70,000,000 bytes")):
+        with pytest.raises(IngestError, match=rf"^gl2023.zip: .*{reason}"):
+            read_season_zip(payload, 2023, "gl2023.zip")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--modules", "A]", "--dry-run"], "--modules: '[A]]' is not a valid value"),
+    (["validate-config", "--set", "model.seed=" + "[" * 3000], "nested too deeply"),
+    (["validate-config", "--set", "model.seed=" + "9" * 5000], "not a valid YAML value"),
+    (["backtest", "--season", "0"], "'--season'"),
+])
+def test_odd_command_lines_are_one_line_and_exit_2(capsys, args, message):
+    code, _, err = cli(capsys, *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_fifo_planted_as_the_lock_is_refused_at_once(tmp_path):
+    os.mkfifo(tmp_path / ".run.lock")
+    with pytest.raises(LockError, match=r"\.run\.lock: cannot take the run lock \(not a regular file\)"):
+        RunLock(tmp_path).acquire()
+    assert not RunLock(tmp_path).is_held() and RunLock(tmp_path).holder() is None
+
+
+@pytest.mark.parametrize("body, message", [
+    ('{"title": "numbers", "schema_version": "1", "x-artifact-kind": "table", "type": 5}', "not a valid JSON Schema"),
+    ("[1, 2]", "a schema is a JSON object, not list"),
+    (b"\xff\xfe", "unreadable schema"),
+])
+def test_a_damaged_schema_names_its_file(tmp_path, body, message):
+    from utils.schema import SchemaError, load_contract
+
+    path = tmp_path / "numbers.schema.json"
+    path.write_bytes(body if isinstance(body, bytes) else body.encode())
+    with pytest.raises(SchemaError, match=rf"numbers.schema.json: {message}"):
+        load_contract(tmp_path, "numbers")

@@ -8,6 +8,7 @@ games whose result was known before R, and L's `predict` scores the games until 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -122,3 +123,64 @@ def format_report(report: dict) -> str:
 def season_as_of(season: int, today: dt.date) -> dt.date:
     """Build the season's table as of the day after its last possible game (or today, mid-season)."""
     return min(dt.date(season, 12, 1), today)
+
+
+class BacktestError(RuntimeError):
+    """A backtest that cannot run or finish; the message is one line naming the cause (exit 1)."""
+
+
+def run_backtest(base, season: int, today: dt.date) -> tuple[dict, Path]:
+    """Build the season's model table under `<artifacts>/backtest/<season>/` with the stages that make
+    it (under that root's own lock), walk forward through the season, and write the predictions and
+    their summary together. Returns (summary, path of the predictions table)."""
+    from modules.registry import REGISTRY
+    from utils.artifacts import ArtifactError, ArtifactStore, staged_writes
+    from utils.catalog import Catalog
+    from utils.config import build_config
+    from utils.locking import LockError, LockHeld, RunLock
+    from utils.plan import make_plan
+    from utils.runner import Interrupts, execute
+
+    as_of = season_as_of(season, today)
+    stages = REGISTRY.ancestors(REGISTRY.producer["model_table"])
+    try:
+        root = Catalog(base.paths.artifacts, base.paths.schemas).backtest(season).root
+        cfg = build_config(base.model_dump(mode="json"), [
+            f"paths.artifacts={root}", f"run.as_of={as_of.isoformat()}", "run.executor=legacy",
+            f"run.modules=[{','.join(stages)}]"])
+        store = ArtifactStore.from_config(cfg)
+        lock = RunLock(root).acquire()
+    except (ArtifactError, LockHeld, LockError) as exc:
+        raise BacktestError(str(exc)) from None
+    try:
+        with Interrupts(lock) as interrupts:
+            status = execute(cfg, REGISTRY, make_plan(REGISTRY, stages, store), store, "legacy",
+                             cfg.run.max_workers, interrupts)
+            failed = [p for p in status.phases.values() if p.status == "failed"]
+            if failed:
+                raise BacktestError(f"module {failed[0].module} ({failed[0].name}) failed: {failed[0].error}")
+            predictions = walk_forward(store.read_frame("model_table"), season, cfg.model.retrain_every_days,
+                                       cfg.model, cfg.monitoring.psi_bins)
+            summary = {"season": season, "retrain_every_days": cfg.model.retrain_every_days, **summarize(predictions)}
+            with staged_writes() as staging:  # the season's table and its summary, together or not at all
+                record = store.write_frame("backtest", predictions)
+                store.write_json("backtest_summary", summary)
+                staging.commit()
+    except (ValueError, ArtifactError, OSError) as exc:
+        raise BacktestError(" ".join(str(exc).split())) from None
+    finally:
+        lock.release()
+    return summary, Path(record.path)
+
+
+def format_season(summary: dict) -> str:
+    """What `pipeline.py backtest` prints: the season's model against Elo."""
+    model, elo = summary["model"], summary["elo"]
+    return "\n".join([
+        f"season {summary['season']}: {summary['games']} decided games, "
+        f"retrained every {summary['retrain_every_days']} days",
+        f"{'':8s}{'brier':>9s}{'log_loss':>10s}{'accuracy':>10s}{'run_mae':>9s}{'run_rmse':>10s}",
+        f"{'model':8s}{model['brier']:9.5f}{model['log_loss']:10.5f}{model['accuracy']:10.4f}"
+        f"{model['runs']['mae']:9.3f}{model['runs']['rmse']:10.3f}",
+        f"{'elo':8s}{elo['brier']:9.5f}{elo['log_loss']:10.5f}{elo['accuracy']:10.4f}{'-':>9s}{'-':>10s}",
+    ])

@@ -1,7 +1,8 @@
 """Retention: remove run folders (`<root>/runs/<run_id>`) older than the retention period.
 
-The current artifacts under `<root>/data` are never touched, and neither is the newest run
-whose modules all succeeded: its manifest names the latest good version of every artifact.
+The current artifacts under `<root>/data` are never touched, and for every artifact the newest
+successful run that wrote it is kept: its manifest (and dvc.lock) names that artifact's latest good
+version, even when later runs ran only some modules.
 """
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ def _run_started(run_id: str) -> dt.datetime:
     return dt.datetime.strptime(run_id.split("-")[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
 
 
-def _succeeded(catalog: Catalog, run_id: str) -> bool:
+def _good_artifacts(catalog: Catalog, run_id: str) -> set[str]:
+    """The artifacts a run wrote, if every module of it succeeded; none for a failed or unreadable run."""
     try:
-        return load_status(catalog.run_file(run_id, "status")).modules_ok
-    except StatusError:  # unreadable or missing: not a run to keep for its success
-        return False
+        status = load_status(catalog.run_file(run_id, "status"))
+    except StatusError:
+        return set()
+    return {o.name for p in status.phases.values() for o in p.outputs} if status.modules_ok else set()
 
 
 def cleanup_runs(root: Path, retention_days: int, dry_run: bool = False,
@@ -32,8 +35,11 @@ def cleanup_runs(root: Path, retention_days: int, dry_run: bool = False,
     link among the run folders is passed over, never followed."""
     catalog = Catalog(root)
     runs = catalog.run_ids()  # oldest first: run ids start with their UTC start time
-    good = [r for r in runs if _succeeded(catalog, r)]
-    keep = good[-1:]  # the newest run whose modules all succeeded names the latest good artifacts
+    newest_good: dict[str, str] = {}
+    for run_id in runs:
+        for name in _good_artifacts(catalog, run_id):
+            newest_good[name] = run_id
+    keep = set(newest_good.values())
     cutoff = (now or dt.datetime.now(dt.timezone.utc)) - dt.timedelta(days=retention_days)
     expired = [catalog.run_dir(r) for r in runs if _run_started(r) < cutoff and r not in keep]
     if not dry_run:

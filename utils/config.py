@@ -43,6 +43,13 @@ class PathsConfig(Frozen):
     artifacts: Path = Path("artifacts")
     schemas: Path = Path("schemas")
 
+    @field_validator("artifacts")
+    @classmethod
+    def _a_folder(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"'{value}' exists and is not a folder")
+        return value
+
 
 def https_url(value: str) -> str:
     """An https URL; plain http only to this machine's loopback (the tests' recorded servers)."""
@@ -142,7 +149,7 @@ class EloConfig(Frozen):
 
 
 class MatchupFeatures(Frozen):
-    bullpen_days: PositiveInt = 3
+    bullpen_days: PositiveInt = Field(3, le=30)
     bullpen_games: PositiveInt = Field(160, description="team games behind the bullpen's late-inning runs allowed")
     bullpen_prior_innings: float = Field(60.0, ge=0, description="league-average innings added to those")
 
@@ -247,7 +254,7 @@ def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
             raise ConfigError([f"--set '{pair}': expected dotted.key=value"])
         try:
             value = load_yaml(text) if text.strip() else None
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, ValueError, RecursionError) as exc:  # also 5,000-digit numbers, deep nesting
             raise ConfigError([f"--set '{pair}': not a valid YAML value ({_yaml_problem(exc)})"]) from None
         parsed.append((key.strip(), value))
     return parsed
@@ -288,8 +295,10 @@ def build_config(raw: dict[str, Any], overrides: list[str] | None = None) -> Pip
         raise ConfigError([_describe(err) for err in exc.errors()]) from None
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    return " ".join(str(getattr(exc, "problem", None) or exc).split())
+def _yaml_problem(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return " ".join(str(getattr(exc, "problem", None) or exc).split())[:200]
 
 
 def load_config(path: Path | str = "config.yaml", overrides: list[str] | None = None) -> PipelineConfig:
@@ -307,7 +316,7 @@ def load_config(path: Path | str = "config.yaml", overrides: list[str] | None = 
         raise ConfigError([f"{path}: cannot read the config ({exc.strerror or exc})"]) from None
     try:
         raw = load_yaml(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:  # also 5,000-digit numbers, deep nesting
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
         raise ConfigError([f"{path}{where}: not valid YAML ({_yaml_problem(exc)})"]) from None

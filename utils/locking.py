@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import socket
+import stat
 from pathlib import Path
 
 from utils.catalog import ArtifactError, Catalog
@@ -43,8 +44,11 @@ class RunLock:
 
     def holder(self) -> dict | None:
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:  # absent, a link, or under a link (LockError)
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
             return None
         with os.fdopen(fd, "rb") as handle:
             text = handle.read(4096)
@@ -57,8 +61,11 @@ class RunLock:
     def is_held(self) -> bool:
         """Whether a live process holds the lock now (probes without taking it)."""
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:  # absent, or a link no run of ours could hold (LockError is an OSError too)
+            return False
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
             return False
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -73,7 +80,10 @@ class RunLock:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # O_NOFOLLOW: a link planted at .run.lock must not get its target truncated
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device planted there would block reads
+                os.close(fd)
+                raise OSError(errno.EINVAL, "not a regular file")
         except OSError as exc:
             reason = "is a symbolic link; refusing to follow it" if exc.errno == errno.ELOOP else \
                 f"cannot take the run lock ({exc.strerror or exc})"

@@ -370,15 +370,15 @@ def post_run(cfg, ctx: RunContext) -> None:
         try:
             versions.commit(ctx.run_dir)
             recorder.step("versioning", "success")
-        except VersioningError as exc:
+        except (VersioningError, ArtifactError, OSError) as exc:
             recorder.step("versioning", "failed", " ".join(str(exc).split()))
     recorder.step("metrics", "running")
     try:
         export_metrics(cfg, recorder.run, ctx.store)
         recorder.step("metrics", "success")
-    except (OSError, ValueError) as exc:  # an unreachable Pushgateway must not hide the run's own outcome
-        where = cfg.monitoring.pushgateway_url or ctx.store.catalog.metrics_file
-        recorder.step("metrics", "failed", f"{where}: {one_line(exc)}")
+    except (OSError, ValueError, ArtifactError) as exc:  # an unreachable Pushgateway must not hide the run's outcome
+        where = f"{cfg.monitoring.pushgateway_url}: " if cfg.monitoring.pushgateway_url else ""  # else exc names the file
+        recorder.step("metrics", "failed", f"{where}{one_line(exc)}")
 
 
 def run_session(cfg, registry: Registry, plan: Plan, store: ArtifactStore) -> RunStatus:
@@ -393,7 +393,11 @@ def run_session(cfg, registry: Registry, plan: Plan, store: ArtifactStore) -> Ru
     try:
         with Interrupts(lock) as interrupts:
             setup_logging(log_file=store.catalog.log_file(dt.date.today()))
-            ctx = start_run(cfg, registry, plan, store, cfg.run.executor)
+            try:
+                ctx = start_run(cfg, registry, plan, store, cfg.run.executor)
+            except OSError as exc:
+                exc.status_untouched = True  # nothing of this run was recorded: the last status stands
+                raise
             ctx.on_flow_start = interrupts.install
             interrupts.ctx = ctx
             run_plan(ctx, plan, cfg.run.executor, cfg.run.max_workers)

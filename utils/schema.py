@@ -46,10 +46,17 @@ def _load(path: Path) -> Contract:
         raise SchemaError(f"{path}: no schema file for this artifact") from None
     except json.JSONDecodeError as exc:
         raise SchemaError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except (OSError, UnicodeDecodeError, RecursionError) as exc:
+        raise SchemaError(f"{path}: unreadable schema ({' '.join(str(exc).split())[:120]})") from None
+    if not isinstance(body, dict):
+        raise SchemaError(f"{path}: a schema is a JSON object, not {type(body).__name__}")
     for key in ("title", "schema_version", "x-artifact-kind"):
         if key not in body:
             raise SchemaError(f"{path}: missing '{key}'")
-    jsonschema.Draft202012Validator.check_schema(body)
+    try:
+        jsonschema.Draft202012Validator.check_schema(body)
+    except jsonschema.SchemaError as exc:
+        raise SchemaError(f"{path}: not a valid JSON Schema ({exc.message[:120]})") from None
     return Contract(body["title"], str(body["schema_version"]), body["x-artifact-kind"], body)
 
 

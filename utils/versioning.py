@@ -83,7 +83,8 @@ class DvcVersionStore:
             stages = yaml.safe_load(lock_file.read_text())["stages"]
             outs = [out for stage in stages.values() for out in stage.get("outs", [])]
             md5 = next((out["md5"] for out in outs if out["path"] == relpath), None)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, AttributeError, ValueError,
+                RecursionError):
             raise VersioningError(f"{lock_file}: not a dvc.lock this pipeline wrote") from None
         if md5 is None:
             raise VersioningError(f"{run_dir.name}: '{relpath}' is not among the run's versioned outputs")
@@ -172,13 +173,13 @@ def restore(store: ArtifactStore, versions: VersionStore, run_dir: Path, name: s
     try:
         manifest = json.loads((run_dir / RUN_FILES["manifest"]).read_text())["artifacts"]
         expected = manifest.get(name)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise VersioningError(f"{run_dir / RUN_FILES['manifest']}: not a manifest this pipeline wrote") from None
     if not isinstance(expected, str):
         raise VersioningError(f"{run_dir.name}: the run wrote no artifact '{name}'")
     path, meta = store.resolve_output_path(name), store.meta_path(name)
-    payload = versions.fetch(run_dir, str(path.resolve().relative_to(repo.resolve())))
-    sidecar = versions.fetch(run_dir, str(meta.resolve().relative_to(repo.resolve())))
+    payload = versions.fetch(run_dir, tracked_relpath(store, name))
+    sidecar = versions.fetch(run_dir, tracked_relpath(store, name) + ".meta.json")
     digest = hashlib.sha256(payload).hexdigest()
     try:
         recorded = json.loads(sidecar).get("sha256")
@@ -193,10 +194,45 @@ def restore(store: ArtifactStore, versions: VersionStore, run_dir: Path, name: s
     return store.verify(name)
 
 
+def tracked_relpath(store: ArtifactStore, name: str) -> str:
+    """An artifact's path as dvc.yaml and dvc.lock name it, relative to the repository."""
+    return str(TRACKED_ROOT / store.catalog.data_relpath(name))
+
+
+def diff_runs(store: ArtifactStore, versions: VersionStore | None, runs: list[Path]) -> str:
+    """Two runs side by side per artifact (schema version, rows, hash), and, when both runs were
+    versioned, the features whose PSI moved most between their drift reports."""
+    outputs = []
+    for run_dir in runs:
+        status = load_status(run_dir / RUN_FILES["status"])
+        outputs.append({o.name: o for p in status.phases.values() for o in p.outputs})
+    lines = [f"{'artifact':22s} {'schema':24s} {'rows':>17s}  hash"]
+    for name in sorted(set(outputs[0]) | set(outputs[1])):
+        a, b = outputs[0].get(name), outputs[1].get(name)
+        schema = a.validator if a and b and a.validator == b.validator else \
+            f"{a.validator if a else '-'} -> {b.validator if b else '-'}"
+        rows = " -> ".join("-" if out is None or out.rows is None else str(out.rows) for out in (a, b))
+        same = "same" if a and b and a.sha256 == b.sha256 else "changed"
+        lines.append(f"{name:22s} {schema:24s} {rows:>17s}  {same}")
+    if versions is None:
+        return "\n".join(lines + ["(PSI comparison needs the DVC versions of both runs' drift reports)"])
+    try:
+        reports = [json.loads(versions.fetch(run_dir, tracked_relpath(store, "drift_report")))["features"]
+                   for run_dir in runs]
+        moved = sorted(set(reports[0]) & set(reports[1]), key=lambda f: -abs(reports[1][f] - reports[0][f]))
+        lines.append("features whose PSI moved most:")
+        lines += [f"  {f:32s} {reports[0][f]:.3f} -> {reports[1][f]:.3f}" for f in moved[:5]]
+    except VersioningError as exc:
+        lines.append(f"(no PSI comparison: {exc})")
+    except (ValueError, KeyError, TypeError, RecursionError):  # a stored report that is not a drift report
+        lines.append("(no PSI comparison: a stored drift report is not one this pipeline wrote)")
+    return "\n".join(lines)
+
+
 def dvc_yaml(registry: Registry, store: ArtifactStore) -> str:
     """One DVC stage per module, from the registry; commands never start Prefect or nest DVC."""
     def rel(name: str) -> str:
-        return str(TRACKED_ROOT / store.catalog.data_relpath(name))
+        return tracked_relpath(store, name)
 
     stages = {}
     for spec in registry.runnable:
