@@ -210,3 +210,11 @@ def runs_table(catalog: Catalog, last: int = 20) -> str:
     if len(rows) == 1:
         rows.append(f"(no runs under {catalog.runs_dir})")
     return "\n".join(rows)
+
+
+def latest_status_text(root: Path | str) -> str:
+    """What `pipeline.py status` prints: the latest run's table, or that there is none."""
+    from utils.locking import RunLock
+
+    current = read_status(root, run_alive=RunLock(root).is_held())
+    return status_table(current) if current is not None else f"no run recorded under {root}"

@@ -160,7 +160,7 @@ REGISTRY = Registry([
                ("win_model", "home_runs_model", "away_runs_model", "model_params", "model_card"),
                "LightGBM win classifier + Poisson run models, calibrated; candidates compared in the card",
                params={"as_of": "run.as_of", "model": "model", "psi_bins": "monitoring.psi_bins"}),
-    ModuleSpec("L", "monitor", "modules.l_monitor:predict_and_monitor",
+    ModuleSpec("L", "predict_monitor", "modules.l_predict_monitor:predict_and_monitor",
                ("model_table", "win_model", "home_runs_model", "away_runs_model", "model_params", "model_card"),
                ("predictions", "prediction_log", "evaluation", "drift_report"),
                "predictions for the as-of date, evaluation of earlier ones, PSI drift report",

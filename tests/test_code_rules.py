@@ -135,3 +135,11 @@ def test_the_layout_checker_catches_what_it_should():
 @pytest.mark.parametrize("path", [p for p in SOURCES if p.name != "catalog.py"], ids=lambda p: str(p.relative_to(ROOT)))
 def test_only_the_catalog_knows_the_artifacts_root_s_layout(path):
     assert layout_joins(path.read_text()) == []
+
+
+def test_the_readme_dag_map_is_the_registry_s():
+    from utils.plan import markdown
+
+    readme = (ROOT / "README.md").read_text()
+    copy = readme[readme.index("<!-- dag:begin -->\n") + len("<!-- dag:begin -->\n"):readme.index("<!-- dag:end -->")]
+    assert copy == markdown(REGISTRY), "the README's DAG map is stale: `python pipeline.py dag --format markdown`"

@@ -24,7 +24,7 @@ def test_committed_dvc_yaml_is_the_registry_s():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert list(stages) == [f"{s.id}_{s.name}" for s in REGISTRY.runnable]
     assert all("--legacy-executor" in s["cmd"] and "versioning.backend=none" in s["cmd"] for s in stages.values())
-    log_out = [o for o in stages["L_monitor"]["outs"] if isinstance(o, dict)]
+    log_out = [o for o in stages["L_predict_monitor"]["outs"] if isinstance(o, dict)]
     assert log_out == [{"artifacts/data/prediction_log.parquet": {"persist": True}}]  # L appends to it
 
 
@@ -75,7 +75,7 @@ def test_dvc_dag_is_the_pipeline_dag(tmp_path, mirror):
 def test_dvc_repro_runs_every_stage_without_prefect(tmp_path, mirror):
     proj = project_copy(tmp_path, mirror, "2024-07-14")
     out = run(proj, sys.executable, "-m", "dvc", "repro", timeout=900)
-    assert "Running stage 'L_monitor'" in out.stdout and "prefect" not in (out.stdout + out.stderr).lower()
+    assert "Running stage 'L_predict_monitor'" in out.stdout and "prefect" not in (out.stdout + out.stderr).lower()
     lock = yaml.safe_load((proj / "dvc.lock").read_text())["stages"]
     assert set(lock) == {f"{s.id}_{s.name}" for s in REGISTRY.runnable}
     assert len(ArtifactStore(proj / "artifacts", proj / "schemas").read_frame("predictions")) == 15

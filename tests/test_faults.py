@@ -627,7 +627,7 @@ def test_unreadable_zips_name_the_file(mirror):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "--modules", "A]", "--dry-run"], "--modules: '[A]]' is not a valid value"),
+    (["run", "--modules", "A]", "--dry-run"], "--modules: unknown module id(s) A]"),
     (["validate-config", "--set", "model.seed=" + "[" * 3000], "nested too deeply"),
     (["validate-config", "--set", "model.seed=" + "9" * 5000], "not a valid YAML value"),
     (["backtest", "--season", "0"], "'--season'"),

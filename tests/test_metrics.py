@@ -20,7 +20,7 @@ def run_status(failed: bool = False) -> RunStatus:
     return RunStatus(run_id="r", executor="legacy", started_at=dt.datetime.now(dt.timezone.utc), phases={
         "K": PhaseStatus(module="K", name="train", status="failed" if failed else "success", duration_seconds=3.5,
                          error="boom" if failed else None),
-        "L": PhaseStatus(module="L", name="monitor", status="success", duration_seconds=0.25, outputs=[out]),
+        "L": PhaseStatus(module="L", name="predict_monitor", status="success", duration_seconds=0.25, outputs=[out]),
     })
 
 

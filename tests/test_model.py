@@ -8,7 +8,7 @@ import pytest
 from modules.k_train import Fitter, split_by_time, train_models, training_rows
 from modules.models import Calibrator
 from utils.evaluation import brier
-from modules.l_monitor import append_log, evaluate
+from modules.l_predict_monitor import append_log, evaluate
 from modules.models import predict
 from utils.evaluation import psi
 from utils.config import build_config

@@ -148,3 +148,29 @@ def test_runs_lists_each_run_with_its_result_and_versioning(toy_cfg, capsys):
     assert first[:3] == [ok.run_id, "2024-07-14", "ok"] and first[-1] == "yes"
     assert second[:3] == [failed.run_id, "2024-07-14", "failed"] and second[-1] == "no"
     assert float(first[3]) >= 0 and float(first[3]) < 60
+
+
+def test_a_new_stage_is_a_function_and_a_registry_entry(toy_cfg):
+    """The README's 'Adding a stage', on a toy stage: a function named after its input, a parameter
+    bound to a config key, one registry entry; the runner loads, calls, validates and writes."""
+    from modules.registry import ModuleSpec, Registry
+    from tests.toy_modules import toy_registry
+    from utils.runner import run_stage
+
+    numbers = toy_registry()["N"]
+    registry = Registry([numbers, ModuleSpec("W", "windowed", "tests.test_runner:keep_first", ("numbers",),
+                                             ("squared",), params={"count": "features.form.window"})])
+    cfg = build_config(toy_cfg.model_dump(mode="json"), ["features.form.window=2"])
+    store = ArtifactStore.from_config(cfg)
+    run_stage(cfg, "N", registry, store)
+    result = run_stage(cfg, "W", registry, store)
+    # numbers is 1, 2, 3; the stage keeps the first `window` = 2 rows
+    assert store.read_frame("squared")["n"].tolist() == [1, 2] and result.outputs[0].rows == 2
+    lineage = store.meta("squared")["lineage"]
+    assert lineage["params"] == {"count": 2} and lineage["inputs"] == {"numbers": store.verify("numbers")}
+    status, _ = run(cfg, registry, ["N", "W"])  # and the orchestrator runs it like any other stage
+    assert status.phases["W"].status == "success"
+
+
+def keep_first(numbers, count: int):
+    return numbers.head(count)

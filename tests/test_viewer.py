@@ -165,7 +165,7 @@ def test_in_a_real_browser(viewer_root, tmp_path):
         wait.until(ec.presence_of_element_located((By.XPATH, node)))
         wait.until(lambda d: "as of 2024-07-14" in d.find_element(By.TAG_NAME, "body").text)
         labels = [t.text for t in driver.find_elements(By.XPATH, "//*[name()='svg']//*[name()='text']")]
-        assert {"A ingest", "L monitor", "J (reserved)", "(orphan)"} <= set(labels)
+        assert {"A ingest", "L predict_monitor", "J (reserved)", "(orphan)"} <= set(labels)
         assert labels.count("success") == 11
         body = driver.find_element(By.TAG_NAME, "body").text
         for text in ("MLB pipeline", "Pipeline DAG", "Modules", "Data quality", "Drift", "Predictions", "Backtests",

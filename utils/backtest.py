@@ -184,3 +184,21 @@ def format_season(summary: dict) -> str:
         f"{model['runs']['mae']:9.3f}{model['runs']['rmse']:10.3f}",
         f"{'elo':8s}{elo['brier']:9.5f}{elo['log_loss']:10.5f}{elo['accuracy']:10.4f}{'-':>9s}{'-':>10s}",
     ])
+
+
+def load_backtests(cfg, seasons: list[int]) -> dict[int, pd.DataFrame]:
+    """Each season's backtest predictions, hash-checked; BacktestError naming a season never backtested."""
+    from utils.artifacts import ArtifactError, ArtifactStore
+    from utils.catalog import Catalog
+
+    frames = {}
+    for year in dict.fromkeys(seasons):
+        try:
+            store = ArtifactStore(Catalog(cfg.paths.artifacts, cfg.paths.schemas).backtest(year).root, cfg.paths.schemas)
+            if not store.resolve_output_path("backtest").exists():
+                raise BacktestError(f"{store.resolve_output_path('backtest')}: no backtest of {year}; "
+                                    f"run `python pipeline.py backtest --season {year}` first")
+            frames[year] = store.read_frame("backtest")
+        except ArtifactError as exc:
+            raise BacktestError(str(exc)) from None
+    return frames

@@ -46,3 +46,14 @@ def cleanup_runs(root: Path, retention_days: int, dry_run: bool = False,
         for run_dir in expired:
             shutil.rmtree(run_dir)
     return expired
+
+
+def cleanup_report(root: Path, retention_days: int, dry_run: bool) -> str:
+    """`pipeline.py cleanup`: under the run lock, as a run holds it; a line per run folder and a total."""
+    from utils.locking import RunLock
+
+    with RunLock(root):
+        removed = cleanup_runs(root, retention_days, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    lines = [f"{verb} {path}" for path in removed]
+    return "\n".join([*lines, f"{verb} {len(removed)} run folder(s) older than {retention_days} days"])

@@ -285,14 +285,39 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{dotted}: unknown key{hint}"
 
 
-def build_config(raw: dict[str, Any], overrides: list[str] | None = None) -> PipelineConfig:
+def build_config(raw: dict[str, Any], overrides: list[str] | None = None,
+                 flags: dict[str, Any] | None = None) -> PipelineConfig:
+    """Validate `raw` (a config file's mapping) after `--set` overrides and then command-line flags
+    (dotted key -> typed value; None: not given). Raises ConfigError naming every bad key."""
     raw = load_yaml(yaml.safe_dump(raw or {}))  # deep copy that keeps plain types
     for dotted, value in parse_overrides(overrides or []):
         _set_dotted(raw, dotted, value)
+    for dotted, value in (flags or {}).items():
+        if value is not None:
+            _set_dotted(raw, dotted, value)
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError([_describe(err) for err in exc.errors()]) from None
+
+
+def flag_conflicts(raw: dict[str, Any], overrides: list[str] | None, flags: dict[str, Any]) -> list[str]:
+    """Command-line flags that contradict a value deliberately set in the file or by --set (one that
+    differs from the default), one warning each naming both."""
+    given = load_yaml(yaml.safe_dump(raw or {}))
+    for dotted, value in parse_overrides(overrides or []):
+        _set_dotted(given, dotted, value)
+    defaults = PipelineConfig().model_dump(mode="json")
+    out = []
+    for dotted, value in flags.items():
+        section, key = dotted.split(".")
+        current = (given.get(section) or {}).get(key) if isinstance(given.get(section), dict) else None
+        if value is None or current is None or current == defaults[section][key]:
+            continue
+        if str(current) != str(value):
+            shown = ",".join(value) if isinstance(value, list) else value
+            out.append(f"command line sets {dotted}={shown}, overriding {dotted}={current} from the config")
+    return out
 
 
 def _yaml_problem(exc: Exception) -> str:
@@ -301,8 +326,8 @@ def _yaml_problem(exc: Exception) -> str:
     return " ".join(str(getattr(exc, "problem", None) or exc).split())[:200]
 
 
-def load_config(path: Path | str = "config.yaml", overrides: list[str] | None = None) -> PipelineConfig:
-    """Read the YAML file, apply `--set` overrides, validate once. Raises ConfigError."""
+def read_config_file(path: Path | str) -> dict[str, Any]:
+    """The config file's mapping (empty for an empty file). Raises ConfigError naming the file."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -322,4 +347,18 @@ def load_config(path: Path | str = "config.yaml", overrides: list[str] | None = 
         raise ConfigError([f"{path}{where}: not valid YAML ({_yaml_problem(exc)})"]) from None
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError([f"{path}: top level must be a mapping of sections"])
-    return build_config(raw or {}, overrides)
+    return raw or {}
+
+
+def load_config(path: Path | str = "config.yaml", overrides: list[str] | None = None,
+                flags: dict[str, Any] | None = None) -> PipelineConfig:
+    """Read the YAML file, apply `--set` overrides and command-line flags, validate once. Raises ConfigError."""
+    return build_config(read_config_file(path), overrides, flags)
+
+
+def with_as_of(cfg: PipelineConfig) -> PipelineConfig:
+    """The config with `run.as_of` filled in: today where the games are scheduled, when not given."""
+    if cfg.run.as_of is not None:
+        return cfg
+    today = today_in(cfg.sources.schedule.timezone)
+    return cfg.model_copy(update={"run": cfg.run.model_copy(update={"as_of": today})})

@@ -123,7 +123,7 @@ class RunLock:
         self._fd = None
 
     def __enter__(self) -> RunLock:
-        return self.acquire()
+        return self.acquire() if self._fd is None else self
 
     def __exit__(self, *exc) -> None:
         self.release()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from modules.registry import Registry
 from utils.artifacts import ArtifactError, ArtifactStore
@@ -129,3 +130,91 @@ def dag_dot(registry: Registry, selected: list[str] | None = None, statuses: dic
                 lines.append(f'  {producer} -> {spec.id} [label="{name}", fontsize=9];')
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def checked_plan(registry: Registry, store: ArtifactStore, requested: list[str] | None) -> Plan:
+    """make_plan, and every output's contract loaded: a run that could not write its outputs never starts.
+    PlanError (exit 2) for either."""
+    plan = make_plan(registry, requested, store)
+    try:
+        for name in {out for m in plan.modules for out in registry[m].outputs}:
+            store.contract(name)
+    except ValueError as exc:  # SchemaError
+        raise PlanError(str(exc)) from None
+    return plan
+
+
+def dry_run_text(cfg, registry: Registry, plan: Plan, store: ArtifactStore) -> str:
+    """What `run --dry-run` prints: the settings, then the plan by level with each output's fate."""
+    head = (f"dry run: as of {cfg.run.as_of}, executor {cfg.run.executor}, max_workers {cfg.run.max_workers}, "
+            f"overwrite policy {cfg.run.overwrite_policy}, artifacts in {cfg.paths.artifacts}")
+    effects = describe_outputs(registry, plan, store, cfg.run.overwrite_policy, cfg)
+    return head + "\n" + plan_text(registry, plan, effects)
+
+
+def render(source: str, fmt: str, target: Path) -> Path:
+    """Graphviz source drawn by `dot` into `target` (svg, png); PlanError when dot is not installed."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("dot"):
+        raise PlanError(f"graphviz 'dot' is not installed; cannot write {target} (use --format dot or text)")
+    subprocess.run(["dot", f"-T{fmt}", "-o", str(target)], input=source, text=True, check=True, timeout=30)
+    return target
+
+
+def write_visual(registry: Registry, selected: list[str], out_dir: Path) -> tuple[list[Path], str | None]:
+    """dag_plan.dot always, dag_plan.svg when graphviz's `dot` is on PATH; (written, a note if not)."""
+    dot_path = out_dir / "dag_plan.dot"
+    dot_path.write_text(dag_dot(registry, selected))
+    try:
+        return [dot_path, render(dot_path.read_text(), "svg", out_dir / "dag_plan.svg")], None
+    except PlanError:
+        return [dot_path], "graphviz 'dot' not found; wrote dag_plan.dot only"
+
+
+def mermaid(registry: Registry) -> str:
+    """The DAG as a mermaid flowchart (the README's map): modules as nodes, artifacts on the edges."""
+    lines = ["flowchart LR"]
+    for spec in registry:
+        label = f"{spec.id} (reserved)" if spec.reserved else f"{spec.id} {spec.name}" + (" (orphan)" if spec.orphan else "")
+        lines.append(f'    {spec.id}["{label}"]')
+    for spec in registry:
+        for name in spec.inputs:
+            producer = registry.producer.get(name)
+            if producer:
+                lines.append(f"    {producer} -->|{name}| {spec.id}")
+    return "\n".join(lines) + "\n"
+
+
+def module_matrix(registry: Registry) -> str:
+    """The registry as a markdown table: id, stage function, inputs, outputs, parameters (config keys)."""
+    rows = ["| id | name | function | inputs | outputs | parameters |", "|---|---|---|---|---|---|"]
+    for spec in registry:
+        if spec.reserved:
+            rows.append(f"| {spec.id} | — | reserved, skipped on purpose | — | — | — |")
+            continue
+        params = ", ".join(f"`{arg}` = `{key}`" for arg, key in spec.params.items()) or "—"
+        rows.append(f"| {spec.id} | {spec.name} | `{spec.target}` | {', '.join(spec.inputs) or '(sources)'} | "
+                    f"{', '.join(spec.outputs)} | {params} |")
+    return "\n".join(rows) + "\n"
+
+
+def markdown(registry: Registry) -> str:
+    """The README's DAG map: a mermaid flowchart and the module matrix, both drawn from the registry."""
+    return f"```mermaid\n{mermaid(registry)}```\n\n{module_matrix(registry)}"
+
+
+def draw(registry: Registry, fmt: str, out: Path | None = None) -> str:
+    """The whole DAG as text, dot, mermaid or the README's markdown; or rendered to an svg/png file
+    (returns 'wrote PATH')."""
+    if fmt == "markdown":
+        return markdown(registry)
+    if fmt == "text":
+        modules = [s.id for s in registry.runnable]
+        return ascii_dag(registry, Plan(modules, registry.levels(modules)))
+    if fmt == "mermaid":
+        return mermaid(registry)
+    if fmt == "dot":
+        return dag_dot(registry)
+    return f"wrote {render(dag_dot(registry), fmt, out or Path(f'dag.{fmt}'))}"

@@ -405,3 +405,24 @@ def run_session(cfg, registry: Registry, plan: Plan, store: ArtifactStore) -> Ru
             return ctx.recorder.finish()
     finally:
         lock.release()
+
+
+def run_and_report(cfg, registry: Registry, plan: Plan, store: ArtifactStore) -> tuple[int, str, list[str]]:
+    """A whole run as the command line reports it: (exit code, the status table, one line per error)."""
+    from phase_status import status_table
+
+    from utils.locking import LockHeld
+
+    try:
+        status = run_session(cfg, registry, plan, store)
+    except (LockHeld, ArtifactError) as exc:  # another run holds the root; a link inside it
+        return 1, "", [str(exc)]
+    except OSError as exc:  # a full or read-only disk under the status, the log or a run folder
+        if not exc.filename:  # LockError and the like carry their whole message
+            return 1, "", [" ".join(str(exc).split())]
+        kept = "the previous status is unchanged" if getattr(exc, "status_untouched", False) else \
+            "the run's status may be incomplete"
+        return 1, "", [f"{exc.filename}: {exc.strerror or exc}; {kept}"]
+    errors = [f"module {p.module} ({p.name}) failed: {p.error}" for p in status.phases.values() if p.status == "failed"]
+    errors += [f"{name}: {step.error}" for name, step in status.steps.items() if step.status == "failed"]
+    return (0 if status.ok else 1), status_table(status), errors

@@ -23,7 +23,7 @@ import yaml
 from modules.registry import Registry
 from phase_status import StatusError, load_status
 from utils.artifacts import ArtifactStore, atomic_write_bytes, atomic_write_text, staged_writes, write_temp
-from utils.catalog import RUN_FILES, Catalog
+from utils.catalog import RUN_FILES, ArtifactError, Catalog
 
 log = logging.getLogger("mlb.versioning")
 DVC_ENV = {"DVC_NO_ANALYTICS": "1"}
@@ -250,8 +250,53 @@ def dvc_yaml(registry: Registry, store: ArtifactStore) -> str:
     return header + yaml.safe_dump({"stages": stages}, sort_keys=False)
 
 
+def sync_dvc_yaml(registry: Registry, path: Path, check: bool) -> str:
+    """Write dvc.yaml from the registry, or (check) say whether it matches; VersioningError if it does not."""
+    text = dvc_yaml(registry, ArtifactStore(TRACKED_ROOT, Path("schemas")))
+    if check:
+        if (path.read_text() if path.exists() else "") != text:
+            raise VersioningError(f"{path} differs from the registry; run `python pipeline.py dvc-yaml`")
+        return f"{path} matches the registry"
+    return f"wrote {path}" if write_text_if_changed(path, text) else f"{path} unchanged"
+
+
 def write_text_if_changed(path: Path, text: str) -> bool:
     if path.exists() and path.read_text() == text:
         return False
     atomic_write_text(path, text)
     return True
+
+
+def existing_run(catalog: Catalog, run_id: str) -> Path:
+    """The folder of a run that exists: an id of the pipeline's own format, inside the root, no link.
+    RunNotFound (exit 2) otherwise."""
+    try:
+        run_dir, manifest = catalog.run_dir(run_id), catalog.run_file(run_id, "manifest")
+    except ArtifactError as exc:
+        if "is not a run id" in str(exc):
+            raise RunNotFound(f"{exc}; see `python pipeline.py runs`") from None
+        raise
+    if not manifest.is_file():
+        raise RunNotFound(f"{run_dir}: no such run (see `python pipeline.py runs`)")
+    return run_dir
+
+
+class RunNotFound(ValueError):
+    """A run id that is malformed or names no run (exit 2)."""
+
+
+def restore_artifacts(cfg, run_id: str, names: list[str]) -> list[str]:
+    """Put run `run_id`'s versions of `names` back, under the run lock; a line per artifact restored."""
+    from utils.locking import RunLock
+
+    store = ArtifactStore.from_config(cfg)
+    run_dir = existing_run(store.catalog, run_id)
+    versions = version_store(cfg)
+    if versions is None:
+        raise RunNotFound("versioning is off or does not track this artifacts root; nothing to restore from")
+    lines = []
+    with RunLock(store.root):
+        for name in names:
+            digest = restore(store, versions, run_dir, name, versions.repo)
+            lines.append(f"restored {name} from {run_id}: sha256 {digest}")
+    return lines

@@ -1,4 +1,4 @@
-"""L · predict and monitor: the as-of date's predictions, evaluation of earlier ones, drift (PSI)."""
+"""L · predict and monitor: the as-of date's predictions, the prediction log, evaluation of earlier ones, drift (PSI)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -12,7 +12,7 @@ from modules.models import TrainedModels, predict, trained_models
 from modules.registry import ModuleResult, StageOutput
 from utils.evaluation import DRIFT_WINDOW_DAYS, calibration_table, calibration_test, psi, run_metrics, win_metrics
 
-log = logging.getLogger("mlb.l_monitor")
+log = logging.getLogger("mlb.l_predict_monitor")
 
 
 
