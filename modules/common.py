@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+# Runs a team scores (and allows) a game, near the league's level since 1990: the prior for a team or
+# a starter with few games behind him.
+LEAGUE_RUNS = 4.5
+
+
 def team_games(games: pd.DataFrame) -> pd.DataFrame:
     """Two rows a game, one per team: runs for/against, win, pitchers used, park, result date."""
     common = ["game_id", "date", "result_date", "season", "game_number", "park_id", "played", "is_neutral"]

@@ -4,11 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from modules.common import as_of_join, side_columns, team_games
+from modules.common import LEAGUE_RUNS, as_of_join, side_columns, team_games
 from modules.registry import ModuleResult, StageOutput
 from utils.config import FormFeatures
 
-LEAGUE_RUNS = 4.5  # runs a team-game, the prior for a team with no games yet
 
 
 def build_team_form(games: pd.DataFrame, window: int, long_window: int, halflife: float, regress_games: float,
@@ -21,7 +20,7 @@ def build_team_form(games: pd.DataFrame, window: int, long_window: int, halflife
         done[f"{name}_{window}"] = by_team[source].transform(lambda s: s.rolling(window, min_periods=1).mean())
         done[f"{name}_{long_window}"] = by_team[source].transform(lambda s: s.rolling(long_window, min_periods=1).mean())
         done[f"{name}_ewm"] = by_team[source].transform(lambda s: s.ewm(halflife=halflife).mean())
-    done["win_rate_10"] = by_team["win"].transform(lambda s: s.fillna(0.5).rolling(10, min_periods=1).mean())
+    done[f"win_rate_{window}"] = by_team["win"].transform(lambda s: s.fillna(0.5).rolling(window, min_periods=1).mean())
     by_season = done.groupby(["team", "season"], sort=False)
     done["s_games"] = by_season.cumcount() + 1
     done["s_wins"] = by_season["win"].cumsum()

@@ -10,6 +10,10 @@ import pandas as pd
 from modules.registry import ModuleResult, StageOutput
 
 MAX_PLAUSIBLE_RUNS = 30
+FULL_COVERAGE = 0.999  # games seen over the schedule played; below it a team's season has a gap
+OUTS_PER_INNING = 6  # both halves
+# A game becomes official after five of nine innings (4 short of the schedule; 7-inning games: 3 of 7).
+INNINGS_SHORT_OF_OFFICIAL = 4
 
 
 def quality_report(games: pd.DataFrame, quarantine: pd.DataFrame) -> dict:
@@ -21,8 +25,8 @@ def quality_report(games: pd.DataFrame, quarantine: pd.DataFrame) -> dict:
     per_team = long.groupby(["season", "team"]).agg(games=("team", "size"), last_game_number=("team_game", "max"))
     # Team game numbers count every game started, so their maximum is the schedule played so far.
     per_team["coverage"] = per_team["games"] / per_team["last_game_number"]
-    gaps = per_team[per_team["coverage"] < 0.999].reset_index()
-    completed_early = played["length_outs"] < 3 * 2 * (played["scheduled_innings"] - 4)
+    gaps = per_team[per_team["coverage"] < FULL_COVERAGE].reset_index()
+    completed_early = played["length_outs"] < OUTS_PER_INNING * (played["scheduled_innings"] - INNINGS_SHORT_OF_OFFICIAL)
     anomalies = {
         "runs_above_plausible": int(((played["home_score"] > MAX_PLAUSIBLE_RUNS)
                                      | (played["away_score"] > MAX_PLAUSIBLE_RUNS)).sum()),

@@ -15,11 +15,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from modules.common import above_last_season, as_of_join, rolling_sum, side_columns
+from modules.common import LEAGUE_RUNS, above_last_season, as_of_join, rolling_sum, side_columns
 from modules.registry import ModuleResult, StageOutput
 from utils.config import PitcherFeatures
 
-LEAGUE_RUNS = 4.5  # runs a team allows a game, the prior for a starter with few starts
+BATTERS_PER_INNING = 4.3  # league batters faced an inning: turns the prior's innings into batters
+LEAGUE_IP_PER_START = 4.5  # innings a start, the prior of a starter's usual length
+PRIOR_STARTS = 10  # starts of LEAGUE_IP_PER_START added to his own
+IP_PER_START_RANGE = (1, 8)  # an opener's inning to a workhorse's eight
+FIP_WEIGHT, ERA_WEIGHT = 0.7, 0.3  # runs saved: FIP predicts next year's runs better than ERA, which adds a little
+RECENT_PRIOR_STARTS = 2  # league-average starts added to his last few
+# What those prior starts look like: runs allowed, a win, a loss, a complete game, his team winning.
+RECENT_PRIORS = {"runs_allowed": LEAGUE_RUNS, "won": 0.3, "lost": 0.3, "complete": 0.0, "team_won": 0.5}
 NO_START_REST = 30.0
 MARCEL_WEIGHTS = (5, 4, 3)  # seasons S-1, S-2, S-3
 DEBUT_PENALTY = 0.4  # runs per nine worse than the league for a pitcher with no Lahman line
@@ -88,8 +95,9 @@ def marcel_pitching(lahman: pd.DataFrame, regress_ip: float) -> pd.DataFrame:
     out = pd.DataFrame(index=sums.index)
     out["fip"] = 9 * sums["fip_above"] / (sums["ip"] + prior_ip)
     out["era"] = 9 * sums["er_above"] / (sums["ip"] + prior_ip)
-    out["kbb"] = sums["kbb_above"] / (sums["bfp"] + prior_ip * 4.3)
-    out["ip_per_gs"] = ((sums["ip"] + 4.5 * 10) / (sums["gs"] + 10)).clip(1, 8)
+    out["kbb"] = sums["kbb_above"] / (sums["bfp"] + prior_ip * BATTERS_PER_INNING)
+    out["ip_per_gs"] = ((sums["ip"] + LEAGUE_IP_PER_START * PRIOR_STARTS)
+                        / (sums["gs"] + PRIOR_STARTS)).clip(*IP_PER_START_RANGE)
     out["ip"] = sums["ip"] / sum(MARCEL_WEIGHTS)
     return out
 
@@ -160,17 +168,19 @@ def build_starter_features(games: pd.DataFrame, lahman: pd.DataFrame, batting: p
     n = feats["starts"].clip(upper=p.recent_starts)
     for col in ("runs_allowed", "won", "lost", "complete", "team_won"):
         # Fixed priors: a mean over the table would include results after the game (a leak the tests catch).
-        default = {"runs_allowed": LEAGUE_RUNS, "complete": 0.0, "team_won": 0.5}.get(col, 0.3)
-        feats[f"recent_{col}"] = (state[f"recent_{col}"].fillna(default) * n + default * 2) / (n + 2)
+        default = RECENT_PRIORS[col]
+        feats[f"recent_{col}"] = ((state[f"recent_{col}"].fillna(default) * n + default * RECENT_PRIOR_STARTS)
+                                  / (n + RECENT_PRIOR_STARTS))
     prior = marcel_pitching(lahman, p.prior_ip_regress).reindex(
         pd.MultiIndex.from_arrays([starts["pitcher"].astype(object), starts["season"].astype("int64")]))
     feats["prior_ip"] = prior["ip"].fillna(0).to_numpy()
     feats["prior_fip"] = prior["fip"].fillna(DEBUT_PENALTY).to_numpy()
     feats["prior_era"] = prior["era"].fillna(DEBUT_PENALTY).to_numpy()
     feats["prior_kbb"] = prior["kbb"].fillna(DEBUT_KBB).to_numpy()
-    feats["prior_ip_per_gs"] = prior["ip_per_gs"].fillna(4.5).to_numpy()
+    feats["prior_ip_per_gs"] = prior["ip_per_gs"].fillna(LEAGUE_IP_PER_START).to_numpy()
     # Runs a start saves against a league-average starter over the innings he usually pitches.
-    feats["runs_saved"] = -(0.7 * feats["prior_fip"] + 0.3 * feats["prior_era"]) / 9 * feats["prior_ip_per_gs"]
+    feats["runs_saved"] = (-(FIP_WEIGHT * feats["prior_fip"] + ERA_WEIGHT * feats["prior_era"]) / 9
+                           * feats["prior_ip_per_gs"])
     out = side_columns(feats, games, "sp_")
     for col in ("prior_fip", "prior_era", "prior_kbb", "prior_ip_per_gs", "runs_saved", "recent_runs_allowed",
                 "rest_days", "long_rest", "game_kbb", "log_starts"):

@@ -14,6 +14,7 @@ import pandas as pd
 from modules.registry import ModuleResult
 from utils.config import EloConfig
 
+MOV_DAMPING, MOV_DIFF_SCALE = 2.2, 0.001  # FiveThirtyEight's constants for the margin-of-victory factor
 ELO_POINTS_PER_FIP_RUN = 45.0  # ~two-thirds of a run allowed per game by a starter ~ 6.5 points of win%
 
 
@@ -23,7 +24,7 @@ def elo_probability(diff: np.ndarray | float) -> np.ndarray | float:
 
 def mov_multiplier(margin: float, winner_diff: float) -> float:
     """FiveThirtyEight's margin-of-victory factor: log margin, damped when the favourite wins."""
-    return math.log(abs(margin) + 1) * 2.2 / (winner_diff * 0.001 + 2.2)
+    return math.log(abs(margin) + 1) * MOV_DAMPING / (winner_diff * MOV_DIFF_SCALE + MOV_DAMPING)
 
 
 def build_ratings(games: pd.DataFrame, k: float, home_advantage: float, reversion: float, initial: float,

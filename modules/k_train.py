@@ -57,11 +57,11 @@ def split_by_time(n: int, holdout: float) -> tuple[slice, slice, slice]:
 
 
 
-def lgbm_params(p, seed: int, objective: str) -> dict:
+def lgbm_params(p, seed: int, objective: str, threads: int) -> dict:
     return {"objective": objective, "num_leaves": p.num_leaves, "learning_rate": p.learning_rate,
             "min_child_samples": p.min_child_samples, "subsample": p.subsample, "subsample_freq": 1,
             "colsample_bytree": p.colsample_bytree, "reg_lambda": p.reg_lambda, "random_state": seed,
-            "deterministic": True, "force_row_wise": True, "num_threads": 2, "verbose": -1}
+            "deterministic": True, "force_row_wise": True, "num_threads": threads, "verbose": -1}
 
 
 
@@ -117,7 +117,7 @@ class Fitter:
         import lightgbm as lgb
 
         init = logistic_logit(self.rows.iloc[part], logistic)
-        return lgb.train(lgbm_params(self.mcfg.lightgbm, self.mcfg.seed, "binary"),
+        return lgb.train(lgbm_params(self.mcfg.lightgbm, self.mcfg.seed, "binary", self.mcfg.num_threads),
                          lgb.Dataset(self.x[part], self.y[part], init_score=init),
                          num_boost_round=self.mcfg.lightgbm.n_estimators)
 
@@ -126,7 +126,7 @@ class Fitter:
 
         target = self.rows[f"{side}_score"].to_numpy(dtype=float)
         params = self.mcfg.runs_lightgbm
-        return lgb.train(lgbm_params(params, self.mcfg.seed, "poisson"),
+        return lgb.train(lgbm_params(params, self.mcfg.seed, "poisson", self.mcfg.num_threads),
                          lgb.Dataset(self.x[part], target[part]), num_boost_round=params.n_estimators)
 
     def holdout_raw(self, blocks: list[slice]) -> dict[str, list[np.ndarray]]:

@@ -185,6 +185,7 @@ class ModelConfig(Frozen):
          "sp_diff_game_kbb", "sp_diff_long_rest", "sp_diff_log_starts", "mu_bullpen_ra9_diff", "form_diff_pythag"],
         min_length=1, description="model-table columns of the logistic candidate")
     retrain_every_days: PositiveInt = 7
+    num_threads: PositiveInt = Field(2, le=64, description="LightGBM's threads; the same count gives the same models")
 
 
 class MonitoringConfig(Frozen):
