@@ -119,8 +119,9 @@ def parse_gamelog(text: str, season: int, source: str, known_teams: set[str] | N
     for name, kind in FIELDS:
         column = frame[name].where(frame[name] != "")
         if kind == "integer":
-            # digits only: "1.5", "1e23", "inf" or "-3" are no count, and exponents slip past a length check
-            count = column.str.fullmatch(rf"\d{{1,{MAX_INTEGER_DIGITS}}}").fillna(False).astype(bool)
+            # whole numbers only: "1.5", "1e23" or "inf" are none, and exponents slip past a length check.
+            # A sign is kept: Retrosheet writes -1 where a count is unknown (attendance, 2021-07-21 ATL).
+            count = column.str.fullmatch(rf"-?\d{{1,{MAX_INTEGER_DIGITS}}}").fillna(False).astype(bool)
             not_count = (column.notna() & ~count).to_numpy()
             typed[name] = pd.to_numeric(column.mask(not_count), errors="coerce").astype("Int64")
             broken = column.notna() & typed[name].isna()

@@ -57,3 +57,49 @@ def repo(tmp_path):
     (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"T_summary": {
         "cmd": "true", "outs": ["artifacts/data/summary.json", "artifacts/data/summary.json.meta.json"]}}}))
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_catalog(tmp_path_factory, mirror):
+    """The tiny league (tests/tiny_league.py) run through A–I by their own main(cfg), once per session;
+    each per-stage test copies it (`tiny_store`) and runs its own stage again."""
+    from tests.tiny_league import tiny_cfg, write_mirror
+    from utils.artifacts import staged_writes  # noqa: F401 (main() stages its own writes)
+
+    base = tmp_path_factory.mktemp("tiny")
+    source = write_mirror(base / "mirror", mirror)
+    cfg = tiny_cfg(base / "artifacts", source)
+    import importlib
+
+    for name in ("a_ingest", "b_clean", "c_context", "d_team_form", "e_quality", "f_starters", "g_ratings",
+                 "h_matchup", "i_assemble"):
+        importlib.import_module(f"modules.{name}").main(cfg)
+    return base
+
+
+@pytest.fixture
+def tiny_store(tiny_catalog, tmp_path):
+    """(config, store) over a private copy of the tiny league's catalog."""
+    import shutil
+
+    from tests.tiny_league import tiny_cfg
+    from utils.artifacts import ArtifactStore
+
+    shutil.copytree(tiny_catalog / "artifacts", tmp_path / "artifacts")
+    cfg = tiny_cfg(tmp_path / "artifacts", tiny_catalog / "mirror")
+    return cfg, ArtifactStore.from_config(cfg)
+
+
+@pytest.fixture
+def synthetic_store(tmp_path):
+    """(config, store) with tests/synthetic_table.py's model table written, for K and L."""
+    from tests.synthetic_table import AS_OF, model_table
+    from utils.artifacts import ArtifactStore
+
+    cfg = build_config({"paths": {"artifacts": str(tmp_path / "artifacts"), "schemas": str(ROOT / "schemas")},
+                        "run": {"as_of": AS_OF.date().isoformat(), "executor": "legacy"},
+                        "model": {"logistic_features": ["elo_diff", "form_diff_pythag"], "train_seasons": 4},
+                        "versioning": {"backend": "none"}})
+    store = ArtifactStore.from_config(cfg)
+    store.write_frame("model_table", model_table())
+    return cfg, store

@@ -35,7 +35,7 @@ def test_legacy_run_writes_artifacts_and_phase_status(toy_cfg):
     assert on_disk.finished_at is not None
     n = on_disk.phases["N"]
     assert n.validator == "numbers@1.2.0" and n.outputs[0].sha256 == store.verify("numbers")
-    assert n.metrics == {"rows": 3.0} and n.duration_seconds >= 0 and n.timestamp.tzinfo is not None
+    assert n.metrics == {"rows": 3.0} and n.timestamp.tzinfo is not None
     manifest = json.loads((store.root / "runs" / status.run_id / "manifest.json").read_text())
     assert manifest["artifacts"]["summary"] == store.verify("summary")
 
