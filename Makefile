@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_TOOLS := dot:graphviz prometheus:prometheus promtool:prometheus \
 	prometheus-pushgateway:prometheus-pushgateway chromium:chromium chromedriver:chromium-driver
 
-.PHONY: run test test-fast install system-deps clean
+.PHONY: run test test-fast lint install system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -37,10 +37,13 @@ system-deps:
 run: $(STAMP)
 	@PYTHONPATH=. $(BIN)/python pipeline.py run $(PIPELINE_ARGS)
 
-test: system-deps $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: system-deps $(STAMP) lint
 	PYTHONPATH=. $(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) lint
 	PYTHONPATH=. $(BIN)/python -m pytest -m "not slow and not server and not prefect" $(PYTEST_ARGS)
 
 clean:

@@ -153,7 +153,8 @@ class StatusRecorder:
             update: dict = {"finished_at": dt.datetime.now(dt.timezone.utc)}
             if interrupted:
                 update["interrupted"] = interrupted
-                update["phases"] = {m: p.model_copy(update={"status": "interrupted", "error": f"interrupted by {interrupted}"})
+                update["phases"] = {m: p.model_copy(update={"status": "interrupted",
+                                                            "error": f"interrupted by {interrupted}"})
                                     if p.status == "running" else p for m, p in self.run.phases.items()}
                 update["steps"] = {n: s.model_copy(update={"status": "interrupted"}) if s.status == "running" else s
                                    for n, s in self.run.steps.items()}

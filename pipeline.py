@@ -42,8 +42,10 @@ def configured(path: Path, overrides: list[str] | None, flags: dict | None = Non
 @app.command()
 def run(
     modules: Annotated[Optional[str], typer.Option("--modules", help="comma-separated ids, e.g. A,B,C")] = None,
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="YYYY-MM-DD; default today (schedule timezone)")] = None,
-    overwrite_policy: Annotated[Optional[Policy], typer.Option("--overwrite-policy", help="what to do with outputs that exist")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of",
+                                                 help="YYYY-MM-DD; default today (schedule timezone)")] = None,
+    overwrite_policy: Annotated[Optional[Policy], typer.Option("--overwrite-policy",
+                                                               help="what to do with outputs that exist")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="plan only: write, download and start nothing")] = False,
     visual: Annotated[bool, typer.Option("--visual", help="also write dag_plan.dot/.svg and draw the DAG")] = False,
     legacy_executor: Annotated[bool, typer.Option("--legacy-executor", help="thread pool instead of Prefect")] = False,
@@ -113,8 +115,10 @@ def backtest(
 @app.command("backtest-report")
 def backtest_report(
     season: Annotated[list[int], typer.Option("--season", help="a backtested season; repeat for each")],
-    min_games: Annotated[int, typer.Option("--min-games", min=1, help="show calibration bins with this many games")] = 100,
-    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, max=1.0, help="calibration gap a bin may show")] = 0.02,
+    min_games: Annotated[int, typer.Option("--min-games", min=1,
+                                           help="show calibration bins with this many games")] = 100,
+    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, max=1.0,
+                                             help="calibration gap a bin may show")] = 0.02,
     config: ConfigOpt = Path("config.yaml"),
     set_: SetOpt = None,
 ) -> None:
@@ -172,7 +176,8 @@ def validate_config(config: ConfigOpt = Path("config.yaml"), set_: SetOpt = None
 
 @app.command()
 def dag(
-    fmt: Annotated[DagFormat, typer.Option("--format", help="text, dot, mermaid or markdown to stdout; svg or png to a file")] = "text",
+    fmt: Annotated[DagFormat, typer.Option(
+        "--format", help="text, dot, mermaid or markdown to stdout; svg or png to a file")] = "text",
     out: Annotated[Optional[Path], typer.Option("--out", help="file for svg/png (default dag.<format>)")] = None,
 ) -> None:
     """Print or render the module DAG from the registry."""

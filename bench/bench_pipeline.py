@@ -49,7 +49,8 @@ def main() -> None:
     parser.add_argument("--season", default="2023")
     opts = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mlb-bench-"))
-    common = ["--config", str(ROOT / "config.yaml"), "--set", f"sources.retrosheet.base_url={opts.mirror}", "--set", f"paths.artifacts={work / 'artifacts'}",
+    common = ["--config", str(ROOT / "config.yaml"), "--set", f"sources.retrosheet.base_url={opts.mirror}", "--set",
+              f"paths.artifacts={work / 'artifacts'}",
               "--set", f"paths.schemas={ROOT / 'schemas'}"]
     wanted = lambda name: opts.only in (None, name)  # noqa: E731
     results = {}

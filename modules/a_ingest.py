@@ -137,7 +137,9 @@ def parse_gamelog(text: str, season: int, source: str, known_teams: set[str] | N
     out.insert(0, "season", pd.array([season] * len(out), dtype="Int64"))
     broken = not_numeric.notna().to_numpy()
     for index in broken.nonzero()[0]:
-        bad.append(_quarantined(season, source, lines[index], f"{not_numeric.iloc[index]}: {good[index][FIELD_NAMES.index(not_numeric.iloc[index].split()[0])]!r}", raw_lines[lines[index] - 1]))
+        reason = not_numeric.iloc[index]
+        value = good[index][FIELD_NAMES.index(reason.split()[0])]
+        bad.append(_quarantined(season, source, lines[index], f"{reason}: {value!r}", raw_lines[lines[index] - 1]))
     out = out[~broken].reset_index(drop=True)
     bad.sort(key=lambda row: row["line_number"])
     return Parsed(out, quarantine_frame(bad))

@@ -125,7 +125,8 @@ def clean_games(raw: pd.DataFrame, schedule: pd.DataFrame, franchise_map: dict[s
 def clean(raw_gamelogs: pd.DataFrame, schedule: pd.DataFrame, franchise_map: dict[str, str],
           neutral_parks: list[str]) -> StageOutput:
     games = clean_games(raw_gamelogs, schedule, dict(franchise_map), list(neutral_parks))
-    return StageOutput({"games": games}, {"games": int(games["played"].sum()), "scheduled": int((~games["played"]).sum())})
+    return StageOutput({"games": games}, {"games": int(games["played"].sum()),
+                                          "scheduled": int((~games["played"]).sum())})
 
 
 def main(cfg) -> ModuleResult:

@@ -32,7 +32,8 @@ def team_games(games: pd.DataFrame) -> pd.DataFrame:
     long = pd.concat([home, away], ignore_index=True)
     for col in ("runs_for", "runs_against", "pitchers_used", "win"):
         long[col] = long[col].astype("float64")
-    return long.sort_values(["team", "result_date", "date", "game_number", "game_id"], kind="stable").reset_index(drop=True)
+    return long.sort_values(["team", "result_date", "date", "game_number", "game_id"],
+                            kind="stable").reset_index(drop=True)
 
 
 def as_of_join(at: pd.DataFrame, events: pd.DataFrame, by: list[str], values: list[str],

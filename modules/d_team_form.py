@@ -9,7 +9,6 @@ from modules.registry import ModuleResult, StageOutput
 from utils.config import FormFeatures
 
 
-
 def build_team_form(games: pd.DataFrame, window: int, long_window: int, halflife: float, regress_games: float,
                     pythag_exponent: float) -> pd.DataFrame:
     """Per game, each side's form from games whose results were known before the game's date."""
@@ -18,7 +17,8 @@ def build_team_form(games: pd.DataFrame, window: int, long_window: int, halflife
     by_team = done.groupby("team", sort=False)
     for name, source in (("rf", "runs_for"), ("ra", "runs_against")):
         done[f"{name}_{window}"] = by_team[source].transform(lambda s: s.rolling(window, min_periods=1).mean())
-        done[f"{name}_{long_window}"] = by_team[source].transform(lambda s: s.rolling(long_window, min_periods=1).mean())
+        done[f"{name}_{long_window}"] = by_team[source].transform(lambda s: s.rolling(long_window,
+                                                                                      min_periods=1).mean())
         done[f"{name}_ewm"] = by_team[source].transform(lambda s: s.ewm(halflife=halflife).mean())
     done[f"win_rate_{window}"] = by_team["win"].transform(lambda s: s.fillna(0.5).rolling(window, min_periods=1).mean())
     by_season = done.groupby(["team", "season"], sort=False)

@@ -26,7 +26,8 @@ def quality_report(games: pd.DataFrame, quarantine: pd.DataFrame) -> dict:
     # Team game numbers count every game started, so their maximum is the schedule played so far.
     per_team["coverage"] = per_team["games"] / per_team["last_game_number"]
     gaps = per_team[per_team["coverage"] < FULL_COVERAGE].reset_index()
-    completed_early = played["length_outs"] < OUTS_PER_INNING * (played["scheduled_innings"] - INNINGS_SHORT_OF_OFFICIAL)
+    official_outs = OUTS_PER_INNING * (played["scheduled_innings"] - INNINGS_SHORT_OF_OFFICIAL)
+    completed_early = played["length_outs"] < official_outs
     anomalies = {
         "runs_above_plausible": int(((played["home_score"] > MAX_PLAUSIBLE_RUNS)
                                      | (played["away_score"] > MAX_PLAUSIBLE_RUNS)).sum()),

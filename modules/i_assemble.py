@@ -16,7 +16,8 @@ FEATURE_SOURCES = {  # artifact -> the prefix(es) its columns must carry
     "team_ratings": "elo_",
     "matchup_features": "mu_",
 }
-KEYS = ["game_id", "date", "result_date", "season", "game_number", "home_team", "away_team", "home_starter_id", "away_starter_id",
+KEYS = ["game_id", "date", "result_date", "season", "game_number", "home_team", "away_team", "home_starter_id",
+        "away_starter_id",
         "played", "is_neutral", "is_forfeit", "is_tie"]
 LABELS = ["home_win", "home_score", "away_score"]
 
@@ -39,7 +40,8 @@ def assemble(games: pd.DataFrame, features: dict[str, pd.DataFrame]) -> pd.DataF
                 raise AssemblyError(f"{name}: column '{col}' lacks the module's prefix {prefix!r}")
             owner[col] = name
         if frame["game_id"].duplicated().any():
-            raise AssemblyError(f"{name}: duplicate game_id {frame.loc[frame['game_id'].duplicated(), 'game_id'].iloc[0]}")
+            first = frame.loc[frame["game_id"].duplicated(), "game_id"].iloc[0]
+            raise AssemblyError(f"{name}: duplicate game_id {first}")
         missing = set(games["game_id"]) - set(frame["game_id"])
         if missing:
             raise AssemblyError(f"{name}: no row for {len(missing)} game(s), e.g. {sorted(missing)[0]}")

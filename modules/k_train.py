@@ -24,9 +24,6 @@ from utils.config import ModelConfig
 from utils.evaluation import DRIFT_WINDOW_DAYS, calibration_table, psi_reference, run_metrics, win_metrics
 
 
-
-
-
 def training_rows(table: pd.DataFrame, as_of: dt.date, seasons: int) -> pd.DataFrame:
     """Decided, non-forfeited games whose result was known before `as_of`, newest `seasons` seasons."""
     day = pd.Timestamp(as_of)

@@ -1,4 +1,5 @@
-"""L · predict and monitor: the as-of date's predictions, the prediction log, evaluation of earlier ones, drift (PSI)."""
+"""L · predict and monitor: the as-of date's predictions, the prediction log, the evaluation of
+earlier predictions, and the drift report (PSI)."""
 from __future__ import annotations
 
 import datetime as dt

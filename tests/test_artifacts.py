@@ -42,7 +42,8 @@ def test_tampered_file_is_a_clear_error_naming_it(store):
     store.write_frame("numbers", frame(1))
     path = store.resolve_output_path("numbers")
     path.write_bytes(path.read_bytes() + b"x")
-    with pytest.raises(ArtifactError, match=r"numbers.parquet: SHA-256 mismatch .*re-run the module that makes 'numbers'"):
+    with pytest.raises(ArtifactError,
+                       match=r"numbers.parquet: SHA-256 mismatch .*re-run the module that makes 'numbers'"):
         store.read_frame("numbers")
     assert not store.is_valid("numbers")
 

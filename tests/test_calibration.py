@@ -3,10 +3,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from utils.evaluation import brier, calibration_table, calibration_test
 from tests.conftest import ROOT, run_pipeline
 from utils.artifacts import ArtifactStore
 from utils.backtest import format_report, pooled_report, tolerance_pass_rate
+from utils.evaluation import brier, calibration_table, calibration_test
 
 
 def draws(n, seed, truth=lambda p: p):

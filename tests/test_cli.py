@@ -14,7 +14,8 @@ BOOKMARK = ["--modules", "A,B,C,D,E,F,G,H,I,K,L", "--overwrite-policy", "warn", 
 @pytest.mark.parametrize("prefix", [[], ["run"]])
 def test_bookmark_dry_run_with_and_without_run(tmp_path, prefix):
     artifacts = tmp_path / "artifacts"
-    proc = run_pipeline(*prefix, *BOOKMARK, "--config", str(ROOT / "config.yaml"), "--set", f"paths.artifacts={artifacts}",
+    proc = run_pipeline(*prefix, *BOOKMARK, "--config", str(ROOT / "config.yaml"), "--set",
+                        f"paths.artifacts={artifacts}",
                "--set", f"paths.schemas={ROOT / 'schemas'}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "level 2 (parallel): C, D, E, F, H" in proc.stdout
@@ -25,7 +26,9 @@ def test_bookmark_dry_run_with_and_without_run(tmp_path, prefix):
 
 @pytest.mark.skipif(not shutil.which("dot"), reason="graphviz's dot is not installed (make test installs it)")
 def test_visual_dry_run_draws_an_svg(tmp_path):
-    proc = run_pipeline(*BOOKMARK, "--set", f"paths.artifacts={tmp_path / 'artifacts'}", cwd=tmp_path)
+    proc = run_pipeline(*BOOKMARK, "--config", str(ROOT / "config.yaml"), "--set",
+                        f"paths.artifacts={tmp_path / 'artifacts'}", "--set", f"paths.schemas={ROOT / 'schemas'}",
+                        cwd=tmp_path)
     assert proc.returncode == 0 and (tmp_path / "dag_plan.svg").read_text().lstrip().startswith("<?xml")
 
 

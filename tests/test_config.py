@@ -28,7 +28,8 @@ def test_set_overrides_are_typed_like_the_file():
 def test_misspelled_key_names_the_nearest_valid_key():
     with pytest.raises(ConfigError) as err:
         build_config({"paths": {"artifcts": "x"}})
-    assert err.value.problems == ["paths.artifcts: unknown key; did you mean 'paths.artifacts'? (keys are case-sensitive)"]
+    assert err.value.problems == [
+        "paths.artifcts: unknown key; did you mean 'paths.artifacts'? (keys are case-sensitive)"]
 
 
 def test_keys_are_case_sensitive():

@@ -201,8 +201,9 @@ def test_a_tampered_prediction_log_names_the_restore_that_mends_it(tmp_path):
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not parquet")
     store.meta_path("prediction_log").write_text(json.dumps({"sha256": "1" * 64}))
-    with pytest.raises(ArtifactError, match=r"SHA-256 mismatch .*the stage appends to it, so restore the last good "
-                                            r"copy: `python pipeline.py restore 20240713T060000Z-abcdef prediction_log`"):
+    with pytest.raises(ArtifactError, match=r"SHA-256 mismatch .*the stage appends to it, so restore the last "
+                                            r"good copy: `python pipeline.py restore 20240713T060000Z-abcdef "
+                                            r"prediction_log`"):
         read_appended(store, "prediction_log")
 
 
@@ -270,7 +271,8 @@ def test_one_malformed_line_is_quarantined_when_several_seasons_are_read(mirror,
     store = ArtifactStore(tmp_path / "artifacts", ROOT / "schemas")
     quarantine = store.read_frame("quarantine")
     assert quarantine[["season", "line_number"]].values.tolist() == [[2023, 10]]
-    assert quarantine["reason"].iloc[0] == "home_score '100000000000000000000000' is not a whole number of at most 9 digits"
+    assert quarantine["reason"].iloc[0] == (
+        "home_score '100000000000000000000000' is not a whole number of at most 9 digits")
     assert quarantine["source"].iloc[0] == str(source / "gl2023.zip")
     assert result.metrics["quarantined"] == 1
 
@@ -284,7 +286,8 @@ def test_an_oversized_count_in_any_field_is_quarantined_naming_it(mirror):
     lines[1] = ",".join(fields)
     parsed = parse_gamelog("\n".join(lines), 2024, "gl2024.zip")
     assert parsed.games["line_number"].tolist() == [1, 3]
-    assert parsed.quarantine["reason"].tolist() == [f"attendance is not a whole number of at most 9 digits: '{'9' * 25}'"]
+    assert parsed.quarantine["reason"].tolist() == [
+        f"attendance is not a whole number of at most 9 digits: '{'9' * 25}'"]
 
 
 def test_an_empty_past_season_is_an_error_naming_the_file(mirror, tmp_path):
@@ -324,7 +327,8 @@ def test_a_folder_as_config_is_one_line(tmp_path, capsys):
 
 @pytest.mark.parametrize("override, message", [
     ("model.seed=[1", "--set 'model.seed=[1': not a valid YAML value"),
-    ("model.seed=!!python/object/apply:os.system ['true']", "not a valid YAML value (could not determine a constructor"),
+    ("model.seed=!!python/object/apply:os.system ['true']",
+     "not a valid YAML value (could not determine a constructor"),
     ("run.as_of=2023-02-30", "run.as_of: "),
 ])
 def test_a_bad_set_is_one_line_and_exit_2(capsys, override, message):
@@ -346,7 +350,8 @@ def test_plain_http_stats_api_only_on_loopback():
     assert load_config(ROOT / "config.yaml").sources.schedule.statsapi_url.startswith("https://")
 
 
-@pytest.mark.parametrize("content", ["{{{ not yaml", "", "run_id: x\nexecutor: legacy\nstarted_at: 2024-07-14\nbogus: 1\n"])
+@pytest.mark.parametrize("content", ["{{{ not yaml", "",
+                                     "run_id: x\nexecutor: legacy\nstarted_at: 2024-07-14\nbogus: 1\n"])
 def test_status_says_an_unreadable_status_file_is_unreadable_and_where(tmp_path, capsys, content):
     (tmp_path / STATUS_FILE).write_text(content)
     code, _, err = cli(capsys, "status", "--set", f"paths.artifacts={tmp_path}")
@@ -413,7 +418,8 @@ def test_a_failed_versioning_fails_the_run_with_dvc_s_reason(tmp_path, capsys, m
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".dvc").mkdir()  # a DVC folder without its config: `dvc commit` fails
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    code, _, err = cli(capsys, "run", "--legacy-executor", "--as-of", "2024-07-14", "--config", str(ROOT / "config.yaml"),
+    code, _, err = cli(capsys, "run", "--legacy-executor", "--as-of", "2024-07-14", "--config",
+                       str(ROOT / "config.yaml"),
                        "--set", "paths.artifacts=artifacts", "--set", f"paths.schemas={TOY_SCHEMAS}")
     assert code == 1 and "error: versioning: dvc commit --force: ERROR" in err
     run = read_status(tmp_path / "artifacts")
@@ -620,7 +626,8 @@ def test_unreadable_zips_name_the_file(mirror):
     bomb = io.BytesIO()
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("GL2023.TXT", "\n" * 70_000_000)
-    for payload, reason in ((bytes(flipped), "corrupt or truncated zip"), (bytes(encrypted), "corrupt or truncated zip"),
+    for payload, reason in ((bytes(flipped), "corrupt or truncated zip"), (bytes(encrypted),
+                                                                           "corrupt or truncated zip"),
                             (bomb.getvalue(), "unpacks to 70,000,000 bytes")):
         with pytest.raises(IngestError, match=rf"^gl2023.zip: .*{reason}"):
             read_season_zip(payload, 2023, "gl2023.zip")
@@ -662,7 +669,8 @@ def test_retrosheet_s_minus_one_for_an_unknown_count_is_kept(mirror):
     """Retrosheet writes attendance -1 for 2021-07-21 SDN at ATL (game 2): a real game, not a broken line."""
     from modules.a_ingest import parse_gamelog, read_season_zip
 
-    parsed = parse_gamelog(read_season_zip((mirror / "gl2021.zip").read_bytes(), 2021, "gl2021.zip"), 2021, "gl2021.zip")
+    parsed = parse_gamelog(read_season_zip((mirror / "gl2021.zip").read_bytes(), 2021, "gl2021.zip"), 2021,
+                           "gl2021.zip")
     assert parsed.quarantine.empty
     game = parsed.games[parsed.games["line_number"] == 1423]
     assert game["attendance"].tolist() == [-1] and game["home_team"].tolist() == ["ATL"]

@@ -8,8 +8,7 @@ import pytest
 
 from modules.b_clean import game_number, late_innings
 from modules.c_context import build_context
-from modules.common import as_of_join
-from modules.common import LEAGUE_RUNS
+from modules.common import LEAGUE_RUNS, as_of_join
 from modules.d_team_form import build_team_form
 from modules.f_starters import game_kbb
 from modules.g_ratings import build_ratings, elo_probability, mov_multiplier

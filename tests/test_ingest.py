@@ -6,8 +6,15 @@ import zipfile
 import pandas as pd
 import pytest
 
-from modules.a_ingest import (FIELD_NAMES, FIELDS, IngestError, lahman_pitching_lines, parse_gamelog,
-                              read_season_zip, split_as_of)
+from modules.a_ingest import (
+    FIELD_NAMES,
+    FIELDS,
+    IngestError,
+    lahman_pitching_lines,
+    parse_gamelog,
+    read_season_zip,
+    split_as_of,
+)
 from modules.b_clean import clean_games
 from tests.conftest import ROOT
 from utils.schema import load_contract

@@ -34,7 +34,8 @@ def test_names_resolve_through_lahman_people():
 
 def test_unexpected_payload_and_network_errors_are_one_line():
     bad = ScheduleSource("https://statsapi.example/schedule", 5, IDS.get, fetch=lambda *a: b'{"dates": [{}]}')
-    with pytest.raises(SourceError, match=r"^https://statsapi.example/schedule: unexpected schedule payload \(KeyError"):
+    with pytest.raises(SourceError,
+                       match=r"^https://statsapi.example/schedule: unexpected schedule payload \(KeyError"):
         bad.schedule_for(DAY)
     team = json.loads(FIXTURE.read_text())
     team["dates"][0]["games"][0]["teams"]["home"]["team"]["id"] = 999
@@ -94,7 +95,8 @@ def fixture_with(edit) -> bytes:
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda games: games[0].update(officialDate="2024-07-15"), "game 1: dated '2024-07-15', not the requested 2024-07-14"),
+    (lambda games: games[0].update(officialDate="2024-07-15"),
+     "game 1: dated '2024-07-15', not the requested 2024-07-14"),
     (lambda games: games[1]["teams"]["away"]["team"].update(id=143), "game 2: PHI listed as both home and away team"),
     (lambda games: games[0]["teams"]["home"]["probablePitcher"].update(fullName=12345),
      "game 1: home probable pitcher's name '12345' is not a name"),

@@ -94,7 +94,8 @@ def test_shifted_feature_fires_the_drift_alert(servers, mirror, tmp_path):
     assert "mlb_pipeline_feature_psi_max" in (root / "metrics" / "mlb_pipeline.prom").read_text()
 
     def psi_in_prometheus():
-        result = get_json(f"{prometheus}/api/v1/query?query=mlb_pipeline_feature_psi%7Bfeature%3D%22ctx_park_factor%22%7D")
+        query = "mlb_pipeline_feature_psi%7Bfeature%3D%22ctx_park_factor%22%7D"  # ...{feature="ctx_park_factor"}
+        result = get_json(f"{prometheus}/api/v1/query?query={query}")
         values = result["data"]["result"]
         return float(values[0]["value"][1]) if values else None
 

@@ -1,7 +1,7 @@
 """The pipeline on the real Retrosheet mirror: coverage, contracts, phase status, and no leakage."""
 import datetime as dt
-import json
 import io
+import json
 import zipfile
 
 import pandas as pd
@@ -119,7 +119,8 @@ def test_season_opener_uses_only_earlier_seasons_or_priors(real_run):
 
 
 def full_season_games(mirror):
-    parsed = [parse_gamelog(read_season_zip((mirror / f"gl{y}.zip").read_bytes(), y, "x"), y, "x") for y in (2023, 2024)]
+    parsed = [parse_gamelog(read_season_zip((mirror / f"gl{y}.zip").read_bytes(), y, "x"), y, "x") for y in (2023,
+                                                                                                             2024)]
     history, schedule = split_as_of(pd.concat([p.games for p in parsed], ignore_index=True), dt.date(2025, 1, 1))
     return clean_games(history, schedule, {}, ["SEO01", "LON01", "MEX02"])
 
@@ -144,8 +145,10 @@ def test_features_for_day_d_ignore_results_of_day_d_and_later(mirror):
     games = full_season_games(mirror)
     changed = games.copy()
     later = changed["date"] >= pd.Timestamp(AS_OF)
-    changed.loc[later, ["home_score", "away_score"]] = changed.loc[later, ["away_score", "home_score"]].to_numpy() + [3, 0]
-    changed.loc[later, "home_win"] = (changed.loc[later, "home_score"] > changed.loc[later, "away_score"]).astype("Int64")
+    changed.loc[later, ["home_score", "away_score"]] = changed.loc[later, ["away_score",
+                                                                           "home_score"]].to_numpy() + [3, 0]
+    changed.loc[later, "home_win"] = (changed.loc[later, "home_score"] > changed.loc[later,
+                                                                                     "away_score"]).astype("Int64")
     changed.loc[later, ["winning_pitcher_id", "losing_pitcher_id"]] = changed.loc[
         later, ["losing_pitcher_id", "winning_pitcher_id"]].to_numpy()
     for col in ("home_bat_so", "away_bat_bb", "home_bat_late_runs", "away_bat_late_innings"):  # box-score lines
@@ -167,5 +170,6 @@ def test_changing_results_of_day_d_changes_no_prediction_for_day_d(real_run, mir
     pd.testing.assert_frame_equal(store.read_frame("predictions"), other.read_frame("predictions"))
     day = pd.Timestamp(AS_OF)
     a, b = store.read_frame("model_table"), other.read_frame("model_table")
-    pd.testing.assert_frame_equal(a[a["date"] == day].reset_index(drop=True), b[b["date"] == day].reset_index(drop=True))
+    pd.testing.assert_frame_equal(a[a["date"] == day].reset_index(drop=True),
+                                  b[b["date"] == day].reset_index(drop=True))
     assert store.verify("win_model") == other.verify("win_model")  # the model never saw D either

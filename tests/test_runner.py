@@ -132,9 +132,9 @@ def test_stale_lock_from_a_killed_run_is_taken_over(tmp_path, caplog):
 
 
 def test_runs_lists_each_run_with_its_result_and_versioning(toy_cfg, capsys):
-    import pipeline
-
     import time
+
+    import pipeline
 
     ok, store = run(toy_cfg)
     time.sleep(1.1)  # run ids sort by their start second (the lock keeps real runs further apart)

@@ -20,7 +20,8 @@ def viewer_root(mirror, tmp_path_factory):
     """Two nightly runs (two dates, so histories have two points) and one backtest summary."""
     root = tmp_path_factory.mktemp("viewer") / "artifacts"
     for day in ("2024-07-13", "2024-07-14"):
-        proc = run_pipeline("run", "--legacy-executor", "--as-of", day, "--set", f"sources.retrosheet.base_url={mirror}",
+        proc = run_pipeline("run", "--legacy-executor", "--as-of", day, "--set",
+                            f"sources.retrosheet.base_url={mirror}",
                             "--set", f"paths.artifacts={root}", "--set", "data.first_season=2018",
                             "--set", "model.train_seasons=5")
         assert proc.returncode == 0, proc.stderr[-2000:]

@@ -194,7 +194,8 @@ def load_backtests(cfg, seasons: list[int]) -> dict[int, pd.DataFrame]:
     frames = {}
     for year in dict.fromkeys(seasons):
         try:
-            store = ArtifactStore(Catalog(cfg.paths.artifacts, cfg.paths.schemas).backtest(year).root, cfg.paths.schemas)
+            store = ArtifactStore(Catalog(cfg.paths.artifacts, cfg.paths.schemas).backtest(year).root,
+                                  cfg.paths.schemas)
             if not store.resolve_output_path("backtest").exists():
                 raise BacktestError(f"{store.resolve_output_path('backtest')}: no backtest of {year}; "
                                     f"run `python pipeline.py backtest --season {year}` first")

@@ -79,7 +79,8 @@ def build_registry(status: RunStatus, store: ArtifactStore, margins: dict[str, f
     card = store.read_if_present("model_card")
     if card:
         chosen = card["candidates"][card["chosen"]]["validation"]
-        gauge("model_validation_brier", "Brier score of the published model on its validation slice").set(chosen["brier"])
+        gauge("model_validation_brier",
+              "Brier score of the published model on its validation slice").set(chosen["brier"])
         gauge("model_validation_log_loss", "Log loss of the published model on its validation slice").set(
             chosen["log_loss"])
         runs = card["runs"]["validation"]

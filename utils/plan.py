@@ -113,13 +113,15 @@ STATUS_COLOURS = {
 def dag_dot(registry: Registry, selected: list[str] | None = None, statuses: dict[str, str] | None = None) -> str:
     """Graphviz source: module nodes, artifact edges; J dashed as reserved, orphans marked."""
     selected = selected if selected is not None else [s.id for s in registry.runnable]
-    lines = ["digraph mlb_pipeline {", '  rankdir=LR;', '  node [shape=box, style="rounded,filled", fontname="Helvetica"];']
+    lines = ["digraph mlb_pipeline {", '  rankdir=LR;',
+             '  node [shape=box, style="rounded,filled", fontname="Helvetica"];']
     for spec in registry:
         if spec.reserved:
             label, colour, style = f"{spec.id} (reserved)", STATUS_COLOURS["reserved"], "dashed,rounded,filled"
         else:
             state = (statuses or {}).get(spec.id, "never run" if statuses is not None else "pending")
-            label = f"{spec.id} {spec.name}" + ("\\n(orphan)" if spec.orphan else "") + (f"\\n{state}" if statuses is not None else "")
+            label = f"{spec.id} {spec.name}" + ("\\n(orphan)" if spec.orphan else "")
+            label += f"\\n{state}" if statuses is not None else ""
             colour = STATUS_COLOURS.get(state, "#ffffff")
             style = "rounded,filled" if spec.id in selected else "rounded,filled,dotted"
         lines.append(f'  {spec.id} [label="{label}", fillcolor="{colour}", style="{style}"];')
@@ -177,7 +179,8 @@ def mermaid(registry: Registry) -> str:
     """The DAG as a mermaid flowchart (the README's map): modules as nodes, artifacts on the edges."""
     lines = ["flowchart LR"]
     for spec in registry:
-        label = f"{spec.id} (reserved)" if spec.reserved else f"{spec.id} {spec.name}" + (" (orphan)" if spec.orphan else "")
+        label = f"{spec.id} (reserved)" if spec.reserved else \
+            f"{spec.id} {spec.name}" + (" (orphan)" if spec.orphan else "")
         lines.append(f'    {spec.id}["{label}"]')
     for spec in registry:
         for name in spec.inputs:

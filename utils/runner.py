@@ -22,8 +22,14 @@ from typing import Any, Callable
 
 from modules.registry import ModuleResult, ModuleSpec, Registry, StageOutput
 from phase_status import OutputStatus, PhaseStatus, RunStatus, StatusRecorder
-from utils.artifacts import (COMMIT_LOCK, ArtifactError, ArtifactStore, atomic_write_text, handle_overwrite_policy,
-                             staged_writes)
+from utils.artifacts import (
+    COMMIT_LOCK,
+    ArtifactError,
+    ArtifactStore,
+    atomic_write_text,
+    handle_overwrite_policy,
+    staged_writes,
+)
 from utils.lineage import lineage, stage_params, stale_reason
 from utils.plan import Plan
 from utils.schema import SchemaError
@@ -377,7 +383,8 @@ def post_run(cfg, ctx: RunContext) -> None:
         export_metrics(cfg, recorder.run, ctx.store)
         recorder.step("metrics", "success")
     except (OSError, ValueError, ArtifactError) as exc:  # an unreachable Pushgateway must not hide the run's outcome
-        where = f"{cfg.monitoring.pushgateway_url}: " if cfg.monitoring.pushgateway_url else ""  # else exc names the file
+        gateway = cfg.monitoring.pushgateway_url
+        where = f"{gateway}: " if gateway else ""  # without a Pushgateway the error names the file
         recorder.step("metrics", "failed", f"{where}{one_line(exc)}")
 
 
@@ -410,7 +417,6 @@ def run_session(cfg, registry: Registry, plan: Plan, store: ArtifactStore) -> Ru
 def run_and_report(cfg, registry: Registry, plan: Plan, store: ArtifactStore) -> tuple[int, str, list[str]]:
     """A whole run as the command line reports it: (exit code, the status table, one line per error)."""
     from phase_status import status_table
-
     from utils.locking import LockHeld
 
     try:

@@ -143,7 +143,8 @@ def validate_frame(contract: Contract, frame) -> None:
         rule = _column_rules(contract, str(column))
         if rule is None:
             if items.get("additionalProperties", True) is False:
-                raise SchemaError(f"{contract.name}: column '{column}' is not in the contract; rule: additionalProperties false")
+                raise SchemaError(f"{contract.name}: column '{column}' is not in the contract; "
+                                  "rule: additionalProperties false")
             continue
         _check_column(contract, str(column), frame[column], rule)
     key = contract.body.get("x-unique")

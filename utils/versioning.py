@@ -241,8 +241,8 @@ def dvc_yaml(registry: Registry, store: ArtifactStore) -> str:
             out = {rel(name): {"persist": True}} if name in spec.appends else rel(name)
             outs += [out, rel(name) + ".meta.json"]
         stages[f"{spec.id}_{spec.name}"] = {
-            "cmd": f"PYTHONPATH=. python pipeline.py run --modules {spec.id} --legacy-executor --overwrite-policy overwrite "
-                   f"--set versioning.backend=none",
+            "cmd": f"PYTHONPATH=. python pipeline.py run --modules {spec.id} --legacy-executor "
+                   "--overwrite-policy overwrite --set versioning.backend=none",
             "deps": [f"{spec.module.replace('.', '/')}.py", "config.yaml", *(rel(n) for n in spec.inputs)],
             "outs": outs,
         }
