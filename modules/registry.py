@@ -97,6 +97,10 @@ class Registry:
         wanted = {self.producer[name] for name in self.specs[module_id].inputs if name in self.producer}
         return [m for m in self.specs if m in wanted]
 
+    def edges(self) -> list[tuple[str, str, str]]:
+        """(producer, consumer, artifact) for every input made by another stage, in registry order."""
+        return [(self.producer[name], spec.id, name) for spec in self for name in spec.inputs if name in self.producer]
+
     def ancestors(self, module_id: str) -> list[str]:
         """The module and every module it depends on, in registry (topological) order."""
         wanted, todo = set(), [module_id]

@@ -125,11 +125,8 @@ def dag_dot(registry: Registry, selected: list[str] | None = None, statuses: dic
             colour = STATUS_COLOURS.get(state, "#ffffff")
             style = "rounded,filled" if spec.id in selected else "rounded,filled,dotted"
         lines.append(f'  {spec.id} [label="{label}", fillcolor="{colour}", style="{style}"];')
-    for spec in registry:
-        for name in spec.inputs:
-            producer = registry.producer.get(name)
-            if producer:
-                lines.append(f'  {producer} -> {spec.id} [label="{name}", fontsize=9];')
+    lines += [f'  {producer} -> {consumer} [label="{name}", fontsize=9];'
+              for producer, consumer, name in registry.edges()]
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -182,11 +179,7 @@ def mermaid(registry: Registry) -> str:
         label = f"{spec.id} (reserved)" if spec.reserved else \
             f"{spec.id} {spec.name}" + (" (orphan)" if spec.orphan else "")
         lines.append(f'    {spec.id}["{label}"]')
-    for spec in registry:
-        for name in spec.inputs:
-            producer = registry.producer.get(name)
-            if producer:
-                lines.append(f"    {producer} -->|{name}| {spec.id}")
+    lines += [f"    {producer} -->|{name}| {consumer}" for producer, consumer, name in registry.edges()]
     return "\n".join(lines) + "\n"
 
 
