@@ -1,6 +1,6 @@
 """MLB prediction pipeline: the command line. Each command parses its options and calls one function
-that lives where its subject lives; `main` turns the pipeline's errors into one line and an exit code:
-0 success; 1 a module, a step, an input or the disk failed; 2 bad usage or invalid config.
+that lives where its subject lives; utils/errors.py turns the pipeline's errors into one line and an
+exit code: 0 success; 1 a module, a step, an input or the disk failed; 2 bad usage or invalid config.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import typer
 
 from modules.registry import REGISTRY
 from utils.artifacts import ArtifactStore
-from utils.config import ConfigError, PipelineConfig, load_config, read_config_file, today_in
+from utils.config import ConfigError, config_from_cli, today_in
 from utils.logging import setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -24,19 +24,6 @@ ConfigOpt = Annotated[Path, typer.Option("--config", help="the YAML config file"
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a config key: dotted.key=value")]
 Policy = Enum("Policy", {p: p for p in ("warn", "skip", "fail", "overwrite")}, type=str)
 DagFormat = Enum("DagFormat", {f: f for f in ("text", "dot", "mermaid", "markdown", "svg", "png")}, type=str)
-
-
-def configured(path: Path, overrides: list[str] | None, flags: dict | None = None) -> PipelineConfig:
-    """The config, built once: file, then --set, then flags; a warning for each flag that overrides a
-    value set on purpose."""
-    from utils.config import build_config, flag_conflicts
-
-    if not flags:
-        return load_config(path, overrides)
-    raw = read_config_file(path)
-    for warning in flag_conflicts(raw, overrides, flags):
-        typer.echo(f"warning: {warning}", err=True)
-    return build_config(raw, overrides, flags)
 
 
 @app.command()
@@ -60,7 +47,7 @@ def run(
 
     if as_of is not None and not _is_date(as_of):
         raise ConfigError([f"--as-of: '{as_of}' is not a date YYYY-MM-DD"])
-    cfg = with_as_of(configured(config, set_, {
+    cfg = with_as_of(config_from_cli(config, set_, {
         "run.modules": modules.split(",") if modules else None, "run.as_of": as_of,
         "run.overwrite_policy": overwrite_policy.value if overwrite_policy else None,
         "run.executor": "legacy" if legacy_executor else None, "run.max_workers": max_workers}))
@@ -104,7 +91,7 @@ def backtest(
     """Walk-forward backtest of one season: retrain every model.retrain_every_days on earlier games only."""
     from utils.backtest import format_season, run_backtest
 
-    cfg = configured(config, set_)
+    cfg = config_from_cli(config, set_)
     summary, predictions = run_backtest(cfg, season, today_in(cfg.sources.schedule.timezone))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +112,8 @@ def backtest_report(
     """Seasons already backtested, side by side and pooled: Brier against Elo, calibration, its tests."""
     from utils.backtest import format_report, load_backtests, pooled_report
 
-    typer.echo(format_report(pooled_report(load_backtests(configured(config, set_), season), tolerance, min_games)))
+    frames = load_backtests(config_from_cli(config, set_), season)
+    typer.echo(format_report(pooled_report(frames, tolerance, min_games)))
 
 
 @app.command("dvc-yaml")
@@ -148,7 +136,7 @@ def restore(
     """Put an earlier run's version of artifacts back in place (checked against that run's SHA-256)."""
     from utils.versioning import restore_artifacts
 
-    typer.echo("\n".join(restore_artifacts(configured(config, set_), run_id, artifacts)))
+    typer.echo("\n".join(restore_artifacts(config_from_cli(config, set_), run_id, artifacts)))
 
 
 @app.command()
@@ -161,7 +149,7 @@ def diff(
     """Per artifact: schema version, rows and hash of two runs, and the features whose PSI moved most."""
     from utils.versioning import diff_runs, existing_run, version_store
 
-    cfg = configured(config, set_)
+    cfg = config_from_cli(config, set_)
     store = ArtifactStore.from_config(cfg)
     runs = [existing_run(store.catalog, run_id) for run_id in (run_a, run_b)]
     typer.echo(diff_runs(store, version_store(cfg), runs))
@@ -170,7 +158,7 @@ def diff(
 @app.command("validate-config")
 def validate_config(config: ConfigOpt = Path("config.yaml"), set_: SetOpt = None) -> None:
     """Check the config; every problem is printed with its dotted key (exit 2)."""
-    cfg = configured(config, set_)
+    cfg = config_from_cli(config, set_)
     typer.echo(f"{config}: valid ({len(cfg.model_dump())} sections)")
 
 
@@ -191,7 +179,7 @@ def status(config: ConfigOpt = Path("config.yaml"), set_: SetOpt = None) -> None
     """The last run's phase status as a table."""
     from phase_status import latest_status_text
 
-    typer.echo(latest_status_text(configured(config, set_).paths.artifacts))
+    typer.echo(latest_status_text(config_from_cli(config, set_).paths.artifacts))
 
 
 @app.command()
@@ -204,7 +192,7 @@ def runs(
     from phase_status import runs_table
     from utils.catalog import Catalog
 
-    cfg = configured(config, set_)
+    cfg = config_from_cli(config, set_)
     typer.echo(runs_table(Catalog(cfg.paths.artifacts, cfg.paths.schemas), last))
 
 
@@ -217,7 +205,7 @@ def cleanup(
     """Remove run outputs older than retention.days; never the latest good version of an artifact."""
     from utils.cleanup import cleanup_report
 
-    cfg = configured(config, set_)
+    cfg = config_from_cli(config, set_)
     typer.echo(cleanup_report(Path(cfg.paths.artifacts), cfg.retention.days, dry_run))
 
 
@@ -235,39 +223,11 @@ def run_cli(args: list[str]) -> int:
     return 0
 
 
-def _click_error(name: str) -> type[Exception] | tuple:
-    """click's exception class `name` as this typer raises it (newer typers vendor their own click);
-    () if this click has no such class, which an except clause then never matches."""
-    usage = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
-    return usage if name == "UsageError" else getattr(sys.modules[usage.__module__], name, ())
-
-
 def main(argv: list[str] | None = None) -> None:
-    from utils.errors import exit_code_for
+    from utils.errors import run_app
 
     setup_logging()
-    try:
-        code = app(args=_with_command(list(sys.argv[1:] if argv is None else argv)), prog_name="pipeline.py",
-                   standalone_mode=False)
-    except _click_error("NoArgsIsHelpError") as exc:
-        exc.show()
-        code = exc.exit_code
-    except _click_error("UsageError") as exc:  # a misspelled option or value: one line, as for every user error
-        where = exc.ctx.command_path if exc.ctx else "pipeline.py"
-        typer.echo(f"error: {where}: {exc.format_message()} (see {where} --help)", err=True)
-        code = exc.exit_code
-    except ConfigError as exc:
-        typer.echo("\n".join(f"config error: {problem}" for problem in exc.problems), err=True)
-        code = 2
-    except typer.Abort:
-        typer.echo("error: interrupted", err=True)
-        code = 130
-    except Exception as exc:  # the pipeline's own errors are one line; anything else is a bug: traceback
-        code = exit_code_for(exc)
-        if code is None:
-            raise
-        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
-    raise SystemExit(code if isinstance(code, int) else 0)
+    raise SystemExit(run_app(app, _with_command(list(sys.argv[1:] if argv is None else argv)), "pipeline.py"))
 
 
 if __name__ == "__main__":

@@ -363,3 +363,15 @@ def with_as_of(cfg: PipelineConfig) -> PipelineConfig:
         return cfg
     today = today_in(cfg.sources.schedule.timezone)
     return cfg.model_copy(update={"run": cfg.run.model_copy(update={"as_of": today})})
+
+
+def config_from_cli(path: Path | str, overrides: list[str] | None,
+                    flags: dict[str, Any] | None = None) -> PipelineConfig:
+    """The config as a command builds it, once: the file, then --set, then its flags; a warning on
+    stderr for each flag that overrides a value set on purpose."""
+    import sys
+
+    raw = read_config_file(path)
+    for warning in flag_conflicts(raw, overrides, flags or {}):
+        print(f"warning: {warning}", file=sys.stderr)
+    return build_config(raw, overrides, flags)

@@ -23,3 +23,41 @@ def exit_code_for(exc: BaseException) -> int | None:
                         VersioningError, OSError)):
         return 1
     return None
+
+
+def _click_error(typer_module, name: str) -> type[Exception] | tuple:
+    """click's exception class `name` as this typer raises it (newer typers vendor their own click);
+    () if this click has no such class, which an except clause then never matches."""
+    import sys
+
+    usage = next(c for c in typer_module.BadParameter.__mro__ if c.__name__ == "UsageError")
+    return usage if name == "UsageError" else getattr(sys.modules[usage.__module__], name, ())
+
+
+def run_app(app, args: list[str], prog: str) -> int:
+    """Run a Typer app; every user error is one line on stderr and its exit code, never a traceback."""
+    import typer
+
+    from utils.config import ConfigError
+
+    try:
+        code = app(args=args, prog_name=prog, standalone_mode=False)
+    except _click_error(typer, "NoArgsIsHelpError") as exc:
+        exc.show()
+        code = exc.exit_code
+    except _click_error(typer, "UsageError") as exc:  # a misspelled option or value: one line, as for every error
+        where = exc.ctx.command_path if exc.ctx else prog
+        typer.echo(f"error: {where}: {exc.format_message()} (see {where} --help)", err=True)
+        code = exc.exit_code
+    except ConfigError as exc:
+        typer.echo("\n".join(f"config error: {problem}" for problem in exc.problems), err=True)
+        code = 2
+    except typer.Abort:
+        typer.echo("error: interrupted", err=True)
+        code = 130
+    except Exception as exc:  # the pipeline's own errors are one line; anything else is a bug: traceback
+        code = exit_code_for(exc)
+        if code is None:
+            raise
+        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
+    return code if isinstance(code, int) else 0
