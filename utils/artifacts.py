@@ -119,11 +119,12 @@ def staged_writes() -> Iterator[Staging]:
         staging.discard()
 
 
-def handle_overwrite_policy(path: Path, policy: str, newer: bool = False) -> str:
+def handle_overwrite_policy(path: Path, policy: str, newer: bool = False, said: set | None = None) -> str:
     """What the policy allows for an existing output: 'write', or 'keep-if-current' under 'skip' (the
     runner then keeps it only when it is up to date). Raises ArtifactError under 'fail'. Under 'warn',
     replacing yesterday's artifact is the nightly's job and stays quiet; replacing one written for a
-    later as-of date (`newer`: a replay over the current night's outputs) is worth a warning."""
+    later as-of date (`newer`: a replay over the current night's outputs) is worth a warning, once per
+    run (`said` remembers it; the rest go to INFO)."""
     path = Path(path)
     if not path.exists():
         return "write"
@@ -132,7 +133,11 @@ def handle_overwrite_policy(path: Path, policy: str, newer: bool = False) -> str
     if policy == "skip":
         return "keep-if-current"
     if policy == "warn" and newer:
-        log.warning("replacing %s, which was written for a later as-of date", path)
+        level = logging.INFO if said is not None and said else logging.WARNING
+        log.log(level, "replacing %s, which was written for a later as-of date%s", path,
+                "" if level == logging.INFO else " (a replay over newer artifacts; further ones are logged at INFO)")
+        if said is not None:
+            said.add(path)
     return "write"
 
 

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -59,6 +59,7 @@ class RunContext:
     recorder: StatusRecorder
     sha: str | None
     on_flow_start: Callable[[], None] | None = None  # called in the flow's own thread (signal handlers)
+    replaced_newer: set = field(default_factory=set)  # outputs of a later as-of date this run replaced
 
     @property
     def run_dir(self) -> Path:
@@ -87,7 +88,7 @@ def run_module(ctx: RunContext, spec: ModuleSpec) -> PhaseStatus:
         validators = ",".join(ctx.store.contract(name).validator for name in spec.outputs)
         for name in spec.outputs:
             handle_overwrite_policy(ctx.store.resolve_output_path(name), policy,
-                                    newer=policy == "warn" and _written_later(ctx, name))
+                                    newer=policy == "warn" and _written_later(ctx, name), said=ctx.replaced_newer)
         kept = _kept(ctx, spec) if policy == "skip" else None
     except (ArtifactError, SchemaError, OSError) as exc:
         return ctx.phase(spec, "failed", error=one_line(exc))
