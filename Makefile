@@ -44,7 +44,7 @@ test: system-deps $(STAMP) lint
 	PYTHONPATH=. $(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
 test-fast: $(STAMP) lint
-	PYTHONPATH=. $(BIN)/python -m pytest -m "not slow and not server and not prefect" $(PYTEST_ARGS)
+	PYTHONPATH=. $(BIN)/python -m pytest -m "not slow and not server and not prefect and not dvc" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache .coverage dag_plan.dot dag_plan.svg

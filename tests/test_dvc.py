@@ -62,6 +62,7 @@ def run(proj, *args, timeout=600):
     return proc
 
 
+@pytest.mark.dvc
 def test_dvc_dag_is_the_pipeline_dag(tmp_path, mirror):
     proj = project_copy(tmp_path, mirror, "2024-07-14")
     dot = run(proj, sys.executable, "-m", "dvc", "dag", "--dot").stdout

@@ -145,6 +145,7 @@ def test_restore_refuses_run_ids_not_of_the_pipeline_s_format(tmp_path, capsys, 
     assert code == 2 and "is not a run id" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.dvc
 def test_restore_never_reads_outside_and_verifies_before_replacing(repo):
     from tests.test_versioning import version
     from utils.versioning import DvcVersionStore, VersioningError, restore
@@ -413,6 +414,7 @@ def test_a_failed_metrics_push_fails_the_run_and_status_says_so(tmp_path, capsys
     assert code == 0 and any(line.split()[:3] == ["-", "metrics", "failed"] for line in out.splitlines())
 
 
+@pytest.mark.dvc
 def test_a_failed_versioning_fails_the_run_with_dvc_s_reason(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(pipeline, "REGISTRY", toy_registry())
     monkeypatch.chdir(tmp_path)

@@ -10,6 +10,7 @@ from utils.artifacts import ArtifactStore
 from utils.config import build_config
 from utils.versioning import DvcVersionStore, VersioningError, restore, version_store
 
+pytestmark = pytest.mark.dvc
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1"}
 
 
