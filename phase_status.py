@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from utils.artifacts import atomic_write_text
-from utils.catalog import Catalog
+from utils.catalog import ArtifactError, Catalog
 
 Status = Literal["pending", "running", "success", "failed", "skipped", "interrupted"]
 StepState = Literal["running", "success", "failed", "skipped", "off", "interrupted"]
@@ -200,7 +200,7 @@ def runs_table(catalog: Catalog, last: int = 20) -> str:
     for run_id in catalog.run_ids()[-last:]:
         try:
             run = load_status(catalog.run_file(run_id, "status"))
-        except StatusError as exc:
+        except (StatusError, ArtifactError) as exc:
             rows.append(f"{run_id:<24} {'?':<10} {'unreadable':<11} {'-':>8}  {exc}")
             continue
         seconds = f"{(run.finished_at - run.started_at).total_seconds():.1f}" if run.finished_at else "-"

@@ -8,7 +8,7 @@ import pandas as pd
 from modules.registry import Registry
 from phase_status import RunStatus, StatusError, load_status, read_status
 from utils.artifacts import ArtifactStore
-from utils.catalog import Catalog
+from utils.catalog import ArtifactError, Catalog
 from utils.locking import RunLock
 
 THRESHOLDS = {"warn": 0.1, "critical": 0.25}
@@ -32,7 +32,7 @@ def run_history(root: Path) -> list[RunStatus]:
     for run_id in catalog.run_ids():
         try:
             runs.append(load_status(catalog.run_file(run_id, "status")))
-        except StatusError:  # one damaged run folder must not hide the others' history
+        except (StatusError, ArtifactError):  # one damaged run folder must not hide the others' history
             continue
     return runs
 

@@ -59,7 +59,6 @@ FIELDS: list[tuple[str, str]] = (
 FIELD_NAMES = [name for name, _ in FIELDS]
 assert len(FIELDS) == 161
 
-# Fields known before the first pitch; everything else is a result and is hidden in a schedule.
 # The schedule's columns (live or replayed) but the season: fields known before the first pitch.
 PREGAME_FIELDS = [c for c in SCHEDULE_COLUMNS if c != "season"]
 LAHMAN_COLUMNS = ["retro_id", "season", "g", "gs", "ip_outs", "h", "er", "hr", "bb", "so", "hbp", "bfp"]

@@ -38,35 +38,11 @@ def split_by_time(n: int, holdout: float) -> tuple[slice, slice, slice]:
     return slice(0, n - val - cal), slice(n - val - cal, n - val), slice(n - val, n)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def lgbm_params(p, seed: int, objective: str, threads: int) -> dict:
     return {"objective": objective, "num_leaves": p.num_leaves, "learning_rate": p.learning_rate,
             "min_child_samples": p.min_child_samples, "subsample": p.subsample, "subsample_freq": 1,
             "colsample_bytree": p.colsample_bytree, "reg_lambda": p.reg_lambda, "random_state": seed,
             "deterministic": True, "force_row_wise": True, "num_threads": threads, "verbose": -1}
-
-
-
-
-
-
-
-
 
 
 DRIFT_REFERENCE_SEASONS = 2
@@ -227,8 +203,6 @@ def model_params(models: TrainedModels) -> dict:
     """What prediction needs beyond the LightGBM files: the choice, calibrator, logistic weights, drift bins."""
     return {"chosen": models.chosen, "calibrator": {"kind": models.calibrator.kind, "params": models.calibrator.params},
             "features": models.features, "logistic": models.logistic, "reference": models.reference}
-
-
 
 
 def train(model_table: pd.DataFrame, as_of: dt.date, model: ModelConfig, psi_bins: int) -> StageOutput:

@@ -16,11 +16,6 @@ from utils.evaluation import DRIFT_WINDOW_DAYS, calibration_table, calibration_t
 log = logging.getLogger("mlb.l_predict_monitor")
 
 
-
-
-
-
-
 def drift_report(models: TrainedModels, table: pd.DataFrame, as_of: dt.date) -> dict:
     """PSI of each feature and of p_home_win over the games of the last 30 days up to the as-of date,
     against K's reference (the same weeks of the last two seasons)."""

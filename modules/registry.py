@@ -9,9 +9,10 @@ are imported only when a stage runs, so planning never pays for pandas, LightGBM
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
-import inspect
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -25,7 +26,6 @@ class ModuleResult:
 
     outputs: list[ArtifactRecord]
     metrics: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -66,10 +66,28 @@ class ModuleSpec:
         return function
 
     def code_version(self) -> str:
-        """SHA-256 (12 hex digits) of the source file of the stage's function: a changed file makes its
-        outputs stale under the 'skip' policy, as dvc.lock's deps and Dagster's code versions do."""
-        source = Path(inspect.getfile(importlib.import_module(self.module))).read_bytes()
-        return hashlib.sha256(source).hexdigest()[:12]
+        """SHA-256 (12 hex digits) of the stage's source file and of the project modules it imports
+        (`modules.*`, `utils.*`): a change to any makes its outputs stale under the 'skip' policy, as
+        dvc.lock's deps and Dagster's code versions do. Found without importing anything."""
+        digest = hashlib.sha256()
+        for path in _project_sources(self.module):
+            digest.update(path.read_bytes())
+        return digest.hexdigest()[:12]
+
+
+def _project_sources(module: str) -> list[Path]:
+    """The module's file and those of the project modules it imports directly."""
+    origin = Path(importlib.util.find_spec(module).origin)
+    names = {module}
+    for node in ast.walk(ast.parse(origin.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PROJECT_PACKAGES:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.split(".")[0] in PROJECT_PACKAGES)
+    return [Path(importlib.util.find_spec(name).origin) for name in sorted(names)]
+
+
+PROJECT_PACKAGES = ("modules", "utils")
 
 
 class Registry:
@@ -81,6 +99,13 @@ class Registry:
                 if out in self.producer:
                     raise ValueError(f"artifact '{out}' is made by both {self.producer[out]} and {spec.id}")
                 self.producer[out] = spec.id
+        order = list(self.specs)
+        for spec in specs:  # the executors and levels rely on registry order being a topological order
+            late = [n for n in spec.inputs
+                    if n in self.producer and order.index(self.producer[n]) > order.index(spec.id)]
+            if late:
+                raise ValueError(f"stage {spec.id} reads {late[0]}, made by {self.producer[late[0]]}, which is "
+                                 f"registered after it: list producers first")
 
     def __iter__(self):
         return iter(self.specs.values())
@@ -110,9 +135,6 @@ class Registry:
                 wanted.add(current)
                 todo.extend(self.upstream(current))
         return [m for m in self.specs if m in wanted]
-
-    def downstream(self, module_id: str) -> list[str]:
-        return [spec.id for spec in self if module_id in self.upstream(spec.id)]
 
     def levels(self, module_ids: list[str]) -> list[list[str]]:
         """Selected modules grouped so each level depends only on earlier levels."""

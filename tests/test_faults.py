@@ -160,7 +160,7 @@ def test_restore_never_reads_outside_and_verifies_before_replacing(repo):
     forged["stages"]["T_summary"]["outs"][0]["md5"] = "../../../../../../etc/passwd"
     (first / "dvc.lock").write_text(yaml.safe_dump(forged))
     with pytest.raises(VersioningError, match="md5 of 'artifacts/data/summary.json' is not 32 hex digits"):
-        restore(store, versions, first, "summary", repo)
+        restore(store, versions, first, "summary")
     assert store.verify("summary") == current
     # a corrupted cache object: refused, and the current artifact is still the good one
     second = repo / "artifacts" / "runs" / "20240714T060000Z-bbbbbb"
@@ -171,7 +171,7 @@ def test_restore_never_reads_outside_and_verifies_before_replacing(repo):
     obj.write_bytes(b'{"total": 666}\n')
     good = store.verify("summary")
     with pytest.raises(VersioningError, match=f"no sound copy of md5 {md5} .*corrupted copies: {obj}"):
-        restore(store, versions, second, "summary", repo)
+        restore(store, versions, second, "summary")
     assert store.verify("summary") == good and store.read_json("summary") == {"total": 3} and third.exists()
 
 
@@ -676,3 +676,32 @@ def test_retrosheet_s_minus_one_for_an_unknown_count_is_kept(mirror):
     assert parsed.quarantine.empty
     game = parsed.games[parsed.games["line_number"] == 1423]
     assert game["attendance"].tolist() == [-1] and game["home_team"].tolist() == ["ATL"]
+
+
+# --- found by reviewing the change ---------------------------------------------------------------------------
+
+
+def test_a_folder_planted_at_an_output_fails_the_stage_before_any_rename(toy_cfg):
+    _, store = run_toy(toy_cfg, pair_registry())
+    before = store.verify("doubled")
+    store.resolve_output_path("squared").unlink()
+    store.resolve_output_path("squared").mkdir()  # the second output's target is now a folder
+    status, _ = run_toy(toy_cfg, pair_registry())
+    assert status.phases["P"].status == "failed" and "is a folder or a link" in status.phases["P"].error
+    assert store.verify("doubled") == before  # the first output was not replaced either
+    assert list((store.root / "data").glob(".*tmp")) == []
+
+
+def test_a_registry_listing_a_stage_before_its_producer_is_refused():
+    from modules.registry import ModuleSpec, Registry
+
+    with pytest.raises(ValueError, match="stage B reads x, made by A, which is registered after it"):
+        Registry([ModuleSpec("B", "b", "m:f", ("x",), ("y",)), ModuleSpec("A", "a", "m:f", (), ("x",))])
+
+
+def test_a_stage_s_code_version_covers_the_project_modules_it_imports():
+    from modules.registry import REGISTRY, _project_sources
+
+    names = [p.name for p in _project_sources(REGISTRY["L"].module)]
+    assert {"l_predict_monitor.py", "models.py", "evaluation.py"} <= set(names)
+    assert REGISTRY["L"].code_version() != REGISTRY["K"].code_version()

@@ -29,10 +29,10 @@ def test_commit_push_and_restore_an_earlier_version(repo, tmp_path):
     first = version(store, versions, repo, "r1", 1)
     second = version(store, versions, repo, "r2", 2)
     assert (first / "dvc.lock").exists() and (tmp_path / "remote" / "files" / "md5").is_dir()
-    digest = restore(store, versions, first, "summary", repo)
+    digest = restore(store, versions, first, "summary")
     assert store.read_json("summary") == {"total": 1} and digest == store.verify("summary")
     shutil.rmtree(repo / ".dvc" / "cache")  # only the remote has the objects now
-    restore(store, versions, second, "summary", repo)
+    restore(store, versions, second, "summary")
     assert store.read_json("summary") == {"total": 2}
 
 
@@ -41,7 +41,7 @@ def test_clear_errors(repo):
     versions = DvcVersionStore(repo, "local")
     run_dir = version(store, versions, repo, "r1", 1)
     with pytest.raises(VersioningError, match="r1: the run wrote no artifact 'numbers'"):
-        restore(store, versions, run_dir, "numbers", repo)
+        restore(store, versions, run_dir, "numbers")
     with pytest.raises(VersioningError, match="'artifacts/data/x.json' is not among the run's versioned outputs"):
         versions.fetch(run_dir, "artifacts/data/x.json")
     bare = repo / "artifacts" / "runs" / "r0"

@@ -1,4 +1,4 @@
-"""The artifact layer: the one place that maps an artifact name to a file.
+"""The artifact layer: contracts checked, writes atomic (and staged), hashes recorded and verified.
 
 Modules ask for artifacts by name. Every write is checked against the artifact's contract,
 written to a temp file and renamed into place, and recorded with its SHA-256 in a sidecar
@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import os
+import signal
 import tempfile
 import threading
 import uuid
@@ -87,12 +88,29 @@ class Staging:
     batch: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     pending: list[tuple[Path, Path]] = field(default_factory=list)
 
+    def stage(self, path: Path, payload: bytes) -> None:
+        """Write `payload` to a temp file beside `path`, to be renamed over it by `commit`."""
+        self.pending.append((write_temp(path, payload), path))
+
     def commit(self) -> None:
-        """Rename every staged file into place (payload before its sidecar), under COMMIT_LOCK."""
-        with COMMIT_LOCK:
-            for tmp, final in self.pending:
-                os.replace(tmp, final)
-            self.pending.clear()
+        """Rename every staged file into place (payload before its sidecar), under COMMIT_LOCK.
+
+        Every target is checked first (a folder planted at one would fail its rename after others
+        were done), and on the main thread SIGINT/SIGTERM wait until the renames are over."""
+        for _, final in self.pending:
+            if final.is_dir() or final.is_symlink():
+                raise ArtifactError(f"{final}: is a folder or a link, not an artifact file; nothing was replaced")
+        main = threading.current_thread() is threading.main_thread()
+        if main:
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            with COMMIT_LOCK:
+                for tmp, final in self.pending:
+                    os.replace(tmp, final)
+                self.pending.clear()
+        finally:
+            if main:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def discard(self) -> None:
         for tmp, _ in self.pending:
@@ -261,7 +279,8 @@ class ArtifactStore:
             atomic_write_bytes(path, payload)
             atomic_write_bytes(meta_path, sidecar)
         else:
-            staging.pending += [(write_temp(path, payload), path), (write_temp(meta_path, sidecar), meta_path)]
+            staging.stage(path, payload)
+            staging.stage(meta_path, sidecar)
         return ArtifactRecord(name, str(path), digest, rows, contract.validator)
 
     def write_frame(self, name: str, frame, lineage: dict | None = None) -> ArtifactRecord:

@@ -1,7 +1,8 @@
 """The catalog: every path under the artifacts root, by what it is.
 
 Stages, the runner, the CLI, retention, versioning, metrics and the viewer ask it for paths; no
-other file joins a path under the root (tests/test_code_rules.py checks). Every path it gives lies
+other file names a folder or file of the layout (tests/test_code_rules.py checks; versioning opens a
+run folder's files by the names in RUN_FILES). Every path it gives lies
 inside the root with no symbolic link between the root and it (`safe_path`), so nothing the
 pipeline writes or deletes can land outside the root, whatever was linked there.
 

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from phase_status import StatusError, load_status
-from utils.catalog import Catalog
+from utils.catalog import ArtifactError, Catalog
 
 
 def _run_started(run_id: str) -> dt.datetime:
@@ -22,7 +22,7 @@ def _good_artifacts(catalog: Catalog, run_id: str) -> set[str]:
     """The artifacts a run wrote, if every module of it succeeded; none for a failed or unreadable run."""
     try:
         status = load_status(catalog.run_file(run_id, "status"))
-    except StatusError:
+    except (StatusError, ArtifactError):  # unreadable, or a link planted in the run folder
         return set()
     return {o.name for p in status.phases.values() for o in p.outputs} if status.modules_ok else set()
 

@@ -223,10 +223,6 @@ class PipelineConfig(Frozen):
             raise ValueError("data.last_season is before data.first_season")
         return self
 
-    @property
-    def as_of_season(self) -> int:
-        return (self.run.as_of or dt.date.today()).year
-
 
 def today_in(tz_name: str) -> dt.date:
     """Today's date where the games are scheduled (the nightly job's default as-of date)."""

@@ -1,10 +1,13 @@
 """The pipeline's own errors and their exit codes: each is one line naming the file, key or row.
 
-2 for bad usage (a plan that cannot run, a run id that names no run); 1 for everything that went
+2 for bad usage (a plan that cannot run, a run id that names no run, nothing to restore from); 1 for
+everything that went
 wrong with inputs, artifacts, the lock, the disk or a step. Anything else is a bug, and keeps its
 traceback.
 """
 from __future__ import annotations
+
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
 
 def exit_code_for(exc: BaseException) -> int | None:
@@ -42,6 +45,8 @@ def run_app(app, args: list[str], prog: str) -> int:
 
     try:
         code = app(args=args, prog_name=prog, standalone_mode=False)
+        if code == INTERRUPTED:  # typer turns a Ctrl-C outside a run into this code, silently
+            typer.echo("error: interrupted", err=True)
     except _click_error(typer, "NoArgsIsHelpError") as exc:
         exc.show()
         code = exc.exit_code
@@ -52,9 +57,9 @@ def run_app(app, args: list[str], prog: str) -> int:
     except ConfigError as exc:
         typer.echo("\n".join(f"config error: {problem}" for problem in exc.problems), err=True)
         code = 2
-    except typer.Abort:
-        typer.echo("error: interrupted", err=True)
-        code = 130
+    except typer.Abort:  # end of input where a prompt waited
+        typer.echo("error: aborted: no more input", err=True)
+        code = 1
     except Exception as exc:  # the pipeline's own errors are one line; anything else is a bug: traceback
         code = exit_code_for(exc)
         if code is None:

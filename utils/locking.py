@@ -14,11 +14,15 @@ import logging
 import os
 import socket
 import stat
+import time
 from pathlib import Path
 
 from utils.catalog import ArtifactError, Catalog
 
 log = logging.getLogger("mlb.lock")
+
+
+PROBE_RETRIES, PROBE_WAIT_SECONDS = 20, 0.05  # a second at most, for a reader's shared-lock probe to pass
 
 
 class LockHeld(RuntimeError):
@@ -42,13 +46,19 @@ class RunLock:
         except ArtifactError as exc:
             raise LockError(str(exc)) from None
 
-    def holder(self) -> dict | None:
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:  # absent, a link, or under a link (LockError)
-            return None
+    def _open_regular(self, flags: int) -> int:
+        """An fd of the lock file: never through a link (O_NOFOLLOW), never blocking on a FIFO planted
+        there (O_NONBLOCK), and only a regular file; OSError otherwise."""
+        fd = os.open(self.path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
+            raise OSError(errno.EINVAL, "not a regular file")
+        return fd
+
+    def holder(self) -> dict | None:
+        try:
+            fd = self._open_regular(os.O_RDONLY)
+        except OSError:  # absent, a link, not a file, or under a link (LockError)
             return None
         with os.fdopen(fd, "rb") as handle:
             text = handle.read(4096)
@@ -59,68 +69,73 @@ class RunLock:
         return holder if isinstance(holder, dict) else None
 
     def is_held(self) -> bool:
-        """Whether a live process holds the lock now (probes without taking it)."""
+        """Whether a live process holds the lock now (probes with a shared lock, released at once)."""
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = self._open_regular(os.O_RDONLY)
         except OSError:  # absent, or a link no run of ours could hold (LockError is an OSError too)
-            return False
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
             return False
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError:
             return True
         finally:
             os.close(fd)
         return False
 
     def acquire(self) -> RunLock:
+        if self._fd is not None:
+            return self
         path = self.path  # LockError when a link inside the root leads elsewhere
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            # O_NOFOLLOW: a link planted at .run.lock must not get its target truncated
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
-            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device planted there would block reads
-                os.close(fd)
-                raise OSError(errno.EINVAL, "not a regular file")
+            fd = self._open_regular(os.O_RDWR | os.O_CREAT)  # a link there must not get its target truncated
         except OSError as exc:
             reason = "is a symbolic link; refusing to follow it" if exc.errno == errno.ELOOP else \
                 f"cannot take the run lock ({exc.strerror or exc})"
             raise LockError(f"{path}: {reason}") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            who = self.holder() or {}
-            raise LockHeld(
-                f"{self.path}: another run holds the artifacts root "
-                f"(pid {who.get('pid', '?')} on {who.get('host', '?')}, started {who.get('started_at', '?')})"
-            ) from None
-        stale = self.holder()
-        if stale:
-            log.warning("took over a stale lock left by pid %s (started %s)", stale.get("pid"), stale.get("started_at"))
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        }
-        try:
+            self._lock(fd)
+            stale = self.holder()
+            if stale:
+                log.warning("took over a stale lock left by pid %s (started %s)", stale.get("pid"),
+                            stale.get("started_at"))
+            info = {"pid": os.getpid(), "host": socket.gethostname(),
+                    "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(info).encode(), 0)
+        except LockHeld:
+            os.close(fd)
+            raise
         except OSError as exc:
             os.close(fd)
-            raise LockError(f"{self.path}: cannot record the run lock's holder ({exc.strerror or exc})") from None
+            raise LockError(f"{path}: cannot take the run lock ({exc.strerror or exc})") from None
         self._fd = fd
         return self
+
+    def _lock(self, fd: int) -> None:
+        """flock, retried for a moment: `status` or the viewer may be probing with a shared lock."""
+        for attempt in range(PROBE_RETRIES):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if attempt == PROBE_RETRIES - 1:
+                    who = self.holder() or {}
+                    raise LockHeld(f"{self.path}: another run holds the artifacts root (pid {who.get('pid', '?')} "
+                                   f"on {who.get('host', '?')}, started {who.get('started_at', '?')})") from None
+                time.sleep(PROBE_WAIT_SECONDS)
 
     def release(self) -> None:
         if self._fd is None:
             return
-        os.ftruncate(self._fd, 0)
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
-        self._fd = None
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:  # a full or read-only disk: the unlock below still frees the root
+            log.debug("could not clear the lock file's holder", exc_info=True)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     def __enter__(self) -> RunLock:
         return self.acquire() if self._fd is None else self

@@ -1,4 +1,5 @@
-"""Turning a module selection into a checked plan, and drawing it (text, dot)."""
+"""Turning a module selection into a checked plan, the dry run's text, and the DAG's drawings
+(text, dot, mermaid, the README's markdown, svg/png through graphviz)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -58,8 +59,8 @@ def describe_outputs(registry: Registry, plan: Plan, store: ArtifactStore, polic
         if policy == "skip" and cfg is not None and spec.outputs:
             try:
                 reason = stale_reason(cfg, spec, store)
-            except (ArtifactError, OSError) as exc:
-                reason = str(exc)
+            except Exception as exc:  # a dry run describes; the run itself records the failure
+                reason = f"cannot tell ({' '.join(str(exc).split())[:160]})"
         for name in spec.outputs:
             if not store.resolve_output_path(name).exists():
                 effects[name] = "new"
@@ -158,7 +159,13 @@ def render(source: str, fmt: str, target: Path) -> Path:
 
     if not shutil.which("dot"):
         raise PlanError(f"graphviz 'dot' is not installed; cannot write {target} (use --format dot or text)")
-    subprocess.run(["dot", f"-T{fmt}", "-o", str(target)], input=source, text=True, check=True, timeout=30)
+    try:
+        subprocess.run(["dot", f"-T{fmt}", "-o", str(target)], input=source, text=True, check=True, timeout=30,
+                       capture_output=True)
+    except subprocess.CalledProcessError as exc:
+        raise PlanError(f"{target}: dot failed ({' '.join(exc.stderr.split())[:160]})") from None
+    except subprocess.TimeoutExpired:
+        raise PlanError(f"{target}: dot took more than 30 s") from None
     return target
 
 

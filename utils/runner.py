@@ -32,7 +32,6 @@ from utils.artifacts import (
 )
 from utils.lineage import lineage, stage_params, stale_reason
 from utils.plan import Plan
-from utils.schema import SchemaError
 
 log = logging.getLogger("mlb.runner")
 
@@ -90,7 +89,7 @@ def run_module(ctx: RunContext, spec: ModuleSpec) -> PhaseStatus:
             handle_overwrite_policy(ctx.store.resolve_output_path(name), policy,
                                     newer=policy == "warn" and _written_later(ctx, name), said=ctx.replaced_newer)
         kept = _kept(ctx, spec) if policy == "skip" else None
-    except (ArtifactError, SchemaError, OSError) as exc:
+    except Exception as exc:  # a broken contract, sidecar or stage module fails this stage, as under Prefect
         return ctx.phase(spec, "failed", error=one_line(exc))
     if kept is not None:
         return ctx.phase(spec, "skipped", validator=validators, outputs=kept)
@@ -295,6 +294,9 @@ def execute(cfg, registry: Registry, plan: Plan, store: ArtifactStore, executor:
     return ctx.recorder.finish()
 
 
+COMMIT_WAIT_SECONDS = 10
+
+
 class Interrupts:
     """SIGINT (Ctrl-C) and SIGTERM (cron, systemd) during a run: stop at once, not when the running
     module ends. The handler waits for any module's outputs being renamed into place, marks the
@@ -327,7 +329,11 @@ class Interrupts:
 
     def handle(self, signum: int, frame) -> None:
         name = signal.Signals(signum).name
-        COMMIT_LOCK.acquire(timeout=30)  # never leave a module's outputs half renamed; held until exit
+        for sig in self.SIGNALS:  # a second Ctrl-C while this one is handled changes nothing
+            signal.signal(sig, signal.SIG_IGN)
+        # Never leave a stage's outputs half renamed: wait for a commit in progress on another thread
+        # (renames take milliseconds; the main thread's own commits block these signals instead).
+        COMMIT_LOCK.acquire(timeout=COMMIT_WAIT_SECONDS)
         where = "before any module started"
         try:
             if self.ctx is not None:
@@ -400,8 +406,8 @@ def run_session(cfg, registry: Registry, plan: Plan, store: ArtifactStore) -> Ru
     lock = RunLock(store.root).acquire()
     try:
         with Interrupts(lock) as interrupts:
-            setup_logging(log_file=store.catalog.log_file(dt.date.today()))
             try:
+                setup_logging(log_file=store.catalog.log_file(dt.date.today()))
                 ctx = start_run(cfg, registry, plan, store, cfg.run.executor)
             except OSError as exc:
                 exc.status_untouched = True  # nothing of this run was recorded: the last status stands

@@ -22,7 +22,7 @@ import yaml
 
 from modules.registry import Registry
 from phase_status import StatusError, load_status
-from utils.artifacts import ArtifactStore, atomic_write_bytes, atomic_write_text, staged_writes, write_temp
+from utils.artifacts import ArtifactStore, atomic_write_bytes, atomic_write_text, staged_writes
 from utils.catalog import RUN_FILES, ArtifactError, Catalog
 
 log = logging.getLogger("mlb.versioning")
@@ -35,12 +35,10 @@ class VersioningError(RuntimeError):
 
 
 class VersionStore(Protocol):
+    repo: Path  # the repository whose artifacts root is versioned
+
     def commit(self, run_dir: Path) -> None:
         """Keep the current artifacts as the version of the run in `run_dir`."""
-
-    def cache_folder(self) -> Path:
-        """The DVC cache as DVC is configured (`.dvc/cache` unless `cache.dir` says otherwise)."""
-        return Path(dvc(self.repo, "cache", "dir").strip())
 
     def fetch(self, run_dir: Path, relpath: str) -> bytes:
         """The bytes `relpath` (relative to the repository) had in that run."""
@@ -165,7 +163,7 @@ def latest_versioned_run(root: Path, name: str) -> str | None:
     return None
 
 
-def restore(store: ArtifactStore, versions: VersionStore, run_dir: Path, name: str, repo: Path) -> str:
+def restore(store: ArtifactStore, versions: VersionStore, run_dir: Path, name: str) -> str:
     """Put run `run_dir`'s copy of an artifact (and its sidecar) back in place; returns its SHA-256.
 
     Both copies are checked against the run's manifest *before* anything is replaced, then renamed
@@ -189,7 +187,8 @@ def restore(store: ArtifactStore, versions: VersionStore, run_dir: Path, name: s
         raise VersioningError(f"{name}@{run_dir.name}: the stored copy (SHA-256 {digest[:12]}…) does not match the "
                               f"run's manifest ({expected[:12]}…); the current '{name}' is left as it is")
     with staged_writes() as staging:
-        staging.pending += [(write_temp(path, payload), path), (write_temp(meta, sidecar), meta)]
+        staging.stage(path, payload)
+        staging.stage(meta, sidecar)
         staging.commit()
     return store.verify(name)
 
@@ -297,6 +296,6 @@ def restore_artifacts(cfg, run_id: str, names: list[str]) -> list[str]:
     lines = []
     with RunLock(store.root):
         for name in names:
-            digest = restore(store, versions, run_dir, name, versions.repo)
+            digest = restore(store, versions, run_dir, name)
             lines.append(f"restored {name} from {run_id}: sha256 {digest}")
     return lines
