@@ -213,9 +213,14 @@ def runs_table(catalog: Catalog, last: int = 20) -> str:
     return "\n".join(rows)
 
 
-def latest_status_text(root: Path | str) -> str:
-    """What `pipeline.py status` prints: the latest run's table, or that there is none."""
+def latest_status(root: Path | str) -> RunStatus | None:
+    """The latest run's status, knowing whether a live run still holds the root."""
     from utils.locking import RunLock
 
-    current = read_status(root, run_alive=RunLock(root).is_held())
+    return read_status(root, run_alive=RunLock(root).is_held())
+
+
+def latest_status_text(root: Path | str) -> str:
+    """What `pipeline.py status` prints: the latest run's table, or that there is none."""
+    current = latest_status(root)
     return status_table(current) if current is not None else f"no run recorded under {root}"

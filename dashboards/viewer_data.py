@@ -6,16 +6,15 @@ from pathlib import Path
 import pandas as pd
 
 from modules.registry import Registry
-from phase_status import RunStatus, StatusError, load_status, read_status
+from phase_status import RunStatus, StatusError, latest_status, load_status
 from utils.artifacts import ArtifactStore
 from utils.catalog import ArtifactError, Catalog
-from utils.locking import RunLock
 
 THRESHOLDS = {"warn": 0.1, "critical": 0.25}
 
 
 def latest_run(root: Path) -> RunStatus | None:
-    return read_status(root, run_alive=RunLock(root).is_held())
+    return latest_status(root)
 
 
 def module_states(registry: Registry, run: RunStatus | None) -> dict[str, str]:

@@ -246,15 +246,13 @@ class ArtifactStore:
     def read_frame(self, name: str, columns: list[str] | None = None):
         return self.load(name, columns)[0]
 
-    def read_json(self, name: str) -> Any:
-        return self.load(name)[0]
+    read_json = read
 
     def read_if_present(self, name: str) -> Any:
-        """The artifact (a frame or a JSON document) when this pipeline has a contract for it and a
-        hash-valid copy exists; None otherwise. For readers that show what is there (metrics, viewer)."""
+        """The artifact (a frame, a JSON document or bytes) when this pipeline has a contract for it and
+        a hash-valid copy exists; None otherwise. For readers that show what is there (metrics, viewer)."""
         try:
-            kind = self.contract(name).kind
-            return self.read_frame(name) if kind == "table" else self.read_json(name)
+            return self.read(name)
         except (ArtifactError, SchemaError):
             return None
 

@@ -287,11 +287,17 @@ def execute(cfg, registry: Registry, plan: Plan, store: ArtifactStore, executor:
     """Run the plan (the caller holds the run lock); returns the final run status (also on disk).
     With `interrupts`, a signal records this run as interrupted."""
     ctx = start_run(cfg, registry, plan, store, executor)
+    _run_watched(ctx, plan, executor, max_workers, interrupts)
+    return ctx.recorder.finish()
+
+
+def _run_watched(ctx: RunContext, plan: Plan, executor: str, max_workers: int,
+                 interrupts: Interrupts | None) -> None:
+    """run_plan, with a signal recording this run as interrupted (also inside a Prefect flow)."""
     if interrupts is not None:
         interrupts.ctx = ctx
         ctx.on_flow_start = interrupts.install
     run_plan(ctx, plan, executor, max_workers)
-    return ctx.recorder.finish()
 
 
 COMMIT_WAIT_SECONDS = 10
@@ -412,9 +418,7 @@ def run_session(cfg, registry: Registry, plan: Plan, store: ArtifactStore) -> Ru
             except OSError as exc:
                 exc.status_untouched = True  # nothing of this run was recorded: the last status stands
                 raise
-            ctx.on_flow_start = interrupts.install
-            interrupts.ctx = ctx
-            run_plan(ctx, plan, cfg.run.executor, cfg.run.max_workers)
+            _run_watched(ctx, plan, cfg.run.executor, cfg.run.max_workers, interrupts)
             post_run(cfg, ctx)
             return ctx.recorder.finish()
     finally:
