@@ -4,7 +4,6 @@ exit code: 0 success; 1 a module, a step, an input or the disk failed; 2 bad usa
 """
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 import sys
 from enum import Enum
@@ -14,8 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from modules.registry import REGISTRY
-from utils.artifacts import ArtifactStore
-from utils.config import ConfigError, config_from_cli, today_in
+from utils.config import config_from_cli, today_in
 from utils.logging import setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -41,44 +39,14 @@ def run(
     set_: SetOpt = None,
 ) -> None:
     """Run the pipeline (or, with --dry-run, show what a run would do)."""
-    from utils.config import with_as_of
-    from utils.plan import ascii_dag, checked_plan, dry_run_text, write_visual
-    from utils.runner import run_and_report
+    from utils.config import as_of_flag, with_as_of
+    from utils.runner import run_command
 
-    if as_of is not None and not _is_date(as_of):
-        raise ConfigError([f"--as-of: '{as_of}' is not a date YYYY-MM-DD"])
     cfg = with_as_of(config_from_cli(config, set_, {
-        "run.modules": modules.split(",") if modules else None, "run.as_of": as_of,
+        "run.modules": modules.split(",") if modules else None, "run.as_of": as_of_flag(as_of),
         "run.overwrite_policy": overwrite_policy.value if overwrite_policy else None,
         "run.executor": "legacy" if legacy_executor else None, "run.max_workers": max_workers}))
-    store = ArtifactStore.from_config(cfg)
-    plan = checked_plan(REGISTRY, store, cfg.run.modules)
-    for note in plan.notes:
-        typer.echo(f"note: {note}", err=True)
-    if dry_run:
-        typer.echo(dry_run_text(cfg, REGISTRY, plan, store))
-    if visual:
-        written, note = write_visual(REGISTRY, plan.modules, Path.cwd())
-        if note:
-            typer.echo(f"note: {note}", err=True)
-        if dry_run:
-            typer.echo("\n" + ascii_dag(REGISTRY, plan) + "".join(f"\nwrote {path}" for path in written))
-    if dry_run:
-        return
-    code, table, errors = run_and_report(cfg, REGISTRY, plan, store)
-    if table:
-        typer.echo(table)
-    for error in errors:
-        typer.echo(f"error: {error}", err=True)
-    raise typer.Exit(code)
-
-
-def _is_date(text: str) -> bool:
-    try:
-        dt.date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
+    raise typer.Exit(run_command(cfg, REGISTRY, dry_run, visual, Path.cwd(), _echo))
 
 
 @app.command()
@@ -147,12 +115,9 @@ def diff(
     set_: SetOpt = None,
 ) -> None:
     """Per artifact: schema version, rows and hash of two runs, and the features whose PSI moved most."""
-    from utils.versioning import diff_runs, existing_run, version_store
+    from utils.versioning import diff_run_ids
 
-    cfg = config_from_cli(config, set_)
-    store = ArtifactStore.from_config(cfg)
-    runs = [existing_run(store.catalog, run_id) for run_id in (run_a, run_b)]
-    typer.echo(diff_runs(store, version_store(cfg), runs))
+    typer.echo(diff_run_ids(config_from_cli(config, set_), run_a, run_b))
 
 
 @app.command("validate-config")
@@ -207,6 +172,10 @@ def cleanup(
 
     cfg = config_from_cli(config, set_)
     typer.echo(cleanup_report(Path(cfg.paths.artifacts), cfg.retention.days, dry_run))
+
+
+def _echo(line: str, err: bool) -> None:
+    typer.echo(line, err=err)
 
 
 def _with_command(args: list[str]) -> list[str]:

@@ -361,6 +361,14 @@ def with_as_of(cfg: PipelineConfig) -> PipelineConfig:
     return cfg.model_copy(update={"run": cfg.run.model_copy(update={"as_of": today})})
 
 
+def as_of_flag(text: str | None) -> dt.date | None:
+    """The --as-of option as a date; a ConfigError naming the option otherwise."""
+    try:
+        return None if text is None else dt.date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError([f"--as-of: '{text}' is not a date YYYY-MM-DD"]) from None
+
+
 def config_from_cli(path: Path | str, overrides: list[str] | None,
                     flags: dict[str, Any] | None = None) -> PipelineConfig:
     """The config as a command builds it, once: the file, then --set, then its flags; a warning on

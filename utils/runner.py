@@ -443,3 +443,32 @@ def run_and_report(cfg, registry: Registry, plan: Plan, store: ArtifactStore) ->
     errors = [f"module {p.module} ({p.name}) failed: {p.error}" for p in status.phases.values() if p.status == "failed"]
     errors += [f"{name}: {step.error}" for name, step in status.steps.items() if step.status == "failed"]
     return (0 if status.ok else 1), status_table(status), errors
+
+
+
+def run_command(cfg, registry: Registry, dry_run: bool, visual: bool, out_dir: Path,
+                echo: Callable[[str, bool], None]) -> int:
+    """`pipeline.py run`: plan, show the plan (dry run, --visual), and run it unless it is a dry run.
+    `echo(text, to_stderr)` prints as it goes, so notes show before a long run; returns the exit code."""
+    from utils.plan import ascii_dag, checked_plan, dry_run_text, write_visual
+
+    store = ArtifactStore.from_config(cfg)
+    plan = checked_plan(registry, store, cfg.run.modules)
+    for note in plan.notes:
+        echo(f"note: {note}", True)
+    if dry_run:
+        echo(dry_run_text(cfg, registry, plan, store), False)
+    if visual:
+        written, note = write_visual(registry, plan.modules, out_dir)
+        if note:
+            echo(f"note: {note}", True)
+        if dry_run:
+            echo("\n" + ascii_dag(registry, plan) + "".join(f"\nwrote {path}" for path in written), False)
+    if dry_run:
+        return 0
+    code, table, errors = run_and_report(cfg, registry, plan, store)
+    if table:
+        echo(table, False)
+    for error in errors:
+        echo(f"error: {error}", True)
+    return code

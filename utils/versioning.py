@@ -266,6 +266,12 @@ def write_text_if_changed(path: Path, text: str) -> bool:
     return True
 
 
+def diff_run_ids(cfg, run_a: str, run_b: str) -> str:
+    """`pipeline.py diff`: two runs named by id, compared by `diff_runs`."""
+    store = ArtifactStore.from_config(cfg)
+    return diff_runs(store, version_store(cfg), [existing_run(store.catalog, run_id) for run_id in (run_a, run_b)])
+
+
 def existing_run(catalog: Catalog, run_id: str) -> Path:
     """The folder of a run that exists: an id of the pipeline's own format, inside the root, no link.
     RunNotFound (exit 2) otherwise."""
