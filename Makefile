@@ -13,7 +13,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_TOOLS := dot:graphviz prometheus:prometheus promtool:prometheus \
 	prometheus-pushgateway:prometheus-pushgateway chromium:chromium chromedriver:chromium-driver
 
-.PHONY: run test test-fast lint install system-deps clean
+PREFECT_PORT ?= 4200
+
+.PHONY: run test test-fast lint install system-deps clean prefect-server prefect-server-stop
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,6 +38,19 @@ system-deps:
 # .venv/bin/mlb-pipeline instead, which exits with the pipeline's code (README, "The nightly job").
 run: $(STAMP)
 	@PYTHONPATH=. $(BIN)/python pipeline.py run $(PIPELINE_ARGS)
+
+# A long-lived Prefect server for the nightly flow: started once in the background (Prefect's own
+# --background, its pid in ~/.prefect), it keeps every run's history and serves the UI on
+# http://127.0.0.1:$(PREFECT_PORT). Runs use it with run.prefect_api_url (README, "Prefect server").
+prefect-server: $(STAMP)
+	@if PYTHONPATH=. $(BIN)/python -c "import sys; from utils.prefect_api import answers; \
+	  sys.exit(answers('http://127.0.0.1:$(PREFECT_PORT)/api') is not None)"; then \
+	  echo "a Prefect server already answers on http://127.0.0.1:$(PREFECT_PORT)"; \
+	else PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/prefect server start --host 127.0.0.1 \
+	  --port $(PREFECT_PORT) --background; fi
+
+prefect-server-stop: $(STAMP)
+	$(BIN)/prefect server stop
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

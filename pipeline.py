@@ -4,7 +4,6 @@ exit code: 0 success; 1 a module, a step, an input or the disk failed; 2 bad usa
 """
 from __future__ import annotations
 
-import shutil
 import sys
 from enum import Enum
 from pathlib import Path
@@ -51,20 +50,21 @@ def run(
 
 @app.command()
 def backtest(
-    season: Annotated[int, typer.Option("--season", min=1871, max=2100, help="season to replay, e.g. 2023")],
-    out: Annotated[Optional[Path], typer.Option("--out", help="also copy the predictions table here")] = None,
+    season: Annotated[list[str], typer.Option(
+        "--season", help="a season (2023), a range (2016-2024) or a list (2016,2018); repeatable")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="also copy the predictions here (one season)")] = None,
+    serial: Annotated[bool, typer.Option("--serial", help="one season after another in this process, no Dask")] = False,
+    dask_scheduler: Annotated[Optional[str], typer.Option(
+        "--dask-scheduler", help="a running Dask scheduler, e.g. tcp://HOST:8786; default: a local cluster")] = None,
     config: ConfigOpt = Path("config.yaml"),
     set_: SetOpt = None,
 ) -> None:
-    """Walk-forward backtest of one season: retrain every model.retrain_every_days on earlier games only."""
-    from utils.backtest import format_season, run_backtest
+    """Walk-forward backtests: retrain every model.retrain_every_days on earlier games only; several
+    seasons run as tasks on a Dask cluster."""
+    from utils.scaleout import backtest_command
 
-    cfg = config_from_cli(config, set_)
-    summary, predictions = run_backtest(cfg, season, today_in(cfg.sources.schedule.timezone))
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(predictions, out)
-    typer.echo(format_season(summary) + f"\npredictions: {out or predictions}")
+    cfg = config_from_cli(config, set_, {"backtest.dask_scheduler": dask_scheduler})
+    raise typer.Exit(backtest_command(cfg, season, out, serial, today_in(cfg.sources.schedule.timezone), _echo))
 
 
 @app.command("backtest-report")

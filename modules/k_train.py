@@ -22,6 +22,7 @@ from modules.models import Calibrator, TrainedModels, feature_columns, logistic_
 from modules.registry import ModuleResult, StageOutput
 from utils.config import ModelConfig
 from utils.evaluation import DRIFT_WINDOW_DAYS, calibration_table, psi_reference, run_metrics, win_metrics
+from utils.threads import openmp_threads
 
 
 def training_rows(table: pd.DataFrame, as_of: dt.date, seasons: int) -> pd.DataFrame:
@@ -38,11 +39,12 @@ def split_by_time(n: int, holdout: float) -> tuple[slice, slice, slice]:
     return slice(0, n - val - cal), slice(n - val - cal, n - val), slice(n - val, n)
 
 
-def lgbm_params(p, seed: int, objective: str, threads: int) -> dict:
+def lgbm_params(p, seed: int, objective: str) -> dict:
+    """LightGBM's parameters; the thread count is not one of them (utils/threads.py sets it per fit)."""
     return {"objective": objective, "num_leaves": p.num_leaves, "learning_rate": p.learning_rate,
             "min_child_samples": p.min_child_samples, "subsample": p.subsample, "subsample_freq": 1,
             "colsample_bytree": p.colsample_bytree, "reg_lambda": p.reg_lambda, "random_state": seed,
-            "deterministic": True, "force_row_wise": True, "num_threads": threads, "verbose": -1}
+            "deterministic": True, "force_row_wise": True, "verbose": -1}
 
 
 DRIFT_REFERENCE_SEASONS = 2
@@ -90,7 +92,7 @@ class Fitter:
         import lightgbm as lgb
 
         init = logistic_logit(self.rows.iloc[part], logistic)
-        return lgb.train(lgbm_params(self.mcfg.lightgbm, self.mcfg.seed, "binary", self.mcfg.num_threads),
+        return lgb.train(lgbm_params(self.mcfg.lightgbm, self.mcfg.seed, "binary"),
                          lgb.Dataset(self.x[part], self.y[part], init_score=init),
                          num_boost_round=self.mcfg.lightgbm.n_estimators)
 
@@ -99,7 +101,7 @@ class Fitter:
 
         target = self.rows[f"{side}_score"].to_numpy(dtype=float)
         params = self.mcfg.runs_lightgbm
-        return lgb.train(lgbm_params(params, self.mcfg.seed, "poisson", self.mcfg.num_threads),
+        return lgb.train(lgbm_params(params, self.mcfg.seed, "poisson"),
                          lgb.Dataset(self.x[part], target[part]), num_boost_round=params.n_estimators)
 
     def holdout_raw(self, blocks: list[slice]) -> dict[str, list[np.ndarray]]:
@@ -118,7 +120,13 @@ class Fitter:
 
 
 def train_models(table: pd.DataFrame, as_of: dt.date, mcfg, psi_bins: int = 10) -> TrainedModels:
-    """Fit every candidate on the same time-ordered split; publish the best by validation Brier."""
+    """Fit every candidate on the same time-ordered split; publish the best by validation Brier.
+    OpenMP gets at most `model.num_threads`, fewer on a busy machine (utils/threads.py)."""
+    with openmp_threads(mcfg.num_threads):
+        return _fit_candidates(table, as_of, mcfg, psi_bins)
+
+
+def _fit_candidates(table: pd.DataFrame, as_of: dt.date, mcfg, psi_bins: int) -> TrainedModels:
     rows = training_rows(table, as_of, mcfg.train_seasons)
     if len(rows) < 500:
         raise ValueError(f"model_table: only {len(rows)} decided games before {as_of}; need at least 500 to train")

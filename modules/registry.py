@@ -154,7 +154,7 @@ REGISTRY = Registry([
                ("raw_gamelogs", "quarantine", "lahman_pitching", "lahman_batting", "schedule"),
                "Retrosheet game logs (161 typed fields), Lahman pitching and batting lines, the as-of date's schedule",
                params={"as_of": "run.as_of", "retrosheet": "sources.retrosheet", "schedule": "sources.schedule",
-                       "data": "data"},
+                       "retry": "sources.retry", "data": "data"},
                resources={"download_cache": "cache:retrosheet", "parse_cache": "cache:parsed"}),
     ModuleSpec("B", "clean", "modules.b_clean:clean", ("raw_gamelogs", "schedule"), ("games",),
                "one row a game: game_id, franchise-normalised teams, forfeit/suspended/tie/neutral flags",

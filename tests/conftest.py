@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,49 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_for(predicate, what, seconds=60):
+    """Poll `predicate` until it is true; an AssertionError with its last result after `seconds`."""
+    deadline = time.monotonic() + seconds
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except OSError as exc:
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {seconds}s waiting for {what}; last: {last!r}")
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory):
+    """A real long-lived Prefect server (`prefect server start`, as `make prefect-server` starts it)
+    on a free loopback port with its own PREFECT_HOME, shared by every Prefect test of the session:
+    one start instead of a temporary server per run. Yields its API URL."""
+    home = tmp_path_factory.mktemp("prefect_home")
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_SERVER_LOGGING_LEVEL": "WARNING"}
+    env.pop("PREFECT_API_URL", None)
+    log = (home / "server.log").open("w")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port), "--no-ui"], env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        from utils.prefect_api import answers
+
+        wait_for(lambda: proc.poll() is None and answers(url) is None, f"the Prefect server at {url}", seconds=180)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 def settings(mirror, root):
     return ["--set", f"sources.retrosheet.base_url={mirror}", "--set", f"paths.artifacts={root}",
-            "--set", "data.first_season=2012", "--set", "model.train_seasons=6"]
+            "--set", "data.first_season=2016", "--set", "model.train_seasons=3"]
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_off_day_writes_an_empty_prediction_table_and_exits_0(backtest_2020, tmp
     shutil.copytree(root / "backtest" / "2020", tmp_path / "a")
     # train on the season's table as of a date after the season, then predict a day with no games
     proc = run_pipeline("run", "--legacy-executor", "--modules", "K,L", "--as-of", "2020-12-01",
-               "--set", f"paths.artifacts={tmp_path / 'a'}", "--set", "model.train_seasons=6")
+               "--set", f"paths.artifacts={tmp_path / 'a'}", "--set", "model.train_seasons=3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "no games scheduled on 2020-12-01: writing an empty predictions table" in proc.stderr
     store = ArtifactStore(tmp_path / "a", ROOT / "schemas")

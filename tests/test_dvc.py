@@ -44,8 +44,8 @@ def project_copy(tmp_path: Path, mirror: Path, as_of: str, git: bool = False) ->
     (proj / ".dvc" / "config").write_text(config)
     raw = yaml.safe_load((ROOT / "config.yaml").read_text())  # the copy's own config.yaml, as a user edits it
     raw["sources"]["retrosheet"]["base_url"] = str(mirror)
-    raw["data"]["first_season"] = 2019
-    raw["model"]["train_seasons"] = 4
+    raw["data"]["first_season"] = 2021
+    raw["model"]["train_seasons"] = 2
     raw["run"]["as_of"] = as_of
     (proj / "config.yaml").write_text(yaml.safe_dump(raw))
     if git:

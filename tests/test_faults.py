@@ -469,7 +469,7 @@ def test_the_cron_entry_returns_the_pipeline_s_own_code(tmp_path):
 # --- interrupts -----------------------------------------------------------------------------------------------
 
 
-def start_sleepy_run(root, executor="--legacy-executor"):
+def start_sleepy_run(root, executor="--legacy-executor", prefect_api=None):
     """pipeline.py run in a real process whose D module sleeps a minute; returns once D is running."""
     import time
 
@@ -479,6 +479,7 @@ def start_sleepy_run(root, executor="--legacy-executor"):
     args = toy_args(root)
     if executor != "--legacy-executor":
         args.remove("--legacy-executor")
+        args += ["--set", f"run.prefect_api_url={prefect_api}"]
     proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     deadline = time.monotonic() + 120
@@ -500,11 +501,12 @@ def start_sleepy_run(root, executor="--legacy-executor"):
     ("SIGTERM", 143, "--legacy-executor"),
     pytest.param("SIGTERM", 143, "prefect", marks=pytest.mark.prefect),
 ])
-def test_a_signal_stops_the_run_promptly_and_records_where(tmp_path, sig, code, executor):
+def test_a_signal_stops_the_run_promptly_and_records_where(tmp_path, sig, code, executor, request):
     import signal
     import time
 
-    proc = start_sleepy_run(tmp_path, executor)
+    api = request.getfixturevalue("prefect_api") if executor == "prefect" else None
+    proc = start_sleepy_run(tmp_path, executor, api)
     sent = time.monotonic()
     proc.send_signal(getattr(signal, sig))
     out, err = proc.communicate(timeout=30)
@@ -523,22 +525,25 @@ def test_a_signal_stops_the_run_promptly_and_records_where(tmp_path, sig, code, 
 
 
 @pytest.mark.prefect
-def test_a_network_error_is_the_same_one_line_under_prefect_and_the_thread_pool(mirror, tmp_path):
+def test_a_network_error_is_the_same_one_line_under_prefect_and_the_thread_pool(mirror, tmp_path, prefect_api):
     from tests.conftest import run_pipeline
 
     port = free_port()  # nobody listens: the live schedule cannot be fetched
     lines = {}
     for executor in ("prefect", "legacy"):
         proc = run_pipeline("run", "--as-of", "2024-07-14", "--set", f"run.executor={executor}",
+                            "--set", f"run.prefect_api_url={prefect_api}", "--set", "sources.retry.backoff_seconds=0",
                             "--set", f"sources.retrosheet.base_url={mirror}", "--set", "data.first_season=2024",
                             "--set", "sources.schedule.mode=live",
                             "--set", f"sources.schedule.statsapi_url=http://127.0.0.1:{port}/api/v1/schedule",
                             "--set", f"paths.artifacts={tmp_path / executor}", "--set", "versioning.backend=none")
         assert proc.returncode == 1
         lines[executor] = proc.stderr.strip().splitlines()
-    assert lines["prefect"] == lines["legacy"] == [
-        f"error: module A (ingest) failed: http://127.0.0.1:{port}/api/v1/schedule: ConnectionError: cannot connect "
-        f"(refused, or no network)"]
+    url = f"http://127.0.0.1:{port}/api/v1/schedule"
+    refused = f"{url}: ConnectionError: cannot connect (refused, or no network)"
+    assert lines["prefect"] == lines["legacy"] == [  # asked again sources.retry.retries (3) times, then one error
+        *(f"WARNING mlb.sources: {refused}; attempt {n} of 4, next in 0 s" for n in (1, 2, 3)),
+        f"error: module A (ingest) failed: {refused} (after 4 attempts)"]
 
 
 def test_the_viewer_passes_over_a_damaged_run_status(toy_cfg):

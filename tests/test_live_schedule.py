@@ -71,8 +71,8 @@ def test_live_mode_predicts_the_fetched_slate_and_a_dead_source_keeps_the_last_p
     from utils.artifacts import ArtifactStore
 
     base = ["run", "--legacy-executor", "--as-of", DAY.isoformat(), "--set", f"sources.retrosheet.base_url={mirror}",
-            "--set", f"paths.artifacts={tmp_path}", "--set", "data.first_season=2016", "--set", "model.train_seasons=6",
-            "--set", "sources.schedule.mode=live"]
+            "--set", f"paths.artifacts={tmp_path}", "--set", "data.first_season=2021", "--set", "model.train_seasons=2",
+            "--set", "sources.schedule.mode=live", "--set", "sources.retry.backoff_seconds=0"]
     proc = run_pipeline(*base, "--set", f"sources.schedule.statsapi_url={statsapi}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     store = ArtifactStore(tmp_path, ROOT / "schemas")
@@ -117,3 +117,63 @@ def test_an_absurdly_large_payload_is_refused_before_parsing():
     source = ScheduleSource("https://statsapi.example/schedule", 5, IDS.get, fetch=lambda *a: huge)
     with pytest.raises(SourceError, match=r"schedule payload of 6,000,013 bytes is larger than any day's slate"):
         source.schedule_for(DAY)
+
+
+class Flaky(http.server.BaseHTTPRequestHandler):
+    """Answers with the queued status codes first (503, 429, 404...), then with the fixture."""
+    statuses: list[int] = []
+    seen: list[str] = []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        Flaky.seen.append(self.path)
+        status = Flaky.statuses.pop(0) if Flaky.statuses else 200
+        body = FIXTURE.read_bytes() if status == 200 else b"busy"
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def flaky():
+    Flaky.statuses, Flaky.seen = [], []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/api/v1/schedule"
+    server.shutdown()
+
+
+def test_a_transient_failure_is_asked_again_with_backoff_and_a_404_is_not(flaky):
+    from utils.sources import http_get, with_retries
+
+    waits = []
+    fetch = with_retries(http_get, retries=3, backoff_seconds=2.0, sleep=waits.append)
+    Flaky.statuses = [503, 429]
+    frame = ScheduleSource(flaky, 5, IDS.get, fetch=fetch).schedule_for(DAY)
+    assert len(frame) == 3 and len(Flaky.seen) == 3 and waits == [2.0, 4.0]  # 2 s, then doubled
+    Flaky.statuses, Flaky.seen, waits[:] = [404], [], []
+    with pytest.raises(SourceError, match=r"not found \(404\)$"):
+        fetch(flaky, None, 5)
+    assert len(Flaky.seen) == 1 and waits == []  # asking again cannot find it
+    Flaky.statuses, Flaky.seen = [500] * 5, []
+    with pytest.raises(SourceError, match=r"^http://127.0.0.1:\d+/api/v1/schedule: HTTP 500 \(after 4 attempts\)$"):
+        fetch(flaky, None, 5)
+    assert len(Flaky.seen) == 4 and waits == [2.0, 4.0, 8.0]
+
+
+def test_the_configured_retries_reach_the_live_schedule(flaky, mirror, tmp_path):
+    """Through the command line: sources.retry.retries=1 survives one 503 and not two."""
+    common = ["run", "--modules", "A", "--legacy-executor", "--as-of", DAY.isoformat(),
+              "--set", f"sources.schedule.statsapi_url={flaky}", "--set", "sources.schedule.mode=live",
+              "--set", f"sources.retrosheet.base_url={mirror}", "--set", "data.first_season=2024",
+              "--set", f"paths.artifacts={tmp_path}", "--set", "sources.retry.retries=1",
+              "--set", "sources.retry.backoff_seconds=0"]
+    Flaky.statuses = [503]
+    assert run_pipeline(*common).returncode == 0 and len(Flaky.seen) == 2
+    Flaky.statuses, Flaky.seen = [503, 503], []
+    proc = run_pipeline(*common)
+    assert proc.returncode == 1 and len(Flaky.seen) == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith("HTTP 503 (after 2 attempts)"), proc.stderr

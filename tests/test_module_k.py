@@ -15,3 +15,39 @@ def test_the_models_the_card_and_the_time_ordered_split(synthetic_store):
     assert store.read_bytes("win_model").startswith(b"tree")
     assert result.metrics["validation_brier"] == card["candidates"][card["chosen"]]["validation"]["brier"]
     assert store.meta("win_model")["lineage"]["params"]["model"]["num_threads"] == cfg.model.num_threads
+
+
+def test_models_are_the_same_bytes_on_one_thread_or_two(synthetic_store, monkeypatch):
+    """The thread count follows the machine's load (utils/threads.py), so it must not change a model."""
+    from utils import threads
+
+    cfg, store = synthetic_store
+    made = {}
+    for n in (1, 2):
+        monkeypatch.setattr(threads, "threads_free", lambda wanted, n=n: n)
+        k_train.main(cfg)
+        made[n] = [store.read_bytes(name) for name in ("win_model", "home_runs_model", "away_runs_model")]
+    assert made[1] == made[2]
+    assert b"[num_threads: 0]" in made[1][0]  # no count recorded: OpenMP's limit set it
+
+
+def test_a_busy_neighbour_takes_a_thread_and_an_idle_machine_gives_them_all():
+    import subprocess
+    import sys
+    import time
+
+    from utils.threads import CpuWatch, threads_free
+
+    assert threads_free(2, cores=2, others=0.0) == 2
+    assert threads_free(2, cores=2, others=0.6) == 1  # a core more than half taken is taken
+    assert threads_free(2, cores=2, others=1.9) == 1  # never fewer than one
+    assert threads_free(4, cores=4, others=1.0) == 3
+    watch = CpuWatch()
+    watch.others_busy()
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1.0)
+        assert watch.others_busy() >= 0.7  # the busy loop keeps a core
+    finally:
+        hog.kill()
+        hog.wait()

@@ -1,4 +1,5 @@
-"""The Prefect path, once per session on a temporary local server (~10 s); everything else runs legacy."""
+"""The Prefect path on the session's long-lived Prefect server (conftest.prefect_api); everything
+else runs legacy. A server that does not answer falls back to a temporary one, with one warning."""
 import pytest
 
 from tests.toy_modules import toy_registry
@@ -10,29 +11,15 @@ from utils.runner import execute
 pytestmark = pytest.mark.prefect
 
 
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("prefect_home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("PREFECT_HOME", str(home))
-    mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    mp.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-    mp.undo()
-
-
-def run_with(executor, root, registry):
+def run_with(executor, root, registry, api=None):
     cfg = build_config({"paths": {"artifacts": str(root), "schemas": "tests/data/schemas"},
-                        "run": {"as_of": "2024-07-14", "executor": executor}})
+                        "run": {"as_of": "2024-07-14", "executor": executor, "prefect_api_url": api}})
     store = ArtifactStore.from_config(cfg)
     return execute(cfg, registry, make_plan(registry, None, store), store, executor, 2), store
 
 
-def test_prefect_and_legacy_produce_identical_artifacts_and_status(prefect_server, tmp_path):
-    prefect, p_store = run_with("prefect", tmp_path / "prefect", toy_registry())
+def test_prefect_and_legacy_produce_identical_artifacts_and_status(prefect_api, tmp_path):
+    prefect, p_store = run_with("prefect", tmp_path / "prefect", toy_registry(), prefect_api)
     legacy, l_store = run_with("legacy", tmp_path / "legacy", toy_registry())
     for name in ("numbers", "doubled", "squared", "summary"):
         assert p_store.resolve_output_path(name).read_bytes() == l_store.resolve_output_path(name).read_bytes()
@@ -42,8 +29,8 @@ def test_prefect_and_legacy_produce_identical_artifacts_and_status(prefect_serve
     assert all(p.status == "success" for p in prefect.phases.values())
 
 
-def test_prefect_failure_skips_downstream_like_legacy(prefect_server, tmp_path):
-    prefect, _ = run_with("prefect", tmp_path / "prefect", toy_registry(middle="broken"))
+def test_prefect_failure_skips_downstream_like_legacy(prefect_api, tmp_path):
+    prefect, _ = run_with("prefect", tmp_path / "prefect", toy_registry(middle="broken"), prefect_api)
     legacy, _ = run_with("legacy", tmp_path / "legacy", toy_registry(middle="broken"))
     assert {m: p.status for m, p in prefect.phases.items()} == {m: p.status for m, p in legacy.phases.items()} == {
         "N": "success", "D": "failed", "S": "success", "T": "skipped"}
@@ -51,12 +38,44 @@ def test_prefect_failure_skips_downstream_like_legacy(prefect_server, tmp_path):
 
 
 @pytest.mark.slow
-def test_nightly_flow_runs_the_pipeline_and_fails_on_a_failed_run(prefect_server, mirror, tmp_path):
+def test_nightly_flow_runs_the_pipeline_and_fails_on_a_failed_run(prefect_api, mirror, tmp_path):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     from utils.nightly import mlb_nightly
 
     overrides = [f"sources.retrosheet.base_url={mirror}", f"paths.artifacts={tmp_path}", "run.as_of=2024-07-14",
-                 "run.executor=legacy", "data.first_season=2018", "model.train_seasons=4"]
-    assert mlb_nightly(config_path="config.yaml", overrides=overrides) == 0
-    assert len(ArtifactStore(tmp_path, "schemas").read_frame("predictions")) == 15
-    state = mlb_nightly(config_path="config.yaml", overrides=[*overrides, "run.modules=[Q]"], return_state=True)
+                 "run.executor=legacy", "data.first_season=2021", "model.train_seasons=2"]
+    with temporary_settings(updates={PREFECT_API_URL: prefect_api}):
+        assert mlb_nightly(config_path="config.yaml", overrides=overrides) == 0
+        assert len(ArtifactStore(tmp_path, "schemas").read_frame("predictions")) == 15
+        state = mlb_nightly(config_path="config.yaml", overrides=[*overrides, "run.modules=[Q]"], return_state=True)
     assert state.is_failed() and "exited with 2" in str(state.message)
+
+
+def test_runs_on_the_long_lived_server_are_kept_there(prefect_api, tmp_path):
+    """The server keeps each run's history (what its UI shows): the flow run and one task run per module."""
+    import json
+    import urllib.request
+
+    run_with("prefect", tmp_path, toy_registry(), prefect_api)
+    ask = urllib.request.Request(f"{prefect_api}/flow_runs/filter", data=json.dumps({"sort": "START_TIME_DESC",
+                                 "limit": 1}).encode(), headers={"Content-Type": "application/json"})
+    newest = json.loads(urllib.request.urlopen(ask, timeout=10).read())[0]
+    assert newest["state_type"] == "COMPLETED"
+    ask = urllib.request.Request(f"{prefect_api}/task_runs/filter", data=json.dumps(
+        {"flow_runs": {"id": {"any_": [newest["id"]]}}}).encode(), headers={"Content-Type": "application/json"})
+    tasks = json.loads(urllib.request.urlopen(ask, timeout=10).read())
+    assert sorted(t["name"].split("-")[0] for t in tasks) == ["D_doubled", "N_numbers", "S_squared", "T_summary"]
+
+
+def test_a_named_server_that_does_not_answer_falls_back_to_a_temporary_one(caplog):
+    from prefect.settings import PREFECT_API_URL
+
+    from tests.conftest import free_port
+    from utils.prefect_api import prefect_server
+
+    dead = f"http://127.0.0.1:{free_port()}/api"
+    with prefect_server(dead) as used:
+        assert used is None and PREFECT_API_URL.value() is None  # Prefect starts its temporary server
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith(f"the Prefect server at {dead} does not answer (")

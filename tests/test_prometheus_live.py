@@ -2,13 +2,12 @@
 import json
 import shutil
 import subprocess
-import time
 import urllib.request
 
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, free_port, run_pipeline
+from tests.conftest import ROOT, free_port, run_pipeline, wait_for
 from utils.artifacts import ArtifactStore
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -25,20 +24,6 @@ def binary(name):
 def get_json(url, timeout=5):
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())
-
-
-def wait_for(predicate, what, seconds=60):
-    deadline = time.monotonic() + seconds
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except OSError as exc:
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {seconds}s waiting for {what}; last: {last!r}")
 
 
 @pytest.fixture
@@ -80,7 +65,7 @@ def test_shifted_feature_fires_the_drift_alert(servers, mirror, tmp_path):
     gateway, prometheus = servers
     root = tmp_path / "artifacts"
     base = ["--legacy-executor", "--as-of", AS_OF, "--set", f"sources.retrosheet.base_url={mirror}",
-            "--set", f"paths.artifacts={root}", "--set", "data.first_season=2014", "--set", "model.train_seasons=8"]
+            "--set", f"paths.artifacts={root}", "--set", "data.first_season=2021", "--set", "model.train_seasons=2"]
     proc = run_pipeline("run", *base)
     assert proc.returncode == 0, proc.stderr[-2000:]
     # Shift one feature for the games of the drift window, through the artifact layer (hash kept valid).

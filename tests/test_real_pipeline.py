@@ -22,7 +22,7 @@ from utils.schema import load_contract
 
 pytestmark = pytest.mark.slow
 AS_OF = dt.date(2024, 7, 14)  # a Sunday with 15 games, the last before the All-Star break
-FIRST = 2015
+FIRST = 2019
 
 
 def cli_run(artifacts, mirror, *extra):

@@ -16,6 +16,7 @@ import pandas as pd
 from modules.k_train import train_models
 from modules.models import PREDICTION_COLUMNS, predict
 from utils.evaluation import calibration_bins, calibration_table, calibration_test, run_metrics, win_metrics
+from utils.progress import progress
 
 
 def retrain_dates(season_games: pd.DataFrame, every_days: int) -> list[pd.Timestamp]:
@@ -30,16 +31,18 @@ def walk_forward(table: pd.DataFrame, season: int, every_days: int, mcfg, psi_bi
         raise ValueError(f"model_table: no games in season {season}")
     dates = retrain_dates(games, every_days)
     parts = []
-    for start, end in zip(dates, dates[1:] + [games["date"].max() + pd.Timedelta(days=1)]):
-        window = games[(games["date"] >= start) & (games["date"] < end)]
-        if window.empty:
-            continue
-        models = train_models(table, start.date(), mcfg, psi_bins)
-        scored = predict(models, window, f"{models.chosen}@{start.date().isoformat()}")
-        # .array keeps the nullable integers: a tie's missing home_win must not turn the column to floats
-        parts.append(scored.assign(trained_through=start, home_win=window["home_win"].array,
-                                   home_score=window["home_score"].array, away_score=window["away_score"].array,
-                                   elo_p_home=window["elo_p_home"].to_numpy()))
+    with progress(f"{season} retrains", len(dates)) as step:
+        for start, end in zip(dates, dates[1:] + [games["date"].max() + pd.Timedelta(days=1)]):
+            step(start.date().isoformat())
+            window = games[(games["date"] >= start) & (games["date"] < end)]
+            if window.empty:
+                continue
+            models = train_models(table, start.date(), mcfg, psi_bins)
+            scored = predict(models, window, f"{models.chosen}@{start.date().isoformat()}")
+            # .array keeps the nullable integers: a tie's missing home_win must not turn the column to floats
+            parts.append(scored.assign(trained_through=start, home_win=window["home_win"].array,
+                                       home_score=window["home_score"].array, away_score=window["away_score"].array,
+                                       elo_p_home=window["elo_p_home"].to_numpy()))
     out = pd.concat(parts, ignore_index=True)
     return out[PREDICTION_COLUMNS + ["trained_through", "home_win", "home_score", "away_score", "elo_p_home"]]
 

@@ -102,9 +102,15 @@ class ScheduleSettings(Frozen):
         return value
 
 
+class RetrySettings(Frozen):
+    retries: int = Field(3, ge=0, le=10, description="requests asked again after a transient network failure")
+    backoff_seconds: float = Field(2.0, ge=0, le=300, description="first wait; it doubles each attempt")
+
+
 class SourcesConfig(Frozen):
     retrosheet: RetrosheetSettings = RetrosheetSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    retry: RetrySettings = RetrySettings()
 
 
 class DataConfig(Frozen):
@@ -120,6 +126,9 @@ class RunConfig(Frozen):
     overwrite_policy: OverwritePolicy = "warn"
     executor: Executor = "prefect"
     max_workers: PositiveInt = 4
+    prefect_api_url: str | None = Field(
+        None, description="a long-lived Prefect server's API, e.g. http://127.0.0.1:4200/api (make prefect-server);"
+        " unset: Prefect's PREFECT_API_URL, else a temporary server for the run")
 
 
 class FormFeatures(Frozen):
@@ -185,7 +194,8 @@ class ModelConfig(Frozen):
          "sp_diff_game_kbb", "sp_diff_long_rest", "sp_diff_log_starts", "mu_bullpen_ra9_diff", "form_diff_pythag"],
         min_length=1, description="model-table columns of the logistic candidate")
     retrain_every_days: PositiveInt = 7
-    num_threads: PositiveInt = Field(2, le=64, description="LightGBM's threads; the same count gives the same models")
+    num_threads: PositiveInt = Field(
+        2, le=64, description="LightGBM's threads at most; fewer while other processes keep cores busy")
 
 
 class MonitoringConfig(Frozen):
@@ -206,6 +216,13 @@ class RetentionConfig(Frozen):
     days: PositiveInt = Field(90, le=36500, description="run folders older than this are removed (at most 100 years)")
 
 
+class BacktestConfig(Frozen):
+    dask_scheduler: str | None = Field(
+        None, description="a running Dask cluster's scheduler, e.g. tcp://10.0.0.5:8786; unset: a local cluster")
+    local_workers: PositiveInt | None = Field(
+        None, le=256, description="worker processes of the local cluster; unset: one per model.num_threads cores")
+
+
 class PipelineConfig(Frozen):
     paths: PathsConfig = PathsConfig()
     sources: SourcesConfig = SourcesConfig()
@@ -216,6 +233,7 @@ class PipelineConfig(Frozen):
     monitoring: MonitoringConfig = MonitoringConfig()
     versioning: VersioningConfig = VersioningConfig()
     retention: RetentionConfig = RetentionConfig()
+    backtest: BacktestConfig = BacktestConfig()
 
     @model_validator(mode="after")
     def _seasons_ordered(self) -> PipelineConfig:

@@ -248,7 +248,10 @@ def run_prefect(ctx: RunContext, plan: Plan, max_workers: int) -> None:
         for future in futures.values():
             future.wait()
 
-    mlb_pipeline(return_state=True)
+    from utils.prefect_api import prefect_server
+
+    with prefect_server(ctx.cfg.run.prefect_api_url):
+        mlb_pipeline(return_state=True)
     for module_id in plan.modules:  # tasks Prefect never started
         if ctx.recorder.run.phases[module_id].status in ("pending", "running"):
             ctx.phase(ctx.registry[module_id], "skipped",

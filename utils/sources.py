@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +24,12 @@ Fetch = Callable[[str, dict | None, int], bytes]
 
 
 class SourceError(OSError):
-    """A source that could not be read; the message names the URL or file."""
+    """A source that could not be read; the message names the URL or file. `transient`: the same
+    request may well succeed a little later (no answer, a refused connection, 429, a 5xx)."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 def http_get(url: str, params: dict | None, timeout: int) -> bytes:
@@ -32,20 +38,43 @@ def http_get(url: str, params: dict | None, timeout: int) -> bytes:
     try:
         response = requests.get(url, params=params, timeout=timeout)
     except requests.Timeout:
-        raise SourceError(f"{url}: no answer within {timeout}s") from None
+        raise SourceError(f"{url}: no answer within {timeout}s", transient=True) from None
     except requests.ConnectionError:
-        raise SourceError(f"{url}: ConnectionError: cannot connect (refused, or no network)") from None
+        raise SourceError(f"{url}: ConnectionError: cannot connect (refused, or no network)", transient=True) from None
     except requests.RequestException as exc:
         raise SourceError(f"{url}: {type(exc).__name__}: {exc}") from None
     if response.status_code == 404:
         raise SourceError(f"{url}: not found (404)")
     if response.status_code != 200:
-        raise SourceError(f"{url}: HTTP {response.status_code}")
+        transient = response.status_code == 429 or response.status_code >= 500
+        raise SourceError(f"{url}: HTTP {response.status_code}", transient=transient)
     return response.content
+
+
+def with_retries(fetch: Fetch, retries: int, backoff_seconds: float, sleep: Callable[[float], None] = time.sleep,
+                 ) -> Fetch:
+    """`fetch` asked again after a transient failure, up to `retries` more times, waiting
+    backoff, 2*backoff, 4*backoff... between attempts. A 404 or a bad payload is not retried: asking
+    again cannot change it. The last failure's message says how many attempts were made."""
+    def fetch_again(url: str, params: dict | None, timeout: int) -> bytes:
+        for attempt in range(retries + 1):
+            try:
+                return fetch(url, params, timeout)
+            except SourceError as exc:
+                if not exc.transient or attempt == retries:
+                    if attempt:
+                        raise SourceError(f"{exc} (after {attempt + 1} attempts)") from None
+                    raise
+                wait = backoff_seconds * 2 ** attempt
+                log.warning("%s; attempt %d of %d, next in %.0f s", exc, attempt + 1, retries + 1, wait)
+                sleep(wait)
+        raise AssertionError("unreachable")
+    return fetch_again
 
 
 class RetrosheetSource:
     def __init__(self, base_url: str, cache_dir: Path, timeout: int = 60, fetch: Fetch = http_get):
+        """`fetch` does one request; the caller wraps it `with_retries` (A does, from sources.retry)."""
         self.base_url = base_url
         self.cache_dir = Path(cache_dir)
         self.timeout = timeout
@@ -100,9 +129,10 @@ class ScheduleSource:
         self.fetch = fetch
 
     @classmethod
-    def from_settings(cls, schedule) -> ScheduleSource:
-        """From the config's `sources.schedule` section."""
-        return cls(schedule.statsapi_url, schedule.timeout_seconds, lahman_name_lookup())
+    def from_settings(cls, schedule, retry) -> ScheduleSource:
+        """From the config's `sources.schedule` and `sources.retry` sections."""
+        return cls(schedule.statsapi_url, schedule.timeout_seconds, lahman_name_lookup(),
+                   with_retries(http_get, retry.retries, retry.backoff_seconds))
 
     def schedule_for(self, day: dt.date) -> pd.DataFrame:
         params = {"sportId": 1, "date": day.isoformat(), "hydrate": "probablePitcher"}

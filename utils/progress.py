@@ -1,0 +1,33 @@
+"""Progress bars for long work: the first ingest's seasons, a backtest's retrains.
+
+Shown on stderr only when stderr is a terminal (rich, which Typer already brings); under cron or a
+pipe there is no bar at all, so the log stays one line per module. Transient: a finished bar is
+erased, leaving the log as it was.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int, console: Console | None = None) -> Iterator[Callable[[str], None]]:
+    """Yields `step(label)`, called as each unit starts: the one before it is done, `label` is underway."""
+    console = console or Console(stderr=True)
+    if not console.is_terminal or total < 2:
+        yield lambda label="": None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[label]}"),
+               TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(description, total=total, label="")
+        started = []
+
+        def step(label: str = "") -> None:
+            bar.update(task, advance=1 if started else 0, label=label)
+            started.append(label)
+
+        yield step
