@@ -7,6 +7,7 @@ Each measured command runs in its own child process; peak memory is that child's
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -35,6 +36,33 @@ def measure(args: list[str], cwd: Path) -> dict:
     if result["rc"] != 0:
         raise SystemExit(f"{' '.join(args)} failed ({result['rc']}): {result['tail']}")
     return result
+
+
+@contextlib.contextmanager
+def prefect_server(work: Path):
+    """`prefect server start` on a free loopback port (as `make prefect-server`), stopped afterwards."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PREFECT_HOME": str(work / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    proc = subprocess.Popen([str(Path(PY).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
+                             str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        for _ in range(180):
+            try:
+                if urllib.request.urlopen(f"{api}/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                time.sleep(1)
+        yield api
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def pipeline(*args: str) -> list[str]:
@@ -70,7 +98,13 @@ def main() -> None:
             results["nightly_A_to_L_legacy"] = measure(pipeline("run", "--legacy-executor", "--as-of", opts.as_of,
                                                                 *common), work)
         if wanted("prefect"):
-            results["nightly_A_to_L_prefect"] = measure(pipeline("run", "--as-of", opts.as_of, *common), work)
+            results["nightly_A_to_L_legacy"] = measure(pipeline("run", "--legacy-executor", "--as-of", opts.as_of,
+                                                                *common), work)
+            results["nightly_A_to_L_prefect_temporary_server"] = measure(pipeline("run", "--as-of", opts.as_of,
+                                                                                  *common), work)
+            with prefect_server(work) as api:
+                results["nightly_A_to_L_prefect_long_lived_server"] = measure(pipeline(
+                    "run", "--as-of", opts.as_of, *common, "--set", f"run.prefect_api_url={api}"), work)
         if wanted("backtest"):
             results[f"backtest_{opts.season}"] = measure(pipeline("backtest", "--season", opts.season, *common), work)
     finally:

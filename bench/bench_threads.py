@@ -78,7 +78,7 @@ def main() -> None:
                 for hog in hogs:
                     hog.kill()
                     hog.wait()
-            results.append({"busy": n, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"), **figures})
+            results.append({"busy": n, **figures})
             print(json.dumps({"code": str(code), "season": opts.season, **results[-1]}), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
