@@ -644,7 +644,7 @@ def test_unreadable_zips_name_the_file(mirror):
     (["run", "--modules", "A]", "--dry-run"], "--modules: unknown module id(s) A]"),
     (["validate-config", "--set", "model.seed=" + "[" * 3000], "nested too deeply"),
     (["validate-config", "--set", "model.seed=" + "9" * 5000], "not a valid YAML value"),
-    (["backtest", "--season", "0"], "'--season'"),
+    (["backtest", "--season", "0"], "--season: '0' is not a season"),
 ])
 def test_odd_command_lines_are_one_line_and_exit_2(capsys, args, message):
     code, _, err = cli(capsys, *args)
