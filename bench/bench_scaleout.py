@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--mirror", default=str(ROOT.parent / "shared/data/retrosheet/gamelogs"))
     parser.add_argument("--set", dest="sets", action="append", default=[])
     opts = parser.parse_args()
-    seasons = parse_seasons([opts.seasons])
+    seasons = parse_seasons([opts.seasons], time.localtime().tm_year)
     work = Path(tempfile.mkdtemp(prefix="mlb-bench-scaleout-"))
     flags = lambda root: [a for s in (f"sources.retrosheet.base_url={opts.mirror}", f"paths.artifacts={root}",  # noqa: E731
                                       *opts.sets) for a in ("--set", s)]

@@ -47,7 +47,8 @@ class ModuleSpec:
     description: str = ""
     params: Mapping[str, str] = field(default_factory=dict)  # argument -> dotted config key
     # argument -> something the runner provides that is not data: "cache:<name>" (a cache folder of
-    # the catalog) or "input_hashes" (the SHA-256 of each input, e.g. for a model version)
+    # the catalog), "input_hashes" (the SHA-256 of each input, e.g. for a model version) or
+    # "config:<dotted key>" (a setting of how the stage runs, not of what it makes: no part of lineage)
     resources: Mapping[str, str] = field(default_factory=dict)
     reserved: bool = False
     orphan: bool = False
@@ -154,8 +155,9 @@ REGISTRY = Registry([
                ("raw_gamelogs", "quarantine", "lahman_pitching", "lahman_batting", "schedule"),
                "Retrosheet game logs (161 typed fields), Lahman pitching and batting lines, the as-of date's schedule",
                params={"as_of": "run.as_of", "retrosheet": "sources.retrosheet", "schedule": "sources.schedule",
-                       "retry": "sources.retry", "data": "data"},
-               resources={"download_cache": "cache:retrosheet", "parse_cache": "cache:parsed"}),
+                       "data": "data"},
+               resources={"download_cache": "cache:retrosheet", "parse_cache": "cache:parsed",
+                          "retry": "config:sources.retry"}),
     ModuleSpec("B", "clean", "modules.b_clean:clean", ("raw_gamelogs", "schedule"), ("games",),
                "one row a game: game_id, franchise-normalised teams, forfeit/suspended/tie/neutral flags",
                params={"franchise_map": "data.franchise_map", "neutral_parks": "data.neutral_parks"}),

@@ -19,13 +19,25 @@ def test_the_models_the_card_and_the_time_ordered_split(synthetic_store):
 
 def test_models_are_the_same_bytes_on_one_thread_or_two(synthetic_store, monkeypatch):
     """The thread count follows the machine's load (utils/threads.py), so it must not change a model."""
+    import lightgbm
+    from threadpoolctl import threadpool_info
+
     from utils import threads
 
     cfg, store = synthetic_store
-    made = {}
+    made, seen = {}, []
+    train = lightgbm.train
+
+    def watched(*args, **kwargs):  # OpenMP's thread count while LightGBM trains
+        seen.append({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "openmp"})
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(lightgbm, "train", watched)
     for n in (1, 2):
         monkeypatch.setattr(threads, "threads_free", lambda wanted, n=n: n)
+        seen.clear()
         k_train.main(cfg)
+        assert seen and all(counts == {n} for counts in seen)  # every fit ran on exactly n threads
         made[n] = [store.read_bytes(name) for name in ("win_model", "home_runs_model", "away_runs_model")]
     assert made[1] == made[2]
     assert b"[num_threads: 0]" in made[1][0]  # no count recorded: OpenMP's limit set it

@@ -57,25 +57,40 @@ def test_runs_on_the_long_lived_server_are_kept_there(prefect_api, tmp_path):
     import json
     import urllib.request
 
+    from tests.conftest import wait_for
+
+    def post(path: str, body: dict) -> list:
+        ask = urllib.request.Request(f"{prefect_api}/{path}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        return json.loads(urllib.request.urlopen(ask, timeout=10).read())
+
     run_with("prefect", tmp_path, toy_registry(), prefect_api)
-    ask = urllib.request.Request(f"{prefect_api}/flow_runs/filter", data=json.dumps({"sort": "START_TIME_DESC",
-                                 "limit": 1}).encode(), headers={"Content-Type": "application/json"})
-    newest = json.loads(urllib.request.urlopen(ask, timeout=10).read())[0]
+    newest = post("flow_runs/filter", {"sort": "START_TIME_DESC", "limit": 1})[0]
     assert newest["state_type"] == "COMPLETED"
-    ask = urllib.request.Request(f"{prefect_api}/task_runs/filter", data=json.dumps(
-        {"flow_runs": {"id": {"any_": [newest["id"]]}}}).encode(), headers={"Content-Type": "application/json"})
-    tasks = json.loads(urllib.request.urlopen(ask, timeout=10).read())
-    assert sorted(t["name"].split("-")[0] for t in tasks) == ["D_doubled", "N_numbers", "S_squared", "T_summary"]
+    # the server records task runs from events, a moment after the flow returns
+    names = wait_for(lambda: (lambda got: got if len(got) == 4 else None)(sorted(
+        t["name"].split("-")[0] for t in post("task_runs/filter", {"flow_runs": {"id": {"any_": [newest["id"]]}}}))),
+        "the four task runs on the server", seconds=30)
+    assert names == ["D_doubled", "N_numbers", "S_squared", "T_summary"]
 
 
-def test_a_named_server_that_does_not_answer_falls_back_to_a_temporary_one(caplog):
+def test_a_named_server_that_does_not_answer_falls_back_to_a_temporary_one():
+    import logging
+
     from prefect.settings import PREFECT_API_URL
 
     from tests.conftest import free_port
     from utils.prefect_api import prefect_server
 
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # the mlb loggers do not propagate once the CLI set them up
+    logging.getLogger("mlb.prefect").addHandler(handler)
     dead = f"http://127.0.0.1:{free_port()}/api"
-    with prefect_server(dead) as used:
-        assert used is None and PREFECT_API_URL.value() is None  # Prefect starts its temporary server
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    try:
+        with prefect_server(dead) as used:
+            assert used is None and PREFECT_API_URL.value() is None  # Prefect starts its temporary server
+    finally:
+        logging.getLogger("mlb.prefect").removeHandler(handler)
+    warnings = [r.getMessage() for r in records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and warnings[0].startswith(f"the Prefect server at {dead} does not answer (")

@@ -30,7 +30,7 @@ from utils.artifacts import (
     handle_overwrite_policy,
     staged_writes,
 )
-from utils.lineage import lineage, stage_params, stale_reason
+from utils.lineage import config_value, lineage, stage_params, stale_reason
 from utils.plan import Plan
 
 log = logging.getLogger("mlb.runner")
@@ -181,7 +181,8 @@ def run_stage(cfg, stage: str | ModuleSpec, registry: Registry | None = None,
     arguments.update(params)
     for arg, resource in spec.resources.items():
         kind, _, what = resource.partition(":")
-        arguments[arg] = store.cache_dir(what) if kind == "cache" else dict(hashes)
+        arguments[arg] = store.cache_dir(what) if kind == "cache" else config_value(cfg, what) \
+            if kind == "config" else dict(hashes)
     result = _outputs(spec, spec.load()(**arguments))
     made = lineage(spec, params, hashes)
     with staged_writes() as staging:

@@ -11,8 +11,8 @@ needs: the same code and package versions, and the same paths (a shared folder) 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,7 +20,6 @@ from typing import Callable
 from utils.backtest import BacktestError, run_backtest
 
 SEASON_SPEC = re.compile(r"^(\d{4})(?:-(\d{4}))?$")
-MAX_SEASONS = 200  # more than every season since 1871: a typo like 2016-20240 is caught, not queued
 
 
 @dataclass
@@ -31,17 +30,23 @@ class SeasonResult:
     error: str | None = None
 
 
-def parse_seasons(values: list[str]) -> list[int]:
-    """`--season` values: 2023, a range 2016-2024, or a comma list 2016,2018; sorted, without repeats."""
+FIRST_SEASON = 1871  # Retrosheet's first game log
+
+
+def parse_seasons(values: list[str], this_season: int) -> list[int]:
+    """`--season` values: 2023, a range 2016-2024, or a comma list 2016,2018; sorted, without repeats,
+    each from 1871 to this season."""
     seasons: set[int] = set()
     for value in values:
-        for part in value.split(","):
-            match = SEASON_SPEC.match(part.strip())
+        for part in (p.strip() for p in value.split(",")):
+            match = SEASON_SPEC.match(part)
             if not match:
-                raise ValueError(f"--season: '{part.strip()}' is not a season (2023), a range (2016-2024) or a list")
+                raise ValueError(f"--season: '{part}' is not a season (2023), a range (2016-2024) or a list")
             first, last = int(match.group(1)), int(match.group(2) or match.group(1))
-            if last < first or last - first >= MAX_SEASONS:
-                raise ValueError(f"--season: '{part.strip()}' is not a range of seasons, first to last")
+            if last < first:
+                raise ValueError(f"--season: '{part}' is not a range of seasons, first to last")
+            if first < FIRST_SEASON or last > this_season:
+                raise ValueError(f"--season: '{part}' is outside the seasons there are, {FIRST_SEASON}-{this_season}")
             seasons.update(range(first, last + 1))
     if not seasons:
         raise ValueError("--season: no season given")
@@ -60,16 +65,22 @@ def portable(cfg) -> dict:
 
 
 def season_task(raw: dict, season: int, today: str) -> tuple[dict, str]:
-    """One season's backtest on a worker: the serial run's own function."""
+    """One season's backtest on a worker: the serial run's own function, with no progress bar (the
+    caller draws one for the seasons)."""
+    from utils import progress
     from utils.config import build_config
 
+    progress.QUIET = True
     summary, path = run_backtest(build_config(raw), season, dt.date.fromisoformat(today))
     return summary, str(path)
 
 
 def local_workers(cfg) -> int:
-    """One worker per `model.num_threads` cores (LightGBM's threads are the work), at least one."""
-    return cfg.backtest.local_workers or max(1, (os.cpu_count() or 1) // cfg.model.num_threads)
+    """One worker process per core: each fit takes only the cores the other workers leave free
+    (utils/threads.py), so two seasons on two cores train on a thread each."""
+    from utils.threads import usable_cores
+
+    return cfg.backtest.local_workers or usable_cores()
 
 
 def backtest_seasons(cfg, seasons: list[int], today: dt.date, serial: bool,
@@ -96,7 +107,7 @@ def _on_dask(cfg, seasons: list[int], today: dt.date, on_done: Callable[[SeasonR
 
     logging.getLogger("distributed").setLevel(logging.ERROR)  # a night's log is the seasons, not the cluster's
     scheduler = cfg.backtest.dask_scheduler
-    cluster = None
+    cluster = client = None
     try:
         if scheduler:
             client = Client(scheduler, timeout="30s")
@@ -104,13 +115,16 @@ def _on_dask(cfg, seasons: list[int], today: dt.date, on_done: Callable[[SeasonR
             cluster = LocalCluster(n_workers=local_workers(cfg), threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=logging.ERROR)
             client = Client(cluster)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: an address Dask cannot read
+        if cluster is not None:
+            cluster.close()
         raise BacktestError(f"Dask scheduler {scheduler or 'local cluster'}: {' '.join(str(exc).split())}") from None
-    raw = portable(cfg)
-    results = {}
+    raw, run = portable(cfg), uuid.uuid4().hex[:8]  # a shared scheduler may see the same season twice
+    results: dict[int, SeasonResult] = {}
+    futures = {}
     try:
-        futures = {client.submit(season_task, raw, season, today.isoformat(), key=f"backtest-{season}",
-                                 pure=False): season for season in seasons}
+        futures = {client.submit(season_task, raw, season, today.isoformat(), key=f"backtest-{season}-{run}"): season
+                   for season in seasons}
         for future in as_completed(futures):
             season = futures[future]
             try:
@@ -118,10 +132,13 @@ def _on_dask(cfg, seasons: list[int], today: dt.date, on_done: Callable[[SeasonR
                 results[season] = SeasonResult(season, summary, Path(path))
             except BacktestError as exc:
                 results[season] = SeasonResult(season, error=str(exc))
-            except Exception as exc:  # a worker that died or could not import the pipeline
+            except Exception as exc:  # a worker that died (KilledWorker) or could not import the pipeline
                 results[season] = SeasonResult(season, error=f"{type(exc).__name__}: {' '.join(str(exc).split())}")
             on_done(results[season])
     finally:
+        pending = [f for f in futures if not f.done()]
+        if pending:  # interrupted: stop the seasons still queued or running on the cluster
+            client.cancel(pending)
         client.close()
         if cluster is not None:
             cluster.close()
@@ -139,7 +156,7 @@ def backtest_command(cfg, season_specs: list[str], out: Path | None, serial: boo
     from utils.progress import progress
 
     try:
-        seasons = parse_seasons(season_specs)
+        seasons = parse_seasons(season_specs, today.year)
     except ValueError as exc:
         raise ConfigError([str(exc)]) from None
     if out is not None and len(seasons) > 1:
@@ -148,7 +165,7 @@ def backtest_command(cfg, season_specs: list[str], out: Path | None, serial: boo
 
     with progress("seasons", len(seasons) if not serial and len(seasons) > 1 else 0) as step:
         def report(result: SeasonResult) -> None:
-            step(str(result.season))
+            step(str(result.season), done=True)
             if result.error:
                 failed.append(result.season)
                 echo(f"error: season {result.season}: {result.error}", True)

@@ -39,6 +39,10 @@ def http_get(url: str, params: dict | None, timeout: int) -> bytes:
         response = requests.get(url, params=params, timeout=timeout)
     except requests.Timeout:
         raise SourceError(f"{url}: no answer within {timeout}s", transient=True) from None
+    except requests.exceptions.SSLError as exc:  # a certificate will not fix itself in a few seconds
+        raise SourceError(f"{url}: SSLError: {' '.join(str(exc).split())[:200]}") from None
+    except requests.exceptions.ChunkedEncodingError:
+        raise SourceError(f"{url}: the connection broke off mid-download", transient=True) from None
     except requests.ConnectionError:
         raise SourceError(f"{url}: ConnectionError: cannot connect (refused, or no network)", transient=True) from None
     except requests.RequestException as exc:
@@ -51,10 +55,13 @@ def http_get(url: str, params: dict | None, timeout: int) -> bytes:
     return response.content
 
 
+MAX_WAIT_S = 60.0  # the longest wait between two attempts: a night must not sleep for hours
+
+
 def with_retries(fetch: Fetch, retries: int, backoff_seconds: float, sleep: Callable[[float], None] = time.sleep,
                  ) -> Fetch:
     """`fetch` asked again after a transient failure, up to `retries` more times, waiting
-    backoff, 2*backoff, 4*backoff... between attempts. A 404 or a bad payload is not retried: asking
+    backoff, 2*backoff, 4*backoff... (at most a minute) between attempts. A 404 or a bad payload is not retried: asking
     again cannot change it. The last failure's message says how many attempts were made."""
     def fetch_again(url: str, params: dict | None, timeout: int) -> bytes:
         for attempt in range(retries + 1):
@@ -65,7 +72,7 @@ def with_retries(fetch: Fetch, retries: int, backoff_seconds: float, sleep: Call
                     if attempt:
                         raise SourceError(f"{exc} (after {attempt + 1} attempts)") from None
                     raise
-                wait = backoff_seconds * 2 ** attempt
+                wait = min(backoff_seconds * 2 ** attempt, MAX_WAIT_S)
                 log.warning("%s; attempt %d of %d, next in %.0f s", exc, attempt + 1, retries + 1, wait)
                 sleep(wait)
         raise AssertionError("unreachable")

@@ -64,9 +64,17 @@ class CpuWatch:
 WATCH = CpuWatch()
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity: a container's or taskset's limit)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def threads_free(wanted: int, cores: int | None = None, others: float | None = None) -> int:
     """At most `wanted`, at least 1: the cores no other process keeps busy."""
-    cores = cores or os.cpu_count() or 1
+    cores = cores or usable_cores()
     others = WATCH.others_busy() if others is None else others
     return max(1, min(wanted, int(cores - others + BUSY_ROUNDING)))
 
@@ -74,6 +82,8 @@ def threads_free(wanted: int, cores: int | None = None, others: float | None = N
 @contextlib.contextmanager
 def openmp_threads(wanted: int) -> Iterator[int]:
     """OpenMP limited, in this thread, to the threads free now; yields the count."""
+    import lightgbm  # noqa: F401 (threadpoolctl limits only the OpenMP libraries already loaded)
+    import sklearn.linear_model  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     threads = threads_free(wanted)
