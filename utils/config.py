@@ -220,7 +220,7 @@ class BacktestConfig(Frozen):
     dask_scheduler: str | None = Field(
         None, description="a running Dask cluster's scheduler, e.g. tcp://10.0.0.5:8786; unset: a local cluster")
     local_workers: PositiveInt | None = Field(
-        None, le=256, description="worker processes of the local cluster; unset: one per model.num_threads cores")
+        None, le=256, description="worker processes of the local cluster; unset: one per core")
 
 
 class PipelineConfig(Frozen):
