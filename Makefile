@@ -55,8 +55,13 @@ prefect-server-stop: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Two pytest workers, a test file each at a time (--dist loadfile keeps a file's shared fixtures in one
+# worker): most of the suite waits on subprocesses and servers, so two cores run it in about 4.5 minutes
+# instead of 7.5. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: system-deps $(STAMP) lint
-	PYTHONPATH=. $(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
+	PYTHONPATH=. $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --cov --cov-report=term-missing:skip-covered \
+	  $(PYTEST_ARGS)
 
 test-fast: $(STAMP) lint
 	PYTHONPATH=. $(BIN)/python -m pytest -m "not slow and not server and not prefect and not dvc" $(PYTEST_ARGS)

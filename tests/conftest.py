@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
 import subprocess
@@ -60,6 +62,24 @@ def wait_for(predicate, what, seconds=60):
             last = exc
         time.sleep(0.5)
     raise AssertionError(f"timed out after {seconds}s waiting for {what}; last: {last!r}")
+
+
+@contextlib.contextmanager
+def logged(name: str, level: int = logging.DEBUG):
+    """The records one logger emits, caught by a handler on that logger itself: independent of
+    propagation (the CLI turns it off) and of handlers Prefect adds to the root logger."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(level)
+    handler.emit = records.append
+    logger = logging.getLogger(name)
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(level, logger.getEffectiveLevel()))
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
 
 
 @pytest.fixture(scope="session")

@@ -83,17 +83,19 @@ def test_overwrite_policies(tmp_path, policy, exists, expected):
     assert handle_overwrite_policy(path, policy) == expected
 
 
-def test_fail_policy_refuses_and_warn_policy_warns_only_when_going_back_in_time(tmp_path, caplog):
+def test_fail_policy_refuses_and_warn_policy_warns_only_when_going_back_in_time(tmp_path):
+    from tests.conftest import logged
+
     path = tmp_path / "x.parquet"
     path.write_bytes(b"old")
     with pytest.raises(ArtifactError, match="x.parquet: exists and overwrite policy is 'fail'"):
         handle_overwrite_policy(path, "fail")
-    logging.getLogger("mlb").propagate = True
-    with caplog.at_level(logging.WARNING, logger="mlb.artifacts"):
+    with logged("mlb.artifacts", logging.WARNING) as records:
         assert handle_overwrite_policy(path, "warn") == "write"
-        assert caplog.text == ""  # replacing yesterday's artifact is the nightly's job
+        assert records == []  # replacing yesterday's artifact is the nightly's job
         said = set()
         assert handle_overwrite_policy(path, "warn", newer=True, said=said) == "write"
         assert handle_overwrite_policy(path, "warn", newer=True, said=said) == "write"
-    assert f"replacing {path}, which was written for a later as-of date" in caplog.text
-    assert caplog.text.count("WARNING") == 1  # once a run, not once an artifact
+    warnings = [r.getMessage() for r in records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # once a run, not once an artifact
+    assert f"replacing {path}, which was written for a later as-of date" in warnings[0]

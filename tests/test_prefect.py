@@ -75,22 +75,13 @@ def test_runs_on_the_long_lived_server_are_kept_there(prefect_api, tmp_path):
 
 
 def test_a_named_server_that_does_not_answer_falls_back_to_a_temporary_one():
-    import logging
-
     from prefect.settings import PREFECT_API_URL
 
-    from tests.conftest import free_port
+    from tests.conftest import free_port, logged
     from utils.prefect_api import prefect_server
 
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # the mlb loggers do not propagate once the CLI set them up
-    logging.getLogger("mlb.prefect").addHandler(handler)
     dead = f"http://127.0.0.1:{free_port()}/api"
-    try:
-        with prefect_server(dead) as used:
-            assert used is None and PREFECT_API_URL.value() is None  # Prefect starts its temporary server
-    finally:
-        logging.getLogger("mlb.prefect").removeHandler(handler)
+    with logged("mlb.prefect") as records, prefect_server(dead) as used:
+        assert used is None and PREFECT_API_URL.value() is None  # Prefect starts its temporary server
     warnings = [r.getMessage() for r in records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and warnings[0].startswith(f"the Prefect server at {dead} does not answer (")

@@ -166,9 +166,9 @@ def backtest_command(cfg, season_specs: list[str], out: Path | None, serial: boo
     with progress("seasons", len(seasons) if not serial and len(seasons) > 1 else 0) as step:
         def report(result: SeasonResult) -> None:
             step(str(result.season), done=True)
-            if result.error:
+            if result.error:  # with one season, the error is the command's own, as it always was
                 failed.append(result.season)
-                echo(f"error: season {result.season}: {result.error}", True)
+                echo(f"error: {f'season {result.season}: ' if len(seasons) > 1 else ''}{result.error}", True)
                 return
             where = result.predictions
             if out is not None:
