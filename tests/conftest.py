@@ -64,6 +64,17 @@ def wait_for(predicate, what, seconds=60):
     raise AssertionError(f"timed out after {seconds}s waiting for {what}; last: {last!r}")
 
 
+def stop(procs: list[subprocess.Popen], grace: float = 10) -> None:
+    """Terminate server processes, and kill those still running after `grace` seconds."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @contextlib.contextmanager
 def logged(name: str, level: int = logging.DEBUG):
     """The records one logger emits, caught by a handler on that logger itself: independent of
@@ -102,11 +113,7 @@ def prefect_api(tmp_path_factory):
         wait_for(lambda: proc.poll() is None and answers(url) is None, f"the Prefect server at {url}", seconds=180)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop([proc], grace=20)
         log.close()
 
 

@@ -44,10 +44,16 @@ def test_unexpected_payload_and_network_errors_are_one_line():
         odd.schedule_for(DAY)
 
 
-class Fixture(http.server.BaseHTTPRequestHandler):
+class StatsApi(http.server.BaseHTTPRequestHandler):
+    """The recorded schedule on loopback; answers with the queued status codes first (503, 429, 404...)."""
+    statuses: list[int] = []
+    seen: list[str] = []
+
     def do_GET(self):  # noqa: N802 (http.server's name)
-        body = FIXTURE.read_bytes()
-        self.send_response(200)
+        StatsApi.seen.append(self.path)
+        status = StatsApi.statuses.pop(0) if StatsApi.statuses else 200
+        body = FIXTURE.read_bytes() if status == 200 else b"busy"
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -59,9 +65,9 @@ class Fixture(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def statsapi():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Fixture)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    StatsApi.statuses, StatsApi.seen = [], []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StatsApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/api/v1/schedule"
     server.shutdown()
 
@@ -119,61 +125,34 @@ def test_an_absurdly_large_payload_is_refused_before_parsing():
         source.schedule_for(DAY)
 
 
-class Flaky(http.server.BaseHTTPRequestHandler):
-    """Answers with the queued status codes first (503, 429, 404...), then with the fixture."""
-    statuses: list[int] = []
-    seen: list[str] = []
-
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        Flaky.seen.append(self.path)
-        status = Flaky.statuses.pop(0) if Flaky.statuses else 200
-        body = FIXTURE.read_bytes() if status == 200 else b"busy"
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def flaky():
-    Flaky.statuses, Flaky.seen = [], []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/api/v1/schedule"
-    server.shutdown()
-
-
-def test_a_transient_failure_is_asked_again_with_backoff_and_a_404_is_not(flaky):
+def test_a_transient_failure_is_asked_again_with_backoff_and_a_404_is_not(statsapi):
     from utils.sources import http_get, with_retries
 
     waits = []
     fetch = with_retries(http_get, retries=3, backoff_seconds=2.0, sleep=waits.append)
-    Flaky.statuses = [503, 429]
-    frame = ScheduleSource(flaky, 5, IDS.get, fetch=fetch).schedule_for(DAY)
-    assert len(frame) == 3 and len(Flaky.seen) == 3 and waits == [2.0, 4.0]  # 2 s, then doubled
-    Flaky.statuses, Flaky.seen, waits[:] = [404], [], []
+    StatsApi.statuses = [503, 429]
+    frame = ScheduleSource(statsapi, 5, IDS.get, fetch=fetch).schedule_for(DAY)
+    assert len(frame) == 3 and len(StatsApi.seen) == 3 and waits == [2.0, 4.0]  # 2 s, then doubled
+    StatsApi.statuses, StatsApi.seen, waits[:] = [404], [], []
     with pytest.raises(SourceError, match=r"not found \(404\)$"):
-        fetch(flaky, None, 5)
-    assert len(Flaky.seen) == 1 and waits == []  # asking again cannot find it
-    Flaky.statuses, Flaky.seen = [500] * 5, []
+        fetch(statsapi, None, 5)
+    assert len(StatsApi.seen) == 1 and waits == []  # asking again cannot find it
+    StatsApi.statuses, StatsApi.seen = [500] * 5, []
     with pytest.raises(SourceError, match=r"^http://127.0.0.1:\d+/api/v1/schedule: HTTP 500 \(after 4 attempts\)$"):
-        fetch(flaky, None, 5)
-    assert len(Flaky.seen) == 4 and waits == [2.0, 4.0, 8.0]
+        fetch(statsapi, None, 5)
+    assert len(StatsApi.seen) == 4 and waits == [2.0, 4.0, 8.0]
 
 
-def test_the_configured_retries_reach_the_live_schedule(flaky, mirror, tmp_path):
+def test_the_configured_retries_reach_the_live_schedule(statsapi, mirror, tmp_path):
     """Through the command line: sources.retry.retries=1 survives one 503 and not two."""
     common = ["run", "--modules", "A", "--legacy-executor", "--as-of", DAY.isoformat(),
-              "--set", f"sources.schedule.statsapi_url={flaky}", "--set", "sources.schedule.mode=live",
+              "--set", f"sources.schedule.statsapi_url={statsapi}", "--set", "sources.schedule.mode=live",
               "--set", f"sources.retrosheet.base_url={mirror}", "--set", "data.first_season=2024",
               "--set", f"paths.artifacts={tmp_path}", "--set", "sources.retry.retries=1",
               "--set", "sources.retry.backoff_seconds=0"]
-    Flaky.statuses = [503]
-    assert run_pipeline(*common).returncode == 0 and len(Flaky.seen) == 2
-    Flaky.statuses, Flaky.seen = [503, 503], []
+    StatsApi.statuses = [503]
+    assert run_pipeline(*common).returncode == 0 and len(StatsApi.seen) == 2
+    StatsApi.statuses, StatsApi.seen = [503, 503], []
     proc = run_pipeline(*common)
-    assert proc.returncode == 1 and len(Flaky.seen) == 2
+    assert proc.returncode == 1 and len(StatsApi.seen) == 2
     assert proc.stderr.strip().splitlines()[-1].endswith("HTTP 503 (after 2 attempts)"), proc.stderr

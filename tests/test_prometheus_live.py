@@ -7,7 +7,7 @@ import urllib.request
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, free_port, run_pipeline, wait_for
+from tests.conftest import ROOT, free_port, run_pipeline, stop, wait_for
 from utils.artifacts import ArtifactStore
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -52,13 +52,7 @@ scrape_configs:
                  "Prometheus")
         yield f"127.0.0.1:{gateway_port}", f"http://127.0.0.1:{prom_port}"
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs)
 
 
 def test_shifted_feature_fires_the_drift_alert(servers, mirror, tmp_path):

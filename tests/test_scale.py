@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tests.conftest import ROOT, free_port, run_pipeline, wait_for
+from tests.conftest import ROOT, free_port, run_pipeline, stop, wait_for
 from utils.progress import progress
 
 
@@ -57,13 +57,7 @@ def dask_cluster(tmp_path):
         wait_for(two_workers, "a Dask scheduler with two workers", seconds=90)
         yield address
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs[::-1], grace=3)
         log.close()
 
 
