@@ -56,7 +56,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 # Two pytest workers, a test file each at a time (--dist loadfile keeps a file's shared fixtures in one
-# worker): most of the suite waits on subprocesses and servers, so two cores run it in about 4.5 minutes
+# worker): most of the suite waits on subprocesses and servers, so two cores run it in under 5 minutes
 # instead of 7.5. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
 test: system-deps $(STAMP) lint
