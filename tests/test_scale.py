@@ -85,18 +85,19 @@ def test_seasons_on_a_real_dask_cluster_are_the_serial_run_byte_for_byte(dask_cl
     assert keys == ["backtest-2019", "backtest-2020"]
 
 
-def test_season_ranges_and_lists_parse_and_nonsense_is_exit_2(tmp_path):
+def test_season_ranges_and_lists_parse_and_nonsense_is_exit_2(tmp_path, capsys):
+    from tests.test_faults import cli
     from utils.scaleout import parse_seasons
 
     assert parse_seasons(["2016-2018", "2022,2023", "2018"], 2026) == [2016, 2017, 2018, 2022, 2023]
     for bad, why in (("2024-2016", "not a range"), ("20x3", "not a season"), ("2016-20240", "not a season"),
                      ("0000", "outside the seasons there are, 1871-"), ("2020-9999", "outside the seasons")):
-        proc = run_pipeline("backtest", "--season", bad, "--set", f"paths.artifacts={tmp_path}")
-        assert proc.returncode == 2 and why in proc.stderr, proc.stderr
-    proc = run_pipeline("backtest", "--season", "2022-2023", "--out", str(tmp_path / "x.parquet"),
-                        "--set", f"paths.artifacts={tmp_path}")
-    assert proc.returncode == 2 and "--out: one file holds one season's predictions, not 2" in proc.stderr
-    proc = run_pipeline("backtest", "--season", "2022-2023", "--dask-scheduler", "http://127.0.0.1:1",
-                        "--set", f"paths.artifacts={tmp_path}")
-    assert proc.returncode == 1 and proc.stderr.strip().startswith("error: Dask scheduler http://127.0.0.1:1: ")
-    assert len(proc.stderr.strip().splitlines()) == 1
+        code, _, err = cli(capsys, "backtest", "--season", bad, "--set", f"paths.artifacts={tmp_path}")
+        assert code == 2 and why in err and len(err.strip().splitlines()) == 1, err
+    code, _, err = cli(capsys, "backtest", "--season", "2022-2023", "--out", str(tmp_path / "x.parquet"),
+                       "--set", f"paths.artifacts={tmp_path}")
+    assert code == 2 and "--out: one file holds one season's predictions, not 2" in err
+    code, _, err = cli(capsys, "backtest", "--season", "2022-2023", "--dask-scheduler", "http://127.0.0.1:1",
+                       "--set", f"paths.artifacts={tmp_path}")
+    assert code == 1 and err.strip().startswith("error: Dask scheduler http://127.0.0.1:1: ")
+    assert len(err.strip().splitlines()) == 1
