@@ -43,7 +43,9 @@ def prefect_server(work: Path):
     """`prefect server start` on a free loopback port (as `make prefect-server`), stopped afterwards."""
     import socket
     import time
-    import urllib.request
+
+    sys.path.insert(0, str(ROOT))
+    from utils.prefect_api import answers
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -53,12 +55,10 @@ def prefect_server(work: Path):
                              str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     api = f"http://127.0.0.1:{port}/api"
     try:
-        for _ in range(180):
-            try:
-                if urllib.request.urlopen(f"{api}/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                time.sleep(1)
+        for _ in range(180):  # the project's own health check, as runs use it
+            if answers(api) is None:
+                break
+            time.sleep(1)
         yield api
     finally:
         proc.terminate()
