@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from modules.registry import ModuleResult, StageOutput
-from utils.artifacts import atomic_write_bytes
+from utils.artifacts import read_verified, write_verified
 from utils.config import DataConfig, RetrosheetSettings, RetrySettings, ScheduleSettings, today_in
 from utils.progress import progress
 from utils.sources import SCHEDULE_COLUMNS, RetrosheetSource, ScheduleSource, SourceError, http_get, with_retries
@@ -207,27 +207,19 @@ def parse_cached(payload: bytes, season: int, where: str, known: set[str], cache
     for part, path in files.items():
         buffer = io.BytesIO()
         getattr(parsed, part).to_parquet(buffer, index=False)
-        atomic_write_bytes(path, buffer.getvalue())
-        atomic_write_bytes(_digest_file(path), f"{hashlib.sha256(buffer.getvalue()).hexdigest()}\n".encode())
+        write_verified(path, buffer.getvalue())
     return parsed
 
 
-def _digest_file(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
 def _read_cached(path: Path) -> pd.DataFrame | None:
-    """A cached parse whose bytes match its recorded SHA-256; None (and a warning if it was there) otherwise."""
-    if not path.exists():
+    """A cached parse whose bytes match their recorded SHA-256; None (rebuilt from the zip) otherwise."""
+    payload = read_verified(path)
+    if payload is None:
         return None
     try:
-        payload = path.read_bytes()
-        recorded = _digest_file(path).read_text().strip()
-        if hashlib.sha256(payload).hexdigest() != recorded:
-            raise ValueError("SHA-256 does not match the one recorded with it")
         return pd.read_parquet(io.BytesIO(payload))
-    except (OSError, ValueError) as exc:  # pyarrow's errors are ValueErrors (ArrowInvalid)
-        log.warning("%s: discarding a cached parse that does not verify (%s); rebuilding it from the zip", path,
+    except ValueError as exc:  # pyarrow's errors are ValueErrors (ArrowInvalid)
+        log.warning("%s: discarding a cached parse that does not read (%s); rebuilding it from the zip", path,
                     " ".join(str(exc).split())[:160])
         return None
 

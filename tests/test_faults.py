@@ -228,7 +228,7 @@ def test_a_corrupted_parse_cache_is_discarded_and_rebuilt(mirror, tmp_path, capl
     logging.getLogger("mlb").propagate = True
     with caplog.at_level(logging.WARNING, logger="mlb.a_ingest"):
         again = parse_cached(payload, 2023, "gl2023.zip", {"NYA", "BOS"}, tmp_path)
-    assert f"{cached}: discarding a cached parse that does not verify" in caplog.text
+    assert f"{cached}: discarding a cache entry that does not verify" in caplog.text
     pd.testing.assert_frame_equal(first.games, again.games)
     assert parse_cached(payload, 2023, "gl2023.zip", {"NYA", "BOS"}, tmp_path).games.equals(first.games)
 

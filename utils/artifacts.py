@@ -77,6 +77,31 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         raise
 
 
+def write_verified(path: Path, payload: bytes) -> None:
+    """A cache entry: the bytes and, beside them, their SHA-256 (`<name>.sha256`), each atomically."""
+    atomic_write_bytes(path, payload)
+    atomic_write_bytes(_digest_file(path), f"{hashlib.sha256(payload).hexdigest()}\n".encode())
+
+
+def read_verified(path: Path) -> bytes | None:
+    """A cache entry's bytes if they match their recorded SHA-256; None (and a warning if it was there)."""
+    if not path.exists():
+        return None
+    try:
+        payload = path.read_bytes()
+        if hashlib.sha256(payload).hexdigest() != _digest_file(path).read_text().strip():
+            raise ValueError("SHA-256 does not match the one recorded with it")
+        return payload
+    except (OSError, ValueError) as exc:
+        log.warning("%s: discarding a cache entry that does not verify (%s); rebuilding it", path,
+                    " ".join(str(exc).split())[:160])
+        return None
+
+
+def _digest_file(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
