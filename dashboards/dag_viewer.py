@@ -109,23 +109,36 @@ with tabs[1]:
         st.bar_chart(pd.Series(report["games_per_season"], name="games"))
 
 with tabs[2]:
-    psi = data.psi_table(store.read_if_present("drift_report"))
-    if psi.empty:
+    report = store.read_if_present("drift_report")
+    scores = data.drift_table(report)
+    if scores.empty:
         st.info("No drift report yet (module L).")
     else:
-        st.markdown(f"**PSI per feature** (warn above {data.THRESHOLDS['warn']}, critical above "
-                    f"{data.THRESHOLDS['critical']}); {int((psi['level'] == 'critical').sum())} critical")
-        bars = alt.Chart(psi).mark_bar().encode(
-            x=alt.X("psi:Q", title="PSI"), y=alt.Y("feature:N", sort="-x", title=None),
-            color=alt.Color("level:N", scale=alt.Scale(domain=["ok", "warn", "critical"],
-                                                       range=["#74c476", "#fdae6b", "#e6550d"])))
-        rules = alt.Chart(pd.DataFrame({"psi": list(data.THRESHOLDS.values())})).mark_rule(strokeDash=[4, 4]).encode(
-            x="psi:Q")
-        st.altair_chart(bars + rules, use_container_width=True)
+        st.markdown(f"**Drift score per feature**: PSI of the last 30 days and tonight's shift, each over its "
+                    f"normal (the shaded band: up to {data.THRESHOLDS['normal']:g}, its worst ordinary night in a "
+                    f"hundred); a new score above {data.THRESHOLDS['break']:g} pages. "
+                    f"{int((scores['level'] == 'break').sum())} above the break line.")
+        shown = scores.head(40)
+        band = alt.Chart(pd.DataFrame({"lo": [0.0], "hi": [data.THRESHOLDS["normal"]]})).mark_rect(
+            opacity=0.15, color="#31a354").encode(x="lo:Q", x2="hi:Q")
+        bars = alt.Chart(shown).mark_bar().encode(
+            x=alt.X("score:Q", title="score (value / normal)", scale=alt.Scale(type="symlog")),
+            y=alt.Y("label:N", sort="-x", title=None),
+            color=alt.Color("level:N", scale=alt.Scale(domain=["normal", "above normal", "break"],
+                                                       range=["#74c476", "#fdae6b", "#e6550d"])),
+            tooltip=["feature", "view", "value", "normal", "score", "recent_max"]).transform_calculate(
+            label="datum.feature + ' · ' + datum.view")
+        line = alt.Chart(pd.DataFrame({"score": [data.THRESHOLDS["break"]]})).mark_rule(strokeDash=[4, 4]).encode(
+            x="score:Q")
+        st.altair_chart(band + bars + line, use_container_width=True)
+        st.dataframe(scores, hide_index=True)
+        st.markdown("**Sources**")
+        st.dataframe(data.sources_table(report), hide_index=True)
     quality = data.quality_history(history)
     if len(quality):
         st.markdown("**History over runs**")
-        st.line_chart(quality.set_index("as_of")[["max_feature_psi", "brier_30d", "log_loss_30d"]])
+        st.line_chart(quality.set_index("as_of")[["max_score"]])
+        st.line_chart(quality.set_index("as_of")[["brier_30d", "log_loss_30d"]])
         st.line_chart(quality.set_index("as_of")[["runs_mae_30d", "runs_rmse_30d"]])
 
 with tabs[3]:

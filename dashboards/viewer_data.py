@@ -7,10 +7,13 @@ import pandas as pd
 
 from modules.registry import Registry
 from phase_status import RunStatus, StatusError, latest_status, load_status
+from utils.alerts import BREAK_SCORE
 from utils.artifacts import ArtifactStore
 from utils.catalog import ArtifactError, Catalog
 
-THRESHOLDS = {"warn": 0.1, "critical": 0.25}
+# The drift score's lines: 1 is the top of a feature's normal band (its worst ordinary night in a hundred);
+# above BREAK_SCORE a new drift pages (dashboards/alerts.yml, MlbFeatureDriftBreak).
+THRESHOLDS = {"normal": 1.0, "break": BREAK_SCORE}
 
 
 def latest_run(root: Path) -> RunStatus | None:
@@ -54,18 +57,38 @@ def output_table(store: ArtifactStore, run: RunStatus | None, module_id: str) ->
     return pd.DataFrame(rows, columns=["artifact", "path", "sha256", "verified", "schema", "rows"])
 
 
-def psi_table(drift: dict | None) -> pd.DataFrame:
+def drift_table(drift: dict | None) -> pd.DataFrame:
+    """One row per watched feature and view (psi: the last 30 days; shift: tonight's games): the value,
+    its normal (the top of the band ordinary nights stay in), the score (value over normal), the score
+    of the week before and its level (normal, above normal, break), the highest scores first."""
+    columns = ["feature", "view", "value", "normal", "score", "recent_max", "level"]
     if not drift:
-        return pd.DataFrame(columns=["feature", "psi", "level"])
-    frame = pd.DataFrame(sorted(drift["features"].items(), key=lambda kv: -kv[1]), columns=["feature", "psi"])
-    frame["level"] = pd.cut(frame["psi"], [-1, THRESHOLDS["warn"], THRESHOLDS["critical"], float("inf")],
-                            labels=["ok", "warn", "critical"]).astype(str)
-    return frame
+        return pd.DataFrame(columns=columns)
+    rows = [{"feature": name, "view": view, "value": s[view], "normal": s[f"{view}_normal"],
+             "score": s[f"{view}_score"], "recent_max": s[f"{view}_recent_max"]}
+            for name, s in drift["features"].items() for view in ("psi", "shift") if s[f"{view}_score"] is not None]
+    frame = pd.DataFrame(rows, columns=columns[:-1]).sort_values("score", ascending=False, kind="stable")
+    frame["level"] = pd.cut(frame["score"], [-1, THRESHOLDS["normal"], THRESHOLDS["break"], float("inf")],
+                            labels=["normal", "above normal", "break"]).astype(str)
+    return frame.reset_index(drop=True)
+
+
+def sources_table(drift: dict | None) -> pd.DataFrame:
+    """The sources' health as the alerts read it: each check, its value and what it is compared with."""
+    if not drift or "sources" not in drift:
+        return pd.DataFrame(columns=["check", "value", "of"])
+    s = drift["sources"]
+    return pd.DataFrame([
+        {"check": "tonight's starters with no known id", "value": s["starters_unknown"], "of": s["starters"]},
+        {"check": "games predicted", "value": s["games_predicted"], "of": s["games_scheduled"]},
+        {"check": f"results arrived for {s['results_date'] or '-'}", "value": s["results_ingested"],
+         "of": s["results_expected"]},
+    ])
 
 
 def quality_history(runs: list[RunStatus]) -> pd.DataFrame:
-    """Per run with an L phase: max PSI, Brier, log loss and run errors it recorded."""
-    keys = ["max_feature_psi", "brier_30d", "log_loss_30d", "runs_mae_30d", "runs_rmse_30d"]
+    """Per run with an L phase: its largest drift score, Brier, log loss and run errors it recorded."""
+    keys = ["max_score", "brier_30d", "log_loss_30d", "runs_mae_30d", "runs_rmse_30d"]
     rows = [{"as_of": pd.Timestamp(r.as_of) if r.as_of else None, "run": r.run_id,
              **{k: r.phases["L"].metrics.get(k) for k in keys}}
             for r in runs if "L" in r.phases and r.phases["L"].status == "success"]

@@ -12,16 +12,20 @@ starters); the run models are Poisson, validated the same way and refit on all g
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from modules.models import Calibrator, TrainedModels, feature_columns, logistic_logit, raw_probability
 from modules.registry import ModuleResult, StageOutput
-from utils.config import ModelConfig
-from utils.evaluation import DRIFT_WINDOW_DAYS, calibration_table, psi_reference, run_metrics, win_metrics
+from utils import drift
+from utils.artifacts import read_verified, write_verified
+from utils.config import DriftConfig, ModelConfig
+from utils.evaluation import calibration_table, prediction_noise, run_metrics, run_noise, win_metrics
 from utils.threads import openmp_threads
 
 
@@ -47,21 +51,7 @@ def lgbm_params(p, seed: int, objective: str) -> dict:
             "deterministic": True, "force_row_wise": True, "verbose": -1}
 
 
-DRIFT_REFERENCE_SEASONS = 2
-MIN_REFERENCE_ROWS = 300
-
-
-def drift_reference_rows(rows: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
-    """The same 30 calendar days in the last two seasons: features that grow through a season
-    (games played, month) then compare like with like. Too few rows (the off-season): every
-    training row. Aligning by day of season instead was measured worse: special openers abroad
-    start a season days before everyone else."""
-    day = rows["date"].dt.day_of_year
-    end = pd.Timestamp(as_of).day_of_year
-    recent = rows["season"].between(as_of.year - DRIFT_REFERENCE_SEASONS, as_of.year - 1)
-    same = rows[recent & (day > end - DRIFT_WINDOW_DAYS) & (day <= end)]
-    return same if len(same) >= MIN_REFERENCE_ROWS else rows
-
+BASELINE_VERSION = 1  # bump when utils/drift.py measures differently: cached baselines are refit
 
 CANDIDATES = ("lightgbm", "logistic", "elo")
 
@@ -141,6 +131,7 @@ def _fit_candidates(table: pd.DataFrame, as_of: dt.date, mcfg, psi_bins: int) ->
     holdout = slice(cal.start, len(rows))
     candidates = {}
     calibrators = {}
+    p_validation = {}
     kinds = ("platt", "isotonic") if mcfg.calibration == "auto" else (mcfg.calibration,)
     for name in CANDIDATES:
         raw_cal, raw_val = raw[name]
@@ -149,6 +140,7 @@ def _fit_candidates(table: pd.DataFrame, as_of: dt.date, mcfg, psi_bins: int) ->
             k: Calibrator.fit(k, raw_cal, y[cal]) for k in kinds}
         scored = {k: win_metrics(y[val], c.apply(raw_val)) for k, c in options.items()}
         best = min(scored, key=lambda k: (scored[k]["log_loss"], k))
+        p_validation[name] = options[best].apply(raw_val)
         # Published: the same kind refit on both blocks, twice the games.
         calibrators[name] = options[best] if name == "elo" else Calibrator.fit(
             best, np.concatenate([raw_cal, raw_val]), y[holdout])
@@ -163,20 +155,26 @@ def _fit_candidates(table: pd.DataFrame, as_of: dt.date, mcfg, psi_bins: int) ->
     booster = fitter.booster(everything, logistic)
     runs = {}
     boosters = {}
+    actual, expected = [], []
     for side in ("home", "away"):
         target = rows[f"{side}_score"].to_numpy(dtype=float)
-        runs[side] = run_metrics(target[val], fitter.runs(slice(0, val.start), side).predict(fitter.x[val]))
+        actual.append(target[val])
+        expected.append(fitter.runs(slice(0, val.start), side).predict(fitter.x[val]))
+        runs[side] = run_metrics(actual[-1], expected[-1])
         boosters[side] = fitter.runs(everything, side)
     models = TrainedModels(chosen, calibrators[chosen], features, booster, boosters["home"], boosters["away"],
                            logistic, {}, {})
     p_val = models.p_home_win(rows.iloc[val])
-    models.reference = {"features": psi_reference(drift_reference_rows(rows, as_of), features, psi_bins),
-                        "p_home_win": psi_reference(pd.DataFrame({"p": p_val}), ["p"], psi_bins)["p"]}
-    models.card = model_card(rows, features, (cal, val), candidates, chosen, runs, mcfg, as_of)
+    models.reference = {"features": drift.reference(drift.reference_rows(rows, as_of), features, psi_bins),
+                        "p_home_win": drift.reference(pd.DataFrame({"p": p_val}), ["p"], psi_bins)["p"]}
+    # What the validation implies for a live window of n games: each metric's spread over single games.
+    noise = {**prediction_noise(y[val], p_validation[chosen]),
+             "runs": run_noise(np.concatenate(actual), np.concatenate(expected))}
+    models.card = model_card(rows, features, (cal, val), candidates, chosen, runs, mcfg, as_of, noise)
     return models
 
 
-def model_card(rows, features, split, candidates, chosen, runs, mcfg, as_of) -> dict:
+def model_card(rows, features, split, candidates, chosen, runs, mcfg, as_of, noise) -> dict:
     import lightgbm
     import sklearn
 
@@ -202,6 +200,7 @@ def model_card(rows, features, split, candidates, chosen, runs, mcfg, as_of) -> 
                 f"Elo baseline {baseline:.5f}) with {candidates[chosen]['calibration']} calibration; "
                 f"then refit on all {len(rows)} training games"),
         "runs": {"validation": runs},
+        "validation_noise": noise,
         "versions": {"lightgbm": lightgbm.__version__, "scikit-learn": sklearn.__version__,
                      "numpy": np.__version__, "pandas": pd.__version__},
     }
@@ -213,17 +212,44 @@ def model_params(models: TrainedModels) -> dict:
             "features": models.features, "logistic": models.logistic, "reference": models.reference}
 
 
-def train(model_table: pd.DataFrame, as_of: dt.date, model: ModelConfig, psi_bins: int) -> StageOutput:
-    """The published models (LightGBM text files), what prediction needs beside them, and the card."""
+def train(model_table: pd.DataFrame, as_of: dt.date, model: ModelConfig, psi_bins: int, drift_config: DriftConfig,
+          cache: Path) -> StageOutput:
+    """The published models (LightGBM text files), what prediction needs beside them, the card, and
+    each feature's normal drift (learnt once a season, then read from the cache)."""
     models = train_models(model_table, as_of, model, psi_bins)
+    baseline = cached_baseline(model_table, models.features, as_of, drift_config, psi_bins, model.train_seasons, cache)
     outputs = {"win_model": models.win_booster.model_to_string().encode(),
                "home_runs_model": models.home_runs_booster.model_to_string().encode(),
                "away_runs_model": models.away_runs_booster.model_to_string().encode(),
                "model_params": json.loads(json.dumps(model_params(models))),
-               "model_card": models.card}
+               "model_card": models.card,
+               "drift_baseline": baseline}
     chosen = models.card["candidates"][models.chosen]["validation"]
     return StageOutput(outputs, {"validation_brier": chosen["brier"], "validation_log_loss": chosen["log_loss"],
-                                 "baseline_brier": models.card["candidates"]["elo"]["validation"]["brier"]})
+                                 "baseline_brier": models.card["candidates"]["elo"]["validation"]["brier"],
+                                 "drift_baseline_nights": baseline["nights"]})
+
+
+def cached_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg: DriftConfig, bins: int,
+                    train_seasons: int, cache: Path) -> dict:
+    """drift.fit_baseline, reused while the seasons it reads, the features and the settings are the same:
+    it reads only seasons before the as-of season, so it is fit on a season's first night and read after.
+    The key hashes every row of those seasons, so a corrected past game refits it."""
+    past = table[table["season"] < as_of.year]
+    digest = hashlib.sha256()
+    digest.update(json.dumps([as_of.year, cfg.model_dump(mode="json"), bins, train_seasons, features,
+                              BASELINE_VERSION]).encode())
+    digest.update(pd.util.hash_pandas_object(past, index=False).to_numpy().tobytes())
+    path = cache / f"drift-baseline-{as_of.year}-{digest.hexdigest()[:16]}.json"
+    payload = read_verified(path)
+    if payload is not None:
+        baseline = json.loads(payload)
+        return {**baseline, "as_of": as_of.isoformat()}
+    baseline = drift.fit_baseline(past, features, as_of, cfg, bins, train_seasons)
+    for old in cache.glob(f"drift-baseline-{as_of.year}-*"):
+        old.unlink()
+    write_verified(path, json.dumps(baseline, sort_keys=True).encode())
+    return baseline
 
 
 def main(cfg) -> ModuleResult:

@@ -1,5 +1,6 @@
 """L · predict and monitor: the as-of date's predictions, the prediction log, the evaluation of
-earlier predictions, and the drift report (PSI)."""
+earlier predictions against their noise, and the drift report (each feature against its normal,
+the sources' health) with its history."""
 from __future__ import annotations
 
 import datetime as dt
@@ -11,33 +12,72 @@ import pandas as pd
 
 from modules.models import TrainedModels, predict, trained_models
 from modules.registry import ModuleResult, StageOutput
-from utils.evaluation import DRIFT_WINDOW_DAYS, calibration_table, calibration_test, psi, run_metrics, win_metrics
+from utils import drift
+from utils.drift import psi
+from utils.evaluation import calibration_table, calibration_test, run_metrics, standard_errors, win_metrics
 
 log = logging.getLogger("mlb.l_predict_monitor")
 
 
-def drift_report(models: TrainedModels, table: pd.DataFrame, as_of: dt.date) -> dict:
-    """PSI of each feature and of p_home_win over the games of the last 30 days up to the as-of date,
-    against K's reference (the same weeks of the last two seasons)."""
-    day = pd.Timestamp(as_of)
-    window = table[(table["date"] > day - pd.Timedelta(days=DRIFT_WINDOW_DAYS)) & (table["date"] <= day)]
-    features = {name: psi(ref, window[name].to_numpy(dtype=float))
-                for name, ref in models.reference["features"].items() if name in window}
-    known = {k: v for k, v in features.items() if v is not None}
-    prediction = psi(models.reference["p_home_win"], models.p_home_win(window)) if len(window) else None
-    return {
+def drift_report(models: TrainedModels, baseline: dict, table: pd.DataFrame, as_of: dt.date,
+                 history: pd.DataFrame | None) -> tuple[dict, pd.DataFrame]:
+    """Each watched feature's 30-day PSI and tonight's shift, each over its normal (utils/drift.py),
+    with the highest score of the week before (a break is new when that stayed low); the PSI of
+    p_home_win against the validation's. Also tonight's rows of the drift history."""
+    last, tonight = drift.window(table, as_of)
+    scores = drift.score(drift.measure(models.reference["features"], last, tonight), baseline, len(last))
+    before = drift.recent_max(history, as_of)
+    features = {name: {**s, **{f"{view}_recent_max": before.get((name, view)) for view in drift.VIEWS}}
+                for name, s in scores.items()}
+    ranked = [(s[f"{view}_score"], name, view) for name, s in features.items() for view in drift.VIEWS
+              if s[f"{view}_score"] is not None]
+    top = max(ranked, default=(None, None, None))
+    prediction = psi(models.reference["p_home_win"], models.p_home_win(last)) if len(last) else None
+    report = {
         "as_of": as_of.isoformat(),
-        "window": {"first": (day - pd.Timedelta(days=DRIFT_WINDOW_DAYS - 1)).date().isoformat(),
-                   "last": as_of.isoformat(), "games": int(len(window))},
-        "features": known,
-        "max_feature_psi": max(known.values()) if known else None,
-        "max_feature": max(known, key=known.get) if known else None,
+        "window": {"first": (pd.Timestamp(as_of) - pd.Timedelta(days=drift.WINDOW_DAYS - 1)).date().isoformat(),
+                   "last": as_of.isoformat(), "games": int(len(last)), "tonight_games": int(len(tonight))},
+        "baseline": {"as_of": baseline["as_of"], "seasons": baseline["seasons"], "nights": baseline["nights"],
+                     "quantile": baseline["quantile"]},
+        "features": features,
+        "excluded": baseline["excluded"],
+        "max_score": top[0], "max_feature": top[1], "max_view": top[2],
         "prediction_psi": prediction,
     }
+    return report, drift.history_rows(as_of, scores)
 
 
-def evaluate(log_table: pd.DataFrame, table: pd.DataFrame, as_of: dt.date) -> dict:
-    """Every earlier prediction whose result is known before the as-of date, overall and last 7/30 days."""
+def source_health(table: pd.DataFrame, schedule_games: int, predictions: pd.DataFrame,
+                  prediction_log: pd.DataFrame | None, as_of: dt.date) -> dict:
+    """What a broken source shows before PSI does: tonight's starters with no known id (none given, or
+    one with neither a start nor a Lahman line: a debutant, or an id from nowhere), games predicted
+    against the schedule's games, and of the games predicted on the last earlier date, those whose
+    result arrived."""
+    day = pd.Timestamp(as_of)
+    tonight = table[(table["date"] == day) & ~table["played"]]
+    unknown = 0
+    for side in ("home", "away"):
+        no_id = tonight[f"{side}_starter_id"].isna()
+        history = [f"sp_{side}_starts", f"sp_{side}_prior_ip"]
+        unseen = (tonight[history] == 0).all(axis=1) if set(history) <= set(tonight.columns) else False
+        unknown += int((no_id | unseen).sum())
+    health = {"starters": 2 * len(tonight), "starters_unknown": unknown,
+              "games_scheduled": int(schedule_games), "games_predicted": int(len(predictions)),
+              "results_date": None, "results_expected": 0, "results_ingested": 0}
+    if prediction_log is not None and not prediction_log.empty:
+        earlier = prediction_log[prediction_log["predicted_for"] < day]
+        if not earlier.empty:
+            last = earlier["predicted_for"].max()
+            expected = earlier.loc[earlier["predicted_for"] == last, "game_id"]
+            arrived = table.loc[table["played"] & table["game_id"].isin(expected), "game_id"]
+            health.update({"results_date": last.date().isoformat(), "results_expected": int(expected.nunique()),
+                           "results_ingested": int(arrived.nunique())})
+    return health
+
+
+def evaluate(log_table: pd.DataFrame, table: pd.DataFrame, as_of: dt.date, noise: dict) -> dict:
+    """Every earlier prediction whose result is known before the as-of date, overall and last 7/30 days;
+    the last 30 days also against what the model card's validation implies for that many games."""
     day = pd.Timestamp(as_of)
     results = table.loc[table["played"] & (table["result_date"] < day) & table["home_win"].notna(),
                         ["game_id", "home_win", "home_score", "away_score"]]
@@ -58,6 +98,8 @@ def evaluate(log_table: pd.DataFrame, table: pd.DataFrame, as_of: dt.date) -> di
             block["calibration"] = calibration_table(y, p)
             block["calibration_deciles"] = calibration_table(y, p, equal_count=True)
             block["calibration_test"] = calibration_test(y, p)
+        if label == "last_30_days":
+            block["vs_validation"] = standard_errors(block, noise)
         summary[label] = block
     return summary
 
@@ -78,29 +120,33 @@ def model_version(chosen: str, input_hashes: dict[str, str]) -> str:
 
 
 def predict_and_monitor(model_table: pd.DataFrame, win_model: bytes, home_runs_model: bytes,
-                        away_runs_model: bytes, model_params: dict, model_card: dict,
-                        prediction_log: pd.DataFrame | None, as_of: dt.date,
+                        away_runs_model: bytes, model_params: dict, model_card: dict, drift_baseline: dict,
+                        schedule: pd.DataFrame, prediction_log: pd.DataFrame | None,
+                        drift_history: pd.DataFrame | None, as_of: dt.date,
                         input_hashes: dict[str, str]) -> StageOutput:
     """The as-of date's predictions, the log of every prediction so far, the evaluation of those whose
-    results are known, and the drift report."""
+    results are known, the drift report with the sources' health, and the drift history."""
     models = trained_models(win_model, home_runs_model, away_runs_model, model_params, model_card)
     today = model_table[(model_table["date"] == pd.Timestamp(as_of)) & ~model_table["played"]]
     predictions = predict(models, today, model_version(models.chosen, input_hashes))
     if predictions.empty:
         log.info("no games scheduled on %s: writing an empty predictions table", as_of)
     history = append_log(prediction_log, predictions, as_of)
-    evaluation = evaluate(history, model_table, as_of)
-    drift = drift_report(models, model_table, as_of)
+    evaluation = evaluate(history, model_table, as_of, model_card["validation_noise"])
+    report, tonight = drift_report(models, drift_baseline, model_table, as_of, drift_history)
+    report["sources"] = source_health(model_table, len(schedule[schedule["date"] == pd.Timestamp(as_of)]),
+                                      predictions, prediction_log, as_of)
     metrics = {"games_predicted": len(predictions), "evaluated": evaluation["evaluated"]}
-    for key in ("max_feature_psi", "prediction_psi"):
-        if drift[key] is not None:
-            metrics[key] = drift[key]
+    for key in ("max_score", "prediction_psi"):
+        if report[key] is not None:
+            metrics[key] = report[key]
     recent = evaluation["last_30_days"]
     if recent:  # the run's own record of quality, so the viewer can draw its history across runs
         metrics.update({"brier_30d": recent["brier"], "log_loss_30d": recent["log_loss"],
                         "runs_mae_30d": recent["runs"]["mae"], "runs_rmse_30d": recent["runs"]["rmse"]})
     return StageOutput({"predictions": predictions, "prediction_log": history, "evaluation": evaluation,
-                        "drift_report": drift}, metrics)
+                        "drift_report": report, "drift_history": drift.append_history(drift_history, tonight, as_of)},
+                       metrics)
 
 
 def main(cfg) -> ModuleResult:

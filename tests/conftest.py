@@ -164,7 +164,7 @@ def tiny_store(tiny_catalog, tmp_path):
 @pytest.fixture
 def synthetic_store(tmp_path):
     """(config, store) with tests/synthetic_table.py's model table written, for K and L."""
-    from tests.synthetic_table import AS_OF, model_table
+    from tests.synthetic_table import AS_OF, model_table, schedule
     from utils.artifacts import ArtifactStore
 
     cfg = build_config({"paths": {"artifacts": str(tmp_path / "artifacts"), "schemas": str(ROOT / "schemas")},
@@ -173,4 +173,5 @@ def synthetic_store(tmp_path):
                         "versioning": {"backend": "none"}})
     store = ArtifactStore.from_config(cfg)
     store.write_frame("model_table", model_table())
+    store.write_frame("schedule", schedule(model_table()))
     return cfg, store

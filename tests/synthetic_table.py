@@ -37,3 +37,20 @@ def model_table(seed: int = 7) -> pd.DataFrame:
         "form_diff_pythag": rng.normal(0, 0.05, n + today),
     })
     return frame.drop_duplicates("game_id").reset_index(drop=True)
+
+
+def schedule(table: pd.DataFrame) -> pd.DataFrame:
+    """A's schedule for the as-of date's games of the table (pre-game fields only)."""
+    today = table[table["date"] == AS_OF]
+    n = len(today)
+    text = lambda values: pd.array(values, dtype="string")  # noqa: E731
+    return pd.DataFrame({
+        "season": pd.array([AS_OF.year] * n, dtype="Int64"), "date": today["date"].to_numpy(),
+        "game_number": text(today["game_id"].str[-1]), "day_of_week": text(["Sat"] * n),
+        "visiting_team": text(today["away_team"]), "visiting_league": text(["AL"] * n),
+        "visiting_game_number": pd.array([60] * n, dtype="Int64"), "home_team": text(today["home_team"]),
+        "home_league": text(["AL"] * n), "home_game_number": pd.array([60] * n, dtype="Int64"),
+        "day_night": text(["N"] * n), "park_id": text([None] * n),
+        "v_starting_pitcher_id": text(today["away_starter_id"]), "v_starting_pitcher_name": text([None] * n),
+        "h_starting_pitcher_id": text(today["home_starter_id"]), "h_starting_pitcher_name": text([None] * n),
+    }).reset_index(drop=True)

@@ -19,7 +19,7 @@ def test_bookmark_dry_run_with_and_without_run(tmp_path, prefix):
                "--set", f"paths.schemas={ROOT / 'schemas'}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "level 2 (parallel): C, D, E, F, H" in proc.stdout
-    assert "[L predict_monitor <- I,K]" in proc.stdout  # the terminal drawing
+    assert "[L predict_monitor <- A,I,K]" in proc.stdout  # the terminal drawing
     assert (tmp_path / "dag_plan.dot").read_text().startswith("digraph mlb_pipeline")
     assert not artifacts.exists()  # a dry run writes no artifact
 

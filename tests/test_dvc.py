@@ -25,7 +25,8 @@ def test_committed_dvc_yaml_is_the_registry_s():
     assert list(stages) == [f"{s.id}_{s.name}" for s in REGISTRY.runnable]
     assert all("--legacy-executor" in s["cmd"] and "versioning.backend=none" in s["cmd"] for s in stages.values())
     log_out = [o for o in stages["L_predict_monitor"]["outs"] if isinstance(o, dict)]
-    assert log_out == [{"artifacts/data/prediction_log.parquet": {"persist": True}}]  # L appends to it
+    assert log_out == [{"artifacts/data/prediction_log.parquet": {"persist": True}},  # L appends to them
+                       {"artifacts/data/drift_history.parquet": {"persist": True}}]
 
 
 def project_copy(tmp_path: Path, mirror: Path, as_of: str, git: bool = False) -> Path:

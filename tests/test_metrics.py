@@ -24,22 +24,45 @@ def run_status(failed: bool = False) -> RunStatus:
     })
 
 
+def feature(psi=0.05, psi_normal=0.1, shift=0.5, shift_normal=2.5, psi_before=None, shift_before=None):
+    return {"psi": psi, "psi_normal": psi_normal, "psi_score": psi / psi_normal, "psi_recent_max": psi_before,
+            "shift": shift, "shift_normal": shift_normal, "shift_score": abs(shift) / shift_normal,
+            "shift_recent_max": shift_before}
+
+
+def drift_report(features: dict, sources: dict | None = None, prediction_psi=0.05) -> dict:
+    scores = [(s[f"{v}_score"], n, v) for n, s in features.items() for v in ("psi", "shift")]
+    top = max(scores)
+    return {"as_of": "2024-07-14", "window": {"first": "2024-06-15", "last": "2024-07-14", "games": 400,
+                                              "tonight_games": 15},
+            "baseline": {"as_of": "2024-07-14", "seasons": [2019, 2020], "nights": 300, "quantile": 0.99},
+            "features": features, "excluded": {"ctx_month": "the calendar"},
+            "max_score": top[0], "max_feature": top[1], "max_view": top[2], "prediction_psi": prediction_psi,
+            "sources": {"starters": 30, "starters_unknown": 0, "games_scheduled": 15, "games_predicted": 15,
+                        "results_date": "2024-07-13", "results_expected": 14, "results_ingested": 14,
+                        **(sources or {})}}
+
+
+def evaluation(z_brier=0.4) -> dict:
+    gap = lambda z: {"live": 0.25, "expected": 0.24, "standard_error": 0.004, "games": 400, "z": z}  # noqa: E731
+    block = {"n": 100, "brier": 0.245, "log_loss": 0.68, "accuracy": 0.56, "runs": {"mae": 2.5, "rmse": 3.2}}
+    return {"as_of": "2024-07-14", "evaluated": 100, "all": block, "last_7_days": None,
+            "last_30_days": {**block, "vs_validation": {"brier": gap(z_brier), "log_loss": gap(0.1),
+                                                        "runs_mae": gap(-1.0), "runs_mse": gap(0.0)}}}
+
+
 @pytest.fixture
 def store(tmp_path):
     store = ArtifactStore(tmp_path, ROOT / "schemas")
-    block = {"n": 100, "brier": 0.245, "log_loss": 0.68, "accuracy": 0.56, "runs": {"mae": 2.5, "rmse": 3.2}}
-    store.write_json("evaluation", {"as_of": "2024-07-14", "evaluated": 100, "all": block, "last_7_days": None,
-                                    "last_30_days": block})
-    store.write_json("drift_report", {"as_of": "2024-07-14", "window": {"first": "x", "last": "y", "games": 400},
-                                      "features": {"elo_diff": 0.02, "ctx_park_factor": 0.31},
-                                      "max_feature_psi": 0.31, "max_feature": "ctx_park_factor",
-                                      "prediction_psi": 0.05})
+    store.write_json("evaluation", evaluation())
+    store.write_json("drift_report", drift_report({"elo_diff": feature(), "ctx_park_factor": feature(
+        psi=0.62, psi_normal=0.124, psi_before=0.7)}))
     return store
 
 
 def exposition(status, store, now=NOW) -> str:
     last = record_last_success(store.root, status, now)
-    return generate_latest(build_registry(status, store, {"brier": 0.01}, last, now)).decode()
+    return generate_latest(build_registry(status, store, last, now)).decode()
 
 
 def test_metric_values_and_labels(store):
@@ -50,10 +73,17 @@ def test_metric_values_and_labels(store):
     assert 'mlb_pipeline_artifact_rows{artifact="predictions"} 15.0' in text
     assert 'mlb_pipeline_games_predicted 15.0' in text
     assert 'mlb_pipeline_brier_score{window="30d"} 0.245' in text
+    assert 'mlb_pipeline_evaluated_games{window="30d"} 100.0' in text
+    assert 'mlb_pipeline_performance_z{metric="brier",window="30d"} 0.4' in text
     assert 'mlb_pipeline_runs_rmse{window="all"} 3.2' in text
-    assert 'mlb_pipeline_feature_psi{feature="ctx_park_factor"} 0.31' in text
-    assert 'mlb_pipeline_feature_psi_max 0.31' in text and 'mlb_pipeline_prediction_psi 0.05' in text
-    assert 'mlb_pipeline_alert_margin{metric="brier"} 0.01' in text
+    assert 'mlb_pipeline_feature_drift_score{feature="ctx_park_factor",view="psi"} 5.0' in text
+    assert 'mlb_pipeline_feature_drift_value{feature="ctx_park_factor",view="psi"} 0.62' in text
+    assert 'mlb_pipeline_feature_drift_normal{feature="ctx_park_factor",view="psi"} 0.124' in text
+    assert 'mlb_pipeline_feature_drift_recent_max{feature="ctx_park_factor",view="psi"} 0.7' in text
+    assert 'mlb_pipeline_feature_drift_recent_max{feature="elo_diff",view="psi"} 0.0' in text  # no history: 0
+    assert 'mlb_pipeline_feature_drift_score_max 5.0' in text and 'mlb_pipeline_prediction_psi 0.05' in text
+    assert 'mlb_pipeline_source_results_expected 14.0' in text and 'mlb_pipeline_games_scheduled 15.0' in text
+    assert 'mlb_pipeline_run_info{run_id="r"} 1.0' in text
     assert "mlb_pipeline_last_success_timestamp_seconds 1.72e+09" in text  # NOW, as the client formats it
 
 
@@ -83,7 +113,66 @@ def promtool():
 def test_alert_rules_are_valid_and_their_unit_tests_pass():
     check = subprocess.run([promtool(), "check", "rules", "alerts.yml"], cwd=ROOT / "dashboards",
                            capture_output=True, text=True)
-    assert check.returncode == 0 and "SUCCESS: 8 rules found" in check.stdout, check.stdout + check.stderr
+    assert check.returncode == 0 and "SUCCESS: 9 rules found" in check.stdout, check.stdout + check.stderr
     test = subprocess.run([promtool(), "test", "rules", "alerts_test.yml"], cwd=ROOT / "dashboards",
                           capture_output=True, text=True)
     assert test.returncode == 0 and "SUCCESS" in test.stdout, test.stdout + test.stderr
+
+
+CASES = {  # name -> (drift report, evaluation, games predicted): gauges the rules must judge alike
+    "ordinary night": (drift_report({"elo_diff": feature(), "sp_home_prior_ip": feature(psi=0.12)}), evaluation(), 15),
+    "a new break": (drift_report({"elo_diff": feature(psi=0.9, psi_before=0.5)}), evaluation(), 15),
+    "a break that stays": (drift_report({"elo_diff": feature(psi=0.9, psi_before=8.0)}), evaluation(), 15),
+    "a break on the first run": (drift_report({"elo_diff": feature(shift=40.0)}), evaluation(), 15),
+    "exactly on the line": (drift_report({"elo_diff": feature(psi=0.4, psi_before=0.4)}), evaluation(), 15),
+    "between the lines": (drift_report({"elo_diff": feature(psi=0.35, psi_before=1.6)}), evaluation(), 15),
+    "starters unknown": (drift_report({"elo_diff": feature()}, {"starters_unknown": 30}), evaluation(), 15),
+    "few starters, all unknown": (drift_report({"elo_diff": feature()}, {"starters": 4, "starters_unknown": 4}),
+                                  evaluation(), 2),
+    "half the games not predicted": (drift_report({"elo_diff": feature()}), evaluation(), 7),
+    "half of yesterday's results missing": (drift_report({"elo_diff": feature()}, {"results_ingested": 7}),
+                                            evaluation(), 15),
+    "a rainout": (drift_report({"elo_diff": feature()}, {"results_ingested": 13}), evaluation(), 15),
+    "performance beyond 3 se": (drift_report({"elo_diff": feature()}), evaluation(z_brier=3.5), 15),
+    "prediction drift": (drift_report({"elo_diff": feature()}, prediction_psi=0.4), evaluation(), 15),
+}
+
+
+def test_the_python_rules_agree_with_promtool(tmp_path):
+    """utils/alerts.py (what bench/bench_alerts.py counts with) fires exactly what Prometheus fires on the
+    same gauges: each case's gauges become promtool input series, and its Python alerts the expected ones."""
+    import yaml
+
+    from utils.alerts import evaluate, samples
+    from utils.metrics import monitoring_registry
+
+    tests, fired_somewhere = [], set()
+    for name, (drift, quality, predicted) in CASES.items():
+        registry = monitoring_registry(quality, drift, None, games_predicted=predicted, run_id="r1")
+        series = [{"series": "mlb_pipeline_" + metric + "{" + ",".join(
+            [f'{k}="{v}"' for k, v in {"job": "mlb_pipeline", **labels}.items()]) + "}", "values": f"{value!r}x20"}
+                  for metric, values in samples(registry).items() for labels, value in values]
+        alerts = evaluate(registry)
+        fired_somewhere |= {a.name for a in alerts}
+        checks = []
+        for rule in ("MlbFeatureDriftBreak", "MlbFeatureDriftPersisting", "MlbPredictionDrift", "MlbStartersUnknown",
+                     "MlbGamesNotPredicted", "MlbResultsMissing", "MlbPerformanceWorseThanValidation"):
+            expected = [{"exp_labels": {"severity": a.severity, "job": "mlb_pipeline", **dict(a.labels)}}
+                        for a in alerts if a.name == rule]
+            checks.append({"eval_time": "15m", "alertname": rule, "exp_alerts": expected})
+        tests.append({"name": name, "interval": "1m", "input_series": series, "alert_rule_test": checks})
+    # every rule the cases mean to test fires in at least one of them, so agreement is not all-empty
+    assert fired_somewhere == {"MlbFeatureDriftBreak", "MlbFeatureDriftPersisting", "MlbPredictionDrift",
+                               "MlbStartersUnknown", "MlbGamesNotPredicted", "MlbResultsMissing",
+                               "MlbPerformanceWorseThanValidation"}
+    # the same rules without their annotations (dashboards/alerts_test.yml checks those): which alerts fire
+    rules = yaml.safe_load((ROOT / "dashboards" / "alerts.yml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules))
+    (tmp_path / "agree.yml").write_text(yaml.safe_dump(
+        {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": tests}))
+    result = subprocess.run([promtool(), "test", "rules", "agree.yml"],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -9,7 +9,8 @@ from modules.k_train import Fitter, split_by_time, train_models, training_rows
 from modules.l_predict_monitor import append_log, evaluate
 from modules.models import Calibrator, predict
 from utils.config import build_config
-from utils.evaluation import brier, psi
+from utils.drift import psi
+from utils.evaluation import brier
 
 LOGISTIC = ["elo_diff", "lu_diff_woba", "sp_diff_prior_fip", "sp_diff_prior_kbb", "sp_diff_prior_ip_per_gs"]
 
@@ -137,12 +138,21 @@ def test_evaluation_by_hand():
                           "result_date": [day - pd.Timedelta(days=d) for d in (1, 2, 40, 0)],
                           "home_win": pd.array([1, 1, 0, pd.NA], dtype="Int64"), "home_score": [6, 5, 2, 0],
                           "away_score": [3, 4, 3, 0]})
-    report = evaluate(log, table, day.date())
+    noise = {"games": 1000, "brier": 0.24, "brier_sd": 0.1, "log_loss": 0.67, "log_loss_sd": 0.2,
+             "runs": {"games": 2000, "mae": 2.5, "abs_error_sd": 1.0, "mse": 9.0, "sq_error_sd": 12.0}}
+    report = evaluate(log, table, day.date(), noise)
     # Brier: (0.2^2 + 0.6^2 + 0.5^2) / 3 = 0.65 / 3
     assert report["evaluated"] == 3 and report["all"]["brier"] == pytest.approx(0.65 / 3)
     assert report["last_7_days"]["n"] == 2 and report["last_7_days"]["accuracy"] == pytest.approx(0.5)
     # run errors over the two last-7-day games, both sides: |5-6|,|4-5|,|3-3|,|4-4| -> MAE 0.5
     assert report["last_7_days"]["runs"]["mae"] == pytest.approx(0.5)
+    # the 30 days against validation: Brier (0.04 + 0.36) / 2 = 0.2 on 2 games, se 0.1 * sqrt(1/2 + 1/1000)
+    gap = report["last_30_days"]["vs_validation"]
+    assert gap["brier"]["games"] == 2 and gap["brier"]["standard_error"] == pytest.approx(0.1 * (0.5 + 0.001) ** 0.5)
+    assert gap["brier"]["z"] == pytest.approx((0.2 - 0.24) / (0.1 * (0.5 + 0.001) ** 0.5))
+    # runs rest on team-games: 4 of them, MAE 0.5 against 2.5
+    assert gap["runs_mae"]["games"] == 4 and gap["runs_mae"]["z"] == pytest.approx(-2.0 / (0.25 + 0.0005) ** 0.5)
+    assert "vs_validation" not in report["all"] and "vs_validation" not in report["last_7_days"]
 
 
 def test_prediction_log_replaces_a_re_run_date():

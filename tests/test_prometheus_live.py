@@ -2,11 +2,12 @@
 import json
 import shutil
 import subprocess
+import urllib.parse
 import urllib.request
 
-import pandas as pd
 import pytest
 
+from phase_status import latest_status
 from tests.conftest import ROOT, free_port, run_pipeline, stop, wait_for
 from utils.artifacts import ArtifactStore
 
@@ -62,33 +63,38 @@ def test_shifted_feature_fires_the_drift_alert(servers, mirror, tmp_path):
             "--set", f"paths.artifacts={root}", "--set", "data.first_season=2021", "--set", "model.train_seasons=2"]
     proc = run_pipeline("run", *base)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    # Shift one feature for the games of the drift window, through the artifact layer (hash kept valid).
+    # A source break: this season's runs arrive in another unit (per nine innings, x9), so one feature
+    # of the drift window's games moves far beyond its normal; written through the artifact layer (hash
+    # kept valid) as a rebuilt table would be.
     store = ArtifactStore(root, ROOT / "schemas")
     table = store.read_frame("model_table")
-    recent = table["date"] >= table["date"].max() - pd.Timedelta(days=29)
-    table.loc[recent, "ctx_park_factor"] += 0.5
+    table.loc[table["season"] == 2024, "form_home_rf_10"] *= 9
     store.write_frame("model_table", table)
     proc = run_pipeline("run", "--modules", "L", *base, "--set", f"monitoring.pushgateway_url={gateway}")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "mlb_pipeline_feature_psi_max" in (root / "metrics" / "mlb_pipeline.prom").read_text()
+    assert "mlb_pipeline_feature_drift_score_max" in (root / "metrics" / "mlb_pipeline.prom").read_text()
+    run_id = latest_status(root).run_id
 
-    def psi_in_prometheus():
-        query = "mlb_pipeline_feature_psi%7Bfeature%3D%22ctx_park_factor%22%7D"  # ...{feature="ctx_park_factor"}
-        result = get_json(f"{prometheus}/api/v1/query?query={query}")
+    def score_in_prometheus(feature):
+        query = f'mlb_pipeline_feature_drift_score{{feature="{feature}",view="psi"}}'
+        result = get_json(f"{prometheus}/api/v1/query?query={urllib.parse.quote(query)}")
         values = result["data"]["result"]
         return float(values[0]["value"][1]) if values else None
 
-    psi = wait_for(psi_in_prometheus, "the pushed PSI in Prometheus")
-    assert psi > 0.25
+    assert wait_for(lambda: score_in_prometheus("form_home_rf_10"), "the pushed drift score in Prometheus") > 4
 
     def firing():
         alerts = get_json(f"{prometheus}/api/v1/alerts")["data"]["alerts"]
-        return [a for a in alerts if a["labels"]["alertname"] == "MlbFeatureDriftCritical" and a["state"] == "firing"]
+        return [a for a in alerts if a["labels"]["alertname"] == "MlbFeatureDriftBreak" and a["state"] == "firing"]
 
-    alerts = wait_for(firing, "MlbFeatureDriftCritical to fire")
-    assert "ctx_park_factor" in {a["labels"]["feature"] for a in alerts}
-    unshifted = get_json(f"{prometheus}/api/v1/query?query=mlb_pipeline_feature_psi%7Bfeature%3D%22elo_diff%22%7D")
-    assert float(unshifted["data"]["result"][0]["value"][1]) < 0.25
+    alerts = wait_for(firing, "MlbFeatureDriftBreak to fire (after its for: 1m)", seconds=150)
+    broke = [a for a in alerts if a["labels"]["feature"] == "form_home_rf_10"]
+    assert {a["labels"]["view"] for a in broke} == {"psi", "shift"}  # the 30 days and tonight's games
+    assert {a["labels"]["severity"] for a in broke} == {"critical"}
+    # the annotation names the feature's value, its normal and the run, from the pushed gauges
+    assert f"in run {run_id}:" in broke[0]["annotations"]["description"]
+    assert "against a normal of at most" in broke[0]["annotations"]["description"]
+    assert score_in_prometheus("elo_diff") < 4 and "elo_diff" not in {a["labels"]["feature"] for a in alerts}
 
 
 def test_unreachable_pushgateway_is_one_line_and_exit_1(mirror, tmp_path):

@@ -76,9 +76,15 @@ def test_every_panel_on_a_real_run(viewer_root, tmp_path):
     # data quality
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Duplicates"] == "0" and metrics["Quarantined lines"] == "0"
-    # drift: a PSI chart and the history of two runs
-    drift_md = [m.value for m in at.markdown if m.value.startswith("**PSI per feature**")]
-    assert drift_md and "critical" in drift_md[0]
+    # drift: each feature's score against its normal band, both views, and the sources' health
+    drift_md = [m.value for m in at.markdown if m.value.startswith("**Drift score per feature**")]
+    assert drift_md and "above the break line" in drift_md[0]
+    scores = next(d.value for d in at.dataframe if "recent_max" in d.value.columns)
+    assert set(scores["view"]) == {"psi", "shift"} and scores["score"].is_monotonic_decreasing
+    assert (scores["score"] == scores["value"].abs() / scores["normal"]).all()
+    assert set(scores["level"]) <= {"normal", "above normal", "break"} and "ctx_month" not in set(scores["feature"])
+    sources = next(d.value for d in at.dataframe if "check" in d.value.columns)
+    assert sources.loc[sources["check"] == "games predicted", ["value", "of"]].values.tolist() == [[15, 15]]
     # predictions with the starters' names from the schedule
     games = [m.value for m in at.markdown if "games on 2024-07-14" in m.value]
     assert games == ["**15 games on 2024-07-14**"]
@@ -94,12 +100,12 @@ def test_choosing_a_module_shows_its_details(viewer_root, tmp_path):
     at = app(viewer_root, tmp_path)
     at.selectbox[0].select("K").run()
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Status"] == "success" and metrics["Outputs"] == "5"
+    assert metrics["Status"] == "success" and metrics["Outputs"] == "6"
     assert [c.value for c in at.caption if c.value.startswith("Validated against")] == [
-        "Validated against: win_model@1.0.0, home_runs_model@1.0.0, away_runs_model@1.0.0, model_params@1.0.0, "
-        "model_card@1.0.0"]
+        "Validated against: win_model@1.0.0, home_runs_model@1.0.0, away_runs_model@1.0.0, model_params@1.1.0, "
+        "model_card@1.1.0, drift_baseline@1.0.0"]
     assert set(at.dataframe[0].value["artifact"]) == {"win_model", "home_runs_model", "away_runs_model",
-                                                      "model_params", "model_card"}
+                                                      "model_params", "model_card", "drift_baseline"}
 
 
 def test_a_failed_module_is_shown_with_its_error(viewer_root, tmp_path):

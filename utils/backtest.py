@@ -24,8 +24,10 @@ def retrain_dates(season_games: pd.DataFrame, every_days: int) -> list[pd.Timest
     return list(pd.date_range(start, end, freq=f"{every_days}D"))
 
 
-def walk_forward(table: pd.DataFrame, season: int, every_days: int, mcfg, psi_bins: int = 10) -> pd.DataFrame:
-    """Every game of the season, each predicted by models trained only on games before its retrain date."""
+def walk_forward(table: pd.DataFrame, season: int, every_days: int, mcfg, psi_bins: int = 10,
+                 on_retrain=None) -> pd.DataFrame:
+    """Every game of the season, each predicted by models trained only on games before its retrain date.
+    `on_retrain(date, models)` sees each retrain's models (bench/bench_alerts.py keeps their cards)."""
     games = table[table["season"] == season]
     if games.empty:
         raise ValueError(f"model_table: no games in season {season}")
@@ -38,6 +40,8 @@ def walk_forward(table: pd.DataFrame, season: int, every_days: int, mcfg, psi_bi
             if window.empty:
                 continue
             models = train_models(table, start.date(), mcfg, psi_bins)
+            if on_retrain is not None:
+                on_retrain(start, models)
             scored = predict(models, window, f"{models.chosen}@{start.date().isoformat()}")
             # .array keeps the nullable integers: a tie's missing home_win must not turn the column to floats
             parts.append(scored.assign(trained_through=start, home_win=window["home_win"].array,

@@ -198,13 +198,48 @@ class ModelConfig(Frozen):
         2, le=64, description="LightGBM's threads at most; fewer while other processes keep cores busy")
 
 
+NOT_WATCHED = {  # config.yaml says the same: features that are schedule bookkeeping by construction
+    "ctx_day_of_week": "the calendar: every game of a night shares its weekday, so tonight's mean is never typical",
+    "ctx_month": "the calendar: the same for the month; the 30-day window's months are fixed by its dates",
+    "ctx_home_field": "neutral-site games (Tokyo, London, Mexico City, Williamsport) are scheduled events; "
+                      "its 0/1 flag makes each such night an outlier",
+}
+
+
+class DriftConfig(Frozen):
+    """How each feature's normal drift is learnt (utils/drift.py): from ordinary nights of past seasons."""
+
+    baseline_seasons: PositiveInt = Field(5, le=30, description="seasons before the as-of season replayed")
+    night_every_days: PositiveInt = Field(1, le=30, description="every n-th game date of them")
+    skip_seasons: list[int] = Field(default_factory=list, description="seasons not to learn from")
+    quantile: float = Field(0.99, gt=0.5, lt=1, description="a feature's normal: this quantile of its nights")
+    window_games_buckets: list[PositiveInt] = Field(
+        default_factory=lambda: [100, 200, 300],
+        description="a 30-day window's normal PSI is learnt per bucket of how many games it holds")
+    exclude: dict[str, str] = Field(default_factory=lambda: dict(NOT_WATCHED),
+                                    description="feature -> why it is not watched")
+
+    @field_validator("window_games_buckets")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        if any(b <= a for a, b in zip(value, value[1:])):
+            raise ValueError("must be strictly increasing")
+        return value
+
+    @field_validator("exclude")
+    @classmethod
+    def _with_reasons(cls, value: dict[str, str]) -> dict[str, str]:
+        blank = [name for name, why in value.items() if not str(why).strip()]
+        if blank:
+            raise ValueError(f"{blank[0]}: an excluded feature needs its reason")
+        return value
+
+
 class MonitoringConfig(Frozen):
     pushgateway_url: str | None = Field(None, description="host:port or URL of a Prometheus Pushgateway")
     job_name: str = "mlb_pipeline"
     psi_bins: PositiveInt = 10
-    brier_margin: float = Field(0.01, ge=0, description="alert when the 30-day Brier exceeds validation by this")
-    runs_mae_margin: float = Field(0.3, ge=0)
-    runs_rmse_margin: float = Field(0.4, ge=0)
+    drift: DriftConfig = DriftConfig()
 
 
 class VersioningConfig(Frozen):

@@ -1,6 +1,6 @@
-"""Evaluation of win probabilities and expected runs: Brier, log loss, calibration and its tests, PSI.
+"""Evaluation of win probabilities and expected runs: Brier, log loss, calibration and its tests, noise.
 
-Used by K (validation), L (evaluation of published predictions, drift), the backtest, the metrics
+Used by K (validation), L (evaluation of published predictions), the backtest, the metrics
 export and the viewer; it reads no artifact and knows no stage.
 """
 from __future__ import annotations
@@ -8,10 +8,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 
 EPS = 1e-6  # probabilities are clipped this far from 0 and 1 before a log
-DRIFT_WINDOW_DAYS = 30  # drift compares the last 30 days with the same weeks of earlier seasons
 
 
 def brier(y: np.ndarray, p: np.ndarray) -> float:
@@ -84,23 +82,34 @@ def run_metrics(actual: np.ndarray, expected: np.ndarray) -> dict:
     return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2)))}
 
 
-def psi_reference(table: pd.DataFrame, columns: list[str], bins: int) -> dict:
-    """Quantile bin edges of each column on the reference rows, and the share of rows in each bin."""
-    ref = {}
-    for col in columns:
-        values = table[col].to_numpy(dtype=float)
-        edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
-        counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
-        ref[col] = {"edges": [float(e) for e in edges], "shares": [float(c) / len(values) for c in counts]}
-    return ref
+def prediction_noise(y: np.ndarray, p: np.ndarray) -> dict:
+    """How much single games' Brier and log loss vary: a window of n games has a standard error of
+    sd / sqrt(n) around the model's true score."""
+    q = np.clip(p, EPS, 1 - EPS)
+    loss = -(y * np.log(q) + (1 - y) * np.log(1 - q))
+    return {"games": int(len(y)), "brier": float(np.mean((p - y) ** 2)), "brier_sd": float(np.std((p - y) ** 2)),
+            "log_loss": float(loss.mean()), "log_loss_sd": float(loss.std())}
 
 
-def psi(reference: dict, values: np.ndarray) -> float | None:
-    """Population stability index of `values` against the stored reference bins (None if no values)."""
-    if len(values) == 0:
-        return None
-    counts = np.bincount(np.searchsorted(np.array(reference["edges"]), values, side="right"),
-                         minlength=len(reference["shares"]))
-    actual = np.clip(counts / counts.sum(), 1e-4, None)
-    expected = np.clip(np.array(reference["shares"]), 1e-4, None)
-    return float(np.sum((actual - expected) * np.log(actual / expected)))
+def run_noise(actual: np.ndarray, expected: np.ndarray) -> dict:
+    """The same for expected runs (one value per team-game): absolute and squared errors."""
+    err = expected - actual
+    return {"games": int(len(err)), "mae": float(np.mean(np.abs(err))), "abs_error_sd": float(np.std(np.abs(err))),
+            "mse": float(np.mean(err**2)), "sq_error_sd": float(np.std(err**2))}
+
+
+def standard_errors(live: dict, noise: dict) -> dict:
+    """Each live metric against what the validation implies for that many games: the gap in standard
+    errors (z), the standard error of the gap (the live window's and the validation's, both from the
+    validation's per-game spread), and the games it rests on (team-games for runs)."""
+    out = {}
+    runs = noise["runs"]
+    pairs = {"brier": (live["brier"], noise["brier"], noise["brier_sd"], live["n"], noise["games"]),
+             "log_loss": (live["log_loss"], noise["log_loss"], noise["log_loss_sd"], live["n"], noise["games"]),
+             "runs_mae": (live["runs"]["mae"], runs["mae"], runs["abs_error_sd"], 2 * live["n"], runs["games"]),
+             "runs_mse": (live["runs"]["rmse"] ** 2, runs["mse"], runs["sq_error_sd"], 2 * live["n"], runs["games"])}
+    for name, (value, expected, sd, n, n_val) in pairs.items():
+        se = sd * math.sqrt(1 / n + 1 / n_val)
+        out[name] = {"live": value, "expected": expected, "standard_error": se, "games": n,
+                     "z": (value - expected) / se if se > 0 else 0.0}
+    return out

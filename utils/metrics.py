@@ -29,8 +29,7 @@ def record_last_success(root: Path, status: RunStatus, now: float) -> float:
     return float(path.read_text()) if path.exists() else 0.0
 
 
-def build_registry(status: RunStatus, store: ArtifactStore, margins: dict[str, float], last_success: float,
-                   now: float) -> CollectorRegistry:
+def build_registry(status: RunStatus, store: ArtifactStore, last_success: float, now: float) -> CollectorRegistry:
     """The run's gauges, from its status and the artifacts L and K left (reads only)."""
     registry = CollectorRegistry()
 
@@ -40,6 +39,8 @@ def build_registry(status: RunStatus, store: ArtifactStore, margins: dict[str, f
     gauge("last_success_timestamp_seconds", "Unix time of the last run in which every module succeeded").set(
         last_success)
     gauge("last_run_timestamp_seconds", "Unix time the last run finished").set(now)
+    gauge("run_info", "1, labelled with the last run's id (what an alert's annotation names)", ("run_id",)).labels(
+        status.run_id).set(1)
     duration = gauge("module_duration_seconds", "Wall time of the module in the last run", ("module",))
     state = gauge("module_status", "1 for the module's status in the last run", ("module", "status"))
     rows = gauge("artifact_rows", "Rows written to the artifact in the last run", ("artifact",))
@@ -54,29 +55,32 @@ def build_registry(status: RunStatus, store: ArtifactStore, margins: dict[str, f
     if predictions is not None and predictions.status == "success":
         games = next((o.rows for o in predictions.outputs if o.name == "predictions"), 0)
         gauge("games_predicted", "Games in the last predictions table").set(games or 0)
-    evaluation = store.read_if_present("evaluation")
+    monitoring_gauges(gauge, store.read_if_present("evaluation"), store.read_if_present("drift_report"),
+                      store.read_if_present("model_card"))
+    return registry
+
+
+def export_metrics(cfg, status: RunStatus, store: ArtifactStore) -> Path:
+    """Write the run's metrics atomically to `<artifacts>/metrics/mlb_pipeline.prom`; push if configured."""
+    m = cfg.monitoring
+    now = time.time()
+    registry = build_registry(status, store, record_last_success(store.root, status, now), now)
+    path = store.catalog.metrics_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_to_textfile(str(path), registry)
+    if m.pushgateway_url:
+        push_to_gateway(m.pushgateway_url, job=m.job_name, registry=registry, timeout=10)
+        log.info("pushed metrics to %s (job %s)", m.pushgateway_url, m.job_name)
+    return path
+
+
+def monitoring_gauges(gauge, evaluation: dict | None, drift: dict | None, card: dict | None) -> None:
+    """The gauges L's and K's artifacts give: quality of published predictions against the model card's
+    validation, feature drift against its normal, the sources' health."""
     if evaluation:
-        brier = gauge("brier_score", "Brier score of published predictions with known results", ("window",))
-        loss = gauge("log_loss", "Log loss of published predictions with known results", ("window",))
-        mae = gauge("runs_mae", "Mean absolute error of expected runs", ("window",))
-        rmse = gauge("runs_rmse", "Root mean squared error of expected runs", ("window",))
-        for window, key in (("all", "all"), ("7d", "last_7_days"), ("30d", "last_30_days")):
-            block = evaluation.get(key)
-            if block:
-                brier.labels(window).set(block["brier"])
-                loss.labels(window).set(block["log_loss"])
-                mae.labels(window).set(block["runs"]["mae"])
-                rmse.labels(window).set(block["runs"]["rmse"])
-    drift = store.read_if_present("drift_report")
+        evaluation_gauges(gauge, evaluation)
     if drift:
-        psi = gauge("feature_psi", "Population stability index of the feature over the last 30 days", ("feature",))
-        for feature, value in drift["features"].items():
-            psi.labels(feature).set(value)
-        if drift["max_feature_psi"] is not None:
-            gauge("feature_psi_max", "Largest feature PSI over the last 30 days").set(drift["max_feature_psi"])
-        if drift["prediction_psi"] is not None:
-            gauge("prediction_psi", "PSI of the predicted home-win probability").set(drift["prediction_psi"])
-    card = store.read_if_present("model_card")
+        drift_gauges(gauge, drift)
     if card:
         chosen = card["candidates"][card["chosen"]]["validation"]
         gauge("model_validation_brier",
@@ -88,24 +92,83 @@ def build_registry(status: RunStatus, store: ArtifactStore, margins: dict[str, f
             (runs["home"]["mae"] + runs["away"]["mae"]) / 2)
         gauge("model_validation_runs_rmse", "Run RMSE of the run models on the validation slice").set(
             (runs["home"]["rmse"] + runs["away"]["rmse"]) / 2)
-    margin = gauge("alert_margin", "How much worse than validation a live metric may get before alerting",
-                   ("metric",))
-    for metric, value in margins.items():
-        margin.labels(metric).set(value)
+
+
+def monitoring_registry(evaluation: dict | None, drift: dict | None, card: dict | None,
+                        games_predicted: int | None = None, run_id: str | None = None) -> CollectorRegistry:
+    """Only those gauges (and games predicted, the run id): a replay of the monitoring step
+    (bench/bench_alerts.py) and the tests."""
+    registry = CollectorRegistry()
+
+    def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(f"{PREFIX}_{name}", doc, labels, registry=registry)
+
+    monitoring_gauges(gauge, evaluation, drift, card)
+    if games_predicted is not None:
+        gauge("games_predicted", "Games in the last predictions table").set(games_predicted)
+    if run_id is not None:
+        gauge("run_info", "1, labelled with the last run's id", ("run_id",)).labels(run_id).set(1)
     return registry
 
 
-def export_metrics(cfg, status: RunStatus, store: ArtifactStore) -> Path:
-    """Write the run's metrics atomically to `<artifacts>/metrics/mlb_pipeline.prom`; push if configured."""
-    m = cfg.monitoring
-    now = time.time()
-    registry = build_registry(status, store, {"brier": m.brier_margin, "runs_mae": m.runs_mae_margin,
-                                              "runs_rmse": m.runs_rmse_margin},
-                              record_last_success(store.root, status, now), now)
-    path = store.catalog.metrics_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_to_textfile(str(path), registry)
-    if m.pushgateway_url:
-        push_to_gateway(m.pushgateway_url, job=m.job_name, registry=registry, timeout=10)
-        log.info("pushed metrics to %s (job %s)", m.pushgateway_url, m.job_name)
-    return path
+def evaluation_gauges(gauge, evaluation: dict) -> None:
+    """Brier, log loss and run errors over all, 7 and 30 days with the games behind them, and the 30
+    days' gap to the validation in standard errors."""
+    brier = gauge("brier_score", "Brier score of published predictions with known results", ("window",))
+    loss = gauge("log_loss", "Log loss of published predictions with known results", ("window",))
+    mae = gauge("runs_mae", "Mean absolute error of expected runs", ("window",))
+    rmse = gauge("runs_rmse", "Root mean squared error of expected runs", ("window",))
+    games = gauge("evaluated_games", "Games with known results behind the window's metrics", ("window",))
+    for window, key in (("all", "all"), ("7d", "last_7_days"), ("30d", "last_30_days")):
+        block = evaluation.get(key)
+        if block:
+            brier.labels(window).set(block["brier"])
+            loss.labels(window).set(block["log_loss"])
+            mae.labels(window).set(block["runs"]["mae"])
+            rmse.labels(window).set(block["runs"]["rmse"])
+            games.labels(window).set(block["n"])
+    recent = evaluation.get("last_30_days")
+    if recent and "vs_validation" in recent:
+        z = gauge("performance_z", "Standard errors by which the window's metric is worse than the model card's "
+                  "validation implies for that many games", ("metric", "window"))
+        se = gauge("performance_standard_error", "Standard error of the gap between the window's metric and the "
+                   "validation's", ("metric", "window"))
+        for metric, gap in recent["vs_validation"].items():
+            z.labels(metric, "30d").set(gap["z"])
+            se.labels(metric, "30d").set(gap["standard_error"])
+
+
+def drift_gauges(gauge, drift: dict) -> None:
+    """Each watched feature's drift score per view (psi: the last 30 days; shift: tonight's games), its
+    value, normal and the highest score of the week before; the sources' health."""
+    labels = ("feature", "view")
+    score = gauge("feature_drift_score", "The feature's drift over its normal (1: the worst ordinary night "
+                  "in a hundred)", labels)
+    value = gauge("feature_drift_value", "PSI (view psi) or tonight's mean shift in standard errors (view shift)",
+                  labels)
+    normal = gauge("feature_drift_normal", "The value's normal: its high quantile on ordinary nights", labels)
+    before = gauge("feature_drift_recent_max", "The highest score on the runs of the week before (0: none)",
+                   labels)
+    top = 0.0
+    for feature, s in drift["features"].items():
+        for view in ("psi", "shift"):
+            if s[f"{view}_score"] is None:
+                continue
+            score.labels(feature, view).set(s[f"{view}_score"])
+            value.labels(feature, view).set(s[view])
+            normal.labels(feature, view).set(s[f"{view}_normal"])
+            before.labels(feature, view).set(s[f"{view}_recent_max"] or 0.0)
+            top = max(top, s[f"{view}_score"])
+    gauge("feature_drift_score_max", "The largest feature drift score of the run").set(top)
+    window = gauge("drift_window_games", "Games behind the drift measures", ("window",))
+    window.labels("30d").set(drift["window"]["games"])
+    window.labels("tonight").set(drift["window"]["tonight_games"])
+    if drift["prediction_psi"] is not None:
+        gauge("prediction_psi", "PSI of the predicted home-win probability").set(drift["prediction_psi"])
+    sources = drift["sources"]
+    gauge("source_starters", "Starters of tonight's games").set(sources["starters"])
+    gauge("source_starters_unknown_ratio", "Share of tonight's starters with no known id").set(
+        sources["starters_unknown"] / sources["starters"] if sources["starters"] else 0.0)
+    gauge("games_scheduled", "Games on the as-of date's schedule").set(sources["games_scheduled"])
+    gauge("source_results_expected", "Games predicted on the last earlier date").set(sources["results_expected"])
+    gauge("source_results_ingested", "Of those, games whose result arrived").set(sources["results_ingested"])

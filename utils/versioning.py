@@ -216,16 +216,21 @@ def diff_runs(store: ArtifactStore, versions: VersionStore | None, runs: list[Pa
     if versions is None:
         return "\n".join(lines + ["(PSI comparison needs the DVC versions of both runs' drift reports)"])
     try:
-        reports = [json.loads(versions.fetch(run_dir, tracked_relpath(store, "drift_report")))["features"]
+        reports = [drift_scores(json.loads(versions.fetch(run_dir, tracked_relpath(store, "drift_report"))))
                    for run_dir in runs]
         moved = sorted(set(reports[0]) & set(reports[1]), key=lambda f: -abs(reports[1][f] - reports[0][f]))
-        lines.append("features whose PSI moved most:")
-        lines += [f"  {f:32s} {reports[0][f]:.3f} -> {reports[1][f]:.3f}" for f in moved[:5]]
+        lines.append("features whose drift score moved most (PSI or tonight's shift, over its normal):")
+        lines += [f"  {f:32s} {reports[0][f]:.2f} -> {reports[1][f]:.2f}" for f in moved[:5]]
     except VersioningError as exc:
-        lines.append(f"(no PSI comparison: {exc})")
-    except (ValueError, KeyError, TypeError, RecursionError):  # a stored report that is not a drift report
-        lines.append("(no PSI comparison: a stored drift report is not one this pipeline wrote)")
+        lines.append(f"(no drift comparison: {exc})")
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):  # not a drift report of ours
+        lines.append("(no drift comparison: a stored drift report is not one this pipeline wrote)")
     return "\n".join(lines)
+
+
+def drift_scores(report: dict) -> dict[str, float]:
+    """Feature -> its larger drift score of the two views (a report of schema 2)."""
+    return {name: max(s["psi_score"] or 0.0, s["shift_score"] or 0.0) for name, s in report["features"].items()}
 
 
 def dvc_yaml(registry: Registry, store: ArtifactStore) -> str:

@@ -1,0 +1,165 @@
+"""Drift against each feature's own normal (utils/drift.py), K's cached baseline, L's sources' health."""
+import datetime as dt
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modules.k_train import cached_baseline
+from modules.l_predict_monitor import source_health
+from utils import drift
+from utils.config import ConfigError, DriftConfig, build_config
+
+FEATURES = ["elo_diff", "form_home_rf_10", "ctx_park_factor"]
+
+
+def league(seasons=range(2019, 2025), games_a_day=15, seed=3) -> pd.DataFrame:
+    """April to September, 15 games a day: a normal feature, a skewed one, and a park factor that takes
+    one of 30 values (the home park's)."""
+    rng = np.random.default_rng(seed)
+    days = pd.DatetimeIndex([d for s in seasons for d in pd.date_range(f"{s}-04-01", f"{s}-09-30")])
+    dates = days.repeat(games_a_day)
+    n = len(dates)
+    parks = rng.normal(1.0, 0.05, 30)
+    return pd.DataFrame({
+        "game_id": [f"G{i:07d}" for i in range(n)], "date": dates, "result_date": dates,
+        "season": dates.year, "played": True, "is_forfeit": False,
+        "home_win": pd.array(rng.integers(0, 2, n), dtype="Int64"),
+        "home_starter_id": "abcd001", "away_starter_id": "efgh001",
+        "elo_diff": rng.normal(24, 60, n), "form_home_rf_10": rng.gamma(9, 0.5, n),
+        "ctx_park_factor": parks[rng.integers(0, 30, n)],
+    })
+
+
+def config(**kw) -> DriftConfig:
+    return DriftConfig(**{"baseline_seasons": 3, "night_every_days": 3, "exclude": {}, **kw})
+
+
+def night_scores(table, baseline, day):
+    rows = table[table["date"] < day]
+    ref = drift.reference(drift.reference_rows(rows, day.date()), FEATURES, 10)
+    last, tonight = drift.window(table, day.date())
+    return drift.score(drift.measure(ref, last, tonight), baseline, len(last))
+
+
+@pytest.fixture(scope="module")
+def table():
+    return league()
+
+
+@pytest.fixture(scope="module")
+def baseline(table):
+    return drift.fit_baseline(table[table["season"] < 2024], FEATURES, dt.date(2024, 3, 1), config(), 10, 12)
+
+
+def test_psi_and_shift_by_hand():
+    ref = {"edges": [0.0], "shares": [0.5, 0.5], "mean": 0.0, "std": 2.0}
+    assert drift.psi(ref, np.array([-1.0, 1.0])) == pytest.approx(0.0)
+    # all mass in one bin: (1 - .5) ln(1/.5) + (1e-4 - .5) ln(1e-4/.5)
+    assert drift.psi(ref, np.array([1.0, 2.0])) == pytest.approx(0.5 * np.log(2) + (1e-4 - 0.5) * np.log(2e-4))
+    assert drift.shift(ref, np.array([1.0, 1.0, 1.0, 1.0])) == pytest.approx(1.0 / (2.0 / 2))  # mean 1, se 1
+    assert drift.psi(ref, np.array([])) is None and drift.shift(ref, np.array([])) is None
+
+
+def test_the_baseline_reads_only_seasons_before_the_as_of_season(table, baseline):
+    """Rewriting every row of the as-of season and later moves nothing in the baseline K fits."""
+    assert baseline["seasons"] == [2021, 2022, 2023] and baseline["nights"] == len(range(0, 3 * 183, 3))
+    future = table.copy()
+    later = future["season"] >= 2024
+    future.loc[later, FEATURES] = future.loc[later, FEATURES] * 50 + 7
+    again = drift.fit_baseline(future, FEATURES, dt.date(2024, 3, 1), config(), 10, 12)
+    assert json.dumps(again, sort_keys=True) == json.dumps(baseline, sort_keys=True)
+
+
+def test_ordinary_nights_score_near_one_and_a_shift_scores_far_beyond(table, baseline):
+    """Nights of the unseen season stay near 1; one standard deviation of shift scores over 4."""
+    days = [pd.Timestamp(2024, m, 15) for m in (5, 6, 7, 8, 9)]
+    ordinary = [night_scores(table, baseline, d) for d in days]
+    assert max(s[f]["psi_score"] for s in ordinary for f in FEATURES) < 2.0
+    shifted = table.copy()
+    this = shifted["season"] == 2024
+    shifted.loc[this, "elo_diff"] += 60  # one standard deviation, the whole season
+    for day in days:
+        s = night_scores(shifted, baseline, day)
+        assert s["elo_diff"]["psi_score"] > 4 and s["form_home_rf_10"]["psi_score"] < 2
+
+
+def test_a_unit_change_tonight_shows_in_tonights_shift(table, baseline):
+    day = pd.Timestamp(2024, 7, 15)
+    broken = table.copy()
+    broken.loc[broken["date"] == day, "form_home_rf_10"] *= 9  # per inning read as per nine innings
+    s = night_scores(broken, baseline, day)["form_home_rf_10"]
+    assert s["shift_score"] > 4 and s["psi_score"] < 4  # one night of thirty barely moves the PSI
+
+
+def test_small_windows_are_judged_against_small_windows(baseline):
+    """Opening week's 30-day window holds a few dozen games: its normal PSI is the early nights' own."""
+    psi_normals = baseline["features"]["elo_diff"]["psi"]
+    assert baseline["window_games_buckets"] == [100, 200, 300] and psi_normals[0] > psi_normals[-1]
+    assert drift.bucket(99, [100, 200, 300]) == 0 and drift.bucket(100, [100, 200, 300]) == 1
+    assert drift.bucket(450, [100, 200, 300]) == 3
+
+
+def test_history_and_the_week_before():
+    day = dt.date(2024, 7, 15)
+    scores = {"elo_diff": {"psi": 0.2, "psi_normal": 0.1, "psi_score": 2.0,
+                           "shift": None, "shift_normal": 2.5, "shift_score": None}}
+    history = None
+    for back, value in ((9, 7.0), (3, 1.5), (1, 0.5)):
+        rows = drift.history_rows(day - dt.timedelta(days=back), {"elo_diff": {**scores["elo_diff"],
+                                                                                "psi_score": value}})
+        history = drift.append_history(history, rows, day - dt.timedelta(days=back))
+    assert len(history) == 3  # no row for a view without games
+    assert drift.recent_max(history, day) == {("elo_diff", "psi"): 1.5}  # the 7.0 is 9 nights back
+    rerun = drift.append_history(history, drift.history_rows(day - dt.timedelta(days=1), scores),
+                                 day - dt.timedelta(days=1))
+    assert len(rerun) == 3 and rerun["score"].tolist() == [7.0, 1.5, 2.0]
+    assert drift.recent_max(None, day) == {}
+
+
+def test_the_baseline_is_fit_once_a_season_and_refit_when_a_past_game_changes(table, tmp_path, monkeypatch, caplog):
+    past = table[table["season"] < 2024].reset_index(drop=True)
+    calls = []
+    real = drift.fit_baseline
+    monkeypatch.setattr(drift, "fit_baseline", lambda *a: calls.append(a[2]) or real(*a))
+    first = cached_baseline(past, FEATURES, dt.date(2024, 5, 1), config(), 10, 12, tmp_path)
+    second = cached_baseline(past, FEATURES, dt.date(2024, 5, 2), config(), 10, 12, tmp_path)
+    assert len(calls) == 1 and second["as_of"] == "2024-05-02" and second["features"] == first["features"]
+    corrected = past.copy()
+    corrected.loc[100, "elo_diff"] += 1.0  # a corrected result of 2019
+    cached_baseline(corrected, FEATURES, dt.date(2024, 5, 3), config(), 10, 12, tmp_path)
+    assert len(calls) == 2 and len(list(tmp_path.glob("drift-baseline-2024-*.json"))) == 1
+    entry = next(tmp_path.glob("drift-baseline-2024-*.json"))
+    entry.write_text(entry.read_text().replace("0.", "9.", 1))  # damaged in the cache
+    with caplog.at_level(logging.WARNING):
+        cached_baseline(corrected, FEATURES, dt.date(2024, 5, 4), config(), 10, 12, tmp_path)
+    assert len(calls) == 3 and "does not verify" in caplog.text
+
+
+def test_an_excluded_feature_needs_its_reason():
+    with pytest.raises(ConfigError, match=r"monitoring\.drift\.exclude.*ctx_month: an excluded feature needs"):
+        build_config({"monitoring": {"drift": {"exclude": {"ctx_month": " "}}}})
+    with pytest.raises(ConfigError, match=r"monitoring\.drift\.window_games_buckets"):
+        build_config({"monitoring": {"drift": {"window_games_buckets": [200, 100]}}})
+    assert "ctx_day_of_week" in build_config({}).monitoring.drift.exclude
+
+
+def test_source_health_counts_unknown_starters_and_missing_results():
+    day = pd.Timestamp("2024-07-15")
+    ids = [f"G{i}" for i in range(10)]
+    table = pd.DataFrame({
+        "game_id": ids, "date": [day - pd.Timedelta(days=1)] * 6 + [day] * 4,
+        "played": [True] * 3 + [False] * 3 + [False] * 4,  # three of yesterday's six results missing
+        "home_starter_id": ["a"] * 6 + [None, "b", "c", "d"],
+        "away_starter_id": ["a"] * 10,
+        "sp_home_starts": [5.0] * 8 + [0.0, 3.0], "sp_home_prior_ip": [90.0] * 8 + [0.0, 0.0],
+        "sp_away_starts": 4.0, "sp_away_prior_ip": 50.0})
+    log = pd.DataFrame({"game_id": ids[:6], "predicted_for": day - pd.Timedelta(days=1)})
+    health = source_health(table, 5, table.iloc[6:], log, day.date())
+    # tonight: one home starter without an id, one with no start and no Lahman line (G8)
+    assert health["starters"] == 8 and health["starters_unknown"] == 2
+    assert (health["games_scheduled"], health["games_predicted"]) == (5, 4)
+    assert health["results_date"] == "2024-07-14" and (health["results_expected"], health["results_ingested"]) == (6, 3)
+    assert source_health(table, 4, table.iloc[6:], None, day.date())["results_expected"] == 0

@@ -1,0 +1,200 @@
+"""Feature drift measured against its own normal.
+
+Two views of every feature on a night, each against K's reference (the same 30 calendar days of
+the two seasons before, as published with the model):
+
+- `psi`: the population stability index of the last 30 days' games (slow drift: a source that
+  degrades over weeks, a league that changes);
+- `shift`: how far tonight's games' mean sits from the reference mean, in standard errors
+  (a break that starts tonight: a source that returns every starter as unknown, a unit change).
+
+Neither has one threshold that fits every feature: park factors and season counts move far on
+ordinary nights, Elo barely. So `fit_baseline` replays ordinary nights of past seasons exactly as
+L measures a night, and keeps each feature's high quantile of both (PSI by how many games the
+window holds: a 30-day window of 40 games is noisier than one of 450). A night's *score* is the
+value over that normal: 1 is the worst of an ordinary night in a hundred, whatever the feature.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import pandas as pd
+
+WINDOW_DAYS = 30  # drift compares the last 30 days with the same weeks of earlier seasons
+REFERENCE_SEASONS = 2
+MIN_REFERENCE_ROWS = 300
+MIN_NORMAL = {"psi": 0.02, "shift": 1.0}  # a floor: a feature that never moves still has sampling noise
+BUCKET_MIN_NIGHTS = 10  # a window-size bucket with fewer baseline nights borrows the next larger one's normal
+
+
+def decided(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows K may train on: played, decided, not forfeited."""
+    return table[table["played"] & table["home_win"].notna() & ~table["is_forfeit"]]
+
+
+def reference_rows(rows: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+    """The same 30 calendar days in the last two seasons: features that grow through a season
+    (games played, month) then compare like with like. Too few rows (the off-season): every row
+    given. Aligning by day of season instead was measured worse: special openers abroad start a
+    season days before everyone else."""
+    day = rows["date"].dt.day_of_year
+    end = pd.Timestamp(as_of).day_of_year
+    recent = rows["season"].between(as_of.year - REFERENCE_SEASONS, as_of.year - 1)
+    same = rows[recent & (day > end - WINDOW_DAYS) & (day <= end)]
+    return same if len(same) >= MIN_REFERENCE_ROWS else rows
+
+
+def reference(rows: pd.DataFrame, columns: list[str], bins: int) -> dict:
+    """Per column: quantile bin edges on the reference rows, the share of rows in each bin, and the
+    mean and standard deviation (what tonight's shift is measured in)."""
+    values = rows[columns].to_numpy(dtype=float)
+    cuts = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1], axis=0) if len(values) else None
+    out = {}
+    for i, col in enumerate(columns):
+        column = values[:, i]
+        edges = np.unique(cuts[:, i])
+        counts = np.bincount(np.searchsorted(edges, column, side="right"), minlength=len(edges) + 1)
+        out[col] = {"edges": [float(e) for e in edges], "shares": [float(c) / len(column) for c in counts],
+                    "mean": float(column.mean()), "std": float(column.std())}
+    return out
+
+
+def psi(ref: dict, values: np.ndarray) -> float | None:
+    """Population stability index of `values` against reference bins (None if no values)."""
+    if len(values) == 0:
+        return None
+    counts = np.bincount(np.searchsorted(np.asarray(ref["edges"]), values, side="right"),
+                         minlength=len(ref["shares"]))
+    actual = np.clip(counts / counts.sum(), 1e-4, None)
+    expected = np.clip(np.asarray(ref["shares"]), 1e-4, None)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def shift(ref: dict, values: np.ndarray) -> float | None:
+    """Tonight's mean minus the reference mean, in standard errors of a mean of that many games
+    (None if no games). A feature constant in the reference gets a tiny spread, so any change of
+    it is a large shift."""
+    if len(values) == 0:
+        return None
+    spread = max(ref["std"], 1e-6 * (abs(ref["mean"]) + 1.0))
+    return float((values.mean() - ref["mean"]) / (spread / math.sqrt(len(values))))
+
+
+def window(table: pd.DataFrame, as_of: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The games of the last 30 days up to the as-of date, and the as-of date's own games."""
+    day = pd.Timestamp(as_of)
+    last = table[(table["date"] > day - pd.Timedelta(days=WINDOW_DAYS)) & (table["date"] <= day)]
+    return last, last[last["date"] == day]
+
+
+def measure(ref: dict, last: pd.DataFrame, tonight: pd.DataFrame) -> dict[str, dict]:
+    """Per feature of the reference: {"psi": ..., "shift": ...} (None where there are no games)."""
+    return {name: {"psi": psi(bins, last[name].to_numpy(dtype=float)),
+                   "shift": shift(bins, tonight[name].to_numpy(dtype=float))}
+            for name, bins in ref.items() if name in last}
+
+
+def bucket(games: int, edges: list[int]) -> int:
+    """Which window-size bucket `games` falls in (0 below the first edge)."""
+    return int(np.searchsorted(np.asarray(edges), games, side="right"))
+
+
+def baseline_nights(table: pd.DataFrame, as_of: dt.date, cfg) -> list[pd.Timestamp]:
+    """Every `night_every_days`-th game date of the `baseline_seasons` seasons before the as-of
+    season (those in `skip_seasons` left out): nights whose every result is known before `as_of`."""
+    seasons = [s for s in range(as_of.year - cfg.baseline_seasons, as_of.year) if s not in cfg.skip_seasons]
+    dates = table.loc[table["season"].isin(seasons), "date"].drop_duplicates().sort_values()
+    return list(dates.iloc[::cfg.night_every_days])
+
+
+def fit_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg, bins: int,
+                 train_seasons: int) -> dict:
+    """Each feature's normal, from ordinary nights of past seasons measured as L measures tonight:
+    the `quantile` of its 30-day PSI per window-size bucket and of its tonight's |shift|. Only
+    seasons before the as-of season are read; a night's reference comes from the seasons before it."""
+    watched = [f for f in features if f not in cfg.exclude]
+    pool = decided(table)
+    nights = baseline_nights(table, as_of, cfg)
+    seen = []
+    for night in nights:
+        day = night.date()
+        before = pool[(pool["result_date"] < night) & (pool["season"] > day.year - 1 - train_seasons)]
+        if before.empty:  # the first season of the table: nothing to compare it with
+            continue
+        last, tonight = window(table[table["season"] == day.year], day)
+        stats = measure(reference(reference_rows(before, day), watched, bins), last, tonight)
+        seen.append({"games": len(last), **{f"{k}|psi": v["psi"] for k, v in stats.items()},
+                     **{f"{k}|shift": abs(v["shift"]) for k, v in stats.items()}})
+    frame = pd.DataFrame(seen)
+    edges = list(cfg.window_games_buckets)
+    which = frame["games"].map(lambda g: bucket(g, edges)) if len(frame) else pd.Series(dtype=int)
+    normals = {}
+    for name in watched:
+        psi_normal = []
+        for b in range(len(edges) + 1):
+            values = frame.loc[which >= b, f"{name}|psi"] if len(frame) else pd.Series(dtype=float)
+            here = values[which[values.index] == b]
+            use = here if len(here) >= BUCKET_MIN_NIGHTS else values  # borrow from the larger windows
+            psi_normal.append(_normal(use, "psi", cfg.quantile))
+        shifts = frame[f"{name}|shift"] if len(frame) else pd.Series(dtype=float)
+        normals[name] = {"psi": psi_normal, "shift": _normal(shifts, "shift", cfg.quantile)}
+    return {"as_of": as_of.isoformat(), "seasons": sorted({n.year for n in nights}), "nights": len(frame),
+            "quantile": cfg.quantile, "window_games_buckets": edges,
+            "bucket_nights": [int((which == b).sum()) if len(frame) else 0 for b in range(len(edges) + 1)],
+            "features": normals, "excluded": dict(cfg.exclude)}
+
+
+def _normal(values: pd.Series, kind: str, quantile: float) -> float:
+    values = values.dropna()
+    high = float(values.quantile(quantile)) if len(values) else 0.0
+    return max(high, MIN_NORMAL[kind])
+
+
+def score(stats: dict[str, dict], baseline: dict, window_games: int) -> dict[str, dict]:
+    """Per watched feature: its PSI and tonight's shift, each with its normal and its score (value
+    over normal; None where there were no games)."""
+    b = bucket(window_games, baseline["window_games_buckets"])
+    out = {}
+    for name, normal in baseline["features"].items():
+        if name not in stats:
+            continue
+        value_psi, value_shift = stats[name]["psi"], stats[name]["shift"]
+        out[name] = {"psi": value_psi, "psi_normal": normal["psi"][b],
+                     "psi_score": None if value_psi is None else value_psi / normal["psi"][b],
+                     "shift": value_shift, "shift_normal": normal["shift"],
+                     "shift_score": None if value_shift is None else abs(value_shift) / normal["shift"]}
+    return out
+
+
+VIEWS = ("psi", "shift")
+RECENT_NIGHTS = 7  # a break is new when the feature's score stayed below the line on the runs of the week before
+
+
+def history_rows(as_of: dt.date, scores: dict[str, dict]) -> pd.DataFrame:
+    """Tonight's scores as rows of the drift history (one per feature and view with a value)."""
+    rows = [{"as_of": pd.Timestamp(as_of), "feature": name, "view": view, "value": s[view],
+             "normal": s[f"{view}_normal"], "score": s[f"{view}_score"]}
+            for name, s in scores.items() for view in VIEWS if s[view] is not None]
+    return pd.DataFrame(rows, columns=["as_of", "feature", "view", "value", "normal", "score"]).astype(
+        {"as_of": "datetime64[ns]", "feature": "string", "view": "string", "value": "float64",
+         "normal": "float64", "score": "float64"})
+
+
+def recent_max(history: pd.DataFrame | None, as_of: dt.date) -> dict[tuple[str, str], float]:
+    """(feature, view) -> the highest score recorded on the RECENT_NIGHTS nights before the as-of date."""
+    if history is None or history.empty:
+        return {}
+    day = pd.Timestamp(as_of)
+    week = history[(history["as_of"] < day) & (history["as_of"] >= day - pd.Timedelta(days=RECENT_NIGHTS))]
+    return {key: float(v) for key, v in week.groupby(["feature", "view"])["score"].max().items()}
+
+
+def append_history(previous: pd.DataFrame | None, tonight: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+    """Every night's scores so far; a re-run for a date replaces that date's rows."""
+    if previous is None or previous.empty:
+        return tonight.reset_index(drop=True)
+    kept = previous[previous["as_of"] != pd.Timestamp(as_of)]
+    return pd.concat([kept, tonight], ignore_index=True).sort_values(
+        ["as_of", "feature", "view"], kind="stable").reset_index(drop=True)
