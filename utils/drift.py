@@ -49,14 +49,18 @@ def reference_rows(rows: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
 def reference(rows: pd.DataFrame, columns: list[str], bins: int) -> dict:
     """Per column: quantile bin edges on the reference rows, the share of rows in each bin, and the
     mean and standard deviation (what tonight's shift is measured in)."""
-    values = rows[columns].to_numpy(dtype=float)
-    cuts = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1], axis=0) if len(values) else None
+    return reference_matrix(rows[columns].to_numpy(dtype=float), columns, bins)
+
+
+def reference_matrix(values: np.ndarray, columns: list[str], bins: int) -> dict:
+    """`reference` of a rows x columns matrix."""
+    cuts = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1], axis=0)
     out = {}
     for i, col in enumerate(columns):
         column = values[:, i]
         edges = np.unique(cuts[:, i])
         counts = np.bincount(np.searchsorted(edges, column, side="right"), minlength=len(edges) + 1)
-        out[col] = {"edges": [float(e) for e in edges], "shares": [float(c) / len(column) for c in counts],
+        out[col] = {"edges": edges.tolist(), "shares": (counts / len(column)).tolist(),
                     "mean": float(column.mean()), "std": float(column.std())}
     return out
 
@@ -115,18 +119,30 @@ def fit_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg, 
     the `quantile` of its 30-day PSI per window-size bucket and of its tonight's |shift|. Only
     seasons before the as-of season are read; a night's reference comes from the seasons before it."""
     watched = [f for f in features if f not in cfg.exclude]
-    pool = decided(table)
-    nights = baseline_nights(table, as_of, cfg)
+    values = table[watched].to_numpy(dtype=float)
+    date = table["date"].to_numpy(dtype="datetime64[ns]")
+    result = table["result_date"].to_numpy(dtype="datetime64[ns]")  # NaT (unplayed) compares False
+    season = table["season"].to_numpy(dtype="int64")
+    day_of_year = table["date"].dt.day_of_year.to_numpy()
+    known = (table["played"] & table["home_win"].notna() & ~table["is_forfeit"]).to_numpy(dtype=bool)
     seen = []
-    for night in nights:
-        day = night.date()
-        before = pool[(pool["result_date"] < night) & (pool["season"] > day.year - 1 - train_seasons)]
-        if before.empty:  # the first season of the table: nothing to compare it with
+    for night in baseline_nights(table, as_of, cfg):
+        when, year, end = np.datetime64(night, "ns"), night.year, night.day_of_year
+        # K's training rows on that date, and of them the reference_rows (the same weeks, two seasons)
+        before = known & (result < when) & (season > year - 1 - train_seasons)
+        if not before.any():  # the first season of the table: nothing to compare it with
             continue
-        last, tonight = window(table[table["season"] == day.year], day)
-        stats = measure(reference(reference_rows(before, day), watched, bins), last, tonight)
-        seen.append({"games": len(last), **{f"{k}|psi": v["psi"] for k, v in stats.items()},
-                     **{f"{k}|shift": abs(v["shift"]) for k, v in stats.items()}})
+        same = before & (season >= year - REFERENCE_SEASONS) & (season <= year - 1) \
+            & (day_of_year > end - WINDOW_DAYS) & (day_of_year <= end)
+        ref = reference_matrix(values[same if same.sum() >= MIN_REFERENCE_ROWS else before], watched, bins)
+        in_window = (season == year) & (date > when - np.timedelta64(WINDOW_DAYS, "D")) & (date <= when)
+        last, tonight = values[in_window], values[in_window & (date == when)]
+        night_stats = {"season": year, "games": len(last)}
+        for i, name in enumerate(watched):
+            night_stats[f"{name}|psi"] = psi(ref[name], last[:, i])
+            moved = shift(ref[name], tonight[:, i])
+            night_stats[f"{name}|shift"] = None if moved is None else abs(moved)
+        seen.append(night_stats)
     frame = pd.DataFrame(seen)
     edges = list(cfg.window_games_buckets)
     which = frame["games"].map(lambda g: bucket(g, edges)) if len(frame) else pd.Series(dtype=int)
@@ -140,7 +156,8 @@ def fit_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg, 
             psi_normal.append(_normal(use, "psi", cfg.quantile))
         shifts = frame[f"{name}|shift"] if len(frame) else pd.Series(dtype=float)
         normals[name] = {"psi": psi_normal, "shift": _normal(shifts, "shift", cfg.quantile)}
-    return {"as_of": as_of.isoformat(), "seasons": sorted({n.year for n in nights}), "nights": len(frame),
+    return {"as_of": as_of.isoformat(), "seasons": sorted({int(y) for y in frame.get("season", [])}),
+            "nights": len(frame),
             "quantile": cfg.quantile, "window_games_buckets": edges,
             "bucket_nights": [int((which == b).sum()) if len(frame) else 0 for b in range(len(edges) + 1)],
             "features": normals, "excluded": dict(cfg.exclude)}
