@@ -108,7 +108,8 @@ def test_each_run_is_versioned_and_an_earlier_prediction_table_restores_exactly(
     assert re.search(r"^predictions\s+predictions@1.0.0\s+16 -> 15\s+changed$", diff, flags=re.M)  # 16 games on 07-13
     assert re.search(r"^win_model\s+win_model@1.0.0\s+- -> -\s+changed$", diff, flags=re.M)
     assert re.search(r"^lahman_pitching\s+lahman_pitching@1.0.0\s+\d+ -> \d+\s+same$", diff, flags=re.M)
-    assert "features whose PSI moved most:" in diff
+    moved = diff.split("features whose drift score moved most (PSI or tonight's shift, over its normal):\n")[1]
+    assert len(re.findall(r"^  [a-z]+_\w+ +\d+\.\d\d -> \d+\.\d\d$", moved, flags=re.M)) == 5
     # a damaged prediction log: L cannot rebuild what it appends to, so the error names the restore
     log_file = proj / "artifacts" / "data" / "prediction_log.parquet"
     log_file.write_bytes(log_file.read_bytes() + b"x")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 
 PREFIX = "mlb_pipeline_"
-BREAK_SCORE = 4.0  # MlbFeatureDriftBreak: over 4 times its normal, after a week at most that
+BREAK_SCORE = 2.5  # MlbFeatureDriftBreak: over 2.5 times its normal, after a week at most that
 PERSIST_SCORE = 1.5  # MlbFeatureDriftPersisting
 PREDICTION_PSI = 0.25
 UNKNOWN_STARTERS, MIN_STARTERS = 0.5, 8
