@@ -123,6 +123,8 @@ CASES = {  # name -> (drift report, evaluation, games predicted): gauges the rul
     "ordinary night": (drift_report({"elo_diff": feature(), "sp_home_prior_ip": feature(psi=0.12)}), evaluation(), 15),
     "a new break": (drift_report({"elo_diff": feature(psi=0.9, psi_before=0.5)}), evaluation(), 15),
     "a break that stays": (drift_report({"elo_diff": feature(psi=0.9, psi_before=8.0)}), evaluation(), 15),
+    "a break on top of a drift": (drift_report({"elo_diff": feature(psi=0.9, psi_before=4.0)}), evaluation(), 15),
+    "a drift that grows": (drift_report({"elo_diff": feature(psi=0.7, psi_before=4.0)}), evaluation(), 15),
     "a break on the first run": (drift_report({"elo_diff": feature(shift=40.0)}), evaluation(), 15),
     "exactly on the line": (drift_report({"elo_diff": feature(psi=0.25, psi_before=2.5)}), evaluation(), 15),
     "between the lines": (drift_report({"elo_diff": feature(psi=0.22, psi_before=1.6)}), evaluation(), 15),

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 
 PREFIX = "mlb_pipeline_"
-BREAK_SCORE = 2.5  # MlbFeatureDriftBreak: over 2.5 times its normal, after a week at most that
+BREAK_SCORE = 2.5  # MlbFeatureDriftBreak: over 2.5 times its normal, after a week at most that,
+BREAK_JUMP = 2.0  # or over twice the week's highest
 PERSIST_SCORE = 1.5  # MlbFeatureDriftPersisting
 PREDICTION_PSI = 0.25
 UNKNOWN_STARTERS, MIN_STARTERS = 0.5, 8
@@ -55,7 +56,7 @@ def evaluate(registry: CollectorRegistry) -> list[Alert]:
         before = recent.get((labels["feature"], labels["view"]))
         if before is None:
             continue
-        if score > BREAK_SCORE and before <= BREAK_SCORE:
+        if score > BREAK_SCORE and (before <= BREAK_SCORE or score > BREAK_JUMP * before):
             fire("MlbFeatureDriftBreak", "critical", labels)
         if score > PERSIST_SCORE and before > PERSIST_SCORE:
             fire("MlbFeatureDriftPersisting", "warning", labels)
