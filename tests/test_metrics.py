@@ -43,10 +43,10 @@ def drift_report(features: dict, sources: dict | None = None, prediction_psi=0.0
                         **(sources or {})}}
 
 
-def evaluation(z_brier=0.4) -> dict:
+def evaluation(z_brier=0.4, games=100) -> dict:
     gap = lambda z: {"live": 0.25, "expected": 0.24, "standard_error": 0.004, "games": 400, "z": z}  # noqa: E731
-    block = {"n": 100, "brier": 0.245, "log_loss": 0.68, "accuracy": 0.56, "runs": {"mae": 2.5, "rmse": 3.2}}
-    return {"as_of": "2024-07-14", "evaluated": 100, "all": block, "last_7_days": None,
+    block = {"n": games, "brier": 0.245, "log_loss": 0.68, "accuracy": 0.56, "runs": {"mae": 2.5, "rmse": 3.2}}
+    return {"as_of": "2024-07-14", "evaluated": games, "all": block, "last_7_days": None,
             "last_30_days": {**block, "vs_validation": {"brier": gap(z_brier), "log_loss": gap(0.1),
                                                         "runs_mae": gap(-1.0), "runs_mse": gap(0.0)}}}
 
@@ -136,6 +136,7 @@ CASES = {  # name -> (drift report, evaluation, games predicted): gauges the rul
                                             evaluation(), 15),
     "a rainout": (drift_report({"elo_diff": feature()}, {"results_ingested": 13}), evaluation(), 15),
     "performance beyond 3 se": (drift_report({"elo_diff": feature()}), evaluation(z_brier=3.5), 15),
+    "beyond 3 se on 20 games": (drift_report({"elo_diff": feature()}), evaluation(z_brier=3.5, games=20), 15),
     "prediction drift": (drift_report({"elo_diff": feature()}, prediction_psi=0.4), evaluation(), 15),
 }
 

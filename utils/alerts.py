@@ -20,7 +20,7 @@ PREDICTION_PSI = 0.25
 UNKNOWN_STARTERS, MIN_STARTERS = 0.5, 8
 PREDICTED_SHARE = 0.9
 RESULTS_SHARE, MIN_RESULTS = 0.75, 4
-PERFORMANCE_Z = 3.0
+PERFORMANCE_Z, MIN_EVALUATED = 3.0, 50
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,9 @@ def evaluate(registry: CollectorRegistry) -> list[Alert]:
     if expected is not None and expected >= MIN_RESULTS and "source_results_ingested" in one \
             and one["source_results_ingested"] < RESULTS_SHARE * expected:
         fire("MlbResultsMissing", "critical")
+    evaluated = {d.get("window"): v for d, v in s.get("evaluated_games", [])}
     for labels, z in s.get("performance_z", []):
-        if labels.get("window") == "30d" and z > PERFORMANCE_Z:
+        if labels.get("window") == "30d" and z > PERFORMANCE_Z and evaluated.get("30d", 0) >= MIN_EVALUATED:
             fire("MlbPerformanceWorseThanValidation", "warning", labels)
     for labels, value in s.get("module_status", []):
         if labels.get("status") == "failed" and value == 1:
