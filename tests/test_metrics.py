@@ -1,5 +1,7 @@
 """Metrics: names and values from a run, and the alert rules under promtool."""
 import datetime as dt
+import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -179,3 +181,18 @@ def test_the_python_rules_agree_with_promtool(tmp_path):
     result = subprocess.run([promtool(), "test", "rules", "agree.yml"],
                             cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_report_an_older_version_wrote_is_not_exported_in_todays_shape(store):
+    """A run that fails before L leaves the last drift report; after an upgrade it may be schema 1's
+    ({feature: psi}). The metrics step skips it instead of failing on a missing key."""
+    meta_path = store.meta_path("drift_report")
+    meta = json.loads(meta_path.read_text())
+    store.resolve_output_path("drift_report").write_text(json.dumps(
+        {"as_of": "2024-07-14", "window": {}, "features": {"elo_diff": 0.02}, "max_feature_psi": 0.02,
+         "max_feature": "elo_diff", "prediction_psi": 0.05}))
+    meta.update(validator="drift_report@1.0.0",
+                sha256=hashlib.sha256(store.resolve_output_path("drift_report").read_bytes()).hexdigest())
+    meta_path.write_text(json.dumps(meta))
+    text = exposition(run_status(failed=True), store)
+    assert "mlb_pipeline_feature_drift_score" not in text and 'mlb_pipeline_brier_score{window="30d"}' in text

@@ -275,8 +275,13 @@ class ArtifactStore:
 
     def read_if_present(self, name: str) -> Any:
         """The artifact (a frame, a JSON document or bytes) when this pipeline has a contract for it and
-        a hash-valid copy exists; None otherwise. For readers that show what is there (metrics, viewer)."""
+        a hash-valid copy written under that contract's version exists; None otherwise. For readers that
+        show what is there (metrics, viewer): a copy an older version of the pipeline wrote, left by a
+        run that failed before replacing it, is not read as if it had today's shape."""
         try:
+            meta, current = self.meta(name), self.contract(name).validator
+            if meta is not None and meta.get("validator", current) != current:
+                return None
             return self.read(name)
         except (ArtifactError, SchemaError):
             return None
