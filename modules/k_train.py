@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def lgbm_params(p, seed: int, objective: str) -> dict:
             "deterministic": True, "force_row_wise": True, "verbose": -1}
 
 
-BASELINE_VERSION = 1  # bump when utils/drift.py measures differently: cached baselines are refit
+log = logging.getLogger("mlb.k_train")
 
 CANDIDATES = ("lightgbm", "logistic", "elo")
 
@@ -232,24 +233,44 @@ def train(model_table: pd.DataFrame, as_of: dt.date, model: ModelConfig, psi_bin
 
 def cached_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg: DriftConfig, bins: int,
                     train_seasons: int, cache: Path) -> dict:
-    """drift.fit_baseline, reused while the seasons it reads, the features and the settings are the same:
-    it reads only seasons before the as-of season, so it is fit on a season's first night and read after.
-    The key hashes every row of those seasons, so a corrected past game refits it."""
+    """drift.fit_baseline, reused while the seasons it reads, the features, the settings and the code
+    that measures are the same: it reads only seasons before the as-of season, so it is fit on a
+    season's first night and read after. The key hashes every row of those seasons (a corrected past
+    game refits it) and utils/drift.py's source. A cache that cannot be read or written costs a refit
+    or a warning, never the night's models."""
     past = table[table["season"] < as_of.year]
     digest = hashlib.sha256()
-    digest.update(json.dumps([as_of.year, cfg.model_dump(mode="json"), bins, train_seasons, features,
-                              BASELINE_VERSION]).encode())
+    digest.update(json.dumps([as_of.year, cfg.model_dump(mode="json"), bins, train_seasons, features]).encode())
+    digest.update(Path(drift.__file__).read_bytes())
     digest.update(pd.util.hash_pandas_object(past, index=False).to_numpy().tobytes())
     path = cache / f"drift-baseline-{as_of.year}-{digest.hexdigest()[:16]}.json"
-    payload = read_verified(path)
-    if payload is not None:
-        baseline = json.loads(payload)
-        return {**baseline, "as_of": as_of.isoformat()}
+    cached = _read_baseline(path)
+    if cached is not None:
+        return {**cached, "as_of": as_of.isoformat()}
     baseline = drift.fit_baseline(past, features, as_of, cfg, bins, train_seasons)
-    for old in cache.glob(f"drift-baseline-{as_of.year}-*"):
-        old.unlink()
-    write_verified(path, json.dumps(baseline, sort_keys=True).encode())
+    try:
+        for old in cache.glob(f"drift-baseline-{as_of.year}-*"):
+            old.unlink(missing_ok=True)
+        write_verified(path, json.dumps(baseline, sort_keys=True).encode())
+    except OSError as exc:
+        log.warning("%s: cannot keep the drift baseline (%s); the next run fits it again", path,
+                    exc.strerror or exc)
     return baseline
+
+
+def _read_baseline(path: Path) -> dict | None:
+    """A cached baseline that verifies and has today's shape; None (with a warning if it was there)."""
+    payload = read_verified(path)
+    if payload is None:
+        return None
+    try:
+        baseline = json.loads(payload)
+        drift.check_baseline(baseline)
+        return baseline
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("%s: discarding a cached drift baseline of another shape (%s); fitting it again", path,
+                    " ".join(str(exc).split())[:160])
+        return None
 
 
 def main(cfg) -> ModuleResult:

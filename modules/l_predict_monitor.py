@@ -38,7 +38,7 @@ def drift_report(models: TrainedModels, baseline: dict, table: pd.DataFrame, as_
         "window": {"first": (pd.Timestamp(as_of) - pd.Timedelta(days=drift.WINDOW_DAYS - 1)).date().isoformat(),
                    "last": as_of.isoformat(), "games": int(len(last)), "tonight_games": int(len(tonight))},
         "baseline": {"as_of": baseline["as_of"], "seasons": baseline["seasons"], "nights": baseline["nights"],
-                     "quantile": baseline["quantile"]},
+                     "quantile": baseline["quantile"], "ready": drift.ready(baseline)},
         "features": features,
         "excluded": baseline["excluded"],
         "max_score": top[0], "max_feature": top[1], "max_view": top[2],
@@ -52,7 +52,7 @@ def source_health(table: pd.DataFrame, schedule_games: int, predictions: pd.Data
     """What a broken source shows before PSI does: tonight's starters with no known id (none given, or
     one with neither a start nor a Lahman line: a debutant, or an id from nowhere), games predicted
     against the schedule's games, and of the games predicted on the last earlier date, those whose
-    result arrived."""
+    result arrived before the as-of date (judged once the table holds any result of this season)."""
     day = pd.Timestamp(as_of)
     tonight = table[(table["date"] == day) & ~table["played"]]
     unknown = 0
@@ -64,12 +64,16 @@ def source_health(table: pd.DataFrame, schedule_games: int, predictions: pd.Data
     health = {"starters": 2 * len(tonight), "starters_unknown": unknown,
               "games_scheduled": int(schedule_games), "games_predicted": int(len(predictions)),
               "results_date": None, "results_expected": 0, "results_ingested": 0}
-    if prediction_log is not None and not prediction_log.empty:
+    known = table["played"] & (table["result_date"] < day)
+    # Results of the as-of season arrive only with an in-season source: without one (the nightly job
+    # before the season's game log is published) every game would look missing, every night.
+    in_season = bool((known & (table["season"] == as_of.year)).any())
+    if prediction_log is not None and not prediction_log.empty and in_season:
         earlier = prediction_log[prediction_log["predicted_for"] < day]
         if not earlier.empty:
             last = earlier["predicted_for"].max()
             expected = earlier.loc[earlier["predicted_for"] == last, "game_id"]
-            arrived = table.loc[table["played"] & table["game_id"].isin(expected), "game_id"]
+            arrived = table.loc[known & table["game_id"].isin(expected), "game_id"]
             health.update({"results_date": last.date().isoformat(), "results_expected": int(expected.nunique()),
                            "results_ingested": int(arrived.nunique())})
     return health

@@ -10,6 +10,7 @@ import pytest
 from modules.k_train import cached_baseline
 from modules.l_predict_monitor import source_health
 from utils import drift
+from utils.artifacts import write_verified
 from utils.config import ConfigError, DriftConfig, build_config
 
 FEATURES = ["elo_diff", "form_home_rf_10", "ctx_park_factor"]
@@ -149,17 +150,57 @@ def test_an_excluded_feature_needs_its_reason():
 def test_source_health_counts_unknown_starters_and_missing_results():
     day = pd.Timestamp("2024-07-15")
     ids = [f"G{i}" for i in range(10)]
+    yesterday = day - pd.Timedelta(days=1)
     table = pd.DataFrame({
-        "game_id": ids, "date": [day - pd.Timedelta(days=1)] * 6 + [day] * 4,
-        "played": [True] * 3 + [False] * 3 + [False] * 4,  # three of yesterday's six results missing
+        "game_id": ids, "date": [yesterday] * 6 + [day] * 4, "season": 2024,
+        "played": [True] * 4 + [False] * 2 + [False] * 4,  # two of yesterday's six results missing
+        # and one that arrives only tonight (a suspended game finished on the as-of date): not known yet
+        "result_date": [yesterday] * 3 + [day] + [pd.NaT] * 6,
         "home_starter_id": ["a"] * 6 + [None, "b", "c", "d"],
         "away_starter_id": ["a"] * 10,
         "sp_home_starts": [5.0] * 8 + [0.0, 3.0], "sp_home_prior_ip": [90.0] * 8 + [0.0, 0.0],
         "sp_away_starts": 4.0, "sp_away_prior_ip": 50.0})
-    log = pd.DataFrame({"game_id": ids[:6], "predicted_for": day - pd.Timedelta(days=1)})
+    log = pd.DataFrame({"game_id": ids[:6], "predicted_for": yesterday})
     health = source_health(table, 5, table.iloc[6:], log, day.date())
     # tonight: one home starter without an id, one with no start and no Lahman line (G8)
     assert health["starters"] == 8 and health["starters_unknown"] == 2
     assert (health["games_scheduled"], health["games_predicted"]) == (5, 4)
     assert health["results_date"] == "2024-07-14" and (health["results_expected"], health["results_ingested"]) == (6, 3)
     assert source_health(table, 4, table.iloc[6:], None, day.date())["results_expected"] == 0
+    # the nightly job without an in-season results source (no game of 2024 known): nothing to judge,
+    # rather than every game missing every night
+    no_source = table.assign(played=False, result_date=pd.NaT)
+    assert source_health(no_source, 5, table.iloc[6:], log, day.date())["results_expected"] == 0
+
+
+def test_a_short_history_is_not_judged(table):
+    """A night is measured only against earlier seasons: with one past season there is no night to
+    learn from, the baseline is not ready, and values are reported without scores (no alert)."""
+    one = drift.fit_baseline(table[table["season"] == 2023], FEATURES, dt.date(2024, 3, 1), config(), 10, 12)
+    assert one["nights"] == 0 and not drift.ready(one)
+    two = drift.fit_baseline(table[table["season"].between(2022, 2023)], FEATURES, dt.date(2024, 3, 1), config(),
+                             10, 12)
+    assert two["seasons"] == [2023] and drift.ready(two)
+    scores = night_scores(table, one, pd.Timestamp(2024, 7, 15))
+    assert scores["elo_diff"]["psi"] is not None and scores["elo_diff"]["psi_score"] is None
+    assert drift.history_rows(dt.date(2024, 7, 15), scores).empty
+
+
+def test_a_cache_that_cannot_be_written_or_read_costs_a_warning_not_the_models(table, tmp_path, caplog):
+    past = table[table["season"] < 2024]
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    with caplog.at_level(logging.WARNING):
+        baseline = cached_baseline(past, FEATURES, dt.date(2024, 5, 1), config(), 10, 12, not_a_folder)
+    assert drift.ready(baseline) and "cannot keep the drift baseline" in caplog.text
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cached_baseline(past, FEATURES, dt.date(2024, 5, 1), config(), 10, 12, cache)
+    entry = next(cache.glob("drift-baseline-2024-*.json"))
+    old_shape = json.loads(entry.read_text())
+    old_shape["features"]["elo_diff"]["shift"] = 2.5  # one number: the shape before per-bucket normals
+    write_verified(entry, json.dumps(old_shape).encode())
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        again = cached_baseline(past, FEATURES, dt.date(2024, 5, 2), config(), 10, 12, cache)
+    assert "of another shape" in caplog.text and len(again["features"]["elo_diff"]["shift"]) == 4

@@ -37,7 +37,8 @@ def drift_report(features: dict, sources: dict | None = None, prediction_psi=0.0
     top = max(scores)
     return {"as_of": "2024-07-14", "window": {"first": "2024-06-15", "last": "2024-07-14", "games": 400,
                                               "tonight_games": 15},
-            "baseline": {"as_of": "2024-07-14", "seasons": [2019, 2020], "nights": 300, "quantile": 0.99},
+            "baseline": {"as_of": "2024-07-14", "seasons": [2019, 2020], "nights": 300, "quantile": 0.99,
+                         "ready": True},
             "features": features, "excluded": {"ctx_month": "the calendar"},
             "max_score": top[0], "max_feature": top[1], "max_view": top[2], "prediction_psi": prediction_psi,
             "sources": {"starters": 30, "starters_unknown": 0, "games_scheduled": 15, "games_predicted": 15,

@@ -27,11 +27,8 @@ REFERENCE_SEASONS = 2
 MIN_REFERENCE_ROWS = 300
 MIN_NORMAL = {"psi": 0.02, "shift": 1.0}  # a floor: a feature that never moves still has sampling noise
 BUCKET_MIN_NIGHTS = 10  # a window-size bucket with fewer baseline nights borrows the next larger one's normal
-
-
-def decided(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows K may train on: played, decided, not forfeited."""
-    return table[table["played"] & table["home_win"].notna() & ~table["is_forfeit"]]
+VIEWS = ("psi", "shift")
+MIN_BASELINE_NIGHTS = 30  # fewer: the normals are the floors, not a measure; nothing is scored
 
 
 def reference_rows(rows: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
@@ -116,8 +113,9 @@ def baseline_nights(table: pd.DataFrame, as_of: dt.date, cfg) -> list[pd.Timesta
 def fit_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg, bins: int,
                  train_seasons: int) -> dict:
     """Each feature's normal, from ordinary nights of past seasons measured as L measures tonight:
-    the `quantile` of its 30-day PSI per window-size bucket and of its tonight's |shift|. Only
-    seasons before the as-of season are read; a night's reference comes from the seasons before it."""
+    the `quantile` of its 30-day PSI and of its tonight's |shift|, each per window-size bucket
+    (opening week's few games, and its counters at zero, are their own normal). Only seasons before
+    the as-of season are read, and a night's reference comes only from seasons before its own."""
     watched = [f for f in features if f not in cfg.exclude]
     values = table[watched].to_numpy(dtype=float)
     date = table["date"].to_numpy(dtype="datetime64[ns]")
@@ -130,11 +128,14 @@ def fit_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg, 
         when, year, end = np.datetime64(night, "ns"), night.year, night.day_of_year
         # K's training rows on that date, and of them the reference_rows (the same weeks, two seasons)
         before = known & (result < when) & (season > year - 1 - train_seasons)
-        if not before.any():  # the first season of the table: nothing to compare it with
-            continue
         same = before & (season >= year - REFERENCE_SEASONS) & (season <= year - 1) \
             & (day_of_year > end - WINDOW_DAYS) & (day_of_year <= end)
-        ref = reference_matrix(values[same if same.sum() >= MIN_REFERENCE_ROWS else before], watched, bins)
+        # Too few (opening weeks): K falls back to every training row; here only earlier seasons' rows,
+        # so a night of the table's first season is not compared with games of its own season.
+        rows = same if same.sum() >= MIN_REFERENCE_ROWS else before & (season < year)
+        if not rows.any():
+            continue
+        ref = reference_matrix(values[rows], watched, bins)
         in_window = (season == year) & (date > when - np.timedelta64(WINDOW_DAYS, "D")) & (date <= when)
         last, tonight = values[in_window], values[in_window & (date == when)]
         night_stats = {"season": year, "games": len(last)}
@@ -146,21 +147,21 @@ def fit_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg, 
     frame = pd.DataFrame(seen)
     edges = list(cfg.window_games_buckets)
     which = frame["games"].map(lambda g: bucket(g, edges)) if len(frame) else pd.Series(dtype=int)
-    normals = {}
-    for name in watched:
-        psi_normal = []
-        for b in range(len(edges) + 1):
-            values = frame.loc[which >= b, f"{name}|psi"] if len(frame) else pd.Series(dtype=float)
-            here = values[which[values.index] == b]
-            use = here if len(here) >= BUCKET_MIN_NIGHTS else values  # borrow from the larger windows
-            psi_normal.append(_normal(use, "psi", cfg.quantile))
-        shifts = frame[f"{name}|shift"] if len(frame) else pd.Series(dtype=float)
-        normals[name] = {"psi": psi_normal, "shift": _normal(shifts, "shift", cfg.quantile)}
+    normals = {name: {view: [_normal(_bucket_values(frame, which, f"{name}|{view}", b), view, cfg.quantile)
+                             for b in range(len(edges) + 1)] for view in VIEWS} for name in watched}
     return {"as_of": as_of.isoformat(), "seasons": sorted({int(y) for y in frame.get("season", [])}),
             "nights": len(frame),
             "quantile": cfg.quantile, "window_games_buckets": edges,
             "bucket_nights": [int((which == b).sum()) if len(frame) else 0 for b in range(len(edges) + 1)],
             "features": normals, "excluded": dict(cfg.exclude)}
+
+
+def _bucket_values(frame: pd.DataFrame, which: pd.Series, column: str, b: int) -> pd.Series:
+    """The nights of bucket `b`, or, with fewer than BUCKET_MIN_NIGHTS of them, of it and every larger one."""
+    if frame.empty:
+        return pd.Series(dtype=float)
+    here = frame.loc[which == b, column]
+    return here if len(here) >= BUCKET_MIN_NIGHTS else frame.loc[which >= b, column]
 
 
 def _normal(values: pd.Series, kind: str, quantile: float) -> float:
@@ -169,23 +170,41 @@ def _normal(values: pd.Series, kind: str, quantile: float) -> float:
     return max(high, MIN_NORMAL[kind])
 
 
+def check_baseline(baseline: dict) -> None:
+    """ValueError unless `baseline` has fit_baseline's shape (a normal per view and bucket, all positive)."""
+    buckets = len(baseline["window_games_buckets"]) + 1
+    for key in ("as_of", "seasons", "nights", "quantile", "bucket_nights", "excluded"):
+        baseline[key]  # noqa: B018 - a KeyError names the missing key
+    for name, normal in baseline["features"].items():
+        for view in VIEWS:
+            values = normal[view]
+            if len(values) != buckets or not all(isinstance(v, (int, float)) and v > 0 for v in values):
+                raise ValueError(f"features.{name}.{view}: {buckets} positive normals expected")
+
+
+def ready(baseline: dict) -> bool:
+    """Whether the baseline rests on enough nights to judge by (a short history has none)."""
+    return baseline["nights"] >= MIN_BASELINE_NIGHTS
+
+
 def score(stats: dict[str, dict], baseline: dict, window_games: int) -> dict[str, dict]:
-    """Per watched feature: its PSI and tonight's shift, each with its normal and its score (value
-    over normal; None where there were no games)."""
+    """Per watched feature and view: the value, its normal for this many window games and the score
+    (value over normal; None where there were no games, or when the baseline is not ready)."""
     b = bucket(window_games, baseline["window_games_buckets"])
+    judged = ready(baseline)
     out = {}
     for name, normal in baseline["features"].items():
         if name not in stats:
             continue
-        value_psi, value_shift = stats[name]["psi"], stats[name]["shift"]
-        out[name] = {"psi": value_psi, "psi_normal": normal["psi"][b],
-                     "psi_score": None if value_psi is None else value_psi / normal["psi"][b],
-                     "shift": value_shift, "shift_normal": normal["shift"],
-                     "shift_score": None if value_shift is None else abs(value_shift) / normal["shift"]}
+        out[name] = {}
+        for view in VIEWS:
+            value = stats[name][view]
+            out[name].update({view: value, f"{view}_normal": normal[view][b],
+                              f"{view}_score": abs(value) / normal[view][b] if judged and value is not None
+                              else None})
     return out
 
 
-VIEWS = ("psi", "shift")
 RECENT_NIGHTS = 7  # a break is new when the feature's score stayed below the line on the runs of the week before
 
 
@@ -193,7 +212,7 @@ def history_rows(as_of: dt.date, scores: dict[str, dict]) -> pd.DataFrame:
     """Tonight's scores as rows of the drift history (one per feature and view with a value)."""
     rows = [{"as_of": pd.Timestamp(as_of), "feature": name, "view": view, "value": s[view],
              "normal": s[f"{view}_normal"], "score": s[f"{view}_score"]}
-            for name, s in scores.items() for view in VIEWS if s[view] is not None]
+            for name, s in scores.items() for view in VIEWS if s[f"{view}_score"] is not None]
     return pd.DataFrame(rows, columns=["as_of", "feature", "view", "value", "normal", "score"]).astype(
         {"as_of": "datetime64[ns]", "feature": "string", "view": "string", "value": "float64",
          "normal": "float64", "score": "float64"})
