@@ -10,9 +10,10 @@ the two seasons before, as published with the model):
 
 Neither has one threshold that fits every feature: park factors and season counts move far on
 ordinary nights, Elo barely. So `fit_baseline` replays ordinary nights of past seasons exactly as
-L measures a night, and keeps each feature's high quantile of both (PSI by how many games the
-window holds: a 30-day window of 40 games is noisier than one of 450). A night's *score* is the
-value over that normal: 1 is the worst of an ordinary night in a hundred, whatever the feature.
+L measures a night, and keeps each feature's high quantile of both, by how many games the window
+holds (a 30-day window of 40 games is noisier than one of 450; opening night's counters sit at
+zero). A night's *score* is the value over that normal: 1 is the worst of an ordinary night in a
+hundred, whatever the feature.
 """
 from __future__ import annotations
 
