@@ -99,3 +99,27 @@ def test_fail_policy_refuses_and_warn_policy_warns_only_when_going_back_in_time(
     warnings = [r.getMessage() for r in records if r.levelno == logging.WARNING]
     assert len(warnings) == 1  # once a run, not once an artifact
     assert f"replacing {path}, which was written for a later as-of date" in warnings[0]
+
+
+def test_a_cache_entry_linked_out_of_the_root_is_not_followed(tmp_path, caplog):
+    """A planted link (entry and digest both pointing at files outside the cache) is discarded, not
+    read; writing the entry again replaces the link and leaves the outside file alone."""
+    import hashlib
+    import logging
+
+    from utils.artifacts import read_verified, write_verified
+
+    outside = tmp_path / "outside.json"
+    outside.write_bytes(b'{"poisoned": true}')
+    (tmp_path / "outside.json.sha256").write_text(hashlib.sha256(outside.read_bytes()).hexdigest() + "\n")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    entry = cache / "drift-baseline-2024-0.json"
+    entry.symlink_to(outside)
+    (cache / "drift-baseline-2024-0.json.sha256").symlink_to(tmp_path / "outside.json.sha256")
+    with caplog.at_level(logging.WARNING):
+        assert read_verified(entry) is None
+    assert "symbolic link" in caplog.text
+    write_verified(entry, b"{}")
+    assert not entry.is_symlink() and read_verified(entry) == b"{}"
+    assert outside.read_bytes() == b'{"poisoned": true}'

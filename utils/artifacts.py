@@ -84,10 +84,14 @@ def write_verified(path: Path, payload: bytes) -> None:
 
 
 def read_verified(path: Path) -> bytes | None:
-    """A cache entry's bytes if they match their recorded SHA-256; None (and a warning if it was there)."""
-    if not path.exists():
+    """A cache entry's bytes if they match their recorded SHA-256; None (and a warning if it was there).
+    An entry or digest that is a symbolic link is not followed (it could point out of the artifacts
+    root); rebuilding it replaces the link."""
+    if not path.exists() and not path.is_symlink():
         return None
     try:
+        if path.is_symlink() or _digest_file(path).is_symlink():
+            raise ValueError("a symbolic link; cache entries are never followed")
         payload = path.read_bytes()
         if hashlib.sha256(payload).hexdigest() != _digest_file(path).read_text().strip():
             raise ValueError("SHA-256 does not match the one recorded with it")
