@@ -50,6 +50,7 @@ from utils.backtest import walk_forward  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.lineage import stage_params  # noqa: E402
 from utils.metrics import monitoring_registry  # noqa: E402
+from utils.runner import stage_outputs  # noqa: E402
 from utils.scaleout import parse_seasons  # noqa: E402
 
 SHIFTED = ["elo_diff", "sp_diff_prior_fip", "lu_diff_woba", "form_diff_pythag", "mu_bullpen_ra9_diff"]
@@ -125,9 +126,7 @@ def rebuild(cfg, artifacts: dict[str, pd.DataFrame], games: pd.DataFrame, module
     for module in modules:
         spec = REGISTRY[module]
         args = {name: values[name] for name in spec.inputs}
-        out = spec.load()(**args, **stage_params(cfg, spec))
-        out = out.values if hasattr(out, "values") and isinstance(out.values, dict) else {spec.outputs[0]: out}
-        values.update(out)
+        values.update(stage_outputs(spec, spec.load()(**args, **stage_params(cfg, spec))).values)
     return values["model_table"]
 
 

@@ -9,9 +9,10 @@ import pytest
 
 from modules.k_train import cached_baseline
 from modules.l_predict_monitor import source_health
+from tests.conftest import ROOT
 from utils import drift
 from utils.artifacts import write_verified
-from utils.config import ConfigError, DriftConfig, build_config
+from utils.config import ConfigError, DriftConfig, build_config, load_config
 
 FEATURES = ["elo_diff", "form_home_rf_10", "ctx_park_factor"]
 
@@ -144,7 +145,7 @@ def test_an_excluded_feature_needs_its_reason():
         build_config({"monitoring": {"drift": {"exclude": {"ctx_month": " "}}}})
     with pytest.raises(ConfigError, match=r"monitoring\.drift\.window_games_buckets"):
         build_config({"monitoring": {"drift": {"window_games_buckets": [200, 100]}}})
-    assert "ctx_day_of_week" in build_config({}).monitoring.drift.exclude
+    assert "ctx_day_of_week" in load_config(ROOT / "config.yaml").monitoring.drift.exclude
 
 
 def test_source_health_counts_unknown_starters_and_missing_results():

@@ -198,14 +198,6 @@ class ModelConfig(Frozen):
         2, le=64, description="LightGBM's threads at most; fewer while other processes keep cores busy")
 
 
-NOT_WATCHED = {  # config.yaml says the same: features that are schedule bookkeeping by construction
-    "ctx_day_of_week": "the calendar: every game of a night shares its weekday, so tonight's mean is never typical",
-    "ctx_month": "the calendar: the same for the month; the 30-day window's months are fixed by its dates",
-    "ctx_home_field": "neutral-site games (Tokyo, London, Mexico City, Williamsport) are scheduled events; "
-                      "its 0/1 flag makes each such night an outlier",
-}
-
-
 class DriftConfig(Frozen):
     """How each feature's normal drift is learnt (utils/drift.py): from ordinary nights of past seasons."""
 
@@ -215,9 +207,9 @@ class DriftConfig(Frozen):
     quantile: float = Field(0.99, gt=0.5, lt=1, description="a feature's normal: this quantile of its nights")
     window_games_buckets: list[PositiveInt] = Field(
         default_factory=lambda: [100, 200, 300],
-        description="a 30-day window's normal PSI is learnt per bucket of how many games it holds")
-    exclude: dict[str, str] = Field(default_factory=lambda: dict(NOT_WATCHED),
-                                    description="feature -> why it is not watched")
+        description="normals are learnt per bucket of how many games the 30-day window holds")
+    exclude: dict[str, str] = Field(default_factory=dict,
+                                    description="feature -> why it is not watched (config.yaml names them)")
 
     @field_validator("window_games_buckets")
     @classmethod

@@ -32,15 +32,10 @@ def record_last_success(root: Path, status: RunStatus, now: float) -> float:
 def build_registry(status: RunStatus, store: ArtifactStore, last_success: float, now: float) -> CollectorRegistry:
     """The run's gauges, from its status and the artifacts L and K left (reads only)."""
     registry = CollectorRegistry()
-
-    def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
-        return Gauge(f"{PREFIX}_{name}", doc, labels, registry=registry)
-
+    gauge = gauge_maker(registry)
     gauge("last_success_timestamp_seconds", "Unix time of the last run in which every module succeeded").set(
         last_success)
     gauge("last_run_timestamp_seconds", "Unix time the last run finished").set(now)
-    gauge("run_info", "1, labelled with the last run's id (what an alert's annotation names)", ("run_id",)).labels(
-        status.run_id).set(1)
     duration = gauge("module_duration_seconds", "Wall time of the module in the last run", ("module",))
     state = gauge("module_status", "1 for the module's status in the last run", ("module", "status"))
     rows = gauge("artifact_rows", "Rows written to the artifact in the last run", ("artifact",))
@@ -52,12 +47,28 @@ def build_registry(status: RunStatus, store: ArtifactStore, last_success: float,
             if out.rows is not None:
                 rows.labels(out.name).set(out.rows)
     predictions = status.phases.get("L")
+    games = None
     if predictions is not None and predictions.status == "success":
-        games = next((o.rows for o in predictions.outputs if o.name == "predictions"), 0)
-        gauge("games_predicted", "Games in the last predictions table").set(games or 0)
+        games = next((o.rows for o in predictions.outputs if o.name == "predictions"), 0) or 0
+    run_gauges(gauge, status.run_id, games)
     monitoring_gauges(gauge, store.read_if_present("evaluation"), store.read_if_present("drift_report"),
                       store.read_if_present("model_card"))
     return registry
+
+
+def gauge_maker(registry: CollectorRegistry):
+    """gauge(name, doc, labels): a Gauge named with the pipeline's prefix, in `registry`."""
+    def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(f"{PREFIX}_{name}", doc, labels, registry=registry)
+    return gauge
+
+
+def run_gauges(gauge, run_id: str | None, games_predicted: int | None) -> None:
+    """The run's id (what an alert's annotation names) and, when L succeeded, the games it predicted."""
+    if run_id is not None:
+        gauge("run_info", "1, labelled with the last run's id", ("run_id",)).labels(run_id).set(1)
+    if games_predicted is not None:
+        gauge("games_predicted", "Games in the last predictions table").set(games_predicted)
 
 
 def export_metrics(cfg, status: RunStatus, store: ArtifactStore) -> Path:
@@ -99,15 +110,9 @@ def monitoring_registry(evaluation: dict | None, drift: dict | None, card: dict 
     """Only those gauges (and games predicted, the run id): a replay of the monitoring step
     (bench/bench_alerts.py) and the tests."""
     registry = CollectorRegistry()
-
-    def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
-        return Gauge(f"{PREFIX}_{name}", doc, labels, registry=registry)
-
+    gauge = gauge_maker(registry)
+    run_gauges(gauge, run_id, games_predicted)
     monitoring_gauges(gauge, evaluation, drift, card)
-    if games_predicted is not None:
-        gauge("games_predicted", "Games in the last predictions table").set(games_predicted)
-    if run_id is not None:
-        gauge("run_info", "1, labelled with the last run's id", ("run_id",)).labels(run_id).set(1)
     return registry
 
 

@@ -147,7 +147,7 @@ def read_appended(store: ArtifactStore, name: str) -> Any:
                             f"`python pipeline.py restore {run_id} {name}`") from None
 
 
-def _outputs(spec: ModuleSpec, result: Any) -> StageOutput:
+def stage_outputs(spec: ModuleSpec, result: Any) -> StageOutput:
     """A stage function's return value as outputs by name: a StageOutput, a dict, a tuple in the
     registry's order, or the one output itself."""
     if isinstance(result, StageOutput):
@@ -183,7 +183,7 @@ def run_stage(cfg, stage: str | ModuleSpec, registry: Registry | None = None,
         kind, _, what = resource.partition(":")
         arguments[arg] = store.cache_dir(what) if kind == "cache" else config_value(cfg, what) \
             if kind == "config" else dict(hashes)
-    result = _outputs(spec, spec.load()(**arguments))
+    result = stage_outputs(spec, spec.load()(**arguments))
     made = lineage(spec, params, hashes)
     with staged_writes() as staging:
         records = [store.write(name, result.values[name], made) for name in spec.outputs]
@@ -447,7 +447,6 @@ def run_and_report(cfg, registry: Registry, plan: Plan, store: ArtifactStore) ->
     errors = [f"module {p.module} ({p.name}) failed: {p.error}" for p in status.phases.values() if p.status == "failed"]
     errors += [f"{name}: {step.error}" for name, step in status.steps.items() if step.status == "failed"]
     return (0 if status.ok else 1), status_table(status), errors
-
 
 
 def run_command(cfg, registry: Registry, dry_run: bool, visual: bool, out_dir: Path,
