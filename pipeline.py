@@ -114,7 +114,7 @@ def diff(
     config: ConfigOpt = Path("config.yaml"),
     set_: SetOpt = None,
 ) -> None:
-    """Per artifact: schema version, rows and hash of two runs, and the features whose PSI moved most."""
+    """Per artifact: schema version, rows and hash of two runs, and the features whose drift score moved most."""
     from utils.versioning import diff_run_ids
 
     typer.echo(diff_run_ids(config_from_cli(config, set_), run_a, run_b))

@@ -200,7 +200,7 @@ def tracked_relpath(store: ArtifactStore, name: str) -> str:
 
 def diff_runs(store: ArtifactStore, versions: VersionStore | None, runs: list[Path]) -> str:
     """Two runs side by side per artifact (schema version, rows, hash), and, when both runs were
-    versioned, the features whose PSI moved most between their drift reports."""
+    versioned, the features whose drift score moved most between their drift reports."""
     outputs = []
     for run_dir in runs:
         status = load_status(run_dir / RUN_FILES["status"])
@@ -214,7 +214,7 @@ def diff_runs(store: ArtifactStore, versions: VersionStore | None, runs: list[Pa
         same = "same" if a and b and a.sha256 == b.sha256 else "changed"
         lines.append(f"{name:22s} {schema:24s} {rows:>17s}  {same}")
     if versions is None:
-        return "\n".join(lines + ["(PSI comparison needs the DVC versions of both runs' drift reports)"])
+        return "\n".join(lines + ["(drift comparison needs the DVC versions of both runs' drift reports)"])
     try:
         reports = [drift_scores(json.loads(versions.fetch(run_dir, tracked_relpath(store, "drift_report"))))
                    for run_dir in runs]
