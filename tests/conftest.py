@@ -16,6 +16,10 @@ from utils.config import PipelineConfig, build_config
 
 ROOT = Path(__file__).resolve().parent.parent
 MIRROR = (ROOT.parent / "shared" / "data" / "retrosheet" / "gamelogs").resolve()
+EVENTS = MIRROR.parent / "events"
+# The tests' play-by-play: these home teams' event files of each season (a team's file is ~1 s to
+# replay, a whole season ~25 s). MIA and MIL hold the 2017 games moved to Milwaukee.
+SLIM_TEAMS = ("NYA", "BOS", "MIA", "MIL")
 TOY_SCHEMAS = ROOT / "tests" / "data" / "schemas"
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -29,10 +33,31 @@ def toy_cfg(tmp_path) -> PipelineConfig:
 
 
 @pytest.fixture(scope="session")
-def mirror() -> Path:
-    if not (MIRROR / "gl2024.zip").exists():
-        pytest.fail(f"the Retrosheet mirror is missing at {MIRROR}: tests read the real game logs from ../shared")
-    return MIRROR
+def mirror(tmp_path_factory) -> Path:
+    """Retrosheet's folders as the pipeline reads them: `gamelogs/` (links to the real game logs) and,
+    beside it, `events/` with four home teams' real event files a season (`slim_events`)."""
+    if not (MIRROR / "gl2024.zip").exists() or not (EVENTS / "2024eve.zip").exists():
+        pytest.fail(f"the Retrosheet mirror is missing at {MIRROR.parent}: tests read the real data from ../shared")
+    root = tmp_path_factory.mktemp("retrosheet")
+    (root / "gamelogs").mkdir()
+    for path in MIRROR.glob("gl*.zip"):
+        (root / "gamelogs" / path.name).symlink_to(path)
+    slim_events(root / "events")
+    return root / "gamelogs"
+
+
+def slim_events(folder: Path, teams: tuple[str, ...] = SLIM_TEAMS) -> Path:
+    """`YYYYeve.zip` for every season of the mirror, holding only these home teams' event files (bytes
+    unchanged), so a test replays a few teams' games, not a season's."""
+    import zipfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sorted(EVENTS.glob("*eve.zip")):
+        with zipfile.ZipFile(path) as real, zipfile.ZipFile(folder / path.name, "w", zipfile.ZIP_DEFLATED) as slim:
+            for name in real.namelist():
+                if name[4:7] in teams and name.upper().endswith((".EVA", ".EVN")):
+                    slim.writestr(name, real.read(name))
+    return folder
 
 
 def run_pipeline(*args: str, cwd: Path = ROOT, timeout: int = 900) -> subprocess.CompletedProcess:

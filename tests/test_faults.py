@@ -248,7 +248,8 @@ def rezip(mirror, target, season, edit):
 
 def ingest_cfg(tmp_path, source, first, as_of):
     return build_config({"paths": {"artifacts": str(tmp_path / "artifacts")},
-                         "sources": {"retrosheet": {"base_url": str(source)}, "schedule": {"mode": "replay"}},
+                         "sources": {"retrosheet": {"base_url": str(source), "events_url": "off"},
+                                     "schedule": {"mode": "replay"}},
                          "data": {"first_season": first}, "run": {"as_of": as_of}})
 
 

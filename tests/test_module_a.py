@@ -7,7 +7,7 @@ def test_history_stops_before_the_as_of_date_and_the_day_is_a_schedule(tiny_stor
     cfg, store = tiny_store
     result = a_ingest.main(cfg)
     # six games, the last on the as-of date 2024-04-04: five are history, one is the day's schedule
-    assert result.metrics == {"games": 5, "quarantined": 0, "scheduled": 1}
+    assert result.metrics == {"games": 5, "quarantined": 0, "scheduled": 1, "player_lines": 0}
     history = store.read_frame("raw_gamelogs")
     assert history["date"].max().date().isoformat() == "2024-04-02" and len(history) == 5
     schedule = store.read_frame("schedule")

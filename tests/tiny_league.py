@@ -67,6 +67,7 @@ def write_mirror(folder: Path, real_mirror: Path) -> Path:
 def tiny_cfg(artifacts: Path, mirror: Path, *overrides: str) -> PipelineConfig:
     return build_config({"paths": {"artifacts": str(artifacts),
                                    "schemas": str(Path(__file__).parent.parent / "schemas")},
-                         "sources": {"retrosheet": {"base_url": str(mirror)}, "schedule": {"mode": "replay"}},
+                         "sources": {"retrosheet": {"base_url": str(mirror), "events_url": "off"},
+                                     "schedule": {"mode": "replay"}},
                          "data": {"first_season": 2023}, "run": {"as_of": AS_OF, "executor": "legacy"},
                          "versioning": {"backend": "none"}}, list(overrides))

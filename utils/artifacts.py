@@ -191,15 +191,16 @@ def handle_overwrite_policy(path: Path, policy: str, newer: bool = False, said: 
 class ArtifactStore:
     """Artifacts under one root: `<root>/data/<name>.parquet|.json` plus a `.meta.json` sidecar."""
 
-    def __init__(self, root: Path | str, schema_dir: Path | str, as_of: dt.date | None = None):
-        self.catalog = Catalog(root, schema_dir)
+    def __init__(self, root: Path | str, schema_dir: Path | str, as_of: dt.date | None = None,
+                 cache_root: Path | str | None = None):
+        self.catalog = Catalog(root, schema_dir, cache_root)
         self.root = self.catalog.root
         self.schema_dir = self.catalog.schema_dir
         self.as_of = as_of
 
     @classmethod
     def from_config(cls, cfg) -> ArtifactStore:
-        return cls(cfg.paths.artifacts, cfg.paths.schemas, cfg.run.as_of)
+        return cls(cfg.paths.artifacts, cfg.paths.schemas, cfg.run.as_of, cfg.paths.cache_root)
 
     def cache_dir(self, name: str) -> Path:
         return self.catalog.cache(name)

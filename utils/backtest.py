@@ -153,8 +153,8 @@ def run_backtest(base, season: int, today: dt.date) -> tuple[dict, Path]:
     try:
         root = Catalog(base.paths.artifacts, base.paths.schemas).backtest(season).root
         cfg = build_config(base.model_dump(mode="json"), [
-            f"paths.artifacts={root}", f"run.as_of={as_of.isoformat()}", "run.executor=legacy",
-            f"run.modules=[{','.join(stages)}]"])
+            f"paths.artifacts={root}", f"paths.cache_root={base.paths.cache_root or base.paths.artifacts}",
+            f"run.as_of={as_of.isoformat()}", "run.executor=legacy", f"run.modules=[{','.join(stages)}]"])
         store = ArtifactStore.from_config(cfg)
         lock = RunLock(root).acquire()
     except (ArtifactError, LockHeld, LockError) as exc:

@@ -9,7 +9,8 @@ pipeline writes or deletes can land outside the root, whatever was linked there.
     <root>/data/<name>.<suffix> (+ .meta.json)   artifacts and their sidecars
     <root>/runs/<run_id>/                         each run's status copy, manifest, dvc.lock
     <root>/backtest/<season>/                     a season's backtest: a catalog of its own
-    <root>/cache/<name>/                          downloads and parsed seasons, keyed by content
+    <root>/cache/<name>/                          downloads and parsed seasons, keyed by content (a
+                                                  backtest's catalog uses its parent root's)
     <root>/metrics/, <root>/logs/                 Prometheus textfile, last success; run logs
     <root>/.phase_status.yaml, <root>/.run.lock   the latest run's status; one run at a time
 """
@@ -54,9 +55,11 @@ def safe_path(root: Path | str, path: Path | str) -> Path:
 class Catalog:
     """Paths under one artifacts root; each checked by `safe_path` when asked for."""
 
-    def __init__(self, root: Path | str, schema_dir: Path | str = "schemas"):
+    def __init__(self, root: Path | str, schema_dir: Path | str = "schemas", cache_root: Path | str | None = None):
+        """`cache_root`: the root whose `cache/` this catalog uses (a backtest shares its parent's)."""
         self.root = Path(root)
         self.schema_dir = Path(schema_dir)
+        self.cache_root = Path(cache_root) if cache_root is not None else self.root
 
     def _under(self, *parts: str) -> Path:
         return safe_path(self.root, self.root.joinpath(*parts))
@@ -107,7 +110,7 @@ class Catalog:
 
     def backtest(self, season: int) -> Catalog:
         """The catalog of a season's backtest, `<root>/backtest/<season>/`."""
-        return Catalog(self._under("backtest", str(int(season))), self.schema_dir)
+        return Catalog(self._under("backtest", str(int(season))), self.schema_dir, self.cache_root)
 
     def backtest_seasons(self) -> list[int]:
         folder = self._under("backtest")
@@ -116,10 +119,10 @@ class Catalog:
         return sorted(int(d.name) for d in folder.iterdir() if d.name.isdigit() and not d.is_symlink())
 
     def cache(self, name: str) -> Path:
-        """`<root>/cache/<name>/`, created."""
-        path = self._under("cache", name)
+        """`<cache root>/cache/<name>/`, created: content-keyed, so a backtest shares its parent's."""
+        path = safe_path(self.cache_root, self.cache_root / "cache" / name)
         path.mkdir(parents=True, exist_ok=True)
-        return self._under("cache", name)
+        return safe_path(self.cache_root, path)
 
     @property
     def metrics_file(self) -> Path:

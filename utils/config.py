@@ -42,6 +42,9 @@ class Frozen(BaseModel):
 class PathsConfig(Frozen):
     artifacts: Path = Path("artifacts")
     schemas: Path = Path("schemas")
+    cache_root: Path | None = Field(
+        None, description="the root whose cache/ (downloads, parsed seasons) a run uses; null: the artifacts root. "
+        "A season's backtest sets it to its parent root, so every season shares one parsed play-by-play")
 
     @field_validator("artifacts")
     @classmethod
@@ -63,18 +66,42 @@ def https_url(value: str) -> str:
     raise ValueError(f"'{value}' must be an https:// URL (plain http only on 127.0.0.1)")
 
 
+def _url_or_folder(value: str) -> str:
+    if value.startswith("http://"):
+        raise ValueError("must be an https:// URL or a local folder, not plain http")
+    if not value.startswith("https://") and not Path(value).is_dir():
+        raise ValueError(f"'{value}' is neither an https:// URL nor an existing folder")
+    return value
+
+
 class RetrosheetSettings(Frozen):
     base_url: str = "https://www.retrosheet.org/gamelogs/"
+    events_url: str = Field(
+        "auto", description="the play-by-play event files (YYYYeve.zip): an https:// folder or a local one; auto: "
+        "the events/ folder beside base_url (as on retrosheet.org and in the mirror); off: none")
     timeout_seconds: PositiveInt = 60
 
     @field_validator("base_url")
     @classmethod
-    def _url_or_folder(cls, value: str) -> str:
-        if value.startswith("http://"):
-            raise ValueError("must be an https:// URL or a local folder, not plain http")
-        if not value.startswith("https://") and not Path(value).is_dir():
-            raise ValueError(f"'{value}' is neither an https:// URL nor an existing folder")
-        return value
+    def _base(cls, value: str) -> str:
+        return _url_or_folder(value)
+
+    @field_validator("events_url")
+    @classmethod
+    def _events(cls, value: str) -> str:
+        return value if value in ("auto", "off") else _url_or_folder(value)
+
+    def events_location(self) -> str | None:
+        """Where the event files are read from: None when switched off."""
+        if self.events_url == "off":
+            return None
+        if self.events_url != "auto":
+            return self.events_url
+        if self.base_url.startswith("https://"):
+            from urllib.parse import urljoin
+
+            return urljoin(self.base_url.rstrip("/") + "/", "../events/")
+        return str(Path(self.base_url.rstrip("/")).parent / "events")
 
 
 class ScheduleSettings(Frozen):
@@ -115,6 +142,9 @@ class SourcesConfig(Frozen):
 
 class DataConfig(Frozen):
     first_season: int = Field(1990, ge=1871)
+    first_event_season: int | None = Field(
+        None, ge=2000, description="the first season whose play-by-play is read; null: the season before the "
+        "training window (model.train_seasons before the as-of season)")
     last_season: int | None = Field(None, ge=1871, description="default: the as-of season")
     franchise_map: dict[str, str] = {}
     neutral_parks: list[str] = []
@@ -146,6 +176,10 @@ class PitcherFeatures(Frozen):
     game_starts: PositiveInt = Field(15, description="a starter's previous starts behind his in-game K-BB")
     game_prior_pa: float = Field(300.0, ge=0, description="plate appearances at the league's K-BB added to those")
     long_rest_days: PositiveInt = Field(15, description="days since his last start that mark a return or a debut")
+    form_starts: PositiveInt = Field(10, description="a starter's previous starts behind his form (sp_*_form_*)")
+    form_prior_ip: float = Field(30.0, ge=0, description="innings at his Marcel line added to those starts")
+    season_prior_pa: float = Field(
+        200.0, ge=0, description="plate appearances at a batter's Marcel line added to his season so far")
 
 
 class EloConfig(Frozen):

