@@ -7,11 +7,15 @@ second game never sees the first, and training rows are built exactly like the d
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 # Runs a team scores (and allows) a game, near the league's level since 1990: the prior for a team or
 # a starter with few games behind him.
 LEAGUE_RUNS = 4.5
+# A league rate before a date: the season's games so far, with this many innings (about two weeks of
+# games) of last season's rate added, so opening week is not measured against a handful of games.
+LEAGUE_PRIOR_IP = 4000.0
 
 
 def team_games(games: pd.DataFrame) -> pd.DataFrame:
@@ -49,6 +53,11 @@ def as_of_join(at: pd.DataFrame, events: pd.DataFrame, by: list[str], values: li
     left = at[by + [at_time]].reset_index(drop=True)
     left["_row"] = range(len(left))  # positions, not labels: `at` may come in any order
     left[at_time] = left[at_time].astype("datetime64[ns]")
+    for key in by:  # text keys as one string dtype on both sides (parquet's "str" and "string" do not merge)
+        if not pd.api.types.is_numeric_dtype(left[key]) or not pd.api.types.is_numeric_dtype(ev[key]):
+            left[key], ev[key] = left[key].astype("string"), ev[key].astype("string")
+        elif left[key].dtype != ev[key].dtype:  # and numbers as one (Int64 from a table, int64 from numpy)
+            left[key], ev[key] = left[key].astype("Int64"), ev[key].astype("Int64")
     joined = pd.merge_asof(
         left.sort_values(at_time, kind="stable"), ev.sort_values(event_time, kind="stable"),
         left_on=at_time, right_on=event_time, by=by, allow_exact_matches=False, direction="backward",
@@ -87,3 +96,74 @@ def above_last_season(season: pd.Series, played: pd.Series, amount: pd.Series,
     above = amount - rate * exposure
     counted = above.notna()
     return above.where(counted, 0.0), exposure.where(counted, 0.0)
+
+
+def above_league_so_far(season: pd.Series, result_date: pd.Series, played: pd.Series, amount: pd.Series,
+                        exposure: pd.Series, prior_exposure: float) -> tuple[pd.Series, pd.Series]:
+    """`amount` above the league's rate per unit of `exposure` as known before each row's date: the
+    season's games before that date, with `prior_exposure` of the previous season's rate added
+    (seasons differ: 2022's home runs fell by an eighth, so a fixed rate would tilt every pitcher
+    of a season one way). A row with no rate yet (no earlier game this season nor last) counts nothing."""
+    done = pd.DataFrame({"season": season, "day": result_date, "amount": amount, "exposure": exposure})
+    done = done[played & exposure.notna() & result_date.notna()]
+    daily = done.groupby(["season", "day"])[["amount", "exposure"]].sum()
+    before = daily.groupby(level="season").cumsum() - daily  # strictly before each day
+    totals = daily.groupby(level="season").sum()
+    last = (totals["amount"] / totals["exposure"]).rename(lambda s: s + 1)
+    last_rate = before.index.get_level_values("season").map(last).to_numpy(dtype=float)
+    weight = np.where(np.isnan(last_rate), 0.0, prior_exposure)
+    rate = ((before["amount"] + np.nan_to_num(last_rate) * weight) / (before["exposure"] + weight)).where(
+        before["exposure"] + weight > 0)
+    at = pd.MultiIndex.from_arrays([season, result_date])
+    row_rate = rate.reindex(at).to_numpy(dtype=float)
+    above = pd.Series(amount.to_numpy(dtype=float) - row_rate * exposure.to_numpy(dtype=float), index=amount.index)
+    counted = above.notna()
+    return above.where(counted, 0.0), exposure.where(counted, 0.0)
+
+
+def lines_of_games(player_games: pd.DataFrame, games: pd.DataFrame) -> pd.DataFrame:
+    """Player lines with their game's `game_id`, `result_date`, `played`, `season` and side (`is_home`
+    as the games table has it). Matched on date, game number and team as the season's files write it
+    (not on Retrosheet's id: the 13 games moved to the other team's park name the park's team as home
+    in the event files). Lines of a game the table does not hold are dropped."""
+    keys = []
+    for side in ("home", "away"):
+        keys.append(pd.DataFrame({"date": games["date"].astype("datetime64[ms]"),
+                                  "game_number": games["game_number"].astype("Int16"),
+                                  "team": games[f"{side}_team_raw"].astype("string"),
+                                  "game_id": games["game_id"], "result_date": games["result_date"],
+                                  "played": games["played"], "game_season": games["season"],
+                                  "side_home": side == "home"}))
+    key = pd.concat(keys, ignore_index=True).drop_duplicates(["date", "game_number", "team"], keep=False)
+    lines = player_games.astype({"date": "datetime64[ms]", "game_number": "Int16", "team": "string",
+                                 "player_id": "string"})
+    out = lines.merge(key, on=["date", "game_number", "team"], how="inner", validate="many_to_one")
+    return out.drop(columns=["is_home"]).rename(columns={"side_home": "is_home"})
+
+
+def empty_player_games() -> pd.DataFrame:
+    """A player_games table with no line (no play-by-play read): every feature from it is its prior."""
+    from utils.events import to_frame
+
+    return to_frame([], 2000)
+
+
+def pitching_lines(lines: pd.DataFrame) -> pd.DataFrame:
+    """Every pitcher's game (from lines_of_games): innings, batters faced and pitches, and his FIP
+    and strikeouts-minus-walks above the league's rate known before the game (above_league_so_far)."""
+    pitched = lines[lines["p_g"].fillna(0) > 0]
+    stat = {c: pitched[c].astype("float64").fillna(0) for c in ("p_out", "p_tbf", "p_hr", "p_bb", "p_ibb", "p_hp",
+                                                                   "p_so")}
+    walks = stat["p_bb"] - stat["p_ibb"] + stat["p_hp"]
+    ip = stat["p_out"] / 3
+    when = (pitched["game_season"], pitched["result_date"], pitched["played"])
+    fip_above, ip_counted = above_league_so_far(*when, 13 * stat["p_hr"] + 3 * walks - 2 * stat["p_so"], ip,
+                                                LEAGUE_PRIOR_IP)
+    kbb_above, bf_counted = above_league_so_far(*when, stat["p_so"] - walks, stat["p_tbf"],
+                                                LEAGUE_PRIOR_IP * 4.3)
+    return pd.DataFrame({"pitcher": pitched["player_id"], "game_id": pitched["game_id"], "is_home": pitched["is_home"],
+                         "date": pitched["date"], "result_date": pitched["result_date"],
+                         "season": pitched["game_season"], "played": pitched["played"],
+                         "started": pitched["p_gs"].fillna(0).astype(int) > 0, "fip_above": fip_above,
+                         "ip": ip_counted, "kbb_above": kbb_above, "bf": bf_counted, "outs": stat["p_out"],
+                         "pitches": pitched["p_pitch"].astype("float64"), "saves": pitched["p_sv"].astype("float64")})

@@ -1,12 +1,14 @@
 """E · data quality report (an orphan by design: nothing downstream reads it; the viewer shows it).
 
-It sits beside the feature modules, reading `games` and `quarantine`, so a data problem is
+It sits beside the feature modules, reading `games`, `quarantine` and `player_games` (how much of
+each season the play-by-play covers, and where it disagrees with the game log), so a data problem is
 visible on the morning after it appears without ever blocking the predictions.
 """
 from __future__ import annotations
 
 import pandas as pd
 
+from modules.common import empty_player_games, lines_of_games
 from modules.registry import ModuleResult, StageOutput
 
 MAX_PLAUSIBLE_RUNS = 30
@@ -16,7 +18,31 @@ OUTS_PER_INNING = 6  # both halves
 INNINGS_SHORT_OF_OFFICIAL = 4
 
 
-def quality_report(games: pd.DataFrame, quarantine: pd.DataFrame) -> dict:
+def play_by_play_coverage(games: pd.DataFrame, player_games: pd.DataFrame) -> dict:
+    """Per season with any player line: the games played, those with lines, and those whose lines
+    disagree with the game log (runs charged to a side's pitchers against the other side's score);
+    and the lines that match no game of the table."""
+    played = games[games["played"]]
+    lines = lines_of_games(player_games, games)
+    per_game = lines.groupby(["game_id", "is_home"])["p_r"].sum().unstack()
+    scores = played.set_index("game_id").reindex(per_game.index)
+    disagree = ((per_game.get(True) != scores["away_score"]) | (per_game.get(False) != scores["home_score"])) \
+        if len(per_game) else pd.Series(dtype=bool)
+    seasons = {}
+    first = int(player_games["season"].min()) if len(player_games) else None
+    for season, group in played.groupby("season"):
+        if first is None or season < first:  # before the play-by-play read: not a gap
+            continue
+        covered = group["game_id"].isin(per_game.index)
+        seasons[str(int(season))] = {
+            "games": int(len(group)), "with_lines": int(covered.sum()),
+            "coverage": float(covered.mean()) if len(group) else None,
+            "disagreeing_with_game_log": int(disagree.reindex(group["game_id"]).fillna(False).astype(bool).sum())}
+    return {"lines": int(len(player_games)), "unmatched_lines": int(len(player_games) - len(lines)),
+            "seasons": seasons}
+
+
+def quality_report(games: pd.DataFrame, quarantine: pd.DataFrame, player_games: pd.DataFrame | None = None) -> dict:
     played = games[games["played"]]
     long = pd.concat([
         played[["season", "home_team", "home_team_game"]].set_axis(["season", "team", "team_game"], axis=1),
@@ -57,11 +83,13 @@ def quality_report(games: pd.DataFrame, quarantine: pd.DataFrame) -> dict:
             "examples": quarantine.head(20)[["season", "line_number", "reason"]].to_dict("records"),
         },
         "anomalies": anomalies,
+        "play_by_play": play_by_play_coverage(games, player_games if player_games is not None
+                                              else empty_player_games()),
     }
 
 
-def check_quality(games: pd.DataFrame, quarantine: pd.DataFrame) -> StageOutput:
-    report = quality_report(games, quarantine)
+def check_quality(games: pd.DataFrame, quarantine: pd.DataFrame, player_games: pd.DataFrame) -> StageOutput:
+    report = quality_report(games, quarantine, player_games)
     return StageOutput({"data_quality_report": report}, {"quarantined": report["quarantined"]["lines"],
                                                          "duplicates": report["duplicates"]})
 

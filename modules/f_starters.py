@@ -15,7 +15,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from modules.common import LEAGUE_RUNS, above_last_season, as_of_join, rolling_sum, side_columns
+from modules.common import (
+    LEAGUE_PRIOR_IP,
+    LEAGUE_RUNS,
+    above_last_season,
+    above_league_so_far,
+    as_of_join,
+    empty_player_games,
+    lines_of_games,
+    pitching_lines,
+    rolling_sum,
+    side_columns,
+)
 from modules.registry import ModuleResult, StageOutput
 from utils.config import PitcherFeatures
 
@@ -36,6 +47,8 @@ DEBUT_KBB = -0.02  # strikeouts minus walks per batter below the league for the 
 # beat 200 by 0.0001 Brier; a batter with no Lahman line is taken as a little below the league.
 LINEUP_PRIOR_PA = 25
 UNKNOWN_BATTER = -0.01  # wOBA below the league for a batter with no Lahman line
+FORM_PRIOR_STARTS = 3  # starts of his Marcel length added to his recent ones
+LEAGUE_PITCHES_PER_START = 90.0  # a debutant's "last time out"
 WOBA = {"bb": 0.69, "hbp": 0.72, "single": 0.89, "doubles": 1.27, "triples": 1.62, "hr": 2.10}
 
 
@@ -116,8 +129,29 @@ def marcel_batting(batting: pd.DataFrame) -> pd.Series:
     return sums["above"] / (sums["pa"] + LINEUP_PRIOR_PA * MARCEL_WEIGHTS[0])
 
 
-def lineup_talent(games: pd.DataFrame, talent: pd.Series) -> pd.DataFrame:
-    """Each side's expected lineup (its starting nine in its previous game) as mean wOBA above the league."""
+def batting_season(lines: pd.DataFrame) -> pd.DataFrame:
+    """Each batter's season so far after each of his games: wOBA value above the league's rate known
+    before the game, and plate appearances."""
+    batted = lines[lines["played"] & (lines["b_pa"].fillna(0) > 0)]
+    stat = {c: batted[c].astype("float64").fillna(0) for c in ("b_pa", "b_h", "b_2b", "b_3b", "b_hr", "b_bb",
+                                                                 "b_ibb", "b_hp")}
+    singles = stat["b_h"] - stat["b_2b"] - stat["b_3b"] - stat["b_hr"]
+    value = (WOBA["bb"] * (stat["b_bb"] - stat["b_ibb"]) + WOBA["hbp"] * stat["b_hp"] + WOBA["single"] * singles
+             + WOBA["doubles"] * stat["b_2b"] + WOBA["triples"] * stat["b_3b"] + WOBA["hr"] * stat["b_hr"])
+    above, pa = above_league_so_far(batted["game_season"], batted["result_date"], batted["played"], value,
+                                    stat["b_pa"], LEAGUE_PRIOR_IP * 4.3)
+    done = pd.DataFrame({"batter": batted["player_id"], "season": batted["game_season"],
+                         "result_date": batted["result_date"], "above": above, "pa": pa})
+    done = done.sort_values(["batter", "result_date"], kind="stable")
+    done[["season_above", "season_pa"]] = done.groupby(["batter", "season"], sort=False)[["above", "pa"]].cumsum()
+    return done
+
+
+def lineup_talent(games: pd.DataFrame, talent: pd.Series, season_lines: pd.DataFrame | None = None,
+                  season_prior_pa: float = 0.0) -> pd.DataFrame:
+    """Each side's expected lineup (its starting nine in its previous game) as mean wOBA above the
+    league: each batter's Marcel line, moved by his season so far (`batting_season`, before the
+    date) with `season_prior_pa` plate appearances of the Marcel line against his own."""
     rows = []
     for side in ("home", "away"):
         ids = games[[f"{side}_lineup_{slot}" for slot in range(1, 10)]]
@@ -126,6 +160,14 @@ def lineup_talent(games: pd.DataFrame, talent: pd.Series) -> pd.DataFrame:
             talent.reindex(pd.MultiIndex.from_arrays([ids[col].astype(object), season])).to_numpy(dtype=float)
             for col in ids.columns])
         values = np.where(np.isnan(values), UNKNOWN_BATTER, values)
+        if season_lines is not None and len(season_lines):
+            at = pd.DataFrame({"batter": ids.to_numpy().ravel(), "season": np.repeat(season.to_numpy(), 9),
+                               "date": np.repeat(games["date"].to_numpy(), 9)})
+            so_far = as_of_join(at, season_lines, ["batter", "season"], ["season_above", "season_pa"])
+            above = so_far["season_above"].fillna(0).to_numpy().reshape(-1, 9)
+            pa = so_far["season_pa"].fillna(0).to_numpy().reshape(-1, 9)
+            values = (values * season_prior_pa + above) / (season_prior_pa + pa) if season_prior_pa > 0 else \
+                np.where(pa > 0, above / np.where(pa > 0, pa, 1), values)
         known = ids.notna().all(axis=1).to_numpy()
         rows.append(pd.DataFrame({"game_id": games["game_id"], "date": games["date"],
                                   "result_date": games["result_date"], "played": games["played"] & known,
@@ -137,8 +179,46 @@ def lineup_talent(games: pd.DataFrame, talent: pd.Series) -> pd.DataFrame:
                          "woba": previous["woba"].fillna(0.0)})
 
 
+def starter_form(starts: pd.DataFrame, pitched: pd.DataFrame, prior: pd.DataFrame, p: PitcherFeatures) -> pd.DataFrame:
+    """Each start's pitcher's own form from his lines before the date: FIP and K-BB over his last
+    `form_starts` starts and this season, shrunk toward his Marcel line by `form_prior_ip` innings;
+    his usual length lately, his pitches last time out and the days since he last pitched at all."""
+    done = pitched[pitched["played"] & pitched["started"]].sort_values(["pitcher", "result_date", "date"],
+                                                                       kind="stable").copy()
+    cols = ["fip_above", "ip", "kbb_above", "bf", "outs"]
+    for col in cols:
+        done[f"last_{col}"] = rolling_sum(done, "pitcher", col, p.form_starts)
+        done[f"season_{col}"] = done.groupby(["pitcher", "season"], sort=False)[col].cumsum()
+    done["last_pitches"] = done["pitches"]
+    done["last_starts"] = done.groupby("pitcher", sort=False).cumcount().clip(upper=p.form_starts - 1) + 1
+    known = starts["pitcher"].notna()
+    state = as_of_join(starts[known], done, ["pitcher"], [f"last_{c}" for c in cols] + ["last_pitches",
+                                                                                          "last_starts"])
+    season = as_of_join(starts[known], done, ["pitcher", "season"], [f"season_{c}" for c in cols])
+    seen = pitched[pitched["played"]]
+    appeared = as_of_join(starts[known], seen.assign(last_day=seen["date"]), ["pitcher"], ["last_day"])
+    state, season = state.reindex(starts.index), season.reindex(starts.index)
+    appeared = appeared.reindex(starts.index)
+    prior_ip, prior_bf = p.form_prior_ip, p.form_prior_ip * BATTERS_PER_INNING
+    out = pd.DataFrame(index=starts.index)
+    for view, frame in (("form", state), ("season", season)):
+        sums = {col: frame[f"{'last' if view == 'form' else 'season'}_{col}"].fillna(0) for col in cols}
+        # FIP above the league (runs a nine innings; prior_fip is nine times that scale, as its Marcel sums are)
+        out[f"{view}_fip"] = (sums["fip_above"] + prior["fip"] / 9 * prior_ip) / (sums["ip"] + prior_ip)
+        out[f"{view}_kbb"] = (sums["kbb_above"] + prior["kbb"] * prior_bf) / (sums["bf"] + prior_bf)
+    n = state["last_starts"].fillna(0)
+    ip_per_start = state["last_outs"].fillna(0) / 3
+    out["form_ip_per_gs"] = ((ip_per_start + prior["ip_per_gs"] * FORM_PRIOR_STARTS)
+                             / (n + FORM_PRIOR_STARTS)).clip(*IP_PER_START_RANGE)
+    out["form_runs_saved"] = -out["form_fip"] / 9 * out["form_ip_per_gs"]
+    out["last_pitches"] = state["last_pitches"].fillna(LEAGUE_PITCHES_PER_START)
+    out["days_since_pitched"] = ((starts["date"] - appeared["last_day"]).dt.days.astype(float)
+                                 .clip(upper=NO_START_REST).fillna(NO_START_REST))
+    return out
+
+
 def build_starter_features(games: pd.DataFrame, lahman: pd.DataFrame, batting: pd.DataFrame,
-                           p: PitcherFeatures) -> pd.DataFrame:
+                           p: PitcherFeatures, player_games: pd.DataFrame | None = None) -> pd.DataFrame:
     starts = starts_table(games)
     starts = starts.sort_values(["pitcher", "result_date", "date", "game_id"], kind="stable").reset_index(drop=True)
     starts[["kbb_above", "kbb_pa"]] = game_kbb(starts)
@@ -181,18 +261,22 @@ def build_starter_features(games: pd.DataFrame, lahman: pd.DataFrame, batting: p
     # Runs a start saves against a league-average starter over the innings he usually pitches.
     feats["runs_saved"] = (-(FIP_WEIGHT * feats["prior_fip"] + ERA_WEIGHT * feats["prior_era"]) / 9
                            * feats["prior_ip_per_gs"])
+    lines = lines_of_games(player_games if player_games is not None else empty_player_games(), games)
+    form = starter_form(starts, pitching_lines(lines), feats.rename(columns=lambda c: c.removeprefix("prior_")), p)
+    feats[form.columns] = form
     out = side_columns(feats, games, "sp_")
     for col in ("prior_fip", "prior_era", "prior_kbb", "prior_ip_per_gs", "runs_saved", "recent_runs_allowed",
-                "rest_days", "long_rest", "game_kbb", "log_starts"):
+                "rest_days", "long_rest", "game_kbb", "log_starts", *form.columns):
         out[f"sp_diff_{col}"] = out[f"sp_home_{col}"] - out[f"sp_away_{col}"]
-    lineups = side_columns(lineup_talent(games, marcel_batting(batting)), games, "lu_")
+    lineups = side_columns(lineup_talent(games, marcel_batting(batting), batting_season(lines),
+                                         p.season_prior_pa), games, "lu_")
     lineups["lu_diff_woba"] = lineups["lu_home_woba"] - lineups["lu_away_woba"]
     return out.merge(lineups, on="game_id", validate="one_to_one")
 
 
 def rate_starters(games: pd.DataFrame, lahman_pitching: pd.DataFrame, lahman_batting: pd.DataFrame,
-                  pitchers: PitcherFeatures) -> StageOutput:
-    feats = build_starter_features(games, lahman_pitching, lahman_batting, pitchers)
+                  player_games: pd.DataFrame, pitchers: PitcherFeatures) -> StageOutput:
+    feats = build_starter_features(games, lahman_pitching, lahman_batting, pitchers, player_games)
     return StageOutput({"starter_features": feats}, {"columns": feats.shape[1] - 1})
 
 

