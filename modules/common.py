@@ -167,3 +167,29 @@ def pitching_lines(lines: pd.DataFrame) -> pd.DataFrame:
                          "started": pitched["p_gs"].fillna(0).astype(int) > 0, "fip_above": fip_above,
                          "ip": ip_counted, "kbb_above": kbb_above, "bf": bf_counted, "outs": stat["p_out"],
                          "pitches": pitched["p_pitch"].astype("float64"), "saves": pitched["p_sv"].astype("float64")})
+
+
+DECAY_ORIGIN = pd.Timestamp("2000-01-01")  # days are counted from here: the first season of play-by-play
+
+
+def decayed_state(events: pd.DataFrame, by: str, values: list[str], halflife_days: float) -> pd.DataFrame:
+    """After each event (rows sorted by `by`, then result_date), each of `values` summed over the key's
+    events so far, each weighted by 2^(days/halflife): the running state `decayed_at` reads back."""
+    scale = np.log(2) / halflife_days
+    days = (events["result_date"] - DECAY_ORIGIN).dt.days.to_numpy(dtype=float)
+    out = events[[by, "result_date"]].copy()
+    for col in values:
+        weighted = pd.Series(events[col].to_numpy(dtype=float) * np.exp(days * scale), index=events.index)
+        out[f"decayed_{col}"] = weighted.groupby(events[by], sort=False).cumsum()
+    return out
+
+
+def decayed_at(at: pd.DataFrame, state: pd.DataFrame, by: str, values: list[str], halflife_days: float,
+               at_time: str = "date") -> pd.DataFrame:
+    """For each row of `at`, the sums of `decayed_state` over its key's events strictly before its date,
+    each event weighted by one half per `halflife_days` between it and that date (0 with none)."""
+    cols = [f"decayed_{c}" for c in values]
+    sums = as_of_join(at, state, [by], cols, at_time=at_time)
+    days = (at[at_time] - DECAY_ORIGIN).dt.days.to_numpy(dtype=float)
+    factor = np.exp(-days * np.log(2) / halflife_days)
+    return pd.DataFrame({c: sums[f"decayed_{c}"].fillna(0).to_numpy() * factor for c in values}, index=at.index)

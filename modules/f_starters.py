@@ -21,6 +21,8 @@ from modules.common import (
     above_last_season,
     above_league_so_far,
     as_of_join,
+    decayed_at,
+    decayed_state,
     empty_player_games,
     lines_of_games,
     pitching_lines,
@@ -148,11 +150,15 @@ def batting_season(lines: pd.DataFrame) -> pd.DataFrame:
 
 
 def lineup_talent(games: pd.DataFrame, talent: pd.Series, season_lines: pd.DataFrame | None = None,
-                  season_prior_pa: float = 0.0) -> pd.DataFrame:
+                  season_prior_pa: float = 0.0, rating: tuple[float, float] | None = None) -> pd.DataFrame:
     """Each side's expected lineup (its starting nine in its previous game) as mean wOBA above the
     league: each batter's Marcel line, moved by his season so far (`batting_season`, before the
-    date) with `season_prior_pa` plate appearances of the Marcel line against his own."""
+    date) with `season_prior_pa` plate appearances of the Marcel line against his own (`woba`);
+    and, with `rating` = (half-life in days, prior plate appearances), moved by every game he batted
+    in, each weighed down by half per half-life (`rating`)."""
     rows = []
+    lines = season_lines if season_lines is not None and len(season_lines) else None
+    history = None if lines is None or rating is None else decayed_state(lines, "batter", ["above", "pa"], rating[0])
     for side in ("home", "away"):
         ids = games[[f"{side}_lineup_{slot}" for slot in range(1, 10)]]
         season = games["season"].astype("int64")
@@ -160,10 +166,15 @@ def lineup_talent(games: pd.DataFrame, talent: pd.Series, season_lines: pd.DataF
             talent.reindex(pd.MultiIndex.from_arrays([ids[col].astype(object), season])).to_numpy(dtype=float)
             for col in ids.columns])
         values = np.where(np.isnan(values), UNKNOWN_BATTER, values)
-        if season_lines is not None and len(season_lines):
+        rated = values.copy()
+        if lines is not None:
             at = pd.DataFrame({"batter": ids.to_numpy().ravel(), "season": np.repeat(season.to_numpy(), 9),
                                "date": np.repeat(games["date"].to_numpy(), 9)})
-            so_far = as_of_join(at, season_lines, ["batter", "season"], ["season_above", "season_pa"])
+            if history is not None:
+                decayed = decayed_at(at, history, "batter", ["above", "pa"], rating[0])
+                rated = ((values * rating[1] + decayed["above"].to_numpy().reshape(-1, 9))
+                         / (rating[1] + decayed["pa"].to_numpy().reshape(-1, 9)))
+            so_far = as_of_join(at, lines, ["batter", "season"], ["season_above", "season_pa"])
             above = so_far["season_above"].fillna(0).to_numpy().reshape(-1, 9)
             pa = so_far["season_pa"].fillna(0).to_numpy().reshape(-1, 9)
             values = (values * season_prior_pa + above) / (season_prior_pa + pa) if season_prior_pa > 0 else \
@@ -172,11 +183,13 @@ def lineup_talent(games: pd.DataFrame, talent: pd.Series, season_lines: pd.DataF
         rows.append(pd.DataFrame({"game_id": games["game_id"], "date": games["date"],
                                   "result_date": games["result_date"], "played": games["played"] & known,
                                   "team": games[f"{side}_team"], "is_home": side == "home",
-                                  "woba": values.mean(axis=1)}))
+                                  "woba": values.mean(axis=1), "rating": rated.mean(axis=1)}))
     long = pd.concat(rows, ignore_index=True)
-    previous = as_of_join(long, long[long["played"]], ["team"], ["woba"])
-    return pd.DataFrame({"game_id": long["game_id"], "is_home": long["is_home"],
-                         "woba": previous["woba"].fillna(0.0)})
+    previous = as_of_join(long, long[long["played"]], ["team"], ["woba", "rating"])
+    out = pd.DataFrame({"game_id": long["game_id"], "is_home": long["is_home"], "woba": previous["woba"].fillna(0.0)})
+    if rating is not None:
+        out["rating"] = previous["rating"].fillna(0.0)
+    return out
 
 
 def starter_form(starts: pd.DataFrame, pitched: pd.DataFrame, prior: pd.DataFrame, p: PitcherFeatures) -> pd.DataFrame:
@@ -211,6 +224,16 @@ def starter_form(starts: pd.DataFrame, pitched: pd.DataFrame, prior: pd.DataFram
     out["form_ip_per_gs"] = ((ip_per_start + prior["ip_per_gs"] * FORM_PRIOR_STARTS)
                              / (n + FORM_PRIOR_STARTS)).clip(*IP_PER_START_RANGE)
     out["form_runs_saved"] = -out["form_fip"] / 9 * out["form_ip_per_gs"]
+    # His rating: every game he pitched, each weighted down by half every rating_halflife_days, on his Marcel line
+    seen_sorted = seen.sort_values(["pitcher", "result_date"], kind="stable")
+    rated = ["fip_above", "ip", "kbb_above", "bf"]
+    history = decayed_state(seen_sorted, "pitcher", rated, p.rating_halflife_days)
+    decayed = decayed_at(starts[known], history, "pitcher", rated, p.rating_halflife_days).reindex(starts.index)
+    rating_ip, rating_bf = p.rating_prior_ip, p.rating_prior_ip * BATTERS_PER_INNING
+    out["rating_fip"] = ((decayed["fip_above"].fillna(0) + prior["fip"] / 9 * rating_ip)
+                         / (decayed["ip"].fillna(0) + rating_ip))
+    out["rating_kbb"] = (decayed["kbb_above"].fillna(0) + prior["kbb"] * rating_bf) / (decayed["bf"].fillna(0)
+                                                                                         + rating_bf)
     out["last_pitches"] = state["last_pitches"].fillna(LEAGUE_PITCHES_PER_START)
     out["days_since_pitched"] = ((starts["date"] - appeared["last_day"]).dt.days.astype(float)
                                  .clip(upper=NO_START_REST).fillna(NO_START_REST))
@@ -268,9 +291,10 @@ def build_starter_features(games: pd.DataFrame, lahman: pd.DataFrame, batting: p
     for col in ("prior_fip", "prior_era", "prior_kbb", "prior_ip_per_gs", "runs_saved", "recent_runs_allowed",
                 "rest_days", "long_rest", "game_kbb", "log_starts", *form.columns):
         out[f"sp_diff_{col}"] = out[f"sp_home_{col}"] - out[f"sp_away_{col}"]
-    lineups = side_columns(lineup_talent(games, marcel_batting(batting), batting_season(lines),
-                                         p.season_prior_pa), games, "lu_")
+    lineups = side_columns(lineup_talent(games, marcel_batting(batting), batting_season(lines), p.season_prior_pa,
+                                         (p.rating_halflife_days, p.batter_rating_prior_pa)), games, "lu_")
     lineups["lu_diff_woba"] = lineups["lu_home_woba"] - lineups["lu_away_woba"]
+    lineups["lu_diff_rating"] = lineups["lu_home_rating"] - lineups["lu_away_rating"]
     return out.merge(lineups, on="game_id", validate="one_to_one")
 
 

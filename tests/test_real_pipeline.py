@@ -93,7 +93,7 @@ def test_artifacts_validate_against_their_contracts(real_run):
     import jsonschema
 
     for name in ("raw_gamelogs", "games", "context_features", "team_form_features", "starter_features",
-                 "team_ratings", "matchup_features", "model_table", "predictions", "prediction_log"):
+                 "team_ratings", "matchup_features", "model_table", "predictions", "prediction_log", "player_games"):
         frame = store.read_frame(name)
         rows = json.loads(frame.sample(min(len(frame), 200), random_state=0).to_json(orient="records",
                                                                                      date_format="iso"))
@@ -102,6 +102,10 @@ def test_artifacts_validate_against_their_contracts(real_run):
     report = store.read_json("data_quality_report")
     assert report["duplicates"] == 0 and report["quarantined"]["lines"] == 0
     assert report["games_per_season"]["2020"] == 898 and report["seasons"] == {"first": FIRST, "last": 2024}
+    # the tests' event files hold four home teams' games: each of those games has lines, all agree with the log
+    pbp = report["play_by_play"]
+    assert pbp["seasons"]["2023"]["with_lines"] == 4 * 81 and pbp["unmatched_lines"] == 0
+    assert all(s["disagreeing_with_game_log"] == 0 for s in pbp["seasons"].values())
 
 
 def test_predictions_for_the_day(real_run):
@@ -175,12 +179,17 @@ def test_features_for_day_d_ignore_results_of_day_d_and_later(mirror):
     pd.testing.assert_frame_equal(original.loc[day], rewritten.loc[day])
     # and the check has teeth: the next days' features do move, those from player lines among them
     next_day = games.loc[games["date"] == pd.Timestamp(AS_OF + dt.timedelta(days=5)), "game_id"]
-    moved = (original.loc[next_day] != rewritten.loc[next_day]).any()
-    assert moved[["sp_diff_form_fip", "sp_diff_form_kbb", "mu_pen_fip_diff", "lu_diff_woba",
-                  "sp_diff_last_pitches", "mu_pen_pitches_1d_diff"]].all(), moved[moved].index.tolist()
+    assert (original.loc[next_day] != rewritten.loc[next_day]).any().any()
+    # the tests' event files hold four home teams' games: look over the next two weeks for theirs
+    later = games.loc[games["date"].between(pd.Timestamp(AS_OF + dt.timedelta(days=5)),
+                                            pd.Timestamp(AS_OF + dt.timedelta(days=19))), "game_id"]
+    moved = (original.loc[later] != rewritten.loc[later]).any()
+    from_lines = ["sp_diff_form_fip", "sp_diff_form_kbb", "sp_diff_rating_fip", "mu_pen_fip_diff", "lu_diff_woba",
+                  "lu_diff_rating", "sp_diff_last_pitches", "mu_pen_pitches_1d_diff"]
+    assert moved[from_lines].all(), moved[moved].index.tolist()
     # lines alone (results as they were) move them too: the player-line features read the lines
     only_lines = all_features(games, new_lines)
-    assert (only_lines.loc[next_day, "sp_diff_form_kbb"] != original.loc[next_day, "sp_diff_form_kbb"]).any()
+    assert (only_lines.loc[later, "sp_diff_form_kbb"] != original.loc[later, "sp_diff_form_kbb"]).any()
 
 
 def test_changing_results_of_day_d_changes_no_prediction_for_day_d(real_run, mirror, tmp_path):

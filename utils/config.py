@@ -178,6 +178,11 @@ class PitcherFeatures(Frozen):
     long_rest_days: PositiveInt = Field(15, description="days since his last start that mark a return or a debut")
     form_starts: PositiveInt = Field(10, description="a starter's previous starts behind his form (sp_*_form_*)")
     form_prior_ip: float = Field(30.0, ge=0, description="innings at his Marcel line added to those starts")
+    rating_halflife_days: float = Field(
+        365.0, gt=0, description="a pitcher's rating (sp_*_rating_*) weighs each game down by half per these days")
+    rating_prior_ip: float = Field(120.0, ge=0, description="innings at his Marcel line added to that rating")
+    batter_rating_prior_pa: float = Field(
+        400.0, ge=0, description="plate appearances at a batter's Marcel line added to his decayed lines (lu_*_rating)")
     season_prior_pa: float = Field(
         200.0, ge=0, description="plate appearances at a batter's Marcel line added to his season so far")
 
