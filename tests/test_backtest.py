@@ -37,6 +37,9 @@ def test_backtest_walks_forward_over_the_whole_season(backtest_2020):
     assert lines[0] == "season 2020: 898 decided games, retrained every 7 days"
     assert lines[2].split()[:2] == ["model", f"{summary['model']['brier']:.5f}"]
     assert lines[3].split()[:2] == ["elo", f"{summary['elo']['brier']:.5f}"]
+    # the season's catalog parsed its game logs and play-by-play into its parent's cache, for every season to share
+    parsed = {p.name.split("-")[0] for p in (root / "cache" / "parsed").glob("*.parquet")}
+    assert {"gl2020", "ev2020", "ev2016"} <= parsed and not (root / "backtest" / "2020" / "cache").exists()
 
 
 def test_backtest_probability_equals_the_nightly_run_at_the_same_retrain_date(backtest_2020, mirror, tmp_path):

@@ -171,3 +171,10 @@ def test_a_season_is_parsed_once_and_then_read_from_the_cache(tmp_path, monkeypa
     pd.testing.assert_frame_equal(first.lines, again.lines)
     with pytest.raises(SourceError, match=r"2022eve.zip: no event files for 2022"):
         read_player_games(source, [2022, 2023], 2024, teams, tmp_path / "cache", 1)
+
+
+def test_an_events_zip_that_would_unpack_past_any_season_is_refused_before_unpacking():
+    with pytest.raises(EventsError, match=r"^big.zip: 2023NYA.EVA unpacks to 17,000,000 bytes"):
+        event_members(zipped({"2023NYA.EVA": b"x" * 17_000_000}), "big.zip")
+    with pytest.raises(EventsError, match=r"^many.zip: 65 event files"):
+        event_members(zipped({f"2023T{i:02d}.EVA": b"" for i in range(65)}), "many.zip")

@@ -36,6 +36,7 @@ COUNTS = {"B_PA": "b_pa", "B_AB": "b_ab", "B_H": "b_h", "B_2B": "b_2b", "B_3B": 
           "P_SO": "p_so", "P_HP": "p_hp", "P_IR": "p_ir", "P_IRS": "p_irs", "P_PITCH": "p_pitch"}
 COLUMNS = ["season", *KEYS.values(), *COUNTS.values()]
 MAX_EVENT_FILE_BYTES = 16_000_000  # a home team's season is about 1.5 MB; a member far larger is a zip bomb
+MAX_EVENT_FILES = 64  # 30 teams a season (and 26-30 before 1998); more members is not a season's zip
 MAX_COUNT = 999  # no line of one game reaches it (pitches top out near 150)
 _GAME_START = re.compile(rb"(?m)^(?=id,)")
 log = logging.getLogger("mlb.events")
@@ -74,6 +75,9 @@ def event_members(payload: bytes, where: str) -> list[tuple[str, bytes]]:
     try:
         with zipfile.ZipFile(io.BytesIO(payload)) as archive:
             members = sorted(n for n in archive.namelist() if n.upper().endswith((".EVA", ".EVN")))
+            if len(members) > MAX_EVENT_FILES:
+                raise EventsError(f"{where}: {len(members)} event files, more than any season's "
+                                  f"({MAX_EVENT_FILES} at most)")
             for name in members:
                 if archive.getinfo(name).file_size > MAX_EVENT_FILE_BYTES:
                     raise EventsError(f"{where}: {name} unpacks to {archive.getinfo(name).file_size:,} bytes, "
