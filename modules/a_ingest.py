@@ -302,6 +302,13 @@ def seasons_for(data: DataConfig, as_of_season: int) -> list[int]:
 EVENTS_PARSER_VERSION = "1"  # bump when utils/events.py's rows change: it invalidates the cached seasons
 
 
+def chadwick_version() -> str:
+    """The installed chadwickpy's version: a new one may replay a game differently, so it keys the cache."""
+    from importlib.metadata import version
+
+    return version("chadwickpy")
+
+
 def event_seasons(data: DataConfig, as_of_season: int, train_seasons: int) -> list[int]:
     """The seasons whose play-by-play is read: from data.first_event_season (default: the season
     before the training window) to the as-of season, never before the event files begin."""
@@ -328,14 +335,14 @@ def read_player_games(source: RetrosheetSource, seasons: list[int], season_now: 
                     continue
                 raise
             known = known_team_codes(teams, season)
-            key = cache_key(payload, EVENTS_PARSER_VERSION, known)
+            key = cache_key(payload, f"{EVENTS_PARSER_VERSION}/chadwickpy {chadwick_version()}", known)
             cached = read_cached_frames(cache_dir, f"ev{season}", key)
             if cached is not None:
                 frames[season] = ParsedEvents(*cached)
             else:
                 cold.append((season, key, payload, where))
     if cold:
-        log.info("reading the play-by-play of %d season(s) on %d process(es): about 25 s a season",
+        log.info("reading the play-by-play of %d season(s) on %d process(es): about 27 s a season each",
                  len(cold), min(workers, len(cold)))
         parsed = parse_many([(payload, season, where, known_team_codes(teams, season))
                              for season, _key, payload, where in cold], workers)
@@ -357,7 +364,8 @@ def player_lines_before(lines: pd.DataFrame, games: pd.DataFrame, as_of: dt.date
     pending = games[(games["date"] < day) & completed.notna() & (completed >= day)]
     number = pending["game_number"].astype("string").replace({"A": "1", "B": "2"}).astype("Int16")
     hidden = pd.concat([pd.DataFrame({"date": pending["date"], "game_number": number, "team": pending[side]})
-                        for side in ("home_team", "visiting_team")], ignore_index=True).assign(_hidden=True)
+                        for side in ("home_team", "visiting_team")], ignore_index=True).drop_duplicates()
+    hidden = hidden.assign(_hidden=True)
     keep = lines[lines["date"] < day]
     flagged = keep.merge(hidden.astype({"date": "datetime64[ms]", "team": "string"}), how="left",
                          on=["date", "game_number", "team"])["_hidden"].fillna(False).to_numpy(dtype=bool)

@@ -163,6 +163,7 @@ def pitching_lines(lines: pd.DataFrame) -> pd.DataFrame:
                                                 LEAGUE_PRIOR_IP * 4.3)
     return pd.DataFrame({"pitcher": pitched["player_id"], "game_id": pitched["game_id"], "is_home": pitched["is_home"],
                          "date": pitched["date"], "result_date": pitched["result_date"],
+                         "appear_date": pitched["appear_date"].fillna(pitched["date"]),
                          "season": pitched["game_season"], "played": pitched["played"],
                          "started": pitched["p_gs"].fillna(0).astype(int) > 0, "fip_above": fip_above,
                          "ip": ip_counted, "kbb_above": kbb_above, "bf": bf_counted, "outs": stat["p_out"],

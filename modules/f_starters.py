@@ -209,7 +209,7 @@ def starter_form(starts: pd.DataFrame, pitched: pd.DataFrame, prior: pd.DataFram
                                                                                           "last_starts"])
     season = as_of_join(starts[known], done, ["pitcher", "season"], [f"season_{c}" for c in cols])
     seen = pitched[pitched["played"]]
-    appeared = as_of_join(starts[known], seen.assign(last_day=seen["date"]), ["pitcher"], ["last_day"])
+    appeared = as_of_join(starts[known], seen.assign(last_day=seen["appear_date"]), ["pitcher"], ["last_day"])
     state, season = state.reindex(starts.index), season.reindex(starts.index)
     appeared = appeared.reindex(starts.index)
     prior_ip, prior_bf = p.form_prior_ip, p.form_prior_ip * BATTERS_PER_INNING

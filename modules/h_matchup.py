@@ -53,8 +53,8 @@ def late_runs_allowed(long: pd.DataFrame, games: pd.DataFrame) -> pd.DataFrame:
 
 
 def relief_lines(long: pd.DataFrame, pitched: pd.DataFrame) -> pd.DataFrame:
-    """Per team-game (rows of `long`): its relievers' FIP above the previous season's league, the
-    innings that count, and their pitches (0 for a game with no play-by-play)."""
+    """Per team-game (rows of `long`): its relievers' FIP above the league's rate known before the
+    game (pitching_lines), the innings that count, and their pitches (0 for a game with no play-by-play)."""
     relief = pitched[~pitched["started"]]
     sums = relief.groupby(["game_id", "is_home"])[["fip_above", "ip", "pitches"]].sum()
     at = pd.MultiIndex.from_arrays([long["game_id"], long["is_home"]])
@@ -101,11 +101,14 @@ def build_matchup(games: pd.DataFrame, m: MatchupFeatures, player_games: pd.Data
                           ["relievers_cum", "pen_pitches_cum"])
         feats[f"bullpen_{days}d"] = now["relievers_cum"].fillna(0) - then["relievers_cum"].fillna(0)
         feats[f"pen_pitches_{days}d"] = pen_now["pen_pitches_cum"].fillna(0) - then["pen_pitches_cum"].fillna(0)
-    feats["pen_fip"] = pen_now["pen_fip_above_sum"].fillna(0) / (pen_now["pen_ip_sum"].fillna(0)
-                                                                  + m.bullpen_prior_innings)
+    feats["pen_fip"] = (pen_now["pen_fip_above_sum"].fillna(0) / (pen_now["pen_ip_sum"].fillna(0)
+                                                                   + m.bullpen_prior_innings)).fillna(0)
     closer = as_of_join(long, closers(long, pitched), ["team", "season"], ["closer"])["closer"]
-    yesterday = pitched.loc[pitched["played"] & ~pitched["started"], ["pitcher", "date"]]
-    pitched_days = set(zip(yesterday["pitcher"], yesterday["date"] + pd.Timedelta(days=1)))
+    # the day he pitched, of a game whose result was known that day (a suspended game's first part is not
+    # known until its completion, and a night before that completion cannot see it)
+    relief = pitched[pitched["played"] & ~pitched["started"]]
+    yesterday = relief[relief["result_date"] <= relief["appear_date"]]
+    pitched_days = set(zip(yesterday["pitcher"], yesterday["appear_date"] + pd.Timedelta(days=1)))
     feats["closer_pitched_1d"] = [float((c, d) in pitched_days) for c, d in zip(closer, long["date"])]
     feats["streak"] = now["streak"].fillna(0)
     late = as_of_join(long, done, ["team"], ["late_above_sum", "late_innings_sum"])

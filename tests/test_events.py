@@ -178,3 +178,16 @@ def test_an_events_zip_that_would_unpack_past_any_season_is_refused_before_unpac
         event_members(zipped({"2023NYA.EVA": b"x" * 17_000_000}), "big.zip")
     with pytest.raises(EventsError, match=r"^many.zip: 65 event files"):
         event_members(zipped({f"2023T{i:02d}.EVA": b"" for i in range(65)}), "many.zip")
+
+
+def test_a_malformed_game_is_quarantined_not_a_crash_and_bad_settings_are_refused():
+    data = member(2023, "2023NYA.EVA")
+    for good, broken, reason in ((b"info,date,2023/03/30", b"info,date,2023/3/30", "fields, expected"),
+                                 (b"info,number,0", b"info,number,70000", "game number '70000'")):
+        lines, bad = parse_event_file(data.replace(good, broken, 1), 2023, "x")
+        assert len(bad) == 1 and reason in bad[0]["reason"], bad
+        assert to_frame(lines, 2023)["event_game_id"].nunique() == 80  # the other home games
+    for key, value in (("features.pitchers.rating_halflife_days", "5"), ("features.pitchers.rating_prior_ip", "0"),
+                       ("paths.cache_root", "/tmp")):
+        with pytest.raises(ConfigError, match=key.split(".")[-1]):
+            build_config({}, [f"{key}={value}"])

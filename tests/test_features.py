@@ -259,3 +259,18 @@ def test_bullpen_fatigue_and_the_closer_from_relievers_lines():
     assert third["mu_home_closer_pitched_1d"] == 1 and third["mu_away_closer_pitched_1d"] == 0
     assert fifth["mu_home_pen_pitches_1d"] == 0 and fifth["mu_home_closer_pitched_1d"] == 0
     assert fifth["mu_home_pen_pitches_3d"] == 52  # 05-02 is inside the three days before 05-05
+
+
+def test_the_closer_s_day_before_ignores_a_game_whose_result_comes_later():
+    """A game suspended on 05-02 and completed on 05-03: the closer pitched on 05-02, but a night of
+    05-03 cannot know it (that game's lines arrive with its result), so neither may its training row."""
+    games = games_frame([("2024-05-01", 0, "BOS", "NYA", 3, 2), ("2024-05-02", 0, "BOS", "NYA", 4, 1),
+                         ("2024-05-03", 0, "BOS", "NYA", None, None)])
+    games.loc[games["game_id"] == "BOS202405020", "result_date"] = pd.Timestamp("2024-05-03")
+    lines = player_lines([("2024-05-01", "BOS", "NYA", True, "bosc", 0, 3, 4, 2, 0, 0, 15, 1),
+                          ("2024-05-02", "BOS", "NYA", True, "bosc", 0, 3, 3, 1, 0, 0, 12, 0)])
+    mu = build_matchup(games, MatchupFeatures(), lines).set_index("game_id")
+    assert mu.loc["BOS202405030", "mu_home_closer_pitched_1d"] == 0
+    games.loc[games["game_id"] == "BOS202405020", "result_date"] = pd.Timestamp("2024-05-02")  # an ordinary game
+    assert build_matchup(games, MatchupFeatures(), lines).set_index("game_id").loc[
+        "BOS202405030", "mu_home_closer_pitched_1d"] == 1

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -52,6 +53,16 @@ class PathsConfig(Frozen):
         if value.exists() and not value.is_dir():
             raise ValueError(f"'{value}' exists and is not a folder")
         return value
+
+    @model_validator(mode="after")
+    def _cache_holds_the_artifacts(self) -> PathsConfig:
+        """A shared cache belongs to the root that holds these artifacts (a backtest's parent), never
+        to a folder elsewhere that the pipeline would then write into and clean."""
+        if self.cache_root is not None:
+            root, artifacts = Path(os.path.abspath(self.cache_root)), Path(os.path.abspath(self.artifacts))
+            if root != artifacts and root not in artifacts.parents:
+                raise ValueError(f"cache_root '{self.cache_root}' must be the artifacts root or a folder holding it")
+        return self
 
 
 def https_url(value: str) -> str:
@@ -144,7 +155,7 @@ class DataConfig(Frozen):
     first_season: int = Field(1990, ge=1871)
     first_event_season: int | None = Field(
         None, ge=2000, description="the first season whose play-by-play is read; null: the season before the "
-        "training window (model.train_seasons before the as-of season)")
+        "training window (the as-of season less model.train_seasons, less one)")
     last_season: int | None = Field(None, ge=1871, description="default: the as-of season")
     franchise_map: dict[str, str] = {}
     neutral_parks: list[str] = []
@@ -177,12 +188,12 @@ class PitcherFeatures(Frozen):
     game_prior_pa: float = Field(300.0, ge=0, description="plate appearances at the league's K-BB added to those")
     long_rest_days: PositiveInt = Field(15, description="days since his last start that mark a return or a debut")
     form_starts: PositiveInt = Field(10, description="a starter's previous starts behind his form (sp_*_form_*)")
-    form_prior_ip: float = Field(30.0, ge=0, description="innings at his Marcel line added to those starts")
+    form_prior_ip: float = Field(30.0, gt=0, description="innings at his Marcel line added to those starts")
     rating_halflife_days: float = Field(
-        365.0, gt=0, description="a pitcher's rating (sp_*_rating_*) weighs each game down by half per these days")
-    rating_prior_ip: float = Field(120.0, ge=0, description="innings at his Marcel line added to that rating")
+        365.0, ge=30, description="a pitcher's rating (sp_*_rating_*) weighs each game down by half per these days")
+    rating_prior_ip: float = Field(120.0, gt=0, description="innings at his Marcel line added to that rating")
     batter_rating_prior_pa: float = Field(
-        400.0, ge=0, description="plate appearances at a batter's Marcel line added to his decayed lines (lu_*_rating)")
+        400.0, gt=0, description="plate appearances at a batter's Marcel line added to his decayed lines (lu_*_rating)")
     season_prior_pa: float = Field(
         200.0, ge=0, description="plate appearances at a batter's Marcel line added to his season so far")
 

@@ -7,7 +7,7 @@ box scores print, checked on 2023 against Lahman's season totals for all 863 pit
 
 Each game is read on its own, so a game Chadwick cannot replay (or warns about) is quarantined
 with its file, the line of its `id` record and the reason, and the season's other games stay. A
-season takes about 25 s of one core; the parse is cached by the zip's SHA-256, like the game logs,
+season takes about 27 s of one core; the parse is cached by the zip's SHA-256, like the game logs,
 and cold seasons are spread over worker processes.
 """
 from __future__ import annotations
@@ -78,11 +78,15 @@ def event_members(payload: bytes, where: str) -> list[tuple[str, bytes]]:
             if len(members) > MAX_EVENT_FILES:
                 raise EventsError(f"{where}: {len(members)} event files, more than any season's "
                                   f"({MAX_EVENT_FILES} at most)")
+            files = []
             for name in members:
-                if archive.getinfo(name).file_size > MAX_EVENT_FILE_BYTES:
-                    raise EventsError(f"{where}: {name} unpacks to {archive.getinfo(name).file_size:,} bytes, "
+                declared = archive.getinfo(name).file_size
+                with archive.open(name) as member:  # read at most the limit, whatever the header declares
+                    data = member.read(MAX_EVENT_FILE_BYTES + 1) if declared <= MAX_EVENT_FILE_BYTES else b""
+                if declared > MAX_EVENT_FILE_BYTES or len(data) > MAX_EVENT_FILE_BYTES:
+                    raise EventsError(f"{where}: {name} unpacks to {max(declared, len(data)):,} bytes or more, "
                                       f"more than any team's season ({MAX_EVENT_FILE_BYTES:,} at most)")
-            files = [(name, archive.read(name)) for name in members]
+                files.append((name, data))
     except EventsError:
         raise
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, OSError, ValueError, zlib.error, RuntimeError,
@@ -105,6 +109,8 @@ def parse_event_file(data: bytes, season: int, source: str, known_teams: set[str
     collect = _Collect()
     chadwick.addHandler(collect)
     propagate, chadwick.propagate = chadwick.propagate, False
+    level = chadwick.level
+    chadwick.setLevel(logging.WARNING)  # its warnings are the quarantine's reasons, whatever the root logger's level
     line_number = 1
     try:
         for chunk in _GAME_START.split(data):
@@ -121,7 +127,10 @@ def parse_event_file(data: bytes, season: int, source: str, known_teams: set[str
                 reason = (f"Chadwick warned on game {game_id}: {collect.messages[0]}" if collect.messages
                           else None if game else f"game {game_id} has no player line")
             if reason is None:
-                reason = _game_problem(game, season, known_teams)
+                try:
+                    reason = _game_problem(game, season, known_teams)
+                except (IndexError, ValueError) as exc:  # a line Chadwick cut short
+                    reason = f"game {game_id}: unreadable line ({exc})"
             if reason:
                 bad.append({"season": season, "source": source, "line_number": first_line,
                             "reason": " ".join(reason.split())[:300],
@@ -131,15 +140,20 @@ def parse_event_file(data: bytes, season: int, source: str, known_teams: set[str
     finally:
         chadwick.removeHandler(collect)
         chadwick.propagate = propagate
+        chadwick.setLevel(level)
     return lines, bad
 
 
 def _game_problem(lines: list[str], season: int, known_teams: set[str] | None) -> str | None:
     """Why one game's lines cannot be right: a date of another season, an unknown team."""
     first = lines[0].split(",")
-    date, team, opponent = first[1].strip('"'), first[4].strip('"'), first[5].strip('"')
+    if len(first) != len(KEYS) + len(COUNTS):
+        return f"a line of {len(first)} fields, expected {len(KEYS) + len(COUNTS)} (a malformed info record?)"
+    date, number, team, opponent = first[1].strip('"'), first[2], first[4].strip('"'), first[5].strip('"')
     if not (len(date) == 8 and date.isdigit() and int(date[:4]) == season):
         return f"date '{date}' is not a {season} date"
+    if number not in ("0", "1", "2", "3"):
+        return f"game number '{number[:20]}' is not 0-3"
     if known_teams is not None:
         for code in (team, opponent):
             if code not in known_teams:
@@ -183,7 +197,10 @@ def parse_event_zip(payload: bytes, season: int, where: str, known_teams: set[st
 
 def parse_many(jobs: list[tuple[bytes, int, str, set[str] | None]], workers: int) -> list[ParsedEvents]:
     """parse_event_zip over several seasons, on up to `workers` processes (one season a task)."""
-    if workers <= 1 or len(jobs) <= 1:
+    from multiprocessing import current_process
+
+    # a daemonic process (a Dask worker's) may not start processes of its own
+    if workers <= 1 or len(jobs) <= 1 or current_process().daemon:
         return [parse_event_zip(*job) for job in jobs]
     # spawn, not fork: the caller may run in one of a thread pool's or Prefect's threads
     try:
