@@ -24,20 +24,25 @@ def play_by_play_coverage(games: pd.DataFrame, player_games: pd.DataFrame) -> di
     and the lines that match no game of the table."""
     played = games[games["played"]]
     lines = lines_of_games(player_games, games)
-    per_game = lines.groupby(["game_id", "is_home"])["p_r"].sum().unstack()
-    scores = played.set_index("game_id").reindex(per_game.index)
-    disagree = ((per_game.get(True) != scores["away_score"]) | (per_game.get(False) != scores["home_score"])) \
-        if len(per_game) else pd.Series(dtype=bool)
+    # runs charged to each side's pitchers, by the game's row: object keys hash in C (arrow strings do not)
+    ids = played["game_id"].astype(object).to_numpy()
+    charged = {home: lines[lines["is_home"] == home].groupby(lines["game_id"].astype(object))["p_r"].sum()
+               for home in (True, False)}
+    home_allowed = pd.Series(charged[True]).reindex(ids).to_numpy(dtype=float, na_value=float("nan"))
+    away_allowed = pd.Series(charged[False]).reindex(ids).to_numpy(dtype=float, na_value=float("nan"))
+    covered = ~pd.isna(home_allowed) | ~pd.isna(away_allowed)
+    disagree = covered & ((home_allowed != played["away_score"].to_numpy(dtype=float, na_value=float("nan")))
+                          | (away_allowed != played["home_score"].to_numpy(dtype=float, na_value=float("nan"))))
+    per_season = pd.DataFrame({"season": played["season"].to_numpy(), "covered": covered, "disagree": disagree})
     seasons = {}
     first = int(player_games["season"].min()) if len(player_games) else None
-    for season, group in played.groupby("season"):
+    for season, group in per_season.groupby("season"):
         if first is None or season < first:  # before the play-by-play read: not a gap
             continue
-        covered = group["game_id"].isin(per_game.index)
         seasons[str(int(season))] = {
-            "games": int(len(group)), "with_lines": int(covered.sum()),
-            "coverage": float(covered.mean()) if len(group) else None,
-            "disagreeing_with_game_log": int(disagree.reindex(group["game_id"]).fillna(False).astype(bool).sum())}
+            "games": int(len(group)), "with_lines": int(group["covered"].sum()),
+            "coverage": float(group["covered"].mean()) if len(group) else None,
+            "disagreeing_with_game_log": int(group["disagree"].sum())}
     return {"lines": int(len(player_games)), "unmatched_lines": int(len(player_games) - len(lines)),
             "seasons": seasons}
 
