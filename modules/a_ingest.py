@@ -342,7 +342,8 @@ def read_player_games(source: RetrosheetSource, seasons: list[int], season_now: 
             else:
                 cold.append((season, key, payload, where))
     if cold:
-        log.info("reading the play-by-play of %d season(s) on %d process(es): about 27 s a season each",
+        # DEBUG: a night's log is one line a module (a terminal shows the progress bar meanwhile)
+        log.debug("reading the play-by-play of %d season(s) on %d process(es): about 27 s a season each",
                  len(cold), min(workers, len(cold)))
         parsed = parse_many([(payload, season, where, known_team_codes(teams, season))
                              for season, _key, payload, where in cold], workers)

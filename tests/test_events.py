@@ -188,6 +188,6 @@ def test_a_malformed_game_is_quarantined_not_a_crash_and_bad_settings_are_refuse
         assert len(bad) == 1 and reason in bad[0]["reason"], bad
         assert to_frame(lines, 2023)["event_game_id"].nunique() == 80  # the other home games
     for key, value in (("features.pitchers.rating_halflife_days", "5"), ("features.pitchers.rating_prior_ip", "0"),
-                       ("paths.cache_root", "/tmp")):
+                       ("paths.cache_root", "/nonexistent/elsewhere")):
         with pytest.raises(ConfigError, match=key.split(".")[-1]):
             build_config({}, [f"{key}={value}"])
