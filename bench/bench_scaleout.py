@@ -41,6 +41,12 @@ def tree_rss(proc: psutil.Process) -> int:
 
 
 def timed(args: list[str]) -> dict:
+    _, wall, peak = watched_run(args)
+    return {"wall_s": wall, "peak_tree_mb": peak}
+
+
+def watched_run(args: list[str]) -> tuple[str, float, float]:
+    """(stdout, wall seconds, peak MB of the process tree) of one command; exits on its failure."""
     start = time.perf_counter()
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -60,7 +66,7 @@ def timed(args: list[str]) -> dict:
     sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args[:6])}... failed ({proc.returncode}): {err[-800:]}")
-    return {"wall_s": time.perf_counter() - start, "peak_tree_mb": peak[0] / 2**20}
+    return out, time.perf_counter() - start, peak[0] / 2**20
 
 
 def main() -> None:

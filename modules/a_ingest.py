@@ -1,8 +1,10 @@
-"""A · ingest: Retrosheet game logs (all 161 fields, typed), Lahman pitching and batting lines, the schedule.
+"""A · ingest: Retrosheet game logs (all 161 fields, typed), every player's line from the
+play-by-play (`player_games`, utils/events.py), Lahman pitching and batting lines, the schedule.
 
 As-of rule at the source: `raw_gamelogs` holds only games *before* the as-of date (a game
-suspended before it but completed on or after it is kept with its result fields hidden), and
-`schedule` holds the as-of date's games with every result field removed.
+suspended before it but completed on or after it is kept with its result fields hidden),
+`player_games` the lines of those games less such a suspended one, and `schedule` holds the as-of
+date's games with every result field removed.
 """
 from __future__ import annotations
 
@@ -302,6 +304,18 @@ def seasons_for(data: DataConfig, as_of_season: int) -> list[int]:
 EVENTS_PARSER_VERSION = "1"  # bump when utils/events.py's rows change: it invalidates the cached seasons
 
 
+def fetch_published(source: RetrosheetSource, season: int, season_now: int) -> tuple[bytes, str] | None:
+    """A season's zip and where it came from; None for the as-of season's, which Retrosheet publishes
+    only after the season ends. Any other missing season is the source's error, naming the file."""
+    try:
+        return source.fetch_season(season)
+    except SourceError as exc:
+        if season != season_now:
+            raise
+        log.info("no %s for %s yet (%s)", source.what, season, exc)
+        return None
+
+
 def chadwick_version() -> str:
     """The installed chadwickpy's version: a new one may replay a game differently, so it keys the cache."""
     from importlib.metadata import version
@@ -327,13 +341,10 @@ def read_player_games(source: RetrosheetSource, seasons: list[int], season_now: 
     with progress("play-by-play", len(seasons)) as step:
         for season in seasons:
             step(str(season))
-            try:
-                payload, where = source.fetch_season(season)
-            except SourceError as exc:
-                if season == season_now:
-                    log.info("no event files for %s yet (%s)", season, exc)
-                    continue
-                raise
+            fetched = fetch_published(source, season, season_now)
+            if fetched is None:
+                continue
+            payload, where = fetched
             known = known_team_codes(teams, season)
             key = cache_key(payload, f"{EVENTS_PARSER_VERSION}/chadwickpy {chadwick_version()}", known)
             cached = read_cached_frames(cache_dir, f"ev{season}", key)
@@ -394,13 +405,10 @@ def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSet
     with progress("game logs", len(seasons)) as step:
         for season in seasons:
             step(str(season))
-            try:
-                payload, where = source.fetch_season(season)
-            except SourceError as exc:
-                if season == season_now:  # the current season's log is not published until it ends
-                    log.info("no game log for %s yet (%s)", season, exc)
-                    continue
-                raise
+            fetched = fetch_published(source, season, season_now)
+            if fetched is None:
+                continue
+            payload, where = fetched
             season_games = parse_cached(payload, season, where, known_team_codes(teams, season), parse_cache)
             if season_games.games.empty and season != season_now:
                 raise IngestError(f"{where}: GL{season}.TXT holds no readable game "

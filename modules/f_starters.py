@@ -9,6 +9,11 @@ of the three seasons before the game's season, each measured against its own lea
 5/4/3 (Marcel) and regressed toward the league; a pitcher with no line is taken as DEBUT_PENALTY
 runs per nine worse than the league. Lineup talent is the mean Marcel wOBA above the league of the
 team's starting nine in its previous game: today's lineup is not known the night before.
+
+Where the play-by-play covers the seasons (`player_games`), each pitcher's and batter's own lines
+add his form (`starter_form`) and a rating from every game he played, weighed down by half per
+`rating_halflife_days` on his Marcel line (`sp_*_rating_*`, `lu_*_rating`); without lines these
+fall back to the Marcel line.
 """
 from __future__ import annotations
 

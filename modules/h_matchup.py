@@ -3,6 +3,8 @@
 Bullpen quality is what the line scores say: runs allowed per nine from the seventh inning on
 over the team's last `bullpen_games` games, above the league of the season before (a season's own
 rate would include games after the date), with `bullpen_prior_innings` of league pitching added.
+Where the play-by-play covers the season, relievers' own lines add their FIP (`pen_fip`), their
+pitches over the last one and `bullpen_days` days, and whether the closer pitched yesterday.
 """
 from __future__ import annotations
 
