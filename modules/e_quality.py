@@ -1,7 +1,8 @@
 """E · data quality report (an orphan by design: nothing downstream reads it; the viewer shows it).
 
-It sits beside the feature modules, reading `games`, `quarantine` and `player_games` (how much of
-each season the play-by-play covers, and where it disagrees with the game log), so a data problem is
+It sits beside the feature modules, reading `games`, `quarantine`, `player_games` (how much of
+each season the play-by-play covers, and where it disagrees with the game log) and `player_ids` (the
+Stats API's players no Lahman person matched), so a data problem is
 visible on the morning after it appears without ever blocking the predictions.
 """
 from __future__ import annotations
@@ -47,7 +48,20 @@ def play_by_play_coverage(games: pd.DataFrame, player_games: pd.DataFrame) -> di
             "seasons": seasons}
 
 
-def quality_report(games: pd.DataFrame, quarantine: pd.DataFrame, player_games: pd.DataFrame | None = None) -> dict:
+def id_mapping(player_ids: pd.DataFrame | None) -> dict:
+    """How the Stats API's players were matched to Retrosheet ids; those unmatched are named."""
+    if player_ids is None or player_ids.empty:
+        return {"players": 0, "unmatched": 0, "by_method": {}, "unmatched_players": []}
+    unmatched = player_ids[player_ids["matched_by"] == "unmatched"]
+    return {"players": int(len(player_ids)), "unmatched": int(len(unmatched)),
+            "by_method": {str(k): int(v) for k, v in player_ids["matched_by"].value_counts().items()},
+            "unmatched_players": [{"mlbam_id": int(r.mlbam_id), "id": str(r.retro_id),
+                                   "name": None if pd.isna(r.full_name) else str(r.full_name)}
+                                  for r in unmatched.head(50).itertuples()]}
+
+
+def quality_report(games: pd.DataFrame, quarantine: pd.DataFrame, player_games: pd.DataFrame | None = None,
+                   player_ids: pd.DataFrame | None = None) -> dict:
     played = games[games["played"]]
     long = pd.concat([
         played[["season", "home_team", "home_team_game"]].set_axis(["season", "team", "team_game"], axis=1),
@@ -90,13 +104,16 @@ def quality_report(games: pd.DataFrame, quarantine: pd.DataFrame, player_games: 
         "anomalies": anomalies,
         "play_by_play": play_by_play_coverage(games, player_games if player_games is not None
                                               else empty_player_games()),
+        "player_ids": id_mapping(player_ids),
     }
 
 
-def check_quality(games: pd.DataFrame, quarantine: pd.DataFrame, player_games: pd.DataFrame) -> StageOutput:
-    report = quality_report(games, quarantine, player_games)
+def check_quality(games: pd.DataFrame, quarantine: pd.DataFrame, player_games: pd.DataFrame,
+                  player_ids: pd.DataFrame) -> StageOutput:
+    report = quality_report(games, quarantine, player_games, player_ids)
     return StageOutput({"data_quality_report": report}, {"quarantined": report["quarantined"]["lines"],
-                                                         "duplicates": report["duplicates"]})
+                                                         "duplicates": report["duplicates"],
+                                                         "unmatched_players": report["player_ids"]["unmatched"]})
 
 
 def main(cfg) -> ModuleResult:

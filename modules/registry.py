@@ -152,13 +152,15 @@ class Registry:
 
 REGISTRY = Registry([
     ModuleSpec("A", "ingest", "modules.a_ingest:ingest", (),
-               ("raw_gamelogs", "quarantine", "lahman_pitching", "lahman_batting", "schedule", "player_games"),
-               "Retrosheet game logs (161 typed fields), every player's line from the play-by-play, Lahman pitching "
-               "and batting lines, the as-of date's schedule",
+               ("raw_gamelogs", "quarantine", "lahman_pitching", "lahman_batting", "schedule", "player_games",
+                "player_ids"),
+               "Retrosheet game logs (161 typed fields) and, for a season not published yet, the Stats API's "
+               "completed games; every player's line from the play-by-play or the box scores; Lahman pitching and "
+               "batting lines; the as-of date's schedule; the MLBAM-Retrosheet id mapping used",
                params={"as_of": "run.as_of", "retrosheet": "sources.retrosheet", "schedule": "sources.schedule",
-                       "data": "data", "train_seasons": "model.train_seasons"},
+                       "live": "sources.live", "data": "data", "train_seasons": "model.train_seasons"},
                resources={"download_cache": "cache:retrosheet", "parse_cache": "cache:parsed",
-                          "retry": "config:sources.retry"}),
+                          "statsapi_cache": "cache:statsapi", "retry": "config:sources.retry"}),
     ModuleSpec("B", "clean", "modules.b_clean:clean", ("raw_gamelogs", "schedule"), ("games",),
                "one row a game: game_id, franchise-normalised teams, forfeit/suspended/tie/neutral flags",
                params={"franchise_map": "data.franchise_map", "neutral_parks": "data.neutral_parks"}),
@@ -167,7 +169,8 @@ REGISTRY = Registry([
     ModuleSpec("D", "team_form", "modules.d_team_form:measure_form", ("games",), ("team_form_features",),
                "form_*: rolling and EWM runs, regressed win%, Pythagorean expectation",
                params={"form": "features.form"}),
-    ModuleSpec("E", "quality", "modules.e_quality:check_quality", ("games", "quarantine", "player_games"),
+    ModuleSpec("E", "quality", "modules.e_quality:check_quality",
+               ("games", "quarantine", "player_games", "player_ids"),
                ("data_quality_report",),
                "coverage (game logs and play-by-play), duplicates, nulls, quarantined lines, anomalies (read by the "
                "viewer only)",

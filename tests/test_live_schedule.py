@@ -7,52 +7,72 @@ import threading
 import pytest
 
 from tests.conftest import ROOT, free_port, run_pipeline
-from utils.sources import ScheduleSource, SourceError, lahman_name_lookup, parse_statsapi_schedule
+from utils.crosswalk import Crosswalk
+from utils.sources import SourceError
+from utils.statsapi import LiveIds, StatsApi
 
 FIXTURE = ROOT / "tests" / "data" / "statsapi_schedule.json"
 DAY = dt.date(2024, 7, 14)
-IDS = {"Gerrit Cole": "coleg001", "Corbin Burnes": "burnc002", "Zack Wheeler": "wheez001"}
+# The fixture's probable pitchers as the `people` endpoint answers (Lahman knows all but the newcomer).
+PEOPLE = {"people": [{"id": 10, "fullName": "Gerrit Cole", "birthDate": "1990-09-08"},
+                     {"id": 11, "fullName": "Corbin Burnes", "birthDate": "1994-10-22"},
+                     {"id": 12, "fullName": "Zack Wheeler", "birthDate": "1990-05-30"},
+                     {"id": 13, "fullName": "Nobody Newcomer", "birthDate": "2003-02-01"}]}
+URL = "https://statsapi.example/api/v1/schedule"
 
 
-def test_payload_maps_to_retrosheet_codes_and_pitcher_ids():
-    frame = parse_statsapi_schedule(json.loads(FIXTURE.read_text()), DAY, IDS.get)
+@pytest.fixture(scope="module")
+def crosswalk():
+    return Crosswalk.from_lahman()
+
+
+def answers(schedule: bytes):
+    """A fetch that answers the schedule with `schedule` and `people` with PEOPLE."""
+    return lambda url, params, timeout: json.dumps(PEOPLE).encode() if url.endswith("/people") else schedule
+
+
+def slate(schedule: bytes, crosswalk, tmp_path, url=URL):
+    api = StatsApi(url, 5, answers(schedule), 1000, tmp_path)
+    return api.day_schedule(DAY, LiveIds(crosswalk))
+
+
+def test_payload_maps_to_retrosheet_codes_and_pitcher_ids(crosswalk, tmp_path):
+    frame = slate(FIXTURE.read_bytes(), crosswalk, tmp_path)
     # the postponed game and the exhibition (gameType E) are not on the slate
     assert frame[["visiting_team", "home_team", "game_number"]].values.tolist() == [
         ["NYA", "BAL", "0"], ["ATL", "PHI", "1"], ["ATL", "PHI", "2"]]
     assert frame["h_starting_pitcher_id"].tolist()[:2] == ["burnc002", "wheez001"]
-    # no probable pitcher yet, or one Lahman does not know: a debutant, not an error
-    assert frame["v_starting_pitcher_id"].isna().tolist() == [False, True, True]
+    # no probable pitcher yet: none; one Lahman does not know: a debutant with his own stable id
+    assert frame["v_starting_pitcher_id"].tolist()[0] == "coleg001"
+    assert frame["v_starting_pitcher_id"].isna().tolist() == [False, True, False]
+    assert frame["v_starting_pitcher_id"].tolist()[2] == "mlbam:13"
     assert frame["v_starting_pitcher_name"].tolist()[2] == "Nobody Newcomer"
     assert frame["day_night"].tolist() == ["D", "D", "N"]
+    # leagues and parks come from the team and venue tables, not left empty
+    assert frame[["visiting_league", "home_league"]].values.tolist() == [["AL", "AL"], ["NL", "NL"], ["NL", "NL"]]
+    assert frame["park_id"].tolist() == ["BAL12", "PHI13", "PHI13"]
 
 
-def test_names_resolve_through_lahman_people():
-    lookup = lahman_name_lookup()
-    assert lookup("Gerrit Cole") == "coleg001" and lookup("gerrit cole") == "coleg001"
-    assert lookup("Nobody Newcomer") is None
-
-
-def test_unexpected_payload_and_network_errors_are_one_line():
-    bad = ScheduleSource("https://statsapi.example/schedule", 5, IDS.get, fetch=lambda *a: b'{"dates": [{}]}')
-    with pytest.raises(SourceError,
-                       match=r"^https://statsapi.example/schedule: unexpected schedule payload \(KeyError"):
-        bad.schedule_for(DAY)
+def test_unexpected_payload_and_network_errors_are_one_line(crosswalk, tmp_path):
+    with pytest.raises(SourceError, match=r"^https://statsapi.example/api/v1/schedule\?sportId=1&.*: unexpected "
+                                          r"schedule payload \(KeyError"):
+        slate(b'{"dates": [{}]}', crosswalk, tmp_path)
     team = json.loads(FIXTURE.read_text())
     team["dates"][0]["games"][0]["teams"]["home"]["team"]["id"] = 999
-    odd = ScheduleSource("u", 5, IDS.get, fetch=lambda *a: json.dumps(team).encode())
     with pytest.raises(SourceError, match="unknown Stats API team id 999"):
-        odd.schedule_for(DAY)
+        slate(json.dumps(team).encode(), crosswalk, tmp_path)
 
 
-class StatsApi(http.server.BaseHTTPRequestHandler):
+class FakeStatsApi(http.server.BaseHTTPRequestHandler):
     """The recorded schedule on loopback; answers with the queued status codes first (503, 429, 404...)."""
     statuses: list[int] = []
     seen: list[str] = []
 
     def do_GET(self):  # noqa: N802 (http.server's name)
-        StatsApi.seen.append(self.path)
-        status = StatsApi.statuses.pop(0) if StatsApi.statuses else 200
-        body = FIXTURE.read_bytes() if status == 200 else b"busy"
+        FakeStatsApi.seen.append(self.path)
+        status = FakeStatsApi.statuses.pop(0) if FakeStatsApi.statuses else 200
+        fixture = json.dumps(PEOPLE).encode() if self.path.startswith("/api/v1/people") else FIXTURE.read_bytes()
+        body = fixture if status == 200 else b"busy"
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -65,8 +85,8 @@ class StatsApi(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def statsapi():
-    StatsApi.statuses, StatsApi.seen = [], []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StatsApi)
+    FakeStatsApi.statuses, FakeStatsApi.seen = [], []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeStatsApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/api/v1/schedule"
     server.shutdown()
@@ -108,39 +128,40 @@ def fixture_with(edit) -> bytes:
      "game 1: home probable pitcher's name '12345' is not a name"),
     (lambda games: games[0]["teams"]["home"]["probablePitcher"].update(fullName="x" * 500),
      "game 1: home probable pitcher's name"),
-    (lambda games: games.extend([games[0]] * 60), "65 games on 2024-07-14, more than any day's slate"),
+    # the exhibition game is not counted
+    (lambda games: games.extend([games[0]] * 60), "64 games on 2024-07-14, more than any day's slate"),
 ])
-def test_a_payload_that_cannot_be_right_is_one_line_naming_url_and_game(edit, message):
-    source = ScheduleSource("https://statsapi.example/schedule", 5, IDS.get, fetch=lambda *a: fixture_with(edit))
+def test_a_payload_that_cannot_be_right_is_one_line_naming_url_and_game(edit, message, crosswalk, tmp_path):
     with pytest.raises(SourceError) as err:
-        source.schedule_for(DAY)
-    assert str(err.value).startswith(f"https://statsapi.example/schedule: {message}")
+        slate(fixture_with(edit), crosswalk, tmp_path)
+    assert str(err.value).startswith(URL + "?sportId=1&gameType=R&startDate=2024-07-14&endDate=2024-07-14")
+    assert str(err.value).split(": ", 1)[1].startswith(message)
     assert "\n" not in str(err.value)
 
 
-def test_an_absurdly_large_payload_is_refused_before_parsing():
-    huge = b'{"dates": [' + b" " * 6_000_000 + b"]}"
-    source = ScheduleSource("https://statsapi.example/schedule", 5, IDS.get, fetch=lambda *a: huge)
-    with pytest.raises(SourceError, match=r"schedule payload of 6,000,013 bytes is larger than any day's slate"):
-        source.schedule_for(DAY)
+def test_an_absurdly_large_payload_is_refused_before_parsing(crosswalk, tmp_path):
+    huge = b'{"dates": [' + b" " * 61_000_000 + b"]}"
+    with pytest.raises(SourceError, match=r"schedule payload of 61,000,013 bytes, more than any \(60,000,000"):
+        slate(huge, crosswalk, tmp_path)
 
 
-def test_a_transient_failure_is_asked_again_with_backoff_and_a_404_is_not(statsapi):
+def test_a_transient_failure_is_asked_again_with_backoff_and_a_404_is_not(statsapi, crosswalk, tmp_path):
     from utils.sources import http_get, with_retries
 
     waits = []
     fetch = with_retries(http_get, retries=3, backoff_seconds=2.0, sleep=waits.append)
-    StatsApi.statuses = [503, 429]
-    frame = ScheduleSource(statsapi, 5, IDS.get, fetch=fetch).schedule_for(DAY)
-    assert len(frame) == 3 and len(StatsApi.seen) == 3 and waits == [2.0, 4.0]  # 2 s, then doubled
-    StatsApi.statuses, StatsApi.seen, waits[:] = [404], [], []
+    FakeStatsApi.statuses = [503, 429]
+    frame = StatsApi(statsapi, 5, fetch, 1000, tmp_path).day_schedule(DAY, LiveIds(crosswalk))
+    # two failures, the schedule, then the people endpoint for the four probable pitchers
+    assert len(frame) == 3 and len(FakeStatsApi.seen) == 4 and waits == [2.0, 4.0]  # 2 s, then doubled
+    FakeStatsApi.statuses, FakeStatsApi.seen, waits[:] = [404], [], []
     with pytest.raises(SourceError, match=r"not found \(404\)$"):
         fetch(statsapi, None, 5)
-    assert len(StatsApi.seen) == 1 and waits == []  # asking again cannot find it
-    StatsApi.statuses, StatsApi.seen = [500] * 5, []
+    assert len(FakeStatsApi.seen) == 1 and waits == []  # asking again cannot find it
+    FakeStatsApi.statuses, FakeStatsApi.seen = [500] * 5, []
     with pytest.raises(SourceError, match=r"^http://127.0.0.1:\d+/api/v1/schedule: HTTP 500 \(after 4 attempts\)$"):
         fetch(statsapi, None, 5)
-    assert len(StatsApi.seen) == 4 and waits == [2.0, 4.0, 8.0]
+    assert len(FakeStatsApi.seen) == 4 and waits == [2.0, 4.0, 8.0]
 
 
 def test_the_configured_retries_reach_the_live_schedule(statsapi, mirror, tmp_path):
@@ -150,9 +171,10 @@ def test_the_configured_retries_reach_the_live_schedule(statsapi, mirror, tmp_pa
               "--set", f"sources.retrosheet.base_url={mirror}", "--set", "data.first_season=2024",
               "--set", f"paths.artifacts={tmp_path}", "--set", "sources.retry.retries=1",
               "--set", "sources.retry.backoff_seconds=0"]
-    StatsApi.statuses = [503]
-    assert run_pipeline(*common).returncode == 0 and len(StatsApi.seen) == 2
-    StatsApi.statuses, StatsApi.seen = [503, 503], []
+    FakeStatsApi.statuses = [503]
+    assert run_pipeline(*common).returncode == 0
+    assert [p.split("?")[0] for p in FakeStatsApi.seen] == ["/api/v1/schedule"] * 2 + ["/api/v1/people"]
+    FakeStatsApi.statuses, FakeStatsApi.seen = [503, 503], []
     proc = run_pipeline(*common)
-    assert proc.returncode == 1 and len(StatsApi.seen) == 2
+    assert proc.returncode == 1 and len(FakeStatsApi.seen) == 2
     assert proc.stderr.strip().splitlines()[-1].endswith("HTTP 503 (after 2 attempts)"), proc.stderr

@@ -145,10 +145,18 @@ class RetrySettings(Frozen):
     backoff_seconds: float = Field(2.0, ge=0, le=300, description="first wait; it doubles each attempt")
 
 
+class LiveSettings(Frozen):
+    results: Literal["auto", "on", "off"] = Field(
+        "auto", description="the completed games of a season Retrosheet has not published yet (the current one), "
+        "from the Stats API: auto when the schedule is live (sources.schedule.mode), on, or off")
+    requests_per_second: float = Field(5.0, gt=0, le=20, description="the most Stats API requests a second")
+
+
 class SourcesConfig(Frozen):
     retrosheet: RetrosheetSettings = RetrosheetSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     retry: RetrySettings = RetrySettings()
+    live: LiveSettings = LiveSettings()
 
 
 class DataConfig(Frozen):

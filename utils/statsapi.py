@@ -1,0 +1,598 @@
+"""The season in progress from the MLB Stats API, in the game log's and the play-by-play's shape.
+
+Retrosheet publishes a season's game log and event files after it ends; until then the nightly job
+reads the season's completed games here (README, "The live season"):
+
+- `schedule` for a date range, hydrated with line scores, decisions and probable pitchers: which
+  games were played (and their line scores), which were postponed or suspended, and the as-of day's slate;
+- each final game's `boxscore`: the starting nines in batting order, the pitchers in order of
+  appearance and every player's batting and pitching line, and the teams' batting lines;
+- `people`: names and birth dates of the players, which map MLBAM ids to Retrosheet ids
+  (`utils/crosswalk.py`).
+
+Every answer that cannot change is stored under the cache with its SHA-256 and never asked again: a
+final game's box score, a person, and a *settled* day's schedule (every game on it final, postponed,
+cancelled or suspended). A night therefore asks for the days since the last settled one (yesterday
+and today: one request), the box scores of yesterday's finals and any new player; the first night
+of a season backfills from its first day, at most `requests_per_second`, and a run killed halfway
+resumes where it stopped.
+
+Each final game becomes one game-log line of the 161 fields (`gamelog_row`), parsed by A's own
+parser, and each player's line one row of `player_games` (`player_lines`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlencode
+
+import pandas as pd
+
+from utils.artifacts import read_verified, write_verified
+from utils.crosswalk import Crosswalk, mapping_frame
+from utils.progress import progress
+from utils.sources import SCHEDULE_COLUMNS, STATSAPI_TEAMS, Fetch, SourceError
+
+log = logging.getLogger("mlb.statsapi")
+
+# The league of each Stats API team (the schedule names only the team).
+AMERICAN = {108, 110, 111, 114, 116, 117, 118, 133, 136, 139, 140, 141, 142, 145, 147}
+TEAM_LEAGUE = {team: ("AL" if team in AMERICAN else "NL") for team in STATSAPI_TEAMS}
+# Stats API venue ids -> Retrosheet park codes (parkcode.txt), the thirty home parks and the neutral
+# sites of recent seasons; tests/test_statsapi.py checks each code against parkcode.txt. A venue not
+# here is read as the home team's usual park, with a warning naming it.
+VENUE_PARKS = {
+    1: "ANA01", 2: "BAL12", 3: "BOS07", 4: "CHI12", 5: "CLE08", 7: "KAN06", 10: "OAK01", 12: "STP01", 14: "TOR02",
+    15: "PHO01", 17: "CHI11", 19: "DEN02", 22: "LOS03", 31: "PIT08", 32: "MIL06", 680: "SEA03", 2392: "HOU03",
+    2394: "DET05", 2395: "SFO03", 2602: "CIN09", 2680: "SAN02", 2681: "PHI13", 2889: "STL10", 3289: "NYC20",
+    3309: "WAS11", 3312: "MIN04", 3313: "NYC21", 4169: "MIA02", 4705: "ATL03", 5325: "ARL03",
+    # neutral sites: Seoul, Mexico City, London, Rickwood Field, Williamsport (Little League Classic)
+    5340: "SEO01", 5150: "MEX02", 2640: "LON01", 5382: "BIR01", 5381: "WIL02",
+}
+# Each team's usual park, for a venue the table does not know.
+HOME_PARKS = {
+    "ANA": "ANA01", "ARI": "PHO01", "ATL": "ATL03", "BAL": "BAL12", "BOS": "BOS07", "CHN": "CHI11", "CHA": "CHI12",
+    "CIN": "CIN09", "CLE": "CLE08", "COL": "DEN02", "DET": "DET05", "HOU": "HOU03", "KCA": "KAN06", "LAN": "LOS03",
+    "MIA": "MIA02", "MIL": "MIL06", "MIN": "MIN04", "NYN": "NYC20", "NYA": "NYC21", "OAK": "OAK01", "PHI": "PHI13",
+    "PIT": "PIT08", "SDN": "SAN02", "SEA": "SEA03", "SFN": "SFO03", "SLN": "STL10", "TBA": "STP01", "TEX": "ARL03",
+    "TOR": "TOR02", "WAS": "WAS11",
+}
+NOT_PLAYED = ("Postponed", "Cancelled", "Suspended")  # detailedState prefixes: no result (yet) on that date
+HYDRATE = "linescore,decisions,probablePitcher"
+MAX_PAYLOAD_BYTES = {"schedule": 60_000_000, "boxscore": 5_000_000, "people": 5_000_000}
+PEOPLE_BATCH = 100  # ids a `people` request asks for
+FIRST_DAY = (3, 1)  # a season's games are asked for from March 1 (the earliest openers are in mid-March)
+LAST_DAY = (11, 30)
+
+# Box-score stat names -> the game log's team fields and player_games' columns.
+TEAM_BATTING = {"ab": "atBats", "h": "hits", "2b": "doubles", "3b": "triples", "hr": "homeRuns", "rbi": "rbi",
+                "sh": "sacBunts", "sf": "sacFlies", "hbp": "hitByPitch", "bb": "baseOnBalls",
+                "ibb": "intentionalWalks", "so": "strikeOuts", "sb": "stolenBases", "cs": "caughtStealing",
+                "gidp": "groundIntoDoublePlay", "ci": "catchersInterference", "lob": "leftOnBase"}
+PLAYER_BATTING = {"b_pa": "plateAppearances", "b_ab": "atBats", "b_h": "hits", "b_2b": "doubles",
+                  "b_3b": "triples", "b_hr": "homeRuns", "b_bb": "baseOnBalls", "b_ibb": "intentionalWalks",
+                  "b_so": "strikeOuts", "b_hp": "hitByPitch", "b_sf": "sacFlies", "b_sh": "sacBunts"}
+PLAYER_PITCHING = {"p_gs": "gamesStarted", "p_gf": "gamesFinished", "p_sv": "saves", "p_out": "outs",
+                   "p_tbf": "battersFaced", "p_r": "runs", "p_er": "earnedRuns", "p_h": "hits", "p_hr": "homeRuns",
+                   "p_bb": "baseOnBalls", "p_ibb": "intentionalWalks", "p_so": "strikeOuts", "p_hp": "hitByPitch",
+                   "p_ir": "inheritedRunners", "p_irs": "inheritedRunnersScored", "p_pitch": "numberOfPitches"}
+
+
+class PayloadShapeError(ValueError):
+    """A payload that is not what the Stats API sends; the caller names the URL."""
+
+
+def api_root(schedule_url: str) -> str:
+    """`https://statsapi.mlb.com/api/v1` from the configured schedule endpoint `.../api/v1/schedule`."""
+    root, _, last = schedule_url.rstrip("/").rpartition("/")
+    if last != "schedule":
+        raise ValueError(f"sources.schedule.statsapi_url '{schedule_url}' does not end in /schedule")
+    return root
+
+
+class RateLimit:
+    """At most `per_second` requests a second: each waits for its turn."""
+
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.interval = 1.0 / per_second
+        self.clock, self.sleep = clock, sleep
+        self.next_at = 0.0
+
+    def wait(self) -> None:
+        now = self.clock()
+        if now < self.next_at:
+            self.sleep(self.next_at - now)
+            now = self.next_at
+        self.next_at = now + self.interval
+
+
+class StatsApi:
+    """The Stats API's `schedule`, `game/{pk}/boxscore` and `people` endpoints, with the cache."""
+
+    def __init__(self, schedule_url: str, timeout: int, fetch: Fetch, requests_per_second: float, cache_dir: Path):
+        self.root = api_root(schedule_url)
+        self.schedule_url = schedule_url
+        self.timeout = timeout
+        self.fetch = fetch
+        self.limit = RateLimit(requests_per_second)
+        self.cache_dir = Path(cache_dir)
+        self.requests = 0
+
+    def get(self, url: str, params: dict | None, kind: str) -> dict:
+        self.limit.wait()
+        self.requests += 1
+        payload = self.fetch(url, params, self.timeout)
+        where = url + ("?" + urlencode(params) if params else "")
+        if len(payload) > MAX_PAYLOAD_BYTES[kind]:
+            raise SourceError(f"{where}: {kind} payload of {len(payload):,} bytes, more than any "
+                              f"({MAX_PAYLOAD_BYTES[kind]:,} at most)")
+        try:
+            doc = json.loads(payload)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SourceError(f"{where}: unexpected {kind} payload ({type(exc).__name__}: {exc})") from None
+        if not isinstance(doc, dict):
+            raise SourceError(f"{where}: unexpected {kind} payload (a {type(doc).__name__}, not an object)")
+        return doc
+
+    def schedule(self, start: dt.date, end: dt.date) -> list[dict]:
+        """The regular-season games listed from `start` to `end`, each with its listing's `date`."""
+        params = {"sportId": 1, "gameType": "R", "startDate": start.isoformat(), "endDate": end.isoformat(),
+                  "hydrate": HYDRATE}
+        doc = self.get(self.schedule_url, params, "schedule")
+        try:
+            return [{**game, "_listed": block["date"]} for block in doc["dates"] for game in block["games"]
+                    if game.get("gameType", "R") == "R"]
+        except (KeyError, TypeError) as exc:
+            raise SourceError(f"{self.schedule_url}?{urlencode(params)}: unexpected schedule payload "
+                              f"({type(exc).__name__}: {exc})") from None
+
+    def boxscore(self, game_pk: int, season: int) -> dict:
+        path = self.cache_dir / str(season) / "games" / f"{int(game_pk)}.json"
+        cached = read_verified(path)
+        if cached is not None:
+            return json.loads(cached)
+        url = f"{self.root}/game/{int(game_pk)}/boxscore"
+        doc = self.get(url, None, "boxscore")
+        try:
+            check_boxscore(doc)
+        except PayloadShapeError as exc:
+            raise SourceError(f"{url}: unexpected boxscore payload ({exc})") from None
+        write_verified(path, json.dumps(doc, separators=(",", ":")).encode())
+        return doc
+
+    def day_schedule(self, day: dt.date, ids: LiveIds, slate: list[dict] | None = None) -> pd.DataFrame:
+        """The day's games with probable pitchers by id (`slate`: the day's listing when a season's
+        backfill has it already; else one request)."""
+        params = {"sportId": 1, "gameType": "R", "startDate": day.isoformat(), "endDate": day.isoformat(),
+                  "hydrate": HYDRATE}
+        try:
+            if slate is None:
+                slate = [g for g in self.schedule(day, day) if g["_listed"] == day.isoformat()]
+            ids.learn(self, [int(t["probablePitcher"]["id"]) for g in slate for t in g["teams"].values()
+                             if (t.get("probablePitcher") or {}).get("id") is not None])
+            return slate_frame(slate, day, lambda pitcher: ids.get(pitcher.get("id")))
+        except (PayloadShapeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            reason = str(exc) if isinstance(exc, PayloadShapeError) else \
+                f"unexpected schedule payload ({type(exc).__name__}: {exc})"
+            raise SourceError(f"{self.schedule_url}?{urlencode(params)}: {reason}") from None
+
+    def people(self, ids: list[int]) -> dict[int, dict]:
+        """id -> the person's record (name, birth date), each asked for once ever."""
+        folder = self.cache_dir / "people"
+        found: dict[int, dict] = {}
+        missing = []
+        for pid in sorted(set(ids)):
+            cached = read_verified(folder / f"{pid}.json")
+            if cached is None:
+                missing.append(pid)
+            else:
+                found[pid] = json.loads(cached)
+        for start in range(0, len(missing), PEOPLE_BATCH):
+            batch = missing[start:start + PEOPLE_BATCH]
+            url = f"{self.root}/people"
+            doc = self.get(url, {"personIds": ",".join(map(str, batch))}, "people")
+            try:
+                records = {int(person["id"]): person for person in doc["people"]}
+            except (KeyError, TypeError, ValueError) as exc:
+                raise SourceError(f"{url}: unexpected people payload ({type(exc).__name__}: {exc})") from None
+            for pid in batch:
+                if pid not in records:  # an id the API does not know stays unmatched, and is asked again
+                    continue
+                write_verified(folder / f"{pid}.json", json.dumps(records[pid]).encode())
+                found[pid] = records[pid]
+        return found
+
+
+class LiveIds:
+    """MLBAM ids -> the ids this pipeline uses, each person asked of the Stats API once."""
+
+    def __init__(self, crosswalk: Crosswalk):
+        self.crosswalk = crosswalk
+        self.records: dict[int, dict] = {}
+        self.mapping: dict[int, str] = {}
+
+    def learn(self, api: StatsApi, pids: list[int]) -> None:
+        new = sorted({int(p) for p in pids} - set(self.mapping))
+        if not new:
+            return
+        self.records.update(api.people(new))
+        for pid in new:
+            self.mapping[pid] = self.crosswalk.match(self.records.get(pid, {"id": pid}))[0]
+
+    def get(self, pid: object) -> str | None:
+        return None if pid is None else self.mapping.get(int(pid))
+
+    def frame(self) -> pd.DataFrame:
+        return mapping_frame(self.records, self.crosswalk, set(self.mapping))
+
+
+def check_boxscore(doc: dict) -> None:
+    """The parts of a box score this pipeline reads, each of the expected type."""
+    try:
+        for side in ("away", "home"):
+            team = doc["teams"][side]
+            if not isinstance(team["team"]["id"], int):
+                raise PayloadShapeError(f"teams.{side}.team.id is not a number")
+            for key in ("battingOrder", "pitchers", "batters"):
+                if not isinstance(team[key], list) or not all(isinstance(x, int) for x in team[key]):
+                    raise PayloadShapeError(f"teams.{side}.{key} is not a list of ids")
+            if not isinstance(team["players"], dict) or not isinstance(team["teamStats"]["batting"], dict):
+                raise PayloadShapeError(f"teams.{side}.players or teamStats is not an object")
+            for pid in team["battingOrder"] + team["pitchers"] + team["batters"]:
+                if f"ID{pid}" not in team["players"]:
+                    raise PayloadShapeError(f"teams.{side}: player {pid} is listed but has no entry")
+    except (KeyError, TypeError) as exc:
+        raise PayloadShapeError(f"{type(exc).__name__}: {exc}") from None
+
+
+def is_final(game: dict) -> bool:
+    status = game.get("status") or {}
+    return status.get("abstractGameState") == "Final" and not str(status.get("detailedState", "")).startswith(
+        NOT_PLAYED)
+
+
+def is_settled(games: list[dict]) -> bool:
+    """A day whose listing cannot change any more: every game final, postponed, cancelled or suspended."""
+    return all(is_final(g) or str((g.get("status") or {}).get("detailedState", "")).startswith(NOT_PLAYED)
+               for g in games)
+
+
+@dataclass
+class SeasonListing:
+    """A season's schedule as of a day: every listed game by date, settled days from the cache."""
+    by_day: dict[dt.date, list[dict]] = field(default_factory=dict)
+    requests: int = 0
+
+
+def season_listing(api: StatsApi, season: int, as_of: dt.date) -> SeasonListing:
+    """Each day's games from the season's first day to `as_of`; settled days are read from the cache
+    and asked for never again, the others in one request a calendar month (one a night, usually)."""
+    first = dt.date(season, *FIRST_DAY)
+    last = min(as_of, dt.date(season, *LAST_DAY))
+    folder = api.cache_dir / str(season) / "days"
+    listing = SeasonListing()
+    day, unsettled = first, []
+    while day <= last:
+        cached = read_verified(folder / f"{day.isoformat()}.json") if day < as_of else None
+        if cached is None:
+            unsettled.append(day)
+        else:
+            listing.by_day[day] = json.loads(cached)
+        day += dt.timedelta(days=1)
+    before = api.requests
+    for start, end in _month_spans(unsettled):
+        games = api.schedule(start, end)
+        fresh: dict[dt.date, list[dict]] = {d: [] for d in _days(start, end)}
+        for game in games:
+            listed = dt.date.fromisoformat(str(game["_listed"])[:10])
+            if listed in fresh:
+                fresh[listed].append(game)
+        for listed, day_games in fresh.items():
+            listing.by_day[listed] = day_games
+            if listed < as_of and listed < dt.date.today() and is_settled(day_games):
+                write_verified(folder / f"{listed.isoformat()}.json", json.dumps(day_games).encode())
+    listing.requests = api.requests - before
+    return listing
+
+
+def _days(start: dt.date, end: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
+
+
+def _month_spans(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """The unsettled days as requests: from the first one on, a request a calendar month."""
+    if not days:
+        return []
+    spans, start = [], days[0]
+    end = days[-1]
+    while start <= end:
+        month_end = (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+        spans.append((start, min(month_end, end)))
+        start = min(month_end, end) + dt.timedelta(days=1)
+    return spans
+
+
+def team_code(team: dict, game: str) -> str:
+    team_id = (team.get("team") or {}).get("id")
+    if team_id not in STATSAPI_TEAMS:
+        raise PayloadShapeError(f"game {game}: unknown Stats API team id {str(team_id)[:20]}")
+    return STATSAPI_TEAMS[team_id]
+
+
+def park_code(game: dict, home: str) -> str:
+    venue = game.get("venue") or {}
+    code = VENUE_PARKS.get(venue.get("id"))
+    if code is None:
+        code = HOME_PARKS.get(home, "")
+        log.warning("game %s: Stats API venue %s (%s) is not in the park table; read as %s's park %s",
+                    game.get("gamePk"), venue.get("id"), str(venue.get("name"))[:40], home, code)
+    return code
+
+
+def game_number(game: dict) -> str:
+    return "0" if game.get("doubleHeader", "N") == "N" else str(int(game.get("gameNumber", 1)))
+
+
+def line_score(innings: list[dict], side: str) -> str:
+    """Retrosheet's line score: a character an inning, `(10)` for two digits, `x` for a half not batted."""
+    out = []
+    for inning in innings:
+        runs = (inning.get(side) or {}).get("runs")
+        out.append("x" if runs is None else (str(runs) if 0 <= int(runs) < 10 else f"({int(runs)})"))
+    return "".join(out)
+
+
+def _name(person: dict) -> str:
+    return str(person.get("fullName") or "")[:80]
+
+
+def gamelog_row(game: dict, box: dict | None, date: dt.date, completed: dt.date | None,
+                ids: Callable[[int], str]) -> dict[str, str]:
+    """One game as the game log's fields (text, as in GLYYYY.TXT). `box` None for a game begun but
+    not final by the as-of day (a suspended one): the fields known before the first pitch, and as its
+    completion the as-of day, so A hides its (placeholder) result as for a replayed game log."""
+    label = str(game.get("gamePk"))
+    teams = game["teams"]
+    visiting, home = team_code(teams["away"], label), team_code(teams["home"], label)
+    if visiting == home:
+        raise PayloadShapeError(f"game {label}: {home} listed as both home and away team")
+    park = park_code(game, home)
+    row = {"date": date.strftime("%Y%m%d"), "game_number": game_number(game), "day_of_week": date.strftime("%a"),
+           "visiting_team": visiting, "visiting_league": TEAM_LEAGUE[teams["away"]["team"]["id"]],
+           "home_team": home, "home_league": TEAM_LEAGUE[teams["home"]["team"]["id"]],
+           "day_night": {"day": "D", "night": "N"}.get(game.get("dayNight"), ""), "park_id": park}
+    if box is None:
+        for side, prefix in (("away", "v"), ("home", "h")):
+            pitcher = teams[side].get("probablePitcher") or {}
+            if pitcher.get("id") is not None:
+                row[f"{prefix}_starting_pitcher_id"] = ids(int(pitcher["id"]))
+                row[f"{prefix}_starting_pitcher_name"] = _name(pitcher)
+        row.update(visiting_score="0", home_score="0", completion_info=f"{completed:%Y%m%d},{park},,,")
+        return row
+    linescore = game.get("linescore") or {}
+    innings = linescore.get("innings") or []
+    row["visiting_score"] = str(int(teams["away"]["score"]))
+    row["home_score"] = str(int(teams["home"]["score"]))
+    row["visiting_line_score"] = line_score(innings, "away")
+    row["home_line_score"] = line_score(innings, "home")
+    outs = 0
+    for side, prefix in (("away", "v"), ("home", "h")):
+        team = box["teams"][side]
+        stats = team["teamStats"]
+        for name, key in TEAM_BATTING.items():
+            if stats["batting"].get(key) is not None:
+                row[f"{prefix}_{name}"] = str(int(stats["batting"][key]))
+        pitching = stats.get("pitching") or {}
+        outs += int(pitching.get("outs") or 0)
+        row[f"{prefix}_pitchers_used"] = str(len(team["pitchers"]))
+        for name, key in (("team_er", "earnedRuns"), ("wp", "wildPitches"), ("balk", "balks")):
+            if pitching.get(key) is not None:
+                row[f"{prefix}_{name}"] = str(int(pitching[key]))
+        fielding = stats.get("fielding") or {}
+        for name, key in (("po", "putOuts"), ("a", "assists"), ("e", "errors"), ("pb", "passedBall")):
+            if fielding.get(key) is not None:
+                row[f"{prefix}_{name}"] = str(int(fielding[key]))
+        if team["pitchers"]:
+            starter = team["players"][f"ID{team['pitchers'][0]}"]["person"]
+            row[f"{prefix}_starting_pitcher_id"] = ids(team["pitchers"][0])
+            row[f"{prefix}_starting_pitcher_name"] = _name(starter)
+        for slot, pid in enumerate(team["battingOrder"][:9], start=1):
+            player = team["players"][f"ID{pid}"]
+            row[f"{prefix}_player{slot}_id"] = ids(pid)
+            row[f"{prefix}_player{slot}_name"] = _name(player["person"])
+            position = str(((player.get("allPositions") or [player.get("position") or {}])[0]).get("code", ""))
+            row[f"{prefix}_player{slot}_pos"] = position if position.isdigit() else ""
+    row["length_outs"] = str(outs)
+    decisions = game.get("decisions") or {}
+    for who, key in (("winning_pitcher", "winner"), ("losing_pitcher", "loser"), ("saving_pitcher", "save")):
+        if (decisions.get(key) or {}).get("id") is not None:
+            row[f"{who}_id"] = ids(int(decisions[key]["id"]))
+            row[f"{who}_name"] = _name(decisions[key])
+    if completed is not None:  # suspended, then completed: Retrosheet's "date,park,..." (the date is what is read)
+        row["completion_info"] = f"{completed.strftime('%Y%m%d')},{park},,,"
+    return row
+
+
+def player_lines(game: dict, box: dict, date: dt.date, completed: dt.date | None,
+                 ids: Callable[[int], str]) -> list[dict]:
+    """Every player's batting and pitching line in one final game, as `player_games` rows."""
+    label = str(game.get("gamePk"))
+    codes = {side: team_code(game["teams"][side], label) for side in ("away", "home")}
+    home = codes["home"]
+    event_id = f"{home}{date.strftime('%Y%m%d')}{game_number(game)}"
+    rows = []
+    for side in ("away", "home"):
+        team = box["teams"][side]
+        starters = set(team["battingOrder"][:9]) | set(team["pitchers"][:1])
+        pitchers = team["pitchers"]
+        order = list(dict.fromkeys(team["batters"] + pitchers))
+        unslotted = 0
+        for pid in order:
+            player = team["players"][f"ID{pid}"]
+            stats = player.get("stats") or {}
+            batting, pitching = stats.get("batting") or {}, stats.get("pitching") or {}
+            batting_order = str(player.get("battingOrder") or "")
+            if batting_order.isdigit() and len(batting_order) == 3:
+                slot, seq = int(batting_order[0]), int(batting_order[1:]) + 1
+            else:  # a pitcher who never batted: slot 0, in order of appearance
+                unslotted += 1
+                slot, seq = 0, unslotted
+            row = {"event_game_id": event_id, "date": date, "game_number": int(game_number(game)),
+                   "appear_date": date if completed is None or pid in starters else completed,
+                   "team": codes[side], "opponent": codes["home" if side == "away" else "away"],
+                   "is_home": side == "home", "player_id": ids(pid), "slot": slot, "seq": seq}
+            for column, key in PLAYER_BATTING.items():
+                row[column] = int(batting.get(key) or 0)
+            pitched = pid in pitchers
+            row["p_g"] = int(pitched)
+            for column, key in PLAYER_PITCHING.items():
+                row[column] = int(pitching.get(key) or 0) if pitched else 0
+            rows.append(row)
+    return rows
+
+
+def suspended_on(listing: SeasonListing) -> dict[int, dt.date]:
+    """The day each suspended game began: where it stays once completed (Retrosheet files it there).
+    A postponed game's earlier listing does not count: it is played on its new date."""
+    first: dict[int, dt.date] = {}
+    for day in sorted(listing.by_day):
+        for game in listing.by_day[day]:
+            if str((game.get("status") or {}).get("detailedState", "")).startswith("Suspended"):
+                first.setdefault(int(game["gamePk"]), day)
+    return first
+
+
+def games_before(listing: SeasonListing, as_of: dt.date) -> tuple[dict[int, tuple[dict, dt.date, dt.date | None]],
+                                                                   dict[int, tuple[dict, dt.date]]]:
+    """(final games: pk -> (listing, date, completion date or None); games begun before `as_of` but
+    not final by then (suspended): pk -> (listing, date)). A game's date is its first listing's
+    (a resumed game's `resumedFrom`), as Retrosheet files it."""
+    first = suspended_on(listing)
+    finals: dict[int, tuple[dict, dt.date, dt.date | None]] = {}
+    pending: dict[int, tuple[dict, dt.date]] = {}
+    for day in sorted(listing.by_day):
+        if day >= as_of:
+            continue
+        for game in listing.by_day[day]:
+            pk = int(game["gamePk"])
+            resumed = game.get("resumedFrom") or game.get("resumedFromDate")
+            began = dt.date.fromisoformat(str(resumed)[:10]) if resumed else min(first.get(pk, day), day)
+            if is_final(game):
+                finals[pk] = (game, began, day if day != began else None)
+                pending.pop(pk, None)
+            elif str((game.get("status") or {}).get("detailedState", "")).startswith("Suspended") \
+                    and pk not in finals:
+                pending[pk] = (game, began)
+    return finals, pending
+
+
+def day_slate(listing: SeasonListing, as_of: dt.date) -> list[dict]:
+    return [g for g in listing.by_day.get(as_of, []) if not str((g.get("status") or {}).get("detailedState", ""))
+            .startswith(("Postponed", "Cancelled"))]
+
+
+@dataclass
+class LiveSeason:
+    rows: list[dict[str, str]]          # game-log fields of each game before the as-of day
+    pks: list[int]
+    lines: list[dict]                   # player_games rows
+    mlbam_ids: set[int]                 # every player seen, for the crosswalk artifact
+    requests: int
+
+
+def read_season(api: StatsApi, season: int, as_of: dt.date, ids: Callable[[int], str],
+                known_people: Callable[[list[int]], None]) -> tuple[LiveSeason, SeasonListing]:
+    """A season's games before `as_of` from the Stats API (cached finals never asked again)."""
+    before = api.requests
+    listing = season_listing(api, season, as_of)
+    finals, pending = games_before(listing, as_of)
+    boxes: dict[int, dict] = {}
+    with progress(f"Stats API {season}", len(finals)) as step:
+        for pk in sorted(finals, key=lambda p: (finals[p][1], p)):
+            step(f"game {pk}")
+            boxes[pk] = api.boxscore(pk, season)
+    people = set()
+    for pk, box in boxes.items():
+        for side in ("away", "home"):
+            people.update(int(p["person"]["id"]) for p in box["teams"][side]["players"].values())
+    for game, _ in pending.values():
+        people.update(int(t["probablePitcher"]["id"]) for t in game["teams"].values() if t.get("probablePitcher"))
+    for game in day_slate(listing, as_of):
+        people.update(int(t["probablePitcher"]["id"]) for t in game["teams"].values() if t.get("probablePitcher"))
+    known_people(sorted(people))
+    rows, pks, lines = [], [], []
+    for pk, (game, date, completed) in sorted(finals.items(), key=lambda kv: (kv[1][1], kv[0])):
+        try:
+            rows.append(gamelog_row(game, boxes[pk], date, completed, ids))
+            lines.extend(player_lines(game, boxes[pk], date, completed, ids))
+        except (PayloadShapeError, KeyError, TypeError, ValueError) as exc:
+            raise SourceError(f"{api.root}/game/{pk}/boxscore: game {pk} does not read ({type(exc).__name__}: "
+                              f"{exc})") from None
+        pks.append(pk)
+    for pk, (game, date) in sorted(pending.items(), key=lambda kv: (kv[1][1], kv[0])):
+        rows.append(gamelog_row(game, None, date, as_of, ids))
+        pks.append(pk)
+    return LiveSeason(rows, pks, lines, people, api.requests - before), listing
+
+
+MAX_GAMES_A_DAY = 40  # 15 games on a full day, a few more with doubleheaders and split squads
+
+
+def _pitcher_name(value: object, game: str, where: str) -> str | None:
+    """A probable pitcher's name as the payload gives it: text of a sane length, or absent."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 80:
+        raise PayloadShapeError(f"game {game}: {where} probable pitcher's name {str(value)[:40]!r} is not a name")
+    return value.strip()
+
+
+def slate_frame(games: list[dict], day: dt.date, pitcher_ids: Callable[[dict], str | None]) -> pd.DataFrame:
+    """The day's regular-season games (postponed and cancelled ones left out) as the schedule's
+    columns: teams and leagues, park, day or night, doubleheader game, probable pitchers by id."""
+    if len(games) > MAX_GAMES_A_DAY:
+        raise PayloadShapeError(f"{len(games)} games on {day}, more than any day's slate ({MAX_GAMES_A_DAY})")
+    rows = []
+    for game in games:
+        label = str(game.get("gamePk", "?"))[:20]
+        if game.get("gameType", "R") != "R" or str(game["status"].get("detailedState", "")).startswith(
+                ("Postponed", "Cancelled")):
+            continue
+        official = game.get("officialDate") or game.get("_listed")  # gameDate is UTC: a night game's is tomorrow's
+        if official != day.isoformat():
+            raise PayloadShapeError(f"game {label}: dated {str(official)[:20]!r}, not the requested {day}")
+        side = {}
+        for where in ("away", "home"):
+            team = game["teams"][where]
+            pitcher = team.get("probablePitcher") or {}
+            name = _pitcher_name(pitcher.get("fullName"), label, where)
+            side[where] = (team_code(team, label), name, pitcher_ids(pitcher) if name else None,
+                           TEAM_LEAGUE[team["team"]["id"]])
+        if side["away"][0] == side["home"][0]:
+            raise PayloadShapeError(f"game {label}: {side['home'][0]} listed as both home and away team")
+        number = game_number(game)
+        if number not in ("0", "1", "2"):
+            raise PayloadShapeError(f"game {label}: game number {number} of a doubleheader")
+        rows.append({
+            "season": day.year, "date": pd.Timestamp(day), "game_number": number,
+            "day_of_week": day.strftime("%a"), "visiting_team": side["away"][0], "visiting_league": side["away"][3],
+            "visiting_game_number": pd.NA, "home_team": side["home"][0], "home_league": side["home"][3],
+            "home_game_number": pd.NA, "day_night": {"day": "D", "night": "N"}.get(game.get("dayNight"), pd.NA),
+            "park_id": park_code(game, side["home"][0]), "v_starting_pitcher_id": side["away"][2],
+            "v_starting_pitcher_name": side["away"][1], "h_starting_pitcher_id": side["home"][2],
+            "h_starting_pitcher_name": side["home"][1],
+        })
+    frame = pd.DataFrame(rows, columns=SCHEDULE_COLUMNS)
+    for col in ("season", "visiting_game_number", "home_game_number"):
+        frame[col] = frame[col].astype("Int64")
+    for col in SCHEDULE_COLUMNS:
+        if col not in ("season", "date", "visiting_game_number", "home_game_number"):
+            frame[col] = frame[col].astype("string")
+    frame["date"] = pd.to_datetime(frame["date"]).astype("datetime64[ms]")
+    return frame
