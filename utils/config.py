@@ -65,6 +65,11 @@ class PathsConfig(Frozen):
         return self
 
 
+def yaml_switch(value: object) -> object:
+    """YAML reads a bare on/off (in config.yaml or --set key=off) as true/false: the words meant."""
+    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+
 def https_url(value: str) -> str:
     """An https URL; plain http only to this machine's loopback (the tests' recorded servers)."""
     from urllib.parse import urlsplit
@@ -96,6 +101,11 @@ class RetrosheetSettings(Frozen):
     @classmethod
     def _base(cls, value: str) -> str:
         return _url_or_folder(value)
+
+    @field_validator("events_url", mode="before")
+    @classmethod
+    def _off_is_a_word(cls, value: object) -> object:
+        return yaml_switch(value)
 
     @field_validator("events_url")
     @classmethod
@@ -149,7 +159,14 @@ class LiveSettings(Frozen):
     results: Literal["auto", "on", "off"] = Field(
         "auto", description="the completed games of a season Retrosheet has not published yet (the current one), "
         "from the Stats API: auto when the schedule is live (sources.schedule.mode), on, or off")
-    requests_per_second: float = Field(5.0, gt=0, le=20, description="the most Stats API requests a second")
+
+    @field_validator("results", mode="before")
+    @classmethod
+    def _on_off(cls, value: object) -> object:
+        return yaml_switch(value)
+
+    requests_per_second: float = Field(5.0, gt=0, le=1000, description="the most Stats API requests a second "
+                                       "(the public API: keep the default; a local mirror may take more)")
 
 
 class SourcesConfig(Frozen):

@@ -1,0 +1,304 @@
+"""A fake MLB Stats API on 127.0.0.1, its payloads generated from real Retrosheet data.
+
+`FakeSeason` turns a season's game-log rows (A's `raw_gamelogs`, so a game suspended and completed
+after the day is there without its result) and the play-by-play's player lines (`player_games`) into
+what the Stats API would have answered on the morning of `as_of`: the schedule (final games with line
+scores and decisions, suspended and postponed ones, the day's slate with probable pitchers), each
+final game's box score (starting nines in batting order, pitchers in order of appearance, every
+player's line, the teams' batting lines) and `people` (names and birth dates from Lahman). Player ids
+are MLBAM-like numbers from a fixed table (`mlbam_ids`); the pipeline maps them back through Lahman.
+
+The shapes follow the public API's responses (tests/data/statsapi_*.json are hand-checked examples);
+`FakeStatsApiServer` serves them and counts every request it answered.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import json
+import threading
+from collections import Counter
+from urllib.parse import parse_qs, urlsplit
+
+import pandas as pd
+
+from utils.sources import STATSAPI_TEAMS
+from utils.statsapi import PLAYER_BATTING, PLAYER_PITCHING, TEAM_BATTING, VENUE_PARKS
+
+TEAM_IDS = {code: team_id for team_id, code in STATSAPI_TEAMS.items()}
+VENUE_IDS = {park: venue for venue, park in VENUE_PARKS.items()}
+FIRST_PK = 745000
+FINAL = {"abstractGameState": "Final", "codedGameState": "F", "detailedState": "Final", "statusCode": "F",
+         "startTimeTBD": False, "abstractGameCode": "F"}
+SUSPENDED = {"abstractGameState": "Final", "codedGameState": "T", "detailedState": "Suspended: Rain",
+             "statusCode": "TR", "reason": "Rain", "startTimeTBD": False, "abstractGameCode": "F"}
+SCHEDULED = {"abstractGameState": "Preview", "codedGameState": "S", "detailedState": "Scheduled", "statusCode": "S",
+             "startTimeTBD": False, "abstractGameCode": "P"}
+
+
+def mlbam_ids(retro_ids) -> dict[str, int]:
+    """A fixed MLBAM-like id for each Retrosheet id (sorted, numbered from 500001)."""
+    return {rid: 500001 + n for n, rid in enumerate(sorted(set(retro_ids)))}
+
+
+def person_record(pid: int, row) -> dict:
+    """The `people` endpoint's record for a Lahman person (accents as Lahman writes them: none)."""
+    first, last = str(row.nameFirst), str(row.nameLast)
+    born = f"{int(row.birthYear):04d}-{int(row.birthMonth):02d}-{int(row.birthDay):02d}"
+    return {"id": pid, "fullName": f"{first} {last}", "link": f"/api/v1/people/{pid}", "firstName": first,
+            "lastName": last, "useName": first, "useLastName": last, "birthDate": born, "active": True,
+            "primaryPosition": {"code": "1", "name": "Pitcher", "type": "Pitcher", "abbreviation": "P"}}
+
+
+def innings(line: str) -> list[str | None]:
+    """Retrosheet's line score -> runs an inning as text (None for `x`)."""
+    out, i = [], 0
+    while i < len(line):
+        if line[i] == "(":
+            j = line.index(")", i)
+            out.append(line[i + 1:j])
+            i = j + 1
+        else:
+            out.append(None if line[i] == "x" else line[i])
+            i += 1
+    return out
+
+
+def _int(value) -> int:
+    return 0 if pd.isna(value) else int(value)
+
+
+class FakeSeason:
+    def __init__(self, games: pd.DataFrame, lines: pd.DataFrame, as_of: dt.date, people: pd.DataFrame,
+                 unknown: dict[str, dict] | None = None):
+        """`games`: one season's game-log rows before `as_of` (results hidden for those completed on
+        or after it) plus the day's slate (pregame fields only); `lines`: the season's player lines;
+        `unknown`: Retrosheet ids to serve as people Lahman does not know (debutants), id -> record."""
+        self.as_of = as_of
+        ids = set(lines["player_id"].dropna())
+        for col in [c for c in games.columns if c.endswith("_id") and not c.startswith("ump")]:
+            ids |= set(games[col].dropna())
+        ids = {i for i in ids if isinstance(i, str) and len(i) == 8}
+        self.mlbam = mlbam_ids(ids)
+        lahman = people.dropna(subset=["retroID"]).drop_duplicates("retroID").set_index("retroID")
+        self.people = {}
+        for rid, pid in self.mlbam.items():
+            if unknown and rid in unknown:
+                self.people[pid] = {"id": pid, **unknown[rid]}
+            elif rid in lahman.index and not pd.isna(lahman.loc[rid, "birthYear"]):
+                self.people[pid] = person_record(pid, lahman.loc[rid].rename(rid))
+        games = games.sort_values(["date", "game_number", "home_team"], kind="stable").reset_index(drop=True)
+        self.listings: dict[dt.date, list[dict]] = {}
+        self.boxes: dict[int, dict] = {}
+        by_game: dict[tuple, list[dict]] = {}
+        for record in lines.to_dict("records"):
+            key = (record["date"], int(record["game_number"]), record["team"])
+            by_game.setdefault(key, []).append(record)
+        for n, game in enumerate(games.itertuples(index=False)):
+            self._add(FIRST_PK + n, game, by_game)
+
+    def _person(self, rid) -> dict | None:
+        if pd.isna(rid) or rid not in self.mlbam:
+            return None
+        pid = self.mlbam[rid]
+        record = self.people.get(pid, {"fullName": rid})
+        return {"id": pid, "fullName": record["fullName"], "link": f"/api/v1/people/{pid}"}
+
+    def _add(self, pk: int, game, by_game) -> None:
+        date = game.date.date()
+        number = str(game.game_number)
+        entry = {
+            "gamePk": pk, "link": f"/api/v1.1/game/{pk}/feed/live", "gameType": "R", "season": str(date.year),
+            "gameDate": f"{date.isoformat()}T23:05:00Z", "officialDate": date.isoformat(),
+            "teams": {}, "venue": {"id": VENUE_IDS.get(game.park_id, 99999), "name": str(game.park_id),
+                                   "link": "/api/v1/venues/0"},
+            "dayNight": {"D": "day", "N": "night"}.get(game.day_night, "night"),
+            "doubleHeader": "N" if number == "0" else "Y", "gameNumber": 1 if number == "0" else int(number),
+            "scheduledInnings": 9, "seriesGameNumber": 1, "gamesInSeries": 3,
+        }
+        for side, prefix, team in (("away", "v", game.visiting_team), ("home", "h", game.home_team)):
+            link = f"/api/v1/teams/{TEAM_IDS[team]}"
+            entry["teams"][side] = {"team": {"id": TEAM_IDS[team], "name": team, "link": link},
+                                    "splitSquad": False, "seriesNumber": 1}
+            starter = self._person(getattr(game, f"{prefix}_starting_pitcher_id"))
+            if starter:
+                entry["teams"][side]["probablePitcher"] = starter
+        if date >= self.as_of:  # the day's slate: not played yet
+            self.listings.setdefault(date, []).append({**entry, "status": SCHEDULED})
+            return
+        if pd.isna(game.home_score):  # suspended before the day, completed on or after it
+            self.listings.setdefault(date, []).append({**entry, "status": SUSPENDED})
+            return
+        completed = None if pd.isna(game.completion_info) else \
+            dt.datetime.strptime(str(game.completion_info)[:8], "%Y%m%d").date()
+        final = self._final(entry, game)
+        if completed is None:
+            self.listings.setdefault(date, []).append(final)
+        else:  # listed as suspended on its first day, final on the day it was completed
+            self.listings.setdefault(date, []).append({**entry, "status": SUSPENDED})
+            self.listings.setdefault(completed, []).append(
+                {**final, "officialDate": completed.isoformat(), "resumedFrom": date.isoformat()})
+        self.boxes[pk] = self._box(entry, game, by_game)
+
+    def _final(self, entry: dict, game) -> dict:
+        away, home = innings(str(game.visiting_line_score)), innings(str(game.home_line_score))
+        frames = []
+        for n in range(max(len(away), len(home))):
+            frame = {"num": n + 1, "ordinalNum": f"{n + 1}", "home": {}, "away": {}}
+            for side, runs in (("away", away), ("home", home)):
+                if n < len(runs) and runs[n] is not None:
+                    frame[side] = {"runs": int(runs[n]), "hits": 0, "errors": 0, "leftOnBase": 0}
+            frames.append(frame)
+        teams = json.loads(json.dumps(entry["teams"]))
+        teams["away"].update(score=int(game.visiting_score), isWinner=int(game.visiting_score) > int(game.home_score))
+        teams["home"].update(score=int(game.home_score), isWinner=int(game.home_score) > int(game.visiting_score))
+        decisions = {}
+        for key, col in (("winner", "winning_pitcher_id"), ("loser", "losing_pitcher_id"),
+                         ("save", "saving_pitcher_id")):
+            person = self._person(getattr(game, col))
+            if person:
+                decisions[key] = person
+        return {**entry, "status": FINAL, "teams": teams, "decisions": decisions, "isTie": False,
+                "linescore": {"currentInning": len(frames), "scheduledInnings": 9, "innings": frames,
+                              "teams": {"home": {"runs": int(game.home_score)},
+                                        "away": {"runs": int(game.visiting_score)}}}}
+
+    def _box(self, entry: dict, game, by_game) -> dict:
+        teams = {}
+        outs = {}
+        for side, prefix, team in (("away", "v", game.visiting_team), ("home", "h", game.home_team)):
+            number = int(str(game.game_number).replace("A", "1").replace("B", "2"))
+            lines = by_game.get((game.date, number, team), [])
+            outs[side] = sum(_int(r["p_out"]) for r in lines if _int(r["p_g"]))
+            teams[side] = (prefix, team, lines)
+        # both sides' outs add up to the game log's length (the away pitchers' share is what is left)
+        if not pd.isna(game.length_outs):
+            outs["away"] = int(game.length_outs) - outs["home"]
+        out = {"copyright": "generated from Retrosheet data for the tests", "teams": {}, "officials": [], "info": []}
+        for side, (prefix, team, lines) in teams.items():
+            players, batters = {}, []
+            lineup = [getattr(game, f"{prefix}_player{slot}_id") for slot in range(1, 10)]
+            positions = {getattr(game, f"{prefix}_player{slot}_id"): getattr(game, f"{prefix}_player{slot}_pos")
+                         for slot in range(1, 10)}
+            starter = getattr(game, f"{prefix}_starting_pitcher_id")
+            pitched = [r for r in lines if _int(r["p_g"])]
+            slot0 = sorted((r for r in pitched if not _int(r["slot"])), key=lambda r: _int(r["seq"]))
+            others = [r for r in pitched if _int(r["slot"])]
+            pitchers = [starter] + [r["player_id"] for r in slot0 + others if r["player_id"] != starter]
+            for line in sorted(lines, key=lambda r: (_int(r["slot"]), _int(r["seq"]))):
+                pid = self.mlbam[line["player_id"]]
+                batting = {key: _int(line[col]) for col, key in PLAYER_BATTING.items()}
+                pitching = {key: _int(line[col]) for col, key in PLAYER_PITCHING.items()} if _int(line["p_g"]) else {}
+                if pitching:
+                    pitching.update(gamesPitched=1, gamesPlayed=1, inningsPitched=f"{_int(line['p_out']) // 3}."
+                                    f"{_int(line['p_out']) % 3}", pitchesThrown=pitching["numberOfPitches"],
+                                    hitBatsmen=pitching["hitByPitch"])
+                entry_player = {"person": self._person(line["player_id"]), "jerseyNumber": "0",
+                                "stats": {"batting": batting if _int(line["slot"]) else {}, "pitching": pitching,
+                                          "fielding": {}},
+                                "gameStatus": {"isCurrentBatter": False, "isCurrentPitcher": False,
+                                               "isOnBench": False, "isSubstitute": _int(line["seq"]) > 1}}
+                if _int(line["slot"]):
+                    entry_player["battingOrder"] = f"{_int(line['slot'])}{_int(line['seq']) - 1:02d}"
+                    batters.append(pid)
+                if line["player_id"] in positions and not pd.isna(positions[line["player_id"]]):
+                    entry_player["allPositions"] = [{"code": str(int(positions[line["player_id"]]))}]
+                players[f"ID{pid}"] = entry_player
+            for rid in [r for r in lineup + [starter] if not pd.isna(r)]:  # a game without player lines
+                players.setdefault(f"ID{self.mlbam[rid]}", {"person": self._person(rid), "stats": {}})
+            batting = {key: _int(getattr(game, f"{prefix}_{name}")) for name, key in TEAM_BATTING.items()}
+            pitching = {"outs": outs[side], "earnedRuns": _int(getattr(game, f"{prefix}_team_er"))}
+            out["teams"][side] = {
+                "team": {"id": TEAM_IDS[team], "name": team}, "players": players,
+                "teamStats": {"batting": batting, "pitching": pitching,
+                              "fielding": {"putOuts": _int(getattr(game, f"{prefix}_po")),
+                                           "assists": _int(getattr(game, f"{prefix}_a")),
+                                           "errors": _int(getattr(game, f"{prefix}_e"))}},
+                "battingOrder": [self.mlbam[r] for r in lineup if not pd.isna(r)],
+                "batters": batters, "pitchers": [self.mlbam[p] for p in pitchers if not pd.isna(p)],
+                "bench": [], "bullpen": [], "note": []}
+        return out
+
+    # -- the endpoints ---------------------------------------------------------------------------
+    def schedule(self, start: dt.date, end: dt.date) -> dict:
+        dates = [{"date": d.isoformat(), "totalGames": len(g), "games": g}
+                 for d, g in sorted(self.listings.items()) if start <= d <= end]
+        return {"copyright": "generated from Retrosheet data for the tests", "totalGames": sum(len(d["games"])
+                for d in dates), "dates": dates}
+
+    def people_records(self, ids: list[int]) -> dict:
+        return {"people": [self.people[i] for i in ids if i in self.people]}
+
+
+class FakeStatsApiServer:
+    """Serves a FakeSeason on 127.0.0.1; `requests` counts what it answered, by endpoint and game.
+    `hold_after`: answer that many box scores, then hold the next requests until `release()`
+    (a run killed meanwhile never gets them)."""
+
+    def __init__(self, season: FakeSeason, hold_after: int | None = None):
+        self.season = season
+        self.requests: Counter = Counter()
+        self.hold_after = hold_after
+        self.holding = threading.Event()
+        self.released = threading.Event()
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                outer.answer(self)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1/schedule"
+
+    def __enter__(self) -> FakeStatsApiServer:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def release(self) -> None:
+        self.hold_after = None
+        self.released.set()
+
+    def boxscores(self) -> Counter:
+        return Counter({k: v for k, v in self.requests.items() if k.startswith("boxscore ")})
+
+    def answer(self, handler) -> None:
+        parts = urlsplit(handler.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        path = parts.path.rstrip("/")
+        if path == "/api/v1/schedule":
+            key = f"schedule {query.get('startDate')}..{query.get('endDate')}"
+            body = self.season.schedule(dt.date.fromisoformat(query["startDate"]),
+                                        dt.date.fromisoformat(query["endDate"]))
+        elif path.startswith("/api/v1/game/") and path.endswith("/boxscore"):
+            pk = int(path.split("/")[4])
+            key = f"boxscore {pk}"
+            with self.lock:
+                hold = self.hold_after is not None and sum(self.boxscores().values()) >= self.hold_after
+            if hold:
+                self.holding.set()
+                self.released.wait(120)
+                return
+            body = self.season.boxes.get(pk)
+        elif path == "/api/v1/people":
+            key = "people"
+            body = self.season.people_records([int(i) for i in query.get("personIds", "").split(",") if i])
+        else:
+            key, body = f"other {path}", None
+        payload = json.dumps(body).encode() if body is not None else b'{"message": "not found"}'
+        handler.send_response(200 if body is not None else 404)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
+        with self.lock:
+            self.requests[key] += 1
