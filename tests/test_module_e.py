@@ -6,7 +6,7 @@ def test_the_report_counts_games_and_sees_no_gap(tiny_store):
     cfg, store = tiny_store
     result = e_quality.main(cfg)
     report = store.read_json("data_quality_report")
-    assert result.metrics == {"quarantined": 0, "duplicates": 0}
+    assert result.metrics == {"quarantined": 0, "duplicates": 0, "unmatched_players": 0}
     assert report["games"] == 5 and report["scheduled"] == 1
     assert report["games_per_season"] == {"2023": 3, "2024": 2}
     # every team's game numbers run 1, 2, 3 with nothing missing: coverage 1 for all four team-seasons

@@ -245,8 +245,9 @@ def check_boxscore(doc: dict) -> None:
             if not isinstance(team["players"], dict) or not isinstance(team["teamStats"]["batting"], dict):
                 raise PayloadShapeError(f"teams.{side}.players or teamStats is not an object")
             for pid in team["battingOrder"] + team["pitchers"] + team["batters"]:
-                if f"ID{pid}" not in team["players"]:
-                    raise PayloadShapeError(f"teams.{side}: player {pid} is listed but has no entry")
+                entry = team["players"].get(f"ID{pid}")
+                if not isinstance(entry, dict) or not isinstance((entry.get("person") or {}).get("id"), int):
+                    raise PayloadShapeError(f"teams.{side}: player {pid} is listed but has no entry with his id")
     except (KeyError, TypeError) as exc:
         raise PayloadShapeError(f"{type(exc).__name__}: {exc}") from None
 
@@ -518,9 +519,10 @@ def read_season(api: StatsApi, season: int, as_of: dt.date, ids: Callable[[int],
             step(f"game {pk}")
             boxes[pk] = api.boxscore(pk, season)
     people = set()
-    for pk, box in boxes.items():
+    for box in boxes.values():  # those who played (a box score lists the whole roster)
         for side in ("away", "home"):
-            people.update(int(p["person"]["id"]) for p in box["teams"][side]["players"].values())
+            team = box["teams"][side]
+            people.update(team["battingOrder"] + team["batters"] + team["pitchers"])
     for game, _ in pending.values():
         people.update(int(t["probablePitcher"]["id"]) for t in game["teams"].values() if t.get("probablePitcher"))
     for game in day_slate(listing, as_of):
