@@ -155,8 +155,8 @@ def test_live_games_come_from_the_stats_api_with_their_source_and_ids(replay, li
     assert sum(v for k, v in requests.items() if k.startswith("boxscore")) == finals
     assert max(v for k, v in requests.items() if k.startswith("boxscore")) == 1
     assert sorted(k for k in requests if k.startswith("schedule")) == [
-        "schedule 2024-03-01..2024-03-31", "schedule 2024-04-01..2024-04-30", "schedule 2024-05-01..2024-05-31",
-        "schedule 2024-06-01..2024-06-30", "schedule 2024-07-01..2024-07-14"]
+        "schedule 2024-03-01..2024-03-31", "schedule 2024-04-01..2024-05-01", "schedule 2024-05-02..2024-06-01",
+        "schedule 2024-06-02..2024-07-02", "schedule 2024-07-03..2024-07-14"]
     ids = store.read_frame("player_ids")
     assert len(ids) > 900 and (ids["matched_by"] == "name_and_birth_date").mean() > 0.99
     report = store.read("data_quality_report")

@@ -184,3 +184,14 @@ def test_a_box_score_of_the_wrong_shape_is_one_line_naming_the_url(tmp_path):
     api = StatsApi("https://statsapi.example/api/v1/schedule", 5, lambda *a: b"[1, 2]", 1000, tmp_path)
     with pytest.raises(SourceError, match="unexpected boxscore payload .a list, not an object"):
         api.boxscore(7, 2024)
+
+
+def test_a_night_is_one_schedule_request_even_across_a_month_end():
+    from utils.statsapi import _month_spans
+
+    day = dt.date
+    assert _month_spans([day(2024, 9, 30), day(2024, 10, 1)]) == [(day(2024, 9, 30), day(2024, 10, 1))]
+    spans = _month_spans([day(2024, 3, 1), day(2024, 7, 14)])
+    assert spans[0] == (day(2024, 3, 1), day(2024, 3, 31)) and spans[-1][1] == day(2024, 7, 14)
+    assert all((b - a).days <= 30 for a, b in spans) and len(spans) == 5
+    assert all(b + dt.timedelta(days=1) == c for (_, b), (c, _) in zip(spans, spans[1:]))  # no gap, no overlap

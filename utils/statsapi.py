@@ -66,6 +66,7 @@ NOT_PLAYED = ("Postponed", "Cancelled", "Suspended")  # detailedState prefixes: 
 HYDRATE = "linescore,decisions,probablePitcher"
 MAX_PAYLOAD_BYTES = {"schedule": 60_000_000, "boxscore": 5_000_000, "people": 5_000_000}
 PEOPLE_BATCH = 100  # ids a `people` request asks for
+SPAN_DAYS = 31  # days a schedule request asks for: a month's games, with line scores, are ~10 MB
 FIRST_DAY = (3, 1)  # a season's games are asked for from March 1 (the earliest openers are in mid-March)
 LAST_DAY = (11, 30)
 
@@ -273,7 +274,7 @@ class SeasonListing:
 
 def season_listing(api: StatsApi, season: int, as_of: dt.date) -> SeasonListing:
     """Each day's games from the season's first day to `as_of`; settled days are read from the cache
-    and asked for never again, the others in one request a calendar month (one a night, usually)."""
+    and asked for never again, the others in a request a month (one a night, usually)."""
     first = dt.date(season, *FIRST_DAY)
     last = min(as_of, dt.date(season, *LAST_DAY))
     folder = api.cache_dir / str(season) / "days"
@@ -307,15 +308,15 @@ def _days(start: dt.date, end: dt.date) -> list[dt.date]:
 
 
 def _month_spans(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
-    """The unsettled days as requests: from the first one on, a request a calendar month."""
+    """The unsettled days as requests: from the first one on, at most 31 days a request (a night's
+    yesterday and today are one request, even across the end of a month)."""
     if not days:
         return []
-    spans, start = [], days[0]
-    end = days[-1]
+    spans, start, end = [], days[0], days[-1]
     while start <= end:
-        month_end = (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
-        spans.append((start, min(month_end, end)))
-        start = min(month_end, end) + dt.timedelta(days=1)
+        stop = min(start + dt.timedelta(days=SPAN_DAYS - 1), end)
+        spans.append((start, stop))
+        start = stop + dt.timedelta(days=1)
     return spans
 
 
