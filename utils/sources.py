@@ -44,11 +44,15 @@ def http_get(url: str, params: dict | None, timeout: int) -> bytes:
     except requests.RequestException as exc:
         raise SourceError(f"{url}: {type(exc).__name__}: {exc}") from None
     if response.status_code == 404:
-        raise SourceError(f"{url}: not found (404)")
+        raise NotFound(f"{url}: not found (404)")
     if response.status_code != 200:
         transient = response.status_code == 429 or response.status_code >= 500
         raise SourceError(f"{url}: HTTP {response.status_code}", transient=transient)
     return response.content
+
+
+class NotFound(SourceError):
+    """The file or URL is not there (404, no such file): not published yet, or never."""
 
 
 MAX_WAIT_S = 60.0  # the longest wait between two attempts: a night must not sleep for hours
@@ -99,7 +103,7 @@ class RetrosheetSource:
             try:
                 return path.read_bytes(), str(path)
             except FileNotFoundError:
-                raise SourceError(f"{path}: no {self.what} for {season}") from None
+                raise NotFound(f"{path}: no {self.what} for {season}") from None
         cached, digest_file = self.cache_dir / name, self.cache_dir / f"{name}.sha256"
         if cached.exists() and digest_file.exists():
             payload = cached.read_bytes()

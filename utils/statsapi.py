@@ -23,6 +23,7 @@ parser, and each player's line one row of `player_games` (`player_lines`).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import time
@@ -64,7 +65,8 @@ HOME_PARKS = {
 }
 NOT_PLAYED = ("Postponed", "Cancelled", "Suspended")  # detailedState prefixes: no result (yet) on that date
 HYDRATE = "linescore,decisions,probablePitcher"
-MAX_PAYLOAD_BYTES = {"schedule": 60_000_000, "boxscore": 5_000_000, "people": 5_000_000}
+# a day's games with line scores and probable pitchers are ~100 KB; a box score ~150 KB
+MAX_PAYLOAD_BYTES = {"schedule": 2_000_000, "boxscore": 5_000_000, "people": 5_000_000}  # schedule: a day
 PEOPLE_BATCH = 100  # ids a `people` request asks for
 SPAN_DAYS = 31  # days a schedule request asks for: a month's games, with line scores, are ~10 MB
 FIRST_DAY = (3, 1)  # a season's games are asked for from March 1 (the earliest openers are in mid-March)
@@ -122,17 +124,19 @@ class StatsApi:
         self.timeout = timeout
         self.fetch = fetch
         self.limit = RateLimit(requests_per_second)
-        self.cache_dir = Path(cache_dir)
+        # one folder per API address: a test server's or a mirror's answers never mix with the real API's
+        self.cache_dir = Path(cache_dir) / hashlib.sha256(self.root.encode()).hexdigest()[:12]
         self.requests = 0
 
-    def get(self, url: str, params: dict | None, kind: str) -> dict:
+    def get(self, url: str, params: dict | None, kind: str, days: int = 1) -> dict:
         self.limit.wait()
         self.requests += 1
         payload = self.fetch(url, params, self.timeout)
         where = url + ("?" + urlencode(params) if params else "")
-        if len(payload) > MAX_PAYLOAD_BYTES[kind]:
+        limit = MAX_PAYLOAD_BYTES[kind] * (days if kind == "schedule" else 1)
+        if len(payload) > limit:
             raise SourceError(f"{where}: {kind} payload of {len(payload):,} bytes, more than any "
-                              f"({MAX_PAYLOAD_BYTES[kind]:,} at most)")
+                              f"({limit:,} at most)")
         try:
             doc = json.loads(payload)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -145,7 +149,7 @@ class StatsApi:
         """The regular-season games listed from `start` to `end`, each with its listing's `date`."""
         params = {"sportId": 1, "gameType": "R", "startDate": start.isoformat(), "endDate": end.isoformat(),
                   "hydrate": HYDRATE}
-        doc = self.get(self.schedule_url, params, "schedule")
+        doc = self.get(self.schedule_url, params, "schedule", (end - start).days + 1)
         try:
             return [{**game, "_listed": block["date"]} for block in doc["dates"] for game in block["games"]
                     if game.get("gameType", "R") == "R"]
@@ -153,7 +157,8 @@ class StatsApi:
             raise SourceError(f"{self.schedule_url}?{urlencode(params)}: unexpected schedule payload "
                               f"({type(exc).__name__}: {exc})") from None
 
-    def boxscore(self, game_pk: int, season: int) -> dict:
+    def boxscore(self, game_pk: int, season: int, keep: bool = True) -> dict:
+        """A final game's box score; stored (`keep`) once the game is final for good, never asked again."""
         path = self.cache_dir / str(season) / "games" / f"{int(game_pk)}.json"
         cached = read_verified(path)
         if cached is not None:
@@ -164,7 +169,8 @@ class StatsApi:
             check_boxscore(doc)
         except PayloadShapeError as exc:
             raise SourceError(f"{url}: unexpected boxscore payload ({exc})") from None
-        write_verified(path, json.dumps(doc, separators=(",", ":")).encode())
+        if keep:
+            write_verified(path, json.dumps(doc, separators=(",", ":")).encode())
         return doc
 
     def day_schedule(self, day: dt.date, ids: LiveIds, slate: list[dict] | None = None) -> pd.DataFrame:
@@ -205,8 +211,9 @@ class StatsApi:
             for pid in batch:
                 if pid not in records:  # an id the API does not know stays unmatched, and is asked again
                     continue
-                write_verified(folder / f"{pid}.json", json.dumps(records[pid]).encode())
                 found[pid] = records[pid]
+                if records[pid].get("fullName") and records[pid].get("birthDate"):  # else asked again
+                    write_verified(folder / f"{pid}.json", json.dumps(records[pid]).encode())
         return found
 
 
@@ -260,9 +267,16 @@ def is_final(game: dict) -> bool:
 
 
 def is_settled(games: list[dict]) -> bool:
-    """A day whose listing cannot change any more: every game final, postponed, cancelled or suspended."""
-    return all(is_final(g) or str((g.get("status") or {}).get("detailedState", "")).startswith(NOT_PLAYED)
-               for g in games)
+    """A day whose listing cannot change any more: games, every one final, postponed, cancelled or
+    suspended. A day without games is settled only next to a later day with games (season_listing):
+    an empty answer may be an outage, not an off day."""
+    return bool(games) and all(
+        is_final(g) or str((g.get("status") or {}).get("detailedState", "")).startswith(NOT_PLAYED) for g in games)
+
+
+def final_for_good(game: dict) -> bool:
+    """Final, not just over ("Game Over" comes before the official "Final")."""
+    return is_final(game) and str(game["status"].get("detailedState", "")).startswith(("Final", "Completed Early"))
 
 
 @dataclass
@@ -290,17 +304,29 @@ def season_listing(api: StatsApi, season: int, as_of: dt.date) -> SeasonListing:
     before = api.requests
     for start, end in _month_spans(unsettled):
         games = api.schedule(start, end)
-        fresh: dict[dt.date, list[dict]] = {d: [] for d in _days(start, end)}
-        for game in games:
-            listed = dt.date.fromisoformat(str(game["_listed"])[:10])
-            if listed in fresh:
-                fresh[listed].append(game)
+        try:
+            fresh = _by_day(games, start, end)
+            settled = {listed: is_settled(day_games) for listed, day_games in fresh.items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SourceError(f"{api.schedule_url} ({start} to {end}): unexpected schedule payload "
+                              f"({type(exc).__name__}: {exc})") from None
+        played = [d for d, day_games in fresh.items() if day_games]
         for listed, day_games in fresh.items():
             listing.by_day[listed] = day_games
-            if listed < as_of and listed < dt.date.today() and is_settled(day_games):
+            off_day = not day_games and any(d > listed for d in played)  # an empty answer is no off day
+            if listed < as_of and listed < dt.date.today() and (settled[listed] or off_day):
                 write_verified(folder / f"{listed.isoformat()}.json", json.dumps(day_games).encode())
     listing.requests = api.requests - before
     return listing
+
+
+def _by_day(games: list[dict], start: dt.date, end: dt.date) -> dict[dt.date, list[dict]]:
+    fresh: dict[dt.date, list[dict]] = {d: [] for d in _days(start, end)}
+    for game in games:
+        listed = dt.date.fromisoformat(str(game["_listed"])[:10])
+        if listed in fresh:
+            fresh[listed].append(game)
+    return fresh
 
 
 def _days(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -476,6 +502,8 @@ def games_before(listing: SeasonListing, as_of: dt.date) -> tuple[dict[int, tupl
     not final by then (suspended): pk -> (listing, date)). A game's date is its first listing's
     (a resumed game's `resumedFrom`), as Retrosheet files it."""
     first = suspended_on(listing)
+    began_as = {int(g["gamePk"]): g for day in sorted(listing.by_day, reverse=True) for g in listing.by_day[day]
+                if int(g["gamePk"]) in first and first[int(g["gamePk"])] == day}
     finals: dict[int, tuple[dict, dt.date, dt.date | None]] = {}
     pending: dict[int, tuple[dict, dt.date]] = {}
     for day in sorted(listing.by_day):
@@ -486,6 +514,9 @@ def games_before(listing: SeasonListing, as_of: dt.date) -> tuple[dict[int, tupl
             resumed = game.get("resumedFrom") or game.get("resumedFromDate")
             began = dt.date.fromisoformat(str(resumed)[:10]) if resumed else min(first.get(pk, day), day)
             if is_final(game):
+                if pk in began_as and day != began:  # filed as it began: its doubleheader number, park, light
+                    game = {**game, **{k: began_as[pk][k] for k in ("doubleHeader", "gameNumber", "venue", "dayNight")
+                                       if k in began_as[pk]}}
                 finals[pk] = (game, began, day if day != began else None)
                 pending.pop(pk, None)
             elif str((game.get("status") or {}).get("detailedState", "")).startswith("Suspended") \
@@ -495,8 +526,10 @@ def games_before(listing: SeasonListing, as_of: dt.date) -> tuple[dict[int, tupl
 
 
 def day_slate(listing: SeasonListing, as_of: dt.date) -> list[dict]:
+    """The day's games to predict: not postponed or cancelled, and not a suspended game resuming
+    (it is filed on the day it began, and its outcome is already half decided)."""
     return [g for g in listing.by_day.get(as_of, []) if not str((g.get("status") or {}).get("detailedState", ""))
-            .startswith(("Postponed", "Cancelled"))]
+            .startswith(("Postponed", "Cancelled")) and not (g.get("resumedFrom") or g.get("resumedFromDate"))]
 
 
 @dataclass
@@ -513,21 +546,23 @@ def read_season(api: StatsApi, season: int, as_of: dt.date, ids: Callable[[int],
     """A season's games before `as_of` from the Stats API (cached finals never asked again)."""
     before = api.requests
     listing = season_listing(api, season, as_of)
-    finals, pending = games_before(listing, as_of)
+    try:
+        finals, pending = games_before(listing, as_of)
+        probables = {int(t["probablePitcher"]["id"]) for game in [g for g, _ in pending.values()]
+                     + day_slate(listing, as_of) for t in game["teams"].values() if t.get("probablePitcher")}
+    except (PayloadShapeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise SourceError(f"{api.schedule_url} ({season} to {as_of}): unexpected schedule payload "
+                          f"({type(exc).__name__}: {exc})") from None
     boxes: dict[int, dict] = {}
     with progress(f"Stats API {season}", len(finals)) as step:
         for pk in sorted(finals, key=lambda p: (finals[p][1], p)):
             step(f"game {pk}")
-            boxes[pk] = api.boxscore(pk, season)
-    people = set()
+            boxes[pk] = api.boxscore(pk, season, keep=final_for_good(finals[pk][0]))
+    people = set(probables)
     for box in boxes.values():  # those who played (a box score lists the whole roster)
         for side in ("away", "home"):
             team = box["teams"][side]
             people.update(team["battingOrder"] + team["batters"] + team["pitchers"])
-    for game, _ in pending.values():
-        people.update(int(t["probablePitcher"]["id"]) for t in game["teams"].values() if t.get("probablePitcher"))
-    for game in day_slate(listing, as_of):
-        people.update(int(t["probablePitcher"]["id"]) for t in game["teams"].values() if t.get("probablePitcher"))
     known_people(sorted(people))
     rows, pks, lines = [], [], []
     for pk, (game, date, completed) in sorted(finals.items(), key=lambda kv: (kv[1][1], kv[0])):
@@ -539,7 +574,11 @@ def read_season(api: StatsApi, season: int, as_of: dt.date, ids: Callable[[int],
                               f"{exc})") from None
         pks.append(pk)
     for pk, (game, date) in sorted(pending.items(), key=lambda kv: (kv[1][1], kv[0])):
-        rows.append(gamelog_row(game, None, date, as_of, ids))
+        try:
+            rows.append(gamelog_row(game, None, date, as_of, ids))
+        except (PayloadShapeError, KeyError, TypeError, ValueError) as exc:
+            raise SourceError(f"{api.schedule_url} ({season}): game {pk} does not read ({type(exc).__name__}: "
+                              f"{exc})") from None
         pks.append(pk)
     return LiveSeason(rows, pks, lines, people, api.requests - before), listing
 
