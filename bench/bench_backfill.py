@@ -51,9 +51,11 @@ def main() -> None:
         runs = [("backfill of the season but its last day", last_day),
                 ("the same night again", last_day),
                 ("the next night (the last day's games)", last_day + dt.timedelta(days=1))]
+        port = 0  # any free port, then the same one: the same API address, whose cache the runs share
         for label, as_of in runs:
             season = as_of_morning(games, lines, as_of, people)
-            with FakeStatsApiServer(season) as server:
+            with FakeStatsApiServer(season, port=port) as server:
+                port = server.server.server_address[1]
                 command = [PY, str(ROOT / "pipeline.py"), "run", "--legacy-executor", "--modules", "A",
                            "--as-of", as_of.isoformat(), "--set", f"paths.artifacts={root}",
                            "--set", f"sources.retrosheet.base_url={empty}",
