@@ -1,4 +1,5 @@
 """The Streamlit DAG viewer: every panel with AppTest, on a real run and on edge cases."""
+import json
 import os
 import shutil
 import subprocess
@@ -71,7 +72,11 @@ def test_every_panel_on_a_real_run(viewer_root, tmp_path):
     outputs = at.dataframe[0].value
     assert set(outputs["artifact"]) == {"raw_gamelogs", "quarantine", "lahman_pitching", "lahman_batting", "schedule",
                                         "player_games", "player_ids"}
-    assert outputs["verified"].all() and outputs["schema"].str.endswith("@1.0.0").all()
+    versions = {name: json.loads((ROOT / "schemas" / f"{name}.schema.json").read_text())["schema_version"]
+                for name in outputs["artifact"]}
+    assert outputs["verified"].all()
+    assert outputs["schema"].tolist() == [f"{name}@{versions[name]}" for name in outputs["artifact"]]
+    assert versions["raw_gamelogs"] == "1.1.0"  # the source column
     history = at.dataframe[1].value
     assert history["as_of"].astype(str).tolist() == ["2024-07-13", "2024-07-14"]
     # data quality
