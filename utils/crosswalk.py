@@ -72,12 +72,13 @@ def _unique(keys, values) -> dict:
     return {k: v for k, v in table.items() if v is not None}
 
 
-def mapping_frame(records: dict[int, dict], crosswalk: Crosswalk, seen: set[int]) -> pd.DataFrame:
-    """The mapping used: one row per MLBAM id seen, with the id it became and how."""
+def mapping_frame(records: dict[int, dict], matches: dict[int, tuple[str, str]]) -> pd.DataFrame:
+    """The mapping used: one row per MLBAM id seen, with the id it became and how (`matches`, from
+    `Crosswalk.match`), and the name and birth date it was matched on (`records`)."""
     rows = []
-    for pid in sorted(seen):
-        person = records.get(pid, {"id": pid})
-        retro, how = crosswalk.match(person)
+    for pid in sorted(matches):
+        person = records.get(pid, {})
+        retro, how = matches[pid]
         rows.append({"mlbam_id": pid, "retro_id": retro, "full_name": person.get("fullName"),
                      "birth_date": person.get("birthDate"), "matched_by": how})
     frame = pd.DataFrame(rows, columns=COLUMNS)

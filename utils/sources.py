@@ -28,6 +28,10 @@ class SourceError(OSError):
         self.transient = transient
 
 
+class NotFound(SourceError):
+    """The file or URL is not there (404, no such file): not published yet, or never."""
+
+
 def http_get(url: str, params: dict | None, timeout: int) -> bytes:
     import requests
 
@@ -49,10 +53,6 @@ def http_get(url: str, params: dict | None, timeout: int) -> bytes:
         transient = response.status_code == 429 or response.status_code >= 500
         raise SourceError(f"{url}: HTTP {response.status_code}", transient=transient)
     return response.content
-
-
-class NotFound(SourceError):
-    """The file or URL is not there (404, no such file): not published yet, or never."""
 
 
 MAX_WAIT_S = 60.0  # the longest wait between two attempts: a night must not sleep for hours

@@ -98,6 +98,12 @@ def api_root(schedule_url: str) -> str:
     return root
 
 
+def schedule_params(start: dt.date, end: dt.date) -> dict:
+    """The schedule request for the regular-season games of these days, with what A reads of them."""
+    return {"sportId": 1, "gameType": "R", "startDate": start.isoformat(), "endDate": end.isoformat(),
+            "hydrate": HYDRATE}
+
+
 class RateLimit:
     """At most `per_second` requests a second: each waits for its turn."""
 
@@ -147,8 +153,7 @@ class StatsApi:
 
     def schedule(self, start: dt.date, end: dt.date) -> list[dict]:
         """The regular-season games listed from `start` to `end`, each with its listing's `date`."""
-        params = {"sportId": 1, "gameType": "R", "startDate": start.isoformat(), "endDate": end.isoformat(),
-                  "hydrate": HYDRATE}
+        params = schedule_params(start, end)
         doc = self.get(self.schedule_url, params, "schedule", (end - start).days + 1)
         try:
             return [{**game, "_listed": block["date"]} for block in doc["dates"] for game in block["games"]
@@ -176,8 +181,7 @@ class StatsApi:
     def day_schedule(self, day: dt.date, ids: LiveIds, slate: list[dict] | None = None) -> pd.DataFrame:
         """The day's games with probable pitchers by id (`slate`: the day's listing when a season's
         backfill has it already; else one request)."""
-        params = {"sportId": 1, "gameType": "R", "startDate": day.isoformat(), "endDate": day.isoformat(),
-                  "hydrate": HYDRATE}
+        params = schedule_params(day, day)
         try:
             if slate is None:
                 slate = [g for g in self.schedule(day, day) if g["_listed"] == day.isoformat()]
@@ -190,7 +194,7 @@ class StatsApi:
             raise SourceError(f"{self.schedule_url}?{urlencode(params)}: {reason}") from None
 
     def people(self, ids: list[int]) -> dict[int, dict]:
-        """id -> the person's record (name, birth date), each asked for once ever."""
+        """id -> the person's record (name, birth date); one with both is kept and never asked again."""
         folder = self.cache_dir / "people"
         found: dict[int, dict] = {}
         missing = []
@@ -223,21 +227,25 @@ class LiveIds:
     def __init__(self, crosswalk: Crosswalk):
         self.crosswalk = crosswalk
         self.records: dict[int, dict] = {}
-        self.mapping: dict[int, str] = {}
+        self.matches: dict[int, tuple[str, str]] = {}  # MLBAM id -> (the id used, how it matched)
 
     def learn(self, api: StatsApi, pids: list[int]) -> None:
-        new = sorted({int(p) for p in pids} - set(self.mapping))
+        new = sorted({int(p) for p in pids} - set(self.matches))
         if not new:
             return
         self.records.update(api.people(new))
         for pid in new:
-            self.mapping[pid] = self.crosswalk.match(self.records.get(pid, {"id": pid}))[0]
+            self.matches[pid] = self.crosswalk.match(self.records.get(pid, {"id": pid}))
+
+    def id(self, pid: int) -> str:
+        """The id of a player learned before."""
+        return self.matches[int(pid)][0]
 
     def get(self, pid: object) -> str | None:
-        return None if pid is None else self.mapping.get(int(pid))
+        return None if pid is None or int(pid) not in self.matches else self.id(pid)
 
     def frame(self) -> pd.DataFrame:
-        return mapping_frame(self.records, self.crosswalk, set(self.mapping))
+        return mapping_frame(self.records, self.matches)
 
 
 def check_boxscore(doc: dict) -> None:
@@ -260,30 +268,36 @@ def check_boxscore(doc: dict) -> None:
         raise PayloadShapeError(f"{type(exc).__name__}: {exc}") from None
 
 
+def _state(game: dict) -> str:
+    """The listing's detailed state ("Final", "Postponed", "Suspended: Rain", ...)."""
+    return str((game.get("status") or {}).get("detailedState", ""))
+
+
+def _resumed_from(game: dict) -> object:
+    """The day a resumed game began, as the listing of its completion names it (or None)."""
+    return game.get("resumedFrom") or game.get("resumedFromDate")
+
+
 def is_final(game: dict) -> bool:
-    status = game.get("status") or {}
-    return status.get("abstractGameState") == "Final" and not str(status.get("detailedState", "")).startswith(
-        NOT_PLAYED)
+    return (game.get("status") or {}).get("abstractGameState") == "Final" and not _state(game).startswith(NOT_PLAYED)
 
 
 def is_settled(games: list[dict]) -> bool:
     """A day whose listing cannot change any more: games, every one final, postponed, cancelled or
     suspended. A day without games is settled only next to a later day with games (season_listing):
     an empty answer may be an outage, not an off day."""
-    return bool(games) and all(
-        is_final(g) or str((g.get("status") or {}).get("detailedState", "")).startswith(NOT_PLAYED) for g in games)
+    return bool(games) and all(is_final(g) or _state(g).startswith(NOT_PLAYED) for g in games)
 
 
 def final_for_good(game: dict) -> bool:
     """Final, not just over ("Game Over" comes before the official "Final")."""
-    return is_final(game) and str(game["status"].get("detailedState", "")).startswith(("Final", "Completed Early"))
+    return is_final(game) and _state(game).startswith(("Final", "Completed Early"))
 
 
 @dataclass
 class SeasonListing:
     """A season's schedule as of a day: every listed game by date, settled days from the cache."""
     by_day: dict[dt.date, list[dict]] = field(default_factory=dict)
-    requests: int = 0
 
 
 def season_listing(api: StatsApi, season: int, as_of: dt.date) -> SeasonListing:
@@ -301,7 +315,6 @@ def season_listing(api: StatsApi, season: int, as_of: dt.date) -> SeasonListing:
         else:
             listing.by_day[day] = json.loads(cached)
         day += dt.timedelta(days=1)
-    before = api.requests
     for start, end in _month_spans(unsettled):
         games = api.schedule(start, end)
         try:
@@ -316,7 +329,6 @@ def season_listing(api: StatsApi, season: int, as_of: dt.date) -> SeasonListing:
             off_day = not day_games and any(d > listed for d in played)  # an empty answer is no off day
             if listed < as_of and listed < dt.date.today() and (settled[listed] or off_day):
                 write_verified(folder / f"{listed.isoformat()}.json", json.dumps(day_games).encode())
-    listing.requests = api.requests - before
     return listing
 
 
@@ -491,7 +503,7 @@ def suspended_on(listing: SeasonListing) -> dict[int, dt.date]:
     first: dict[int, dt.date] = {}
     for day in sorted(listing.by_day):
         for game in listing.by_day[day]:
-            if str((game.get("status") or {}).get("detailedState", "")).startswith("Suspended"):
+            if _state(game).startswith("Suspended"):
                 first.setdefault(int(game["gamePk"]), day)
     return first
 
@@ -511,7 +523,7 @@ def games_before(listing: SeasonListing, as_of: dt.date) -> tuple[dict[int, tupl
             continue
         for game in listing.by_day[day]:
             pk = int(game["gamePk"])
-            resumed = game.get("resumedFrom") or game.get("resumedFromDate")
+            resumed = _resumed_from(game)
             began = dt.date.fromisoformat(str(resumed)[:10]) if resumed else min(first.get(pk, day), day)
             if is_final(game):
                 if pk in began_as and day != began:  # filed as it began: its doubleheader number, park, light
@@ -519,8 +531,7 @@ def games_before(listing: SeasonListing, as_of: dt.date) -> tuple[dict[int, tupl
                                        if k in began_as[pk]}}
                 finals[pk] = (game, began, day if day != began else None)
                 pending.pop(pk, None)
-            elif str((game.get("status") or {}).get("detailedState", "")).startswith("Suspended") \
-                    and pk not in finals:
+            elif _state(game).startswith("Suspended") and pk not in finals:
                 pending[pk] = (game, began)
     return finals, pending
 
@@ -528,8 +539,8 @@ def games_before(listing: SeasonListing, as_of: dt.date) -> tuple[dict[int, tupl
 def day_slate(listing: SeasonListing, as_of: dt.date) -> list[dict]:
     """The day's games to predict: not postponed or cancelled, and not a suspended game resuming
     (it is filed on the day it began, and its outcome is already half decided)."""
-    return [g for g in listing.by_day.get(as_of, []) if not str((g.get("status") or {}).get("detailedState", ""))
-            .startswith(("Postponed", "Cancelled")) and not (g.get("resumedFrom") or g.get("resumedFromDate"))]
+    return [g for g in listing.by_day.get(as_of, [])
+            if not _state(g).startswith(("Postponed", "Cancelled")) and not _resumed_from(g)]
 
 
 @dataclass
@@ -537,14 +548,11 @@ class LiveSeason:
     rows: list[dict[str, str]]          # game-log fields of each game before the as-of day
     pks: list[int]
     lines: list[dict]                   # player_games rows
-    mlbam_ids: set[int]                 # every player seen, for the crosswalk artifact
-    requests: int
 
 
-def read_season(api: StatsApi, season: int, as_of: dt.date, ids: Callable[[int], str],
-                known_people: Callable[[list[int]], None]) -> tuple[LiveSeason, SeasonListing]:
-    """A season's games before `as_of` from the Stats API (cached finals never asked again)."""
-    before = api.requests
+def read_season(api: StatsApi, season: int, as_of: dt.date, live_ids: LiveIds) -> tuple[LiveSeason, SeasonListing]:
+    """A season's games before `as_of` from the Stats API (cached finals never asked again), every
+    player in them mapped through `live_ids`."""
     listing = season_listing(api, season, as_of)
     try:
         finals, pending = games_before(listing, as_of)
@@ -563,7 +571,8 @@ def read_season(api: StatsApi, season: int, as_of: dt.date, ids: Callable[[int],
         for side in ("away", "home"):
             team = box["teams"][side]
             people.update(team["battingOrder"] + team["batters"] + team["pitchers"])
-    known_people(sorted(people))
+    live_ids.learn(api, sorted(people))
+    ids = live_ids.id
     rows, pks, lines = [], [], []
     for pk, (game, date, completed) in sorted(finals.items(), key=lambda kv: (kv[1][1], kv[0])):
         try:
@@ -580,7 +589,7 @@ def read_season(api: StatsApi, season: int, as_of: dt.date, ids: Callable[[int],
             raise SourceError(f"{api.schedule_url} ({season}): game {pk} does not read ({type(exc).__name__}: "
                               f"{exc})") from None
         pks.append(pk)
-    return LiveSeason(rows, pks, lines, people, api.requests - before), listing
+    return LiveSeason(rows, pks, lines), listing
 
 
 MAX_GAMES_A_DAY = 40  # 15 games on a full day, a few more with doubleheaders and split squads
@@ -603,8 +612,7 @@ def slate_frame(games: list[dict], day: dt.date, pitcher_ids: Callable[[dict], s
     rows = []
     for game in games:
         label = str(game.get("gamePk", "?"))[:20]
-        if game.get("gameType", "R") != "R" or str(game["status"].get("detailedState", "")).startswith(
-                ("Postponed", "Cancelled")):
+        if game.get("gameType", "R") != "R" or _state(game).startswith(("Postponed", "Cancelled")):
             continue
         official = game.get("officialDate") or game.get("_listed")  # gameDate is UTC: a night game's is tomorrow's
         if official != day.isoformat():
