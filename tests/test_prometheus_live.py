@@ -40,7 +40,10 @@ scrape_configs:
     static_configs: [{{targets: ["127.0.0.1:{gateway_port}"]}}]
 """)
     procs = [
-        subprocess.Popen([binary("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{gateway_port}"],
+        # Debian's build persists to /var/lib/prometheus/pushgateway.data by default: an earlier session's
+        # run_info would come back and the alert could name that run. Each test keeps its own file.
+        subprocess.Popen([binary("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{gateway_port}",
+                          f"--persistence.file={tmp_path / 'pushgateway.data'}"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
         subprocess.Popen([binary("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                           f"--web.listen-address=127.0.0.1:{prom_port}"],
