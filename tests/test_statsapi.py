@@ -15,8 +15,7 @@ from tests.conftest import MIRROR, ROOT
 from utils.crosswalk import Crosswalk, normalise
 from utils.sources import STATSAPI_TEAMS, SourceError
 from utils.statsapi import (
-    HOME_PARKS,
-    VENUE_PARKS,
+    VENUES,
     RateLimit,
     SeasonListing,
     StatsApi,
@@ -70,20 +69,40 @@ def test_a_name_alone_never_matches_and_a_debutant_keeps_his_own_id(crosswalk):
     assert normalise("  Ronald Acuña Jr. ") == "ronald acuna" and normalise("J.D. Martinez") == "j d martinez"
 
 
-def test_every_park_code_is_one_of_retrosheets_and_every_team_has_a_home():
-    """The codes are Retrosheet's: in parkcode.txt, or (for parks newer than the mirror's copy of it:
-    Globe Life Field, the 2024 neutral sites) in the 2024 game log's park field."""
+def test_every_park_is_retrosheets_and_in_use_in_the_seasons_the_table_gives():
+    """Each code is in parkcode.txt (opened no later than the table's first season) or, for parks newer
+    than the mirror's copy of it, in the game logs; and every game the logs of 2000-2024 played in a
+    table's park falls within that park's seasons (Arlington's old park until 2019, the new one after)."""
     with (MIRROR.parent / "parkcode.txt").open(encoding="latin-1") as handle:
         parks = {row["PARKID"]: row for row in csv.DictReader(handle)}
-    with zipfile.ZipFile(MIRROR / "gl2024.zip") as archive:
-        used_2024 = {row[16] for row in csv.reader(io.StringIO(archive.read("GL2024.TXT").decode("latin-1")))}
-    assert set(VENUE_PARKS.values()) - set(parks) == {"ARL03", "BIR01", "LON01", "SEO01", "MEX02"}
-    assert set(VENUE_PARKS.values()) - set(parks) <= used_2024
-    assert used_2024 <= set(VENUE_PARKS.values())  # every park of the last season is in the table
-    assert len(set(VENUE_PARKS.values())) == len(VENUE_PARKS)  # one venue a park
-    assert set(HOME_PARKS) == set(STATSAPI_TEAMS.values()) and set(HOME_PARKS.values()) <= set(VENUE_PARKS.values())
-    # the home parks still in use by 2024 (no end date in parkcode.txt)
-    assert all(not parks[code]["END"] for code in HOME_PARKS.values() if code in parks)
+    seasons_used: dict[str, set[int]] = {}
+    for season in range(2000, 2025):
+        with zipfile.ZipFile(MIRROR / f"gl{season}.zip") as archive:
+            text = archive.read(f"GL{season}.TXT").decode("latin-1")
+        for row in csv.reader(io.StringIO(text)):
+            seasons_used.setdefault(row[16], set()).add(season)
+    codes = [code for code, _, _ in VENUES.values()]
+    assert len(set(codes)) == len(codes)  # one venue a park
+    assert set(codes) - set(parks) == {"ARL03", "BIR01", "LON01", "SEO01", "MEX02"}  # newer than parkcode.txt
+    for venue, (code, first, last) in VENUES.items():
+        assert code in parks or code in seasons_used, code
+        if code in parks and first is not None:
+            assert int(parks[code]["START"][-4:]) <= first, (venue, code)
+        used = seasons_used.get(code, set())
+        assert all((first or s) <= s <= (last or s) for s in used), (venue, code, sorted(used))
+    in_use_2024 = {code for code, seasons in seasons_used.items() if 2024 in seasons}
+    assert in_use_2024 <= set(codes)  # every park of the last season is in the table
+    assert set(STATSAPI_TEAMS.values()) >= {"TEX", "ANA"}
+
+
+def test_an_unknown_venue_has_no_park_rather_than_the_home_teams(caplog):
+    from utils.statsapi import park_code
+
+    assert park_code({"gamePk": 1, "venue": {"id": 13}}, 2019) == "ARL02"
+    assert park_code({"gamePk": 1, "venue": {"id": 13}}, 2020) == ""  # Globe Life Park hosted no game after 2019
+    assert park_code({"gamePk": 2, "venue": {"id": 2701, "name": "Estadio de Beisbol Monterrey"}}, 2019) == "MNT01"
+    assert park_code({"gamePk": 3, "venue": {"id": 99999, "name": "Somewhere"}}, 2024) == ""
+    assert "game 3: Stats API venue 99999 (Somewhere) is not in the park table for 2024; no park id" in caplog.text
 
 
 def test_line_scores_read_as_retrosheet_writes_them():

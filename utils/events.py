@@ -35,9 +35,14 @@ COUNTS = {"B_PA": "b_pa", "B_AB": "b_ab", "B_H": "b_h", "B_2B": "b_2b", "B_3B": 
           "P_R": "p_r", "P_ER": "p_er", "P_H": "p_h", "P_HR": "p_hr", "P_BB": "p_bb", "P_IBB": "p_ibb",
           "P_SO": "p_so", "P_HP": "p_hp", "P_IR": "p_ir", "P_IRS": "p_irs", "P_PITCH": "p_pitch"}
 COLUMNS = ["season", *KEYS.values(), *COUNTS.values()]
+# where a cwdaily line (KEYS, then COUNTS) has the player, whether he pitched, and his pitches
+_PLAYER, _PITCHED, _PITCH = (list(KEYS) + list(COUNTS)).index("PLAYER_ID"), len(KEYS) + list(COUNTS).index("P_G"), -1
 MAX_EVENT_FILE_BYTES = 16_000_000  # a home team's season is about 1.5 MB; a member far larger is a zip bomb
 MAX_EVENT_FILES = 64  # 30 teams a season (and 26-30 before 1998); more members is not a season's zip
 MAX_COUNT = 999  # no line of one game reaches it (pitches top out near 150)
+# Retrosheet's pitch codes of a ball or a strike thrown (Chadwick's own sets); pickoff throws, the
+# catcher's markers, automatic balls and strikes (A, V since 2023) and "no pitch" (N) are not pitches.
+PITCHES_THROWN = frozenset("BHIPCFKLMOQRSTXY")
 _GAME_START = re.compile(rb"(?m)^(?=id,)")
 log = logging.getLogger("mlb.events")
 
@@ -61,6 +66,46 @@ class _Collect(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
+
+
+def pitch_counts(game: bytes) -> dict[str, int]:
+    """Pitches each pitcher threw in one game's event records: every pitch of a plate appearance
+    once, to whoever was on the mound when its record was written.
+
+    A plate appearance broken by a play not involving the batter (a steal, a pickoff, a pitching
+    change) is two or more `play` records of the same batter. The event files repeat the earlier
+    records' pitches at the start of the later one, with `.` where the play came; so a record that
+    begins with its predecessor's pitches adds only what follows them. Chadwick counts only what
+    follows a record's last `.`, which loses pitches wherever `.` stands without an earlier record:
+    the 2023 files mark pitch-clock and mound-visit pauses so (README, "Play-by-play")."""
+    mound: dict[int, str] = {}
+    counts: dict[str, int] = {}
+    last_key, last_pitches = None, ""
+    for raw in game.decode("latin-1").splitlines():
+        parts = raw.split(",")
+        if parts[0] in ("start", "sub") and len(parts) >= 6 and parts[5].strip() == "1" and parts[3] in ("0", "1"):
+            mound[int(parts[3])] = parts[1]
+        elif parts[0] == "play" and len(parts) >= 7 and parts[2] in ("0", "1"):
+            key, pitches = (parts[1], parts[2], parts[3]), parts[5]
+            prior = last_pitches if key == last_key else ""
+            new = pitches[len(prior):] if prior and pitches.startswith(prior) else pitches
+            pitcher = mound.get(1 - int(parts[2]))
+            if pitcher is not None:
+                counts[pitcher] = counts.get(pitcher, 0) + sum(ch in PITCHES_THROWN for ch in new)
+            last_key, last_pitches = key, pitches or prior
+    return counts
+
+
+def _with_pitches(lines: list[str], counts: dict[str, int]) -> list[str]:
+    """cwdaily lines with each pitcher's P_PITCH (the last field) replaced by `pitch_counts`'."""
+    out = []
+    for line in lines:
+        fields = line.split(",")
+        player = fields[_PLAYER].strip('"')
+        if fields[_PITCHED] == "1" and player in counts:
+            fields[_PITCH] = str(counts[player])
+        out.append(",".join(fields))
+    return out
 
 
 def _fields() -> tuple[int, ...]:
@@ -136,7 +181,7 @@ def parse_event_file(data: bytes, season: int, source: str, known_teams: set[str
                             "reason": " ".join(reason.split())[:300],
                             "text": chunk[:200].decode("latin-1").splitlines()[0]})
                 continue
-            lines.extend(game)
+            lines.extend(_with_pitches(game, pitch_counts(chunk)))
     finally:
         chadwick.removeHandler(collect)
         chadwick.propagate = propagate

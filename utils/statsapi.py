@@ -26,7 +26,9 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -44,24 +46,27 @@ log = logging.getLogger("mlb.statsapi")
 # The league of each Stats API team (the schedule names only the team).
 AMERICAN = {108, 110, 111, 114, 116, 117, 118, 133, 136, 139, 140, 141, 142, 145, 147}
 TEAM_LEAGUE = {team: ("AL" if team in AMERICAN else "NL") for team in STATSAPI_TEAMS}
-# Stats API venue ids -> Retrosheet park codes (parkcode.txt), the thirty home parks and the neutral
-# sites of recent seasons; tests/test_statsapi.py checks each code against parkcode.txt. A venue not
-# here is read as the home team's usual park, with a warning naming it.
-VENUE_PARKS = {
-    1: "ANA01", 2: "BAL12", 3: "BOS07", 4: "CHI12", 5: "CLE08", 7: "KAN06", 10: "OAK01", 12: "STP01", 14: "TOR02",
-    15: "PHO01", 17: "CHI11", 19: "DEN02", 22: "LOS03", 31: "PIT08", 32: "MIL06", 680: "SEA03", 2392: "HOU03",
-    2394: "DET05", 2395: "SFO03", 2602: "CIN09", 2680: "SAN02", 2681: "PHI13", 2889: "STL10", 3289: "NYC20",
-    3309: "WAS11", 3312: "MIN04", 3313: "NYC21", 4169: "MIA02", 4705: "ATL03", 5325: "ARL03",
-    # neutral sites: Seoul, Mexico City, London, Rickwood Field, Williamsport (Little League Classic)
-    5340: "SEO01", 5150: "MEX02", 2640: "LON01", 5382: "BIR01", 5381: "WIL02",
-}
-# Each team's usual park, for a venue the table does not know.
-HOME_PARKS = {
-    "ANA": "ANA01", "ARI": "PHO01", "ATL": "ATL03", "BAL": "BAL12", "BOS": "BOS07", "CHN": "CHI11", "CHA": "CHI12",
-    "CIN": "CIN09", "CLE": "CLE08", "COL": "DEN02", "DET": "DET05", "HOU": "HOU03", "KCA": "KAN06", "LAN": "LOS03",
-    "MIA": "MIA02", "MIL": "MIL06", "MIN": "MIN04", "NYN": "NYC20", "NYA": "NYC21", "OAK": "OAK01", "PHI": "PHI13",
-    "PIT": "PIT08", "SDN": "SAN02", "SEA": "SEA03", "SFN": "SFO03", "SLN": "STL10", "TBA": "STP01", "TEX": "ARL03",
-    "TOR": "TOR02", "WAS": "WAS11",
+# Stats API venue ids -> (Retrosheet park code in parkcode.txt, first season, last season or None).
+# A venue id names one stadium, so its park is the same every season it hosted MLB games; the seasons
+# keep a venue from being read as a park that was not in use that day (tests/test_statsapi.py checks
+# each entry against parkcode.txt and the game logs; the recorded answers in ../shared/data/statsapi
+# show the thirty home parks, Arlington's old park and Monterrey under these ids). The neutral sites
+# of recent seasons (Seoul, Mexico City, London, Rickwood Field, Williamsport) have appeared in no
+# recorded answer yet. A venue not here, or out of its seasons, has no park id (a warning names it):
+# never the home team's park, since a neutral site is exactly the venue a table may not know.
+VENUES: dict[int, tuple[str, int | None, int | None]] = {
+    1: ("ANA01", None, None), 2: ("BAL12", None, None), 3: ("BOS07", None, None), 4: ("CHI12", None, None),
+    5: ("CLE08", None, None), 7: ("KAN06", None, None), 10: ("OAK01", None, None), 12: ("STP01", None, None),
+    14: ("TOR02", None, None), 15: ("PHO01", None, None), 17: ("CHI11", None, None), 19: ("DEN02", None, None),
+    22: ("LOS03", None, None), 31: ("PIT08", None, None), 32: ("MIL06", None, None), 680: ("SEA03", None, None),
+    2392: ("HOU03", None, None), 2394: ("DET05", None, None), 2395: ("SFO03", None, None),
+    2602: ("CIN09", None, None), 2680: ("SAN02", None, None), 2681: ("PHI13", None, None),
+    2889: ("STL10", None, None), 3289: ("NYC20", None, None), 3309: ("WAS11", None, None),
+    3312: ("MIN04", None, None), 3313: ("NYC21", None, None), 4169: ("MIA02", None, None),
+    4705: ("ATL03", 2017, None), 13: ("ARL02", 1994, 2019), 5325: ("ARL03", 2020, None),
+    2701: ("MNT01", 1996, 2019),
+    5150: ("SEO01", 2024, None), 5340: ("MEX02", 2019, None), 2640: ("LON01", 2019, None),
+    5382: ("BIR01", 2024, None), 5381: ("WIL02", 2017, None),
 }
 NOT_PLAYED = ("Postponed", "Cancelled", "Suspended")  # detailedState prefixes: no result (yet) on that date
 HYDRATE = "linescore,decisions,probablePitcher"
@@ -76,7 +81,7 @@ LAST_DAY = (11, 30)
 TEAM_BATTING = {"ab": "atBats", "h": "hits", "2b": "doubles", "3b": "triples", "hr": "homeRuns", "rbi": "rbi",
                 "sh": "sacBunts", "sf": "sacFlies", "hbp": "hitByPitch", "bb": "baseOnBalls",
                 "ibb": "intentionalWalks", "so": "strikeOuts", "sb": "stolenBases", "cs": "caughtStealing",
-                "gidp": "groundIntoDoublePlay", "ci": "catchersInterference", "lob": "leftOnBase"}
+                "gidp": "groundIntoDoublePlay", "ci": "catchersInterference"}
 PLAYER_BATTING = {"b_pa": "plateAppearances", "b_ab": "atBats", "b_h": "hits", "b_2b": "doubles",
                   "b_3b": "triples", "b_hr": "homeRuns", "b_bb": "baseOnBalls", "b_ibb": "intentionalWalks",
                   "b_so": "strikeOuts", "b_hp": "hitByPitch", "b_sf": "sacFlies", "b_sh": "sacBunts"}
@@ -365,14 +370,16 @@ def team_code(team: dict, game: str) -> str:
     return STATSAPI_TEAMS[team_id]
 
 
-def park_code(game: dict, home: str) -> str:
+def park_code(game: dict, season: int) -> str:
+    """The Retrosheet park of the game's venue in that season; "" (no park) for a venue the table
+    does not know then, with a warning naming it."""
     venue = game.get("venue") or {}
-    code = VENUE_PARKS.get(venue.get("id"))
-    if code is None:
-        code = HOME_PARKS.get(home, "")
-        log.warning("game %s: Stats API venue %s (%s) is not in the park table; read as %s's park %s",
-                    game.get("gamePk"), venue.get("id"), str(venue.get("name"))[:40], home, code)
-    return code
+    code, first, last = VENUES.get(venue.get("id"), ("", None, None))
+    if code and (first or season) <= season <= (last or season):
+        return code
+    log.warning("game %s: Stats API venue %s (%s) is not in the park table for %d; no park id",
+                game.get("gamePk"), str(venue.get("id"))[:20], str(venue.get("name"))[:40], season)
+    return ""
 
 
 def game_number(game: dict) -> str:
@@ -389,7 +396,82 @@ def line_score(innings: list[dict], side: str) -> str:
 
 
 def _name(person: dict) -> str:
-    return str(person.get("fullName") or "")[:80]
+    """A name as Retrosheet writes it: ASCII, no Jr. ("Jose Ramirez" for "José Ramírez")."""
+    text = unicodedata.normalize("NFKD", str(person.get("fullName") or "")).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r",? (Jr|Sr|II|III|IV)\.?$", "", text.strip())[:80]
+
+
+# Stat keys an older answer may lack, and how each is derived from what it has (by the stat's own
+# definition); any other missing key refuses the game, naming it: never a silent zero.
+PA_PARTS = ("atBats", "baseOnBalls", "hitByPitch", "sacBunts", "sacFlies", "catchersInterference")
+PITCHING_ALIASES = {"hitByPitch": "hitBatsmen"}
+
+
+def _stat(line: dict, key: str, where: str) -> int:
+    """One stat of a player's batting or pitching line, derived where an older answer lacks it."""
+    value = line.get(key)
+    if value is None and key == "plateAppearances":
+        lacking = [k for k in PA_PARTS if line.get(k) is None]
+        if lacking:
+            raise PayloadShapeError(f"{where} has no '{key}', nor '{lacking[0]}' to derive it")
+        value = sum(int(line[k]) for k in PA_PARTS)
+    if value is None and key in PITCHING_ALIASES:
+        value = line.get(PITCHING_ALIASES[key])
+    if value is None and key == "saves" and ("note" in line or line.get("gamesStarted") == 1):
+        value = int(str(line.get("note", "")).startswith("(S,"))  # the box's decision note; a starter never saves
+    if value is None:
+        raise PayloadShapeError(f"{where} has no '{key}'")
+    return int(value)
+
+
+def starting_nine(team: dict, label: str) -> list[tuple[int, int, str]]:
+    """(slot, player id, first position) of the nine who started, from each player's own
+    `battingOrder` ("300": the third slot's starter; "301": his first substitute). The team's
+    `battingOrder` list is the order at the end of the game, substitutes in."""
+    nine: dict[int, tuple[int, str]] = {}
+    for entry in team["players"].values():
+        code = str(entry.get("battingOrder") or "")
+        if len(code) == 3 and code.isdigit() and code.endswith("00") and code[0] != "0":
+            if int(code[0]) in nine:
+                raise PayloadShapeError(f"game {label}: two starters in batting slot {code[0]}")
+            position = str(((entry.get("allPositions") or [entry.get("position") or {}])[0]).get("code", ""))
+            nine[int(code[0])] = (int(entry["person"]["id"]), position if position.isdigit() else "")
+    if sorted(nine) != list(range(1, 10)):
+        raise PayloadShapeError(f"game {label}: no starter in batting slot(s) "
+                                f"{', '.join(str(s) for s in range(1, 10) if s not in nine)}")
+    return [(slot, *nine[slot]) for slot in range(1, 10)]
+
+
+def _info_fields(team: dict) -> dict[str, str] | None:
+    """The box score's notes for a team ("Team LOB", "DP", ...): label -> text; None when it has none."""
+    if not isinstance(team.get("info"), list):
+        return None
+    return {str(f.get("label")): str(f.get("value", "")) for section in team["info"]
+            for f in (section.get("fieldList") or [])}
+
+
+def _times(note: str) -> int:
+    """How many a fielding note counts: "2 (A-B-C; D-E)" is 2, "(A-B-C)" is one."""
+    head = note.strip().split(" ")[0]
+    return int(head) if head.isdigit() else 1
+
+
+def team_lob(game: dict, team: dict, side: str) -> int | None:
+    """Runners the side left on base: the line score's (the box's team total sums every batter's LOB,
+    counting a runner once for each out he stood through); else the box's own "Team LOB" note."""
+    lob = (((game.get("linescore") or {}).get("teams") or {}).get(side) or {}).get("leftOnBase")
+    if lob is None:
+        note = (_info_fields(team) or {}).get("Team LOB")
+        lob = note.rstrip(".") if note and note.rstrip(".").isdigit() else None
+    return None if lob is None else int(lob)
+
+
+def double_and_triple_plays(team: dict) -> tuple[int, int] | None:
+    """Double and triple plays the side turned, from the box's fielding notes (none noted: none)."""
+    fields = _info_fields(team)
+    if fields is None:
+        return None
+    return tuple(_times(fields[k]) if k in fields else 0 for k in ("DP", "TP"))  # type: ignore[return-value]
 
 
 def gamelog_row(game: dict, box: dict | None, date: dt.date, completed: dt.date | None,
@@ -402,7 +484,7 @@ def gamelog_row(game: dict, box: dict | None, date: dt.date, completed: dt.date 
     visiting, home = team_code(teams["away"], label), team_code(teams["home"], label)
     if visiting == home:
         raise PayloadShapeError(f"game {label}: {home} listed as both home and away team")
-    park = park_code(game, home)
+    park = park_code(game, date.year)
     row = {"date": date.strftime("%Y%m%d"), "game_number": game_number(game), "day_of_week": date.strftime("%a"),
            "visiting_team": visiting, "visiting_league": TEAM_LEAGUE[teams["away"]["team"]["id"]],
            "home_team": home, "home_league": TEAM_LEAGUE[teams["home"]["team"]["id"]],
@@ -425,8 +507,13 @@ def gamelog_row(game: dict, box: dict | None, date: dt.date, completed: dt.date 
     for side, prefix in (("away", "v"), ("home", "h")):
         team = box["teams"][side]
         stats = team["teamStats"]
+        batting = [line for pid in team["batters"] if (line := _line(team, pid, "batting"))]
         for name, key in TEAM_BATTING.items():
-            if stats["batting"].get(key) is not None:
+            # the batters' sum where every line has the stat (an older answer's team totals can disagree
+            # with its own lines), else the team's total, else nothing
+            if all(key in line for line in batting):
+                row[f"{prefix}_{name}"] = str(sum(int(line[key]) for line in batting))
+            elif stats["batting"].get(key) is not None:
                 row[f"{prefix}_{name}"] = str(int(stats["batting"][key]))
         pitching = stats.get("pitching") or {}
         outs += int(pitching.get("outs") or 0)
@@ -438,16 +525,22 @@ def gamelog_row(game: dict, box: dict | None, date: dt.date, completed: dt.date 
         for name, key in (("po", "putOuts"), ("a", "assists"), ("e", "errors"), ("pb", "passedBall")):
             if fielding.get(key) is not None:
                 row[f"{prefix}_{name}"] = str(int(fielding[key]))
+        lob = team_lob(game, team, side)
+        if lob is not None:
+            row[f"{prefix}_lob"] = str(lob)
+        plays = double_and_triple_plays(team)
+        if plays is not None:
+            row[f"{prefix}_dp"], row[f"{prefix}_tp"] = str(plays[0]), str(plays[1])
+        row[f"{prefix}_ind_er"] = str(sum(_stat(_line(team, pid, "pitching"), "earnedRuns",
+                                                f"game {label}: pitcher {pid}'s line") for pid in team["pitchers"]))
         if team["pitchers"]:
             starter = team["players"][f"ID{team['pitchers'][0]}"]["person"]
             row[f"{prefix}_starting_pitcher_id"] = ids(team["pitchers"][0])
             row[f"{prefix}_starting_pitcher_name"] = _name(starter)
-        for slot, pid in enumerate(team["battingOrder"][:9], start=1):
-            player = team["players"][f"ID{pid}"]
+        for slot, pid, position in starting_nine(team, label):
             row[f"{prefix}_player{slot}_id"] = ids(pid)
-            row[f"{prefix}_player{slot}_name"] = _name(player["person"])
-            position = str(((player.get("allPositions") or [player.get("position") or {}])[0]).get("code", ""))
-            row[f"{prefix}_player{slot}_pos"] = position if position.isdigit() else ""
+            row[f"{prefix}_player{slot}_name"] = _name(team["players"][f"ID{pid}"]["person"])
+            row[f"{prefix}_player{slot}_pos"] = position
     row["length_outs"] = str(outs)
     decisions = game.get("decisions") or {}
     for who, key in (("winning_pitcher", "winner"), ("losing_pitcher", "loser"), ("saving_pitcher", "save")):
@@ -457,6 +550,10 @@ def gamelog_row(game: dict, box: dict | None, date: dt.date, completed: dt.date 
     if completed is not None:  # suspended, then completed: Retrosheet's "date,park,..." (the date is what is read)
         row["completion_info"] = f"{completed.strftime('%Y%m%d')},{park},,,"
     return row
+
+
+def _line(team: dict, pid: int, kind: str) -> dict:
+    return ((team["players"][f"ID{pid}"].get("stats") or {}).get(kind)) or {}
 
 
 def player_lines(game: dict, box: dict, date: dt.date, completed: dt.date | None,
@@ -469,7 +566,7 @@ def player_lines(game: dict, box: dict, date: dt.date, completed: dt.date | None
     rows = []
     for side in ("away", "home"):
         team = box["teams"][side]
-        starters = set(team["battingOrder"][:9]) | set(team["pitchers"][:1])
+        starters = {pid for _, pid, _ in starting_nine(team, label)} | set(team["pitchers"][:1])
         pitchers = team["pitchers"]
         order = list(dict.fromkeys(team["batters"] + pitchers))
         unslotted = 0
@@ -487,12 +584,12 @@ def player_lines(game: dict, box: dict, date: dt.date, completed: dt.date | None
                    "appear_date": date if completed is None or pid in starters else completed,
                    "team": codes[side], "opponent": codes["home" if side == "away" else "away"],
                    "is_home": side == "home", "player_id": ids(pid), "slot": slot, "seq": seq}
-            for column, key in PLAYER_BATTING.items():
-                row[column] = int(batting.get(key) or 0)
+            for column, key in PLAYER_BATTING.items():  # a player who did not bat has no batting line
+                row[column] = _stat(batting, key, f"game {label}: batter {pid}'s line") if batting else 0
             pitched = pid in pitchers
             row["p_g"] = int(pitched)
             for column, key in PLAYER_PITCHING.items():
-                row[column] = int(pitching.get(key) or 0) if pitched else 0
+                row[column] = _stat(pitching, key, f"game {label}: pitcher {pid}'s line") if pitched else 0
             rows.append(row)
     return rows
 
@@ -634,7 +731,7 @@ def slate_frame(games: list[dict], day: dt.date, pitcher_ids: Callable[[dict], s
             "day_of_week": day.strftime("%a"), "visiting_team": side["away"][0], "visiting_league": side["away"][3],
             "visiting_game_number": pd.NA, "home_team": side["home"][0], "home_league": side["home"][3],
             "home_game_number": pd.NA, "day_night": {"day": "D", "night": "N"}.get(game.get("dayNight"), pd.NA),
-            "park_id": park_code(game, side["home"][0]), "v_starting_pitcher_id": side["away"][2],
+            "park_id": park_code(game, day.year), "v_starting_pitcher_id": side["away"][2],
             "v_starting_pitcher_name": side["away"][1], "h_starting_pitcher_id": side["home"][2],
             "h_starting_pitcher_name": side["home"][1],
         })
