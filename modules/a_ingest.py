@@ -305,7 +305,7 @@ def seasons_for(data: DataConfig, as_of_season: int) -> list[int]:
     return list(range(data.first_season, min(last, as_of_season) + 1))
 
 
-EVENTS_PARSER_VERSION = "1"  # bump when utils/events.py's rows change: it invalidates the cached seasons
+EVENTS_PARSER_VERSION = "2"  # bump when utils/events.py's rows change: it invalidates the cached seasons
 
 
 def fetch_published(source: RetrosheetSource, season: int, season_now: int, missing_ok: bool = False,
