@@ -23,10 +23,10 @@ from urllib.parse import parse_qs, urlsplit
 import pandas as pd
 
 from utils.sources import STATSAPI_TEAMS
-from utils.statsapi import PLAYER_BATTING, PLAYER_PITCHING, TEAM_BATTING, VENUE_PARKS
+from utils.statsapi import PLAYER_BATTING, PLAYER_PITCHING, TEAM_BATTING, VENUES
 
 TEAM_IDS = {code: team_id for team_id, code in STATSAPI_TEAMS.items()}
-VENUE_IDS = {park: venue for venue, park in VENUE_PARKS.items()}
+VENUE_IDS = {park: venue for venue, (park, _, _) in VENUES.items()}
 FIRST_PK = 745000
 FINAL = {"abstractGameState": "Final", "codedGameState": "F", "detailedState": "Final", "statusCode": "F",
          "startTimeTBD": False, "abstractGameCode": "F"}
@@ -160,8 +160,9 @@ class FakeSeason:
                 decisions[key] = person
         return {**entry, "status": FINAL, "teams": teams, "decisions": decisions, "isTie": False,
                 "linescore": {"currentInning": len(frames), "scheduledInnings": 9, "innings": frames,
-                              "teams": {"home": {"runs": int(game.home_score)},
-                                        "away": {"runs": int(game.visiting_score)}}}}
+                              "teams": {"home": {"runs": int(game.home_score), "leftOnBase": _int(game.h_lob)},
+                                        "away": {"runs": int(game.visiting_score),
+                                                 "leftOnBase": _int(game.v_lob)}}}}
 
     def _box(self, entry: dict, game, by_game) -> dict:
         teams = {}
@@ -204,18 +205,42 @@ class FakeSeason:
                 if line["player_id"] in positions and not pd.isna(positions[line["player_id"]]):
                     entry_player["allPositions"] = [{"code": str(int(positions[line["player_id"]]))}]
                 players[f"ID{pid}"] = entry_player
-            for rid in [r for r in lineup + [starter] if not pd.isna(r)]:  # a game without player lines
-                players.setdefault(f"ID{self.mlbam[rid]}", {"person": self._person(rid), "stats": {}})
+            # a game without player lines: its starters, with their slots and positions, and empty lines
+            for slot, rid in enumerate(lineup, start=1):
+                if not pd.isna(rid) and f"ID{self.mlbam[rid]}" not in players:
+                    players[f"ID{self.mlbam[rid]}"] = {"person": self._person(rid), "stats": {},
+                                                       "battingOrder": f"{slot}00"}
+                    if not pd.isna(positions[rid]):
+                        players[f"ID{self.mlbam[rid]}"]["allPositions"] = [{"code": str(int(positions[rid]))}]
+            if not pd.isna(starter) and f"ID{self.mlbam[starter]}" not in players:
+                zeros = {key: 0 for key in PLAYER_PITCHING.values()}
+                players[f"ID{self.mlbam[starter]}"] = {"person": self._person(starter), "stats": {"pitching": zeros}}
             batting = {key: _int(getattr(game, f"{prefix}_{name}")) for name, key in TEAM_BATTING.items()}
-            pitching = {"outs": outs[side], "earnedRuns": _int(getattr(game, f"{prefix}_team_er"))}
+            # as the real API: the team's LOB sums every batter's (a runner counted for each out he
+            # stood through), not the line score's; here simply more than the line score's
+            batting["leftOnBase"] = 2 * _int(getattr(game, f"{prefix}_lob"))
+            count = {name: _int(getattr(game, f"{prefix}_{name}")) for name in ("team_er", "wp", "balk", "dp", "tp")}
+            pitching = {"outs": outs[side], "earnedRuns": count["team_er"], "wildPitches": count["wp"],
+                        "balks": count["balk"]}
+            fielding_notes = [{"label": label, "value": f"{count[name]} (...)."}
+                              for label, name in (("DP", "dp"), ("TP", "tp")) if count[name]]
+            # the real `battingOrder` is the order at the end of the game: each slot's last man
+            last_in_slot = {}
+            for line in sorted(lines, key=lambda r: (_int(r["slot"]), _int(r["seq"]))):
+                if _int(line["slot"]):
+                    last_in_slot[_int(line["slot"])] = self.mlbam[line["player_id"]]
+            ending = [last_in_slot.get(slot, self.mlbam[rid]) for slot, rid in enumerate(lineup, start=1)
+                      if not pd.isna(rid)]
             out["teams"][side] = {
                 "team": {"id": TEAM_IDS[team], "name": team}, "players": players,
                 "teamStats": {"batting": batting, "pitching": pitching,
                               "fielding": {"putOuts": _int(getattr(game, f"{prefix}_po")),
                                            "assists": _int(getattr(game, f"{prefix}_a")),
-                                           "errors": _int(getattr(game, f"{prefix}_e"))}},
-                "battingOrder": [self.mlbam[r] for r in lineup if not pd.isna(r)],
-                "batters": batters, "pitchers": [self.mlbam[p] for p in pitchers if not pd.isna(p)],
+                                           "errors": _int(getattr(game, f"{prefix}_e")),
+                                           "passedBall": _int(getattr(game, f"{prefix}_pb"))}},
+                "battingOrder": ending, "batters": batters,
+                "pitchers": [self.mlbam[p] for p in pitchers if not pd.isna(p)],
+                "info": [{"title": "FIELDING", "fieldList": fielding_notes}] if fielding_notes else [],
                 "bench": [], "bullpen": [], "note": []}
         return out
 

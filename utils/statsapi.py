@@ -511,7 +511,7 @@ def gamelog_row(game: dict, box: dict | None, date: dt.date, completed: dt.date 
         for name, key in TEAM_BATTING.items():
             # the batters' sum where every line has the stat (an older answer's team totals can disagree
             # with its own lines), else the team's total, else nothing
-            if all(key in line for line in batting):
+            if batting and all(key in line for line in batting):
                 row[f"{prefix}_{name}"] = str(sum(int(line[key]) for line in batting))
             elif stats["batting"].get(key) is not None:
                 row[f"{prefix}_{name}"] = str(int(stats["batting"][key]))
