@@ -507,7 +507,8 @@ def read_live_season(api: StatsApi, season: int, as_of: dt.date, ids: LiveIds, k
     if not got.rows:
         log.info("no completed %s game in the Stats API before %s", season, as_of)
     lines = to_frame([], season) if not got.lines else live_lines_frame(got.lines, season)
-    return Parsed(games, season_games.quarantine), lines, listing
+    return Parsed(games, pd.concat([season_games.quarantine, quarantine_frame(got.quarantine)], ignore_index=True)), \
+        lines, listing
 
 
 def live_lines_frame(rows: list[dict], season: int) -> pd.DataFrame:

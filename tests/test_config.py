@@ -79,3 +79,13 @@ def test_missing_file_and_malformed_override(tmp_path):
 def test_seasons_must_be_ordered():
     with pytest.raises(ConfigError, match="last_season is before"):
         build_config({"data": {"first_season": 2000, "last_season": 1999}})
+
+
+def test_a_stats_api_url_that_is_not_the_schedule_endpoint_is_refused_by_validation():
+    """The box-score and people endpoints are found beside /schedule: any other URL would fail only
+    when A runs (exit 1); validation says so first (exit 2 from the command line)."""
+    with pytest.raises(ConfigError) as err:
+        build_config({}, ["sources.schedule.statsapi_url=https://statsapi.mlb.com/api/v1/games"])
+    assert err.value.problems == ["sources.schedule.statsapi_url: Value error, 'https://statsapi.mlb.com/api/v1/games' "
+                                  "must be the Stats API's schedule endpoint (ending in /schedule)"]
+    assert build_config({}, ["sources.schedule.statsapi_url=http://127.0.0.1:8765/api/v1/schedule"])

@@ -226,7 +226,9 @@ def test_a_backfill_killed_halfway_resumes_and_asks_each_game_once(world, season
     assert (raw["player_id"] == mine[0]).any()
 
 
-def test_a_bad_payload_is_one_line_naming_the_url_and_the_cached_games_stay(world, season_2024, tmp_path):
+def test_a_box_score_that_does_not_read_quarantines_its_game_and_the_night_goes_on(world, season_2024, tmp_path):
+    """As a bad game-log line: one line in the quarantine (E reports it) and a warning naming the game;
+    the other games are read and cached, and the next night asks for that box score again."""
     season = fake_season(season_2024, dt.date(2024, 4, 10))
     pk = max(season.boxes)
     with FakeStatsApiServer(season) as server:
@@ -234,15 +236,23 @@ def test_a_bad_payload_is_one_line_naming_the_url_and_the_cached_games_stay(worl
                 *live_args(world, tmp_path, server, dt.date(2024, 4, 10)), "--set", "sources.retrosheet.events_url=off"]
         good, season.boxes[pk] = season.boxes[pk], {"teams": {"away": {}}}
         proc = run_pipeline(*args)
-        assert proc.returncode == 1
-        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-        assert len(errors) == 1 and f"/api/v1/game/{pk}/boxscore: unexpected boxscore payload" in errors[0]
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        store = ArtifactStore(tmp_path, ROOT / "schemas")
+        quarantine = store.read_frame("quarantine")
+        bad = quarantine[quarantine["source"].str.endswith(f"/api/v1/game/{pk}/boxscore")]
+        assert bad["line_number"].tolist() == [pk]
+        assert bad["reason"].iloc[0].startswith(f"game {pk} of 2024-") and "unexpected boxscore payload" in \
+            bad["reason"].iloc[0]
+        assert pk not in set(store.read_frame("raw_gamelogs")["game_pk"].dropna())
+        assert sum(f"game {pk} of 2024-" in line for line in proc.stderr.splitlines()) == 1
         cached = len(list((tmp_path / "cache" / "statsapi").glob("*/2024/games/*.json")))
         assert cached == len(season.boxes) - 1
         season.boxes[pk] = good
         before = server.boxscores()
         assert run_pipeline(*args).returncode == 0
         assert server.boxscores() - before == {f"boxscore {pk}": 1}
+        assert pk in set(store.read_frame("raw_gamelogs")["game_pk"].dropna())
+        assert not store.read_frame("quarantine")["source"].str.contains("boxscore").any()
 
 
 def test_the_fake_server_is_built_from_the_real_event_files(season_2024):

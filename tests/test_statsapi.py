@@ -265,3 +265,25 @@ def test_each_api_address_has_its_own_cache(tmp_path):
     real = StatsApi("https://statsapi.mlb.com/api/v1/schedule", 5, None, 5, tmp_path)
     fake = StatsApi("http://127.0.0.1:8765/api/v1/schedule", 5, None, 5, tmp_path)
     assert real.cache_dir.parent == fake.cache_dir.parent == tmp_path and real.cache_dir != fake.cache_dir
+
+
+def test_a_day_stuck_in_an_odd_state_is_kept_as_it_stands_after_three_days(tmp_path, caplog):
+    """A game whose listing never leaves "Delayed" would make its day be asked for every night: three
+    days on, the day is kept as it stands (with a warning naming the game), and not asked again."""
+    from utils.statsapi import season_listing
+
+    stuck = {"gamePk": 9, "gameType": "R", "status": {"abstractGameState": "Live", "detailedState": "Delayed"}}
+    later = {"gamePk": 10, "gameType": "R", "status": {"abstractGameState": "Final", "detailedState": "Final"}}
+    opener = {**later, "gamePk": 8}
+    answer = schedule_answer({"2024-03-28": [opener], "2024-04-02": [stuck], "2024-04-05": [later]})
+    api = StatsApi("https://statsapi.example/api/v1/schedule", 5, lambda *a: answer, 1000, tmp_path)
+    season_listing(api, 2024, dt.date(2024, 4, 4))  # two days on: still asked for
+    assert not (api.cache_dir / "2024" / "days" / "2024-04-02.json").exists()
+    season_listing(api, 2024, dt.date(2024, 4, 5))  # three days on: kept
+    assert (api.cache_dir / "2024" / "days" / "2024-04-02.json").exists()
+    assert "the listing of 2024-04-02 is kept as it stands, 3 days on: 9 'Delayed'" in caplog.text
+    before = api.requests
+    caplog.clear()
+    listing = season_listing(api, 2024, dt.date(2024, 4, 6))  # one request, from the first day not kept
+    assert api.requests == before + 1 and listing.by_day[dt.date(2024, 4, 2)][0]["gamePk"] == 9
+    assert "kept as it stands" not in caplog.text

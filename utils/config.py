@@ -136,6 +136,10 @@ class ScheduleSettings(Frozen):
     @field_validator("statsapi_url")
     @classmethod
     def _https(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        if not urlsplit(value).path.rstrip("/").endswith("/schedule"):  # the other endpoints hang off its folder
+            raise ValueError(f"'{value}' must be the Stats API's schedule endpoint (ending in /schedule)")
         return https_url(value)
 
     @field_validator("timezone")

@@ -74,6 +74,9 @@ HYDRATE = "linescore,decisions,probablePitcher"
 MAX_PAYLOAD_BYTES = {"schedule": 2_000_000, "boxscore": 5_000_000, "people": 5_000_000}  # schedule: a day
 PEOPLE_BATCH = 100  # ids a `people` request asks for
 SPAN_DAYS = 31  # days a schedule request asks for: a month's games, with line scores, are ~10 MB
+# A day this long before the as-of day is taken as its listing stands, even with a game in an odd
+# state ("Game Over" never made "Final", "Delayed" never updated): else it is asked for every night.
+SETTLE_AFTER_DAYS = 3
 FIRST_DAY = (3, 1)  # a season's games are asked for from March 1 (the earliest openers are in mid-March)
 LAST_DAY = (11, 30)
 
@@ -93,6 +96,11 @@ PLAYER_PITCHING = {"p_gs": "gamesStarted", "p_gf": "gamesFinished", "p_sv": "sav
 
 class PayloadShapeError(ValueError):
     """A payload that is not what the Stats API sends; the caller names the URL."""
+
+
+class PayloadError(SourceError):
+    """An answer that arrived but does not read (too large, not JSON, the wrong shape): asking again
+    at once would not help, unlike a network error. A box score's quarantines its game."""
 
 
 def api_root(schedule_url: str) -> str:
@@ -146,14 +154,14 @@ class StatsApi:
         where = url + ("?" + urlencode(params) if params else "")
         limit = MAX_PAYLOAD_BYTES[kind] * (days if kind == "schedule" else 1)
         if len(payload) > limit:
-            raise SourceError(f"{where}: {kind} payload of {len(payload):,} bytes, more than any "
+            raise PayloadError(f"{where}: {kind} payload of {len(payload):,} bytes, more than any "
                               f"({limit:,} at most)")
         try:
             doc = json.loads(payload)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise SourceError(f"{where}: unexpected {kind} payload ({type(exc).__name__}: {exc})") from None
+            raise PayloadError(f"{where}: unexpected {kind} payload ({type(exc).__name__}: {exc})") from None
         if not isinstance(doc, dict):
-            raise SourceError(f"{where}: unexpected {kind} payload (a {type(doc).__name__}, not an object)")
+            raise PayloadError(f"{where}: unexpected {kind} payload (a {type(doc).__name__}, not an object)")
         return doc
 
     def schedule(self, start: dt.date, end: dt.date) -> list[dict]:
@@ -178,7 +186,7 @@ class StatsApi:
         try:
             check_boxscore(doc)
         except PayloadShapeError as exc:
-            raise SourceError(f"{url}: unexpected boxscore payload ({exc})") from None
+            raise PayloadError(f"{url}: unexpected boxscore payload ({exc})") from None
         if keep:
             write_verified(path, json.dumps(doc, separators=(",", ":")).encode())
         return doc
@@ -332,7 +340,13 @@ def season_listing(api: StatsApi, season: int, as_of: dt.date) -> SeasonListing:
         for listed, day_games in fresh.items():
             listing.by_day[listed] = day_games
             off_day = not day_games and any(d > listed for d in played)  # an empty answer is no off day
-            if listed < as_of and listed < dt.date.today() and (settled[listed] or off_day):
+            stale = bool(day_games) and listed <= as_of - dt.timedelta(days=SETTLE_AFTER_DAYS)
+            if listed < as_of and listed < dt.date.today() and (settled[listed] or off_day or stale):
+                if not settled[listed] and stale:
+                    odd = [f"{g.get('gamePk')} '{_state(g)[:30]}'" for g in day_games
+                           if not (is_final(g) or _state(g).startswith(NOT_PLAYED))]
+                    log.warning("the listing of %s is kept as it stands, %d days on: %s", listed,
+                                (as_of - listed).days, ", ".join(odd))
                 write_verified(folder / f"{listed.isoformat()}.json", json.dumps(day_games).encode())
     return listing
 
@@ -645,6 +659,7 @@ class LiveSeason:
     rows: list[dict[str, str]]          # game-log fields of each game before the as-of day
     pks: list[int]
     lines: list[dict]                   # player_games rows
+    quarantine: list[dict]              # games whose box score does not read, as A's quarantine rows
 
 
 def read_season(api: StatsApi, season: int, as_of: dt.date, live_ids: LiveIds) -> tuple[LiveSeason, SeasonListing]:
@@ -659,10 +674,15 @@ def read_season(api: StatsApi, season: int, as_of: dt.date, live_ids: LiveIds) -
         raise SourceError(f"{api.schedule_url} ({season} to {as_of}): unexpected schedule payload "
                           f"({type(exc).__name__}: {exc})") from None
     boxes: dict[int, dict] = {}
+    quarantine: list[dict] = []
     with progress(f"Stats API {season}", len(finals)) as step:
         for pk in sorted(finals, key=lambda p: (finals[p][1], p)):
             step(f"game {pk}")
-            boxes[pk] = api.boxscore(pk, season, keep=final_for_good(finals[pk][0]))
+            try:
+                stale = finals[pk][1] <= as_of - dt.timedelta(days=SETTLE_AFTER_DAYS)
+                boxes[pk] = api.boxscore(pk, season, keep=final_for_good(finals[pk][0]) or stale)
+            except PayloadError as exc:
+                quarantine.append(unreadable(season, f"{api.root}/game/{pk}/boxscore", pk, finals[pk][1], exc))
     people = set(probables)
     for box in boxes.values():  # those who played (a box score lists the whole roster)
         for side in ("away", "home"):
@@ -672,12 +692,16 @@ def read_season(api: StatsApi, season: int, as_of: dt.date, live_ids: LiveIds) -
     ids = live_ids.id
     rows, pks, lines = [], [], []
     for pk, (game, date, completed) in sorted(finals.items(), key=lambda kv: (kv[1][1], kv[0])):
+        if pk not in boxes:
+            continue
         try:
-            rows.append(gamelog_row(game, boxes[pk], date, completed, ids))
-            lines.extend(player_lines(game, boxes[pk], date, completed, ids))
+            row = gamelog_row(game, boxes[pk], date, completed, ids)
+            game_lines = player_lines(game, boxes[pk], date, completed, ids)
         except (PayloadShapeError, KeyError, TypeError, ValueError) as exc:
-            raise SourceError(f"{api.root}/game/{pk}/boxscore: game {pk} does not read ({type(exc).__name__}: "
-                              f"{exc})") from None
+            quarantine.append(unreadable(season, f"{api.root}/game/{pk}/boxscore", pk, date, exc))
+            continue
+        rows.append(row)
+        lines.extend(game_lines)
         pks.append(pk)
     for pk, (game, date) in sorted(pending.items(), key=lambda kv: (kv[1][1], kv[0])):
         try:
@@ -686,7 +710,16 @@ def read_season(api: StatsApi, season: int, as_of: dt.date, live_ids: LiveIds) -
             raise SourceError(f"{api.schedule_url} ({season}): game {pk} does not read ({type(exc).__name__}: "
                               f"{exc})") from None
         pks.append(pk)
-    return LiveSeason(rows, pks, lines), listing
+    return LiveSeason(rows, pks, lines, quarantine), listing
+
+
+def unreadable(season: int, url: str, pk: int, date: dt.date, exc: Exception) -> dict:
+    """A final game whose box score does not read, as a quarantine row (its gamePk in place of a line
+    number): E reports it, the night goes on without it, and the next night asks for it again."""
+    reason = str(exc) if isinstance(exc, (PayloadError, PayloadShapeError)) else f"{type(exc).__name__}: {exc}"
+    log.warning("game %s of %s does not read; quarantined: %s", pk, date, " ".join(reason.split())[:200])
+    return {"season": season, "source": url, "line_number": int(pk),
+            "reason": f"game {pk} of {date} does not read: {' '.join(reason.split())[:240]}", "text": ""}
 
 
 MAX_GAMES_A_DAY = 40  # 15 games on a full day, a few more with doubleheaders and split squads
