@@ -48,7 +48,7 @@ def test_payload_maps_to_retrosheet_codes_and_pitcher_ids(crosswalk, tmp_path):
     assert frame["v_starting_pitcher_id"].tolist()[2] == "mlbam:13"
     assert frame["v_starting_pitcher_name"].tolist()[2] == "Nobody Newcomer"
     assert frame["day_night"].tolist() == ["D", "D", "N"]
-    # leagues and parks come from the team and venue tables, not left empty
+    # leagues and parks come from the team and venue tables (every real listing names its venue)
     assert frame[["visiting_league", "home_league"]].values.tolist() == [["AL", "AL"], ["NL", "NL"], ["NL", "NL"]]
     assert frame["park_id"].tolist() == ["BAL12", "PHI13", "PHI13"]
 
