@@ -244,7 +244,8 @@ def test_a_box_score_that_does_not_read_quarantines_its_game_and_the_night_goes_
         assert bad["reason"].iloc[0].startswith(f"game {pk} of 2024-") and "unexpected boxscore payload" in \
             bad["reason"].iloc[0]
         assert pk not in set(store.read_frame("raw_gamelogs")["game_pk"].dropna())
-        assert sum(f"game {pk} of 2024-" in line for line in proc.stderr.splitlines()) == 1
+        warned = [line for line in proc.stderr.splitlines() if line.startswith("WARNING") and f"game {pk}" in line]
+        assert len(warned) == 1 and "quarantined" in warned[0]
         cached = len(list((tmp_path / "cache" / "statsapi").glob("*/2024/games/*.json")))
         assert cached == len(season.boxes) - 1
         season.boxes[pk] = good
