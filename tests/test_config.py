@@ -89,3 +89,29 @@ def test_a_stats_api_url_that_is_not_the_schedule_endpoint_is_refused_by_validat
     assert err.value.problems == ["sources.schedule.statsapi_url: Value error, 'https://statsapi.mlb.com/api/v1/games' "
                                   "must be the Stats API's schedule endpoint (ending in /schedule)"]
     assert build_config({}, ["sources.schedule.statsapi_url=http://127.0.0.1:8765/api/v1/schedule"])
+
+
+def test_an_as_of_date_outside_the_seasons_there_are_is_refused_by_validation():
+    """`backtest --season 1800` was already exit 2; a run's as-of date is held to the same: not before
+    data.first_season, not after tomorrow where the games are scheduled (no season before it to read)."""
+    with pytest.raises(ConfigError) as err:
+        build_config({}, ["run.as_of=1800-01-01"])
+    assert err.value.problems == ["run.as_of 1800-01-01 is before data.first_season (1990): no season to learn from"]
+    with pytest.raises(ConfigError, match=r"run.as_of 2030-01-01 is after tomorrow \(\d{4}-\d\d-\d\d in "
+                                          r"America/New_York\)"):
+        build_config({}, ["run.as_of=2030-01-01"])
+    with pytest.raises(ConfigError, match="run.as_of 2020-07-01 is before data.first_season .2021."):
+        build_config({"data": {"first_season": 2021}}, ["run.as_of=2020-07-01"])
+    tomorrow = dt.date.today() + dt.timedelta(days=1)
+    assert build_config({}, [f"run.as_of={tomorrow - dt.timedelta(days=1)}"]).run.as_of  # today is fine
+
+
+def test_a_config_that_is_not_a_regular_file_or_is_huge_is_refused_before_reading(tmp_path):
+    """`--config /dev/zero` read without end, then MemoryError; now one line at once."""
+    with pytest.raises(ConfigError) as err:
+        load_config("/dev/zero")
+    assert err.value.problems == ["/dev/zero: not a regular file"]
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * 1_000_001)
+    with pytest.raises(ConfigError, match=r"big.yaml: 1,000,001 bytes, larger than any config \(1,000,000 at most\)"):
+        load_config(big)

@@ -345,6 +345,14 @@ class PipelineConfig(Frozen):
     def _seasons_ordered(self) -> PipelineConfig:
         if self.data.last_season is not None and self.data.last_season < self.data.first_season:
             raise ValueError("data.last_season is before data.first_season")
+        as_of = self.run.as_of
+        if as_of is not None and as_of.year < self.data.first_season:
+            raise ValueError(f"run.as_of {as_of} is before data.first_season ({self.data.first_season}): "
+                             f"no season to learn from")
+        tomorrow = today_in(self.sources.schedule.timezone) + dt.timedelta(days=1)
+        if as_of is not None and as_of > tomorrow:
+            raise ValueError(f"run.as_of {as_of} is after tomorrow ({tomorrow} in {self.sources.schedule.timezone}): "
+                             f"no schedule or season before it to read")
         return self
 
 
@@ -396,6 +404,8 @@ def _describe(error: dict[str, Any]) -> str:
     loc = tuple(error["loc"])
     dotted = ".".join(str(part) for part in loc) or "(top level)"
     if error["type"] != "extra_forbidden":
+        if not loc:  # a rule across sections: its message names the keys
+            return str(error["msg"]).removeprefix("Value error, ")
         return f"{dotted}: {error['msg']}"
     parent = _model_at(loc[:-1])
     valid = list(parent.model_fields) if parent else []
@@ -447,10 +457,18 @@ def _yaml_problem(exc: Exception) -> str:
     return " ".join(str(getattr(exc, "problem", None) or exc).split())[:200]
 
 
+MAX_CONFIG_BYTES = 1_000_000  # config.yaml is ~10 KB
+
+
 def read_config_file(path: Path | str) -> dict[str, Any]:
     """The config file's mapping (empty for an empty file). Raises ConfigError naming the file."""
     path = Path(path)
     try:
+        if path.exists() and not path.is_dir() and not path.is_file():  # /dev/zero, a FIFO: could read forever
+            raise ConfigError([f"{path}: not a regular file"])
+        if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{path}: {path.stat().st_size:,} bytes, larger than any config "
+                               f"({MAX_CONFIG_BYTES:,} at most)"])
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([f"{path}: config file not found"]) from None
