@@ -32,6 +32,23 @@ def test_visual_dry_run_draws_an_svg(tmp_path):
     assert proc.returncode == 0 and (tmp_path / "dag_plan.svg").read_text().lstrip().startswith("<?xml")
 
 
+@pytest.mark.parametrize("name", ["dag_plan.dot", "dag_plan.svg"])
+def test_visual_never_writes_through_a_planted_link(tmp_path, name):
+    """A link planted where --visual writes is replaced by the drawing; the file it pointed at stays."""
+    if name.endswith(".svg") and not shutil.which("dot"):
+        pytest.skip("graphviz's dot is not installed (make test installs it)")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / name).symlink_to(outside)
+    proc = run_pipeline(*BOOKMARK, "--config", str(ROOT / "config.yaml"), "--set",
+                        f"paths.artifacts={work / 'artifacts'}", "--set", f"paths.schemas={ROOT / 'schemas'}", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert outside.read_text() == "keep me"
+    assert not (work / name).is_symlink() and (work / name).stat().st_size > 100
+
+
 def test_unknown_module_and_bad_date_exit_2():
     proc = run_pipeline("run", "--modules", "A,Z", "--dry-run")
     assert proc.returncode == 2 and proc.stderr.strip() == (

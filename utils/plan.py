@@ -2,11 +2,12 @@
 (text, dot, mermaid, the README's markdown, svg/png through graphviz)."""
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from modules.registry import Registry
-from utils.artifacts import ArtifactError, ArtifactStore
+from utils.artifacts import ArtifactError, ArtifactStore, atomic_write_bytes
 from utils.lineage import stale_reason
 
 
@@ -154,29 +155,38 @@ def dry_run_text(cfg, registry: Registry, plan: Plan, store: ArtifactStore) -> s
 
 def render(source: str, fmt: str, target: Path) -> Path:
     """Graphviz source drawn by `dot` into `target` (svg, png); PlanError when dot is not installed."""
-    import shutil
     import subprocess
 
     if not shutil.which("dot"):
         raise PlanError(f"graphviz 'dot' is not installed; cannot write {target} (use --format dot or text)")
     try:
-        subprocess.run(["dot", f"-T{fmt}", "-o", str(target)], input=source, text=True, check=True, timeout=30,
-                       capture_output=True)
+        drawn = subprocess.run(["dot", f"-T{fmt}"], input=source.encode(), check=True, timeout=30,
+                               capture_output=True).stdout
     except subprocess.CalledProcessError as exc:
-        raise PlanError(f"{target}: dot failed ({' '.join(exc.stderr.split())[:160]})") from None
+        raise PlanError(f"{target}: dot failed ({' '.join(exc.stderr.decode(errors='replace').split())[:160]})") \
+            from None
     except subprocess.TimeoutExpired:
         raise PlanError(f"{target}: dot took more than 30 s") from None
+    write_file(target, drawn)
     return target
+
+
+def write_file(path: Path, payload: bytes) -> None:
+    """Atomically, as every artifact: a link planted at `path` is replaced, never written through."""
+    try:
+        atomic_write_bytes(path, payload)
+    except OSError as exc:
+        raise PlanError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
 def write_visual(registry: Registry, selected: list[str], out_dir: Path) -> tuple[list[Path], str | None]:
     """dag_plan.dot always, dag_plan.svg when graphviz's `dot` is on PATH; (written, a note if not)."""
     dot_path = out_dir / "dag_plan.dot"
-    dot_path.write_text(dag_dot(registry, selected))
-    try:
-        return [dot_path, render(dot_path.read_text(), "svg", out_dir / "dag_plan.svg")], None
-    except PlanError:
+    source = dag_dot(registry, selected)
+    write_file(dot_path, source.encode())
+    if not shutil.which("dot"):
         return [dot_path], "graphviz 'dot' not found; wrote dag_plan.dot only"
+    return [dot_path, render(source, "svg", out_dir / "dag_plan.svg")], None
 
 
 def mermaid(registry: Registry) -> str:
