@@ -82,6 +82,9 @@ QUARANTINE_DTYPES = {"season": "Int64", "source": "string", "line_number": "Int6
 # No game-log count comes near ten digits (attendance tops out at six); a longer one is a broken line,
 # and would overflow a 64-bit integer if it ran past nineteen.
 MAX_INTEGER_DIGITS = 9
+# The most runs a team scored in a game of the logs is 49 (1871), 30 since 1900: past this a score is
+# a broken line, not a rare game.
+MAX_RUNS = 60
 # A season's log is about 2,500 lines of under 1.5 KB (4 MB); a member far larger is a zip bomb.
 MAX_GAMELOG_BYTES = 64_000_000
 
@@ -103,6 +106,7 @@ def parse_gamelog(text: str, season: int, source: str, known_teams: set[str] | N
     lines: list[int] = []
     bad: list[dict] = []
     raw_lines = text.splitlines()
+    seen: dict[tuple[str, str, str], int] = {}  # (date, home team, game number) -> its first line
     for number, line in enumerate(raw_lines, start=1):
         if not line.strip():
             continue
@@ -115,9 +119,13 @@ def parse_gamelog(text: str, season: int, source: str, known_teams: set[str] | N
             bad.append(_quarantined(season, source, number, f"{len(row)} fields, expected {len(FIELDS)}", line))
             continue
         reason = _row_problem(row, season, known_teams)
+        key = (row[0], row[6], row[1])
+        if not reason and key in seen:
+            reason = f"repeats line {seen[key]} (the same date, home team and game number)"
         if reason:
             bad.append(_quarantined(season, source, number, reason, line))
             continue
+        seen[key] = number
         good.append(row)
         lines.append(number)
     frame = pd.DataFrame(good, columns=FIELD_NAMES, dtype=object)
@@ -163,6 +171,8 @@ def _row_problem(row: list[str], season: int, known_teams: set[str] | None) -> s
     for field, value in (("visiting_score", row[9]), ("home_score", row[10])):
         if not value.isdigit() or len(value) > MAX_INTEGER_DIGITS:
             return f"{field} '{value[:30]}' is not a whole number of at most {MAX_INTEGER_DIGITS} digits"
+        if int(value) > MAX_RUNS:
+            return f"{field} {value} is more runs than any team has scored in a game ({MAX_RUNS} at most)"
     if known_teams is not None:
         for field, code in (("visiting_team", visiting), ("home_team", home)):
             if code not in known_teams:
@@ -195,7 +205,7 @@ def read_season_zip(payload: bytes, season: int, source: str) -> str:
     return text
 
 
-PARSER_VERSION = "2"  # bump when parse_gamelog's output changes: it invalidates the parsed-season cache
+PARSER_VERSION = "3"  # bump when parse_gamelog's output changes: it invalidates the parsed-season cache
 
 
 def parse_cached(payload: bytes, season: int, where: str, known: set[str], cache_dir: Path) -> Parsed:
@@ -305,7 +315,7 @@ def seasons_for(data: DataConfig, as_of_season: int) -> list[int]:
     return list(range(data.first_season, min(last, as_of_season) + 1))
 
 
-EVENTS_PARSER_VERSION = "2"  # bump when utils/events.py's rows change: it invalidates the cached seasons
+EVENTS_PARSER_VERSION = "3"  # bump when utils/events.py's rows change: it invalidates the cached seasons
 
 
 def fetch_published(source: RetrosheetSource, season: int, season_now: int, missing_ok: bool = False,

@@ -292,6 +292,26 @@ def test_an_oversized_count_in_any_field_is_quarantined_naming_it(mirror):
         f"attendance is not a whole number of at most 9 digits: '{'9' * 25}'"]
 
 
+def test_a_repeated_line_and_an_impossible_score_are_quarantined_naming_the_line(mirror):
+    """A duplicated game-log line kept both copies and B failed on the duplicate game_id without naming
+    a file; a visiting score of 999,999,999 reached the features. Each is now one quarantined line;
+    a rare score (the logs' most, 49 in 1871) is kept."""
+    from modules.a_ingest import parse_gamelog, read_season_zip
+
+    lines = read_season_zip((mirror / "gl2024.zip").read_bytes(), 2024, "x").splitlines()[:4]
+    lines.insert(2, lines[0])  # line 3 repeats line 1
+    absurd = lines[3].split(",")
+    absurd[9] = "999999999"
+    lines[3] = ",".join(absurd)
+    parsed = parse_gamelog("\n".join(lines), 2024, "gl2024.zip")
+    assert parsed.games["line_number"].tolist() == [1, 2, 5]
+    assert parsed.quarantine[["line_number", "reason"]].values.tolist() == [
+        [3, "repeats line 1 (the same date, home team and game number)"],
+        [4, "visiting_score 999999999 is more runs than any team has scored in a game (60 at most)"]]
+    oldest = read_season_zip((mirror / "gl1871.zip").read_bytes(), 1871, "x")
+    assert parse_gamelog(oldest, 1871, "gl1871.zip").quarantine.empty  # 49 runs on 1871-06-28 is history
+
+
 def test_an_empty_past_season_is_an_error_naming_the_file(mirror, tmp_path):
     from modules import a_ingest
 
