@@ -28,7 +28,9 @@ def crosswalk():
 
 def answers(schedule: bytes):
     """A fetch that answers the schedule with `schedule` and `people` with PEOPLE."""
-    return lambda url, params, timeout: json.dumps(PEOPLE).encode() if url.endswith("/people") else schedule
+    def fetch(url, params, timeout, max_bytes=None):
+        return json.dumps(PEOPLE).encode() if url.endswith("/people") else schedule
+    return fetch
 
 
 def slate(schedule: bytes, crosswalk, tmp_path, url=URL):

@@ -16,7 +16,7 @@ from utils.artifacts import atomic_write_bytes
 
 log = logging.getLogger("mlb.sources")
 
-Fetch = Callable[[str, dict | None, int], bytes]
+Fetch = Callable[..., bytes]  # (url, params, timeout seconds, max_bytes or None) -> the body
 
 
 class SourceError(OSError):
@@ -32,27 +32,78 @@ class NotFound(SourceError):
     """The file or URL is not there (404, no such file): not published yet, or never."""
 
 
-def http_get(url: str, params: dict | None, timeout: int) -> bytes:
+MAX_REDIRECTS = 5
+MAX_DOWNLOAD_BYTES = 200_000_000  # a season's zip is a few MB; the Stats API's answers have their own caps
+
+
+def http_get(url: str, params: dict | None, timeout: int, max_bytes: int | None = None) -> bytes:
+    """The body of a GET, within `timeout` seconds for the whole request (a server that drips a byte
+    at a time is cut off too) and `max_bytes` (counted as it arrives, never buffered past the cap).
+    A redirect is followed only to the same scheme and host; the error names the URL it came to."""
+    from urllib.parse import urljoin, urlsplit
+
     import requests
 
+    deadline = time.monotonic() + timeout
+    limit = max_bytes or MAX_DOWNLOAD_BYTES
+    where, query = url, params
+    for _ in range(MAX_REDIRECTS + 1):
+        response = _request(requests, where, query, timeout)
+        if not response.is_redirect:
+            break
+        target = urljoin(where, response.headers.get("Location", ""))
+        response.close()
+        if (urlsplit(target).scheme, urlsplit(target).netloc) != (urlsplit(url).scheme, urlsplit(url).netloc):
+            raise SourceError(f"{url}: redirected to {target[:200]}, another host or scheme; not followed")
+        where, query = target, None
+    else:
+        raise SourceError(f"{url}: more than {MAX_REDIRECTS} redirects")
+    with response:
+        if response.status_code == 404:
+            raise NotFound(f"{where}: not found (404)")
+        if response.status_code != 200:
+            transient = response.status_code == 429 or response.status_code >= 500
+            raise SourceError(f"{where}: HTTP {response.status_code}", transient=transient)
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise SourceError(f"{where}: an answer of {int(declared):,} bytes, more than any ({limit:,} at most)")
+        body = bytearray()
+        while chunk := _read_some(response, where, timeout):
+            body += chunk
+            if len(body) > limit:
+                raise SourceError(f"{where}: an answer of more than {limit:,} bytes ({limit:,} at most); "
+                                  f"not read further")
+            if time.monotonic() > deadline:
+                raise SourceError(f"{where}: no complete answer within {timeout}s", transient=True)
+    return bytes(body)
+
+
+def _read_some(response, where: str, timeout: int) -> bytes:
+    """What has arrived of the body (at most 64 KB, at least a byte unless it ended), as it arrives."""
+    import requests
+    import urllib3
+
     try:
-        response = requests.get(url, params=params, timeout=timeout)
+        return response.raw.read1(65536, decode_content=True)
+    except urllib3.exceptions.ReadTimeoutError:
+        raise SourceError(f"{where}: no answer within {timeout}s", transient=True) from None
+    except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+        raise SourceError(f"{where}: the connection broke off mid-download ({type(exc).__name__})",
+                          transient=True) from None
+
+
+def _request(requests, url: str, params: dict | None, timeout: int):
+    """One GET, its body not read yet; a one-line SourceError naming the URL if it gets no answer."""
+    try:
+        return requests.get(url, params=params, timeout=timeout, stream=True, allow_redirects=False)
     except requests.Timeout:
         raise SourceError(f"{url}: no answer within {timeout}s", transient=True) from None
     except requests.exceptions.SSLError as exc:  # a certificate will not fix itself in a few seconds
         raise SourceError(f"{url}: SSLError: {' '.join(str(exc).split())[:200]}") from None
-    except requests.exceptions.ChunkedEncodingError:
-        raise SourceError(f"{url}: the connection broke off mid-download", transient=True) from None
     except requests.ConnectionError:
         raise SourceError(f"{url}: ConnectionError: cannot connect (refused, or no network)", transient=True) from None
     except requests.RequestException as exc:
         raise SourceError(f"{url}: {type(exc).__name__}: {exc}") from None
-    if response.status_code == 404:
-        raise NotFound(f"{url}: not found (404)")
-    if response.status_code != 200:
-        transient = response.status_code == 429 or response.status_code >= 500
-        raise SourceError(f"{url}: HTTP {response.status_code}", transient=transient)
-    return response.content
 
 
 MAX_WAIT_S = 60.0  # the longest wait between two attempts: a night must not sleep for hours
@@ -63,10 +114,10 @@ def with_retries(fetch: Fetch, retries: int, backoff_seconds: float, sleep: Call
     """`fetch` asked again after a transient failure, up to `retries` more times, waiting
     backoff, 2*backoff, 4*backoff... (at most a minute) between attempts. A 404 or a bad payload is not retried: asking
     again cannot change it. The last failure's message says how many attempts were made."""
-    def fetch_again(url: str, params: dict | None, timeout: int) -> bytes:
+    def fetch_again(url: str, params: dict | None, timeout: int, max_bytes: int | None = None) -> bytes:
         for attempt in range(retries + 1):
             try:
-                return fetch(url, params, timeout)
+                return fetch(url, params, timeout, max_bytes)
             except SourceError as exc:
                 if not exc.transient or attempt == retries:
                     if attempt:

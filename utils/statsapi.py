@@ -150,9 +150,9 @@ class StatsApi:
     def get(self, url: str, params: dict | None, kind: str, days: int = 1) -> dict:
         self.limit.wait()
         self.requests += 1
-        payload = self.fetch(url, params, self.timeout)
-        where = url + ("?" + urlencode(params) if params else "")
         limit = MAX_PAYLOAD_BYTES[kind] * (days if kind == "schedule" else 1)
+        payload = self.fetch(url, params, self.timeout, limit)
+        where = url + ("?" + urlencode(params) if params else "")
         if len(payload) > limit:
             raise PayloadError(f"{where}: {kind} payload of {len(payload):,} bytes, more than any "
                               f"({limit:,} at most)")
