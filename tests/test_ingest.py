@@ -213,6 +213,6 @@ def test_a_season_before_first_season_is_a_config_error_not_a_crash(mirror, tmp_
 
     proc = run_pipeline("backtest", "--season", "1985", "--set", f"sources.retrosheet.base_url={mirror}",
                         "--set", f"paths.artifacts={tmp_path}", "--set", "versioning.backend=none")
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # validation sees it: no module starts
     assert proc.stderr.strip().splitlines()[-1] == (
-        "error: module A (ingest) failed: data.first_season 1990 is after the as-of season 1985: no season to ingest")
+        "config error: run.as_of 1985-12-01 is before data.first_season (1990): no season to learn from")
