@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 from pathlib import Path
 from typing import Literal
@@ -134,6 +135,7 @@ class StatusRecorder:
         self.path = Catalog(root).status_file
         self.copy_to = copy_to
         self.run = run
+        self.previous: Path | None = None  # the last run's status, kept aside while this one runs
         self._lock = threading.RLock()  # re-entered by a signal handler on the thread that holds it
 
     def update(self, phase: PhaseStatus) -> None:
@@ -164,9 +166,22 @@ class StatusRecorder:
 
     def _flush(self) -> None:
         text = yaml.safe_dump(self.run.model_dump(mode="json"), sort_keys=False)
-        atomic_write_text(self.path, text)
-        if self.copy_to is not None:
-            atomic_write_text(self.copy_to, text)
+        if self.previous is None:  # the run's first write: keep the last run's status until this one ends
+            self.previous = self.path.with_name(self.path.name + ".previous")
+            self.previous.unlink(missing_ok=True)
+            if self.path.is_file() and not self.path.is_symlink():
+                os.link(self.path, self.previous, follow_symlinks=False)  # a name, not a copy: no space needed
+        try:
+            atomic_write_text(self.path, text)
+            if self.copy_to is not None:
+                atomic_write_text(self.copy_to, text)
+        except OSError as exc:  # a full disk: the last run's status comes back (a rename needs no space)
+            if self.previous.exists():
+                os.replace(self.previous, self.path)
+                exc.status_untouched = True
+            raise
+        if self.run.finished_at is not None:
+            self.previous.unlink(missing_ok=True)
 
 
 def status_table(status: RunStatus) -> str:

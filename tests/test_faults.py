@@ -420,6 +420,59 @@ def test_a_full_disk_while_writing_the_status_keeps_the_previous_status(tmp_path
     assert not RunLock(tmp_path).is_held()
 
 
+def test_a_disk_that_fills_during_the_run_names_the_file_and_keeps_the_last_status(tmp_path, capsys, monkeypatch):
+    """The run's first status write fits, a module's output does not, nor then the status: the error
+    named no file ('[Errno 28] No space left on device') and the status stayed at the new run's start
+    (a module 'pending', no end). Now the module's error names the file, and the last run's status
+    comes back whole."""
+    import phase_status
+    import utils.artifacts
+
+    monkeypatch.setattr(pipeline, "REGISTRY", toy_registry())
+    assert cli(capsys, *toy_args(tmp_path))[0] == 0
+    before = (tmp_path / STATUS_FILE).read_text()
+    real_fsync, real_status_write = utils.artifacts.os.fsync, phase_status.atomic_write_text
+    full = {"on": False}
+
+    def fsync(fd):
+        if full["on"]:
+            raise OSError(errno.ENOSPC, "No space left on device")  # as os.write says it: no file named
+        return real_fsync(fd)
+
+    def status_write(path, text):
+        real_status_write(path, text)
+        full["on"] = True  # the first status write of the run fits; the disk is full after it
+
+    monkeypatch.setattr(utils.artifacts.os, "fsync", fsync)
+    monkeypatch.setattr(phase_status, "atomic_write_text", status_write)
+    code, _, err = cli(capsys, *toy_args(tmp_path))
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith(f"error: {tmp_path}/") and lines[-1].endswith(  # the status, or the run's copy
+        "phase_status.yaml: No space left on device; the previous status is unchanged"), lines
+    assert (tmp_path / STATUS_FILE).read_text() == before
+    assert not (tmp_path / (STATUS_FILE + ".previous")).exists() and not RunLock(tmp_path).is_held()
+
+
+def test_a_module_that_cannot_write_names_the_file(tmp_path, capsys, monkeypatch):
+    import utils.artifacts
+
+    monkeypatch.setattr(pipeline, "REGISTRY", toy_registry())
+    real_fsync = utils.artifacts.os.fsync
+
+    def fsync(fd):
+        written = os.readlink(f"/proc/self/fd/{fd}")
+        if "phase_status" not in written and "/runs/" not in written:  # an artifact, not the run's records
+            raise OSError(errno.EFBIG, "File too large")  # as `ulimit -f` makes os.write say it
+        return real_fsync(fd)
+
+    monkeypatch.setattr(utils.artifacts.os, "fsync", fsync)
+    code, _, err = cli(capsys, *toy_args(tmp_path))
+    assert code == 1
+    failed = [line for line in err.splitlines() if "failed:" in line]
+    assert failed and f"[Errno 27] File too large: '{tmp_path}" in failed[0], err
+
+
 # --- the run's result is the truth ----------------------------------------------------------------------------
 
 
