@@ -17,7 +17,7 @@ import yaml
 
 import pipeline
 from phase_status import StatusError, load_status, read_status
-from tests.conftest import ROOT, TOY_SCHEMAS, free_port
+from tests.conftest import ROOT, TOY_SCHEMAS, free_port, wait_for
 from tests.toy_modules import pair_registry, toy_registry
 from utils.artifacts import ArtifactError, ArtifactStore
 from utils.catalog import STATUS_FILE, safe_path
@@ -596,6 +596,43 @@ def test_a_signal_stops_the_run_promptly_and_records_where(tmp_path, sig, code, 
     assert run.interrupted == sig and run.finished_at is not None
     assert not RunLock(tmp_path).is_held()
     assert not ArtifactStore(tmp_path, TOY_SCHEMAS).resolve_output_path("doubled").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_a_reads_the_play_by_play_on_worker_processes_is_one_line_and_leaves_nothing(mirror, tmp_path):
+    """A terminal's Ctrl-C goes to every process of the job: the workers printed KeyboardInterrupt
+    tracebacks, the resource tracker KeyErrors, and named semaphores were left in /dev/shm."""
+    import glob
+    import signal
+    import time
+
+    import psutil
+
+    semaphores = set(glob.glob("/dev/shm/sem.mp-*"))
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "pipeline.py"), "run", "--modules", "A", "--legacy-executor",
+         "--as-of", "2024-07-14", "--set", f"sources.retrosheet.base_url={mirror}", "--set",
+         f"paths.artifacts={tmp_path}", "--set", "versioning.backend=none"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    def workers():
+        try:
+            return [c for c in psutil.Process(proc.pid).children(recursive=True)
+                    if "spawn_main" in " ".join(c.cmdline())]
+        except psutil.Error:
+            return []
+
+    wait_for(lambda: len(workers()) >= 2, "the play-by-play's worker processes", seconds=120)
+    time.sleep(1)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal sends it: to the whole process group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == [err.strip().splitlines()[-1]], err  # one line, nothing else
+    assert err.strip().startswith("error: interrupted by SIGINT during A (ingest)")
+    time.sleep(1)  # the resource tracker ends once its parent has
+    assert set(glob.glob("/dev/shm/sem.mp-*")) <= semaphores
+    assert not workers()
 
 
 @pytest.mark.prefect

@@ -240,6 +240,14 @@ def parse_event_zip(payload: bytes, season: int, where: str, known_teams: set[st
     return ParsedEvents(to_frame(lines, season), quarantine_frame(bad))
 
 
+def _leave_interrupts_to_the_parent() -> None:
+    """A worker ignores Ctrl-C, which a terminal sends to every process of the job: the parent stops
+    the run and its workers (utils/runner.Interrupts), with one line and no worker's traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def parse_many(jobs: list[tuple[bytes, int, str, set[str] | None]], workers: int) -> list[ParsedEvents]:
     """parse_event_zip over several seasons, on up to `workers` processes (one season a task)."""
     from multiprocessing import current_process
@@ -249,7 +257,8 @@ def parse_many(jobs: list[tuple[bytes, int, str, set[str] | None]], workers: int
         return [parse_event_zip(*job) for job in jobs]
     # spawn, not fork: the caller may run in one of a thread pool's or Prefect's threads
     try:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn"),
+                                 initializer=_leave_interrupts_to_the_parent) as pool:
             return list(pool.map(parse_event_zip, *zip(*jobs)))
     except BrokenProcessPool:  # a worker that could not start (a __main__ read from stdin) or was killed
         log.warning("the play-by-play worker processes stopped; reading the %d season(s) in this one", len(jobs))

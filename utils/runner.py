@@ -365,15 +365,31 @@ class Interrupts:
 def stop_children() -> None:
     """Kill this process's children (Prefect's temporary server, a DVC subprocess) at once: they hold
     nothing the next run needs, and a server asked to stop politely logs its shutdown onto our stderr."""
+    import multiprocessing.util
+
     import psutil
 
-    children = psutil.Process().children(recursive=True)
+    children = [c for c in psutil.Process().children(recursive=True) if not _is_resource_tracker(c)]
     for child in children:
         try:
             child.kill()
         except psutil.NoSuchProcess:
             continue
     psutil.wait_procs(children, timeout=5)
+    # What multiprocessing does at a normal exit, which os._exit skips: its finalizers unlink the
+    # worker pools' named semaphores (else left in /dev/shm, and the resource tracker warns of them).
+    multiprocessing.util._exit_function()
+
+
+def _is_resource_tracker(process) -> bool:
+    """multiprocessing's resource tracker: it ignores signals and ends when this process does, after
+    unlinking whatever is left; killing it would leak what it tracks."""
+    import psutil
+
+    try:
+        return any("resource_tracker" in part for part in process.cmdline())
+    except psutil.Error:
+        return False
 
 
 def post_run(cfg, ctx: RunContext) -> None:
