@@ -199,9 +199,8 @@ def main() -> None:
         for c in crit_nights:
             print(f"   critical {c['night']}: {'; '.join(c['alerts'][:4])}", flush=True)
 
-    artifacts = {name: load(name) for name in ("games", "context_features", "team_form_features", "starter_features",
-                                               "team_ratings", "matchup_features", "lahman_pitching",
-                                               "lahman_batting")}
+    rebuilt = "CDFGHI"  # every input of the stages a break rebuilds, as the table's run wrote it
+    artifacts = {name: load(name) for name in sorted({n for m in rebuilt for n in REGISTRY[m].inputs})}
     for season in seasons[-2:]:
         days = [pd.Timestamp(d) for d in sorted(table.loc[table["season"] == season, "date"].unique())]
         for i, day in enumerate(injected_nights(days, season)):

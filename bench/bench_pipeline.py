@@ -1,6 +1,7 @@
 """Wall time and peak memory of the pipeline's main paths, one run each (figures for the issue notes).
 
     PYTHONPATH=. .venv/bin/python bench/bench_pipeline.py [--mirror ../shared/data/retrosheet/gamelogs] [--only NAME]
+        [--set key=value ...]
 
 Each measured command runs in its own child process; peak memory is that child's max RSS.
 """
@@ -76,11 +77,12 @@ def main() -> None:
     parser.add_argument("--as-of", default="2024-07-14")
     parser.add_argument("--only", default=None, help="dry_run | build | skip | nightly | prefect | backtest")
     parser.add_argument("--season", default="2023")
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="extra config overrides")
     opts = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mlb-bench-"))
     common = ["--config", str(ROOT / "config.yaml"), "--set", f"sources.retrosheet.base_url={opts.mirror}", "--set",
               f"paths.artifacts={work / 'artifacts'}",
-              "--set", f"paths.schemas={ROOT / 'schemas'}"]
+              "--set", f"paths.schemas={ROOT / 'schemas'}", *[x for kv in opts.sets for x in ("--set", kv)]]
     wanted = lambda name: opts.only in (None, name)  # noqa: E731
     results = {}
     try:
