@@ -83,6 +83,20 @@ def test_safe_path_refuses_links_and_escapes(tmp_path):
     assert safe_path(root, root / "data" / "x") == root / "data" / "x"
 
 
+def test_a_sidecar_linked_outside_the_root_is_not_followed_on_read(tmp_path, capsys, monkeypatch):
+    """Writes already refused a linked sidecar; a read followed it to the file outside."""
+    monkeypatch.setattr(pipeline, "REGISTRY", toy_registry())
+    assert cli(capsys, *toy_args(tmp_path))[0] == 0
+    store = ArtifactStore(tmp_path, TOY_SCHEMAS)
+    sidecar = store.meta_path("numbers")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.json"
+    outside.write_text(sidecar.read_text())
+    sidecar.unlink()
+    sidecar.symlink_to(outside)
+    with pytest.raises(ArtifactError, match=r"numbers.parquet.meta.json: is a symbolic link inside the artifacts root"):
+        store.verify("numbers")
+
+
 def test_a_linked_lock_file_is_refused_and_its_target_untouched(tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")

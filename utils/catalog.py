@@ -71,8 +71,8 @@ class Catalog:
         return self._under("data", f"{name}{self.contract(name).suffix}")
 
     def sidecar(self, name: str) -> Path:
-        path = self.artifact(name)
-        return path.with_name(path.name + ".meta.json")
+        """`<artifact>.meta.json`, checked like the artifact: a link planted there is never followed."""
+        return self._under("data", f"{name}{self.contract(name).suffix}.meta.json")
 
     def data_relpath(self, name: str) -> Path:
         """The artifact's path relative to the root (how dvc.yaml names it under the tracked root)."""

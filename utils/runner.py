@@ -376,9 +376,13 @@ def stop_children() -> None:
         except psutil.NoSuchProcess:
             continue
     psutil.wait_procs(children, timeout=5)
+    for thread in threading.enumerate():  # a process pool's manager, cleaning up after its killed workers:
+        if type(thread).__name__ == "_ExecutorManagerThread":  # let it finish unlinking and unregistering
+            thread.join(timeout=5)
     # What multiprocessing does at a normal exit, which os._exit skips: its finalizers unlink the
     # worker pools' named semaphores (else left in /dev/shm, and the resource tracker warns of them).
     multiprocessing.util._exit_function()
+    time.sleep(0.2)  # a finalizer another thread is running (a pool torn down as its workers died) ends
 
 
 def _is_resource_tracker(process) -> bool:
