@@ -468,6 +468,14 @@ def test_a_disk_that_fills_during_the_run_names_the_file_and_keeps_the_last_stat
     assert not (tmp_path / (STATUS_FILE + ".previous")).exists() and not RunLock(tmp_path).is_held()
 
 
+def test_a_status_path_that_is_a_folder_is_named_not_its_temporary_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pipeline, "REGISTRY", toy_registry())
+    (tmp_path / STATUS_FILE).mkdir()
+    code, _, err = cli(capsys, *toy_args(tmp_path))
+    assert code == 1 and err.strip().splitlines()[-1].startswith(f"error: {tmp_path / STATUS_FILE}: Is a directory")
+    assert ".tmp" not in err
+
+
 def test_a_module_that_cannot_write_names_the_file(tmp_path, capsys, monkeypatch):
     import utils.artifacts
 

@@ -86,3 +86,14 @@ def test_missing_or_broken_schema_file_is_named(tmp_path):
     (tmp_path / "bad.schema.json").write_text("{\n  oops")
     with pytest.raises(SchemaError, match=r"bad.schema.json:2: not valid JSON"):
         load_contract(tmp_path, "bad")
+
+
+def test_an_artifact_name_that_is_a_path_is_refused_before_any_file_is_read(tmp_path):
+    """A crafted manifest key ('../../x') made `restore` read a schema file outside the root before refusing."""
+    outside = tmp_path / "x.schema.json"
+    outside.write_text("{not json")
+    schemas = tmp_path / "a" / "schemas"
+    schemas.mkdir(parents=True)
+    for name in ("../../x", "../x", "X", "a/b", ""):
+        with pytest.raises(SchemaError, match="not an artifact name"):
+            load_contract(schemas, name)

@@ -75,6 +75,9 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
     tmp = write_temp(Path(path), payload)
     try:
         os.replace(tmp, path)
+    except OSError as exc:  # named by the file meant, not the temporary one (say, the path is a folder)
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -60,7 +60,12 @@ def _load(path: Path) -> Contract:
     return Contract(body["title"], str(body["schema_version"]), body["x-artifact-kind"], body)
 
 
+ARTIFACT_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")  # a name is a file name: no '/', no '..'
+
+
 def load_contract(schema_dir: Path, name: str) -> Contract:
+    if not isinstance(name, str) or not ARTIFACT_NAME.fullmatch(name):
+        raise SchemaError(f"'{str(name)[:80]}': not an artifact name (lower-case letters, digits, '_')")
     return _load((Path(schema_dir) / f"{name}.schema.json").resolve())
 
 
