@@ -468,6 +468,16 @@ def test_a_disk_that_fills_during_the_run_names_the_file_and_keeps_the_last_stat
     assert not (tmp_path / (STATUS_FILE + ".previous")).exists() and not RunLock(tmp_path).is_held()
 
 
+def test_a_missing_schemas_folder_is_bad_usage_like_a_missing_schema_file(tmp_path, capsys, monkeypatch):
+    """Both are seen before any module runs: exit 2, naming the schema file looked for."""
+    monkeypatch.setattr(pipeline, "REGISTRY", toy_registry())
+    missing = tmp_path / "no-schemas"
+    code, _, err = cli(capsys, "run", "--legacy-executor", "--set", f"paths.artifacts={tmp_path / 'root'}", "--set",
+                       f"paths.schemas={missing}", "--set", "versioning.backend=none", "--as-of", "2024-07-14")
+    assert code == 2 and err.strip().startswith(f"error: {missing}/") and "no schema file" in err
+    assert not (tmp_path / "root" / STATUS_FILE).exists()
+
+
 def test_a_status_path_that_is_a_folder_is_named_not_its_temporary_file(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(pipeline, "REGISTRY", toy_registry())
     (tmp_path / STATUS_FILE).mkdir()
