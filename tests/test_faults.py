@@ -1,6 +1,6 @@
 """Faults the pipeline survives: one line, the right exit code, the last good artifact intact.
 
-Each test here failed on cab14e4 (README, "What the pipeline survives").
+Each test here holds a row of docs/faults.md: a fault tried on the pipeline and what it does then.
 """
 import errno
 import io

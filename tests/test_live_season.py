@@ -25,7 +25,7 @@ AS_OF = dt.date(2024, 7, 14)
 NEXT_NIGHT = dt.date(2024, 7, 19)  # the first game day after the break
 WINDOW = ["--set", "data.first_season=2021", "--set", "model.train_seasons=2"]
 FAST = ["--set", "sources.live.requests_per_second=1000", "--set", "sources.retry.backoff_seconds=0"]
-# Fields both sources carry that cannot be equal, and why (README, "The live season"):
+# Fields both sources carry that cannot be equal, and why (docs/live-season.md):
 # - appear_date of a relief pitcher in a game suspended and completed another day: a box score
 #   does not say in which part of the game he pitched (2024-05-21 SLN: one pitcher);
 # - pitchers_used where Retrosheet's game log and its own event file disagree (2024-06-23 NYN at

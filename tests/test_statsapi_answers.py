@@ -1,7 +1,7 @@
 """The reader on real recorded Stats API answers (../shared/data/statsapi), field by field against
 Retrosheet's game log and event-file lines for the same games (tests/real_statsapi.py).
 
-What cannot be equal is listed here and in the README ("The live season"), each with its reason; the
+What cannot be equal is listed here and in docs/live-season.md, each with its reason; the
 test holds the list exactly, so a new difference fails it and a fixed one must leave the list.
 """
 from __future__ import annotations

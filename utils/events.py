@@ -24,7 +24,7 @@ from multiprocessing import get_context
 
 import pandas as pd
 
-FIRST_EVENT_SEASON = 2000  # the first season of the event files this pipeline reads (README, "Play-by-play")
+FIRST_EVENT_SEASON = 2000  # the first season of the event files this pipeline reads (docs/play-by-play.md)
 # The cwdaily fields kept -> column names: keys, the batting-order slot and sequence, then lines.
 KEYS = {"GAME_ID": "event_game_id", "GAME_DT": "date", "GAME_CT": "game_number", "APPEAR_DT": "appear_date",
         "TEAM_ID": "team", "OPPONENT_ID": "opponent", "HOME_FL": "is_home", "PLAYER_ID": "player_id",
@@ -77,7 +77,7 @@ def pitch_counts(game: bytes) -> dict[str, int]:
     records' pitches at the start of the later one, with `.` where the play came; so a record that
     begins with its predecessor's pitches adds only what follows them. Chadwick counts only what
     follows a record's last `.`, which loses pitches wherever `.` stands without an earlier record:
-    the 2023 files mark pitch-clock and mound-visit pauses so (README, "Play-by-play")."""
+    the 2023 files mark pitch-clock and mound-visit pauses so (docs/play-by-play.md)."""
     mound: dict[int, str] = {}
     counts: dict[str, int] = {}
     last_key, last_pitches = None, ""

@@ -2,7 +2,7 @@
 
 A temporary server costs each run about 8 s on this 2-core machine (start, migrate its database,
 stop), most of the gap between a Prefect night and a thread-pool night (issue 16). A long-lived
-server (`make prefect-server`, README "Prefect server") starts once, keeps every run's history and
+server (`make prefect-server`, docs/operations.md, "Prefect server") starts once, keeps every run's history and
 serves the Prefect UI. `run.prefect_api_url` names it; unset, Prefect's own PREFECT_API_URL (the
 environment, a profile, a test harness) applies. A named server that does not answer is one
 warning, and the run goes on with a temporary server: a night is never lost to its dashboard.

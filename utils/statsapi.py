@@ -1,7 +1,7 @@
 """The season in progress from the MLB Stats API, in the game log's and the play-by-play's shape.
 
 Retrosheet publishes a season's game log and event files after it ends; until then the nightly job
-reads the season's completed games here (README, "The live season"):
+reads the season's completed games here (docs/live-season.md):
 
 - `schedule` for a date range, hydrated with line scores, decisions and probable pitchers: which
   games were played (and their line scores), which were postponed or suspended, and the as-of day's slate;

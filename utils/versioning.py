@@ -4,7 +4,7 @@
 artifacts, and give back any earlier run's copy of an artifact. The DVC backend commits the
 stage outputs of dvc.yaml to the DVC cache, pushes them to the configured remote and keeps the
 run's dvc.lock beside its manifest; a lakeFS backend would commit to a branch instead and keep
-the commit id (see README).
+the commit id (docs/operations.md).
 """
 from __future__ import annotations
 
