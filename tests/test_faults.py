@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -655,8 +656,16 @@ def test_ctrl_c_while_a_reads_the_play_by_play_on_worker_processes_is_one_line_a
         except psutil.Error:
             return []
 
-    wait_for(lambda: len(workers()) >= 2, "the play-by-play's worker processes", seconds=120)
-    time.sleep(1)
+    def deaf(worker) -> bool:  # started: its initializer has it ignore SIGINT (bit 1 of SigIgn)
+        try:
+            status = (Path("/proc") / str(worker.pid) / "status").read_text()
+        except OSError:
+            return False
+        return bool(int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn")), 16) & 2)
+
+    # the workers at work (a Ctrl-C in their first second, while they still import, is theirs to print)
+    wait_for(lambda: len(workers()) >= 2 and all(deaf(w) for w in workers()), "the play-by-play's workers",
+             seconds=120)
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal sends it: to the whole process group
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
