@@ -17,10 +17,27 @@ from utils.logging import setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Nightly MLB win probabilities from Retrosheet and Lahman data.")
-ConfigOpt = Annotated[Path, typer.Option("--config", help="the YAML config file")]
+ConfigOpt = Annotated[Path, typer.Option("--config", envvar="MLB_CONFIG", help="the YAML config file")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a config key: dotted.key=value")]
 Policy = Enum("Policy", {p: p for p in ("warn", "skip", "fail", "overwrite")}, type=str)
 DagFormat = Enum("DagFormat", {f: f for f in ("text", "dot", "mermaid", "markdown", "svg", "png")}, type=str)
+
+
+def _show_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"mlb-pipeline {version('mlb-pipeline')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            typer.echo("mlb-pipeline (not installed: `make install`)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                                help="print the installed version and exit")] = False) -> None:
+    """Nightly MLB win probabilities from Retrosheet and Lahman data."""
 
 
 @app.command()
@@ -180,7 +197,8 @@ def _echo(line: str, err: bool) -> None:
 
 def _with_command(args: list[str]) -> list[str]:
     """`pipeline.py --modules ...` (no sub-command) means `run`."""
-    return ["run", *args] if args and args[0].startswith("-") and args[0] not in ("--help", "-h") else args
+    return ["run", *args] if args and args[0].startswith("-") and args[0] not in ("--help", "-h", "--version") \
+        else args
 
 
 def run_cli(args: list[str]) -> int:

@@ -39,7 +39,7 @@ def test_cleanup_command(tmp_path):
     make_run(tmp_path, 4000)
     make_run(tmp_path, 3000)
     result = CliRunner().invoke(pipeline.app, ["cleanup", "--dry-run", "--set", f"paths.artifacts={tmp_path}"])
-    assert result.exit_code == 0 and "would remove 1 run folder(s) older than 90 days" in result.output
+    assert result.exit_code == 0 and "would remove 1 run folder(s) and 0 run log(s) older than 90 days" in result.output
     assert cleanup_runs(tmp_path / "nothing", 90) == []
 
 
@@ -51,3 +51,20 @@ def test_a_later_partial_run_does_not_cost_the_last_full_run(tmp_path):
     newer = make_run(tmp_path, 120, wrote=("games", "predictions"))
     assert cleanup_runs(tmp_path, 90, now=NOW) == [full]  # newer now holds the latest games and predictions
     assert partial.exists() and newer.exists()
+
+
+def test_old_run_logs_go_and_cron_s_own_log_and_links_stay(tmp_path):
+    from utils.cleanup import cleanup_logs
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    old, kept = logs / "run-20240101.log", logs / "run-20240701.log"  # 195 and 13 days before NOW
+    cron = logs / "cron.log"
+    for path in (old, kept, cron):
+        path.write_text("x\n")
+    outside = tmp_path / "outside.log"
+    outside.write_text("precious\n")
+    (logs / "run-20230101.log").symlink_to(outside)
+    assert cleanup_logs(tmp_path, 90, dry_run=True, now=NOW) == [old] and old.exists()
+    assert cleanup_logs(tmp_path, 90, now=NOW) == [old]
+    assert not old.exists() and kept.exists() and cron.exists() and outside.read_text() == "precious\n"

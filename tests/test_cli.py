@@ -142,3 +142,18 @@ def test_second_run_while_one_holds_the_lock_exits_1(tmp_path, monkeypatch):
 def test_status_with_no_run(tmp_path):
     result = CliRunner().invoke(pipeline.app, ["status", "--set", f"paths.artifacts={tmp_path}"])
     assert result.exit_code == 0 and "no run recorded" in result.output
+
+
+def test_version_and_the_config_from_mlb_config(tmp_path, monkeypatch):
+    from importlib.metadata import version
+
+    proc = run_pipeline("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"mlb-pipeline {version('mlb-pipeline')}"
+    config = tmp_path / "elsewhere.yaml"
+    config.write_text("run:\n  max_workers: 3\n")
+    monkeypatch.setenv("MLB_CONFIG", str(config))
+    proc = run_pipeline("validate-config")  # no --config: MLB_CONFIG names the file, as the viewer reads it
+    assert proc.returncode == 0 and proc.stdout.startswith(str(config)), proc.stdout + proc.stderr
+    monkeypatch.setenv("MLB_CONFIG", str(tmp_path / "missing.yaml"))
+    proc = run_pipeline("validate-config")
+    assert proc.returncode == 2 and "missing.yaml: config file not found" in proc.stderr

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from utils.schema import Contract, load_contract
 
+LOG_NAME = re.compile(r"run-\d{8}\.log")
 RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")  # a run's folder name under <root>/runs
 STATUS_FILE = ".phase_status.yaml"
 LOCK_FILE = ".run.lock"
@@ -134,3 +135,14 @@ class Catalog:
 
     def log_file(self, day: dt.date) -> Path:
         return self._under("logs", f"run-{day:%Y%m%d}.log")
+
+    def log_days(self) -> dict[dt.date, Path]:
+        """The run logs by day: real files named like one (a link, or cron's own log, is passed over)."""
+        logs = self._under("logs")
+        if not logs.is_dir():
+            return {}
+        found = {}
+        for path in logs.iterdir():
+            if LOG_NAME.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+                found[dt.datetime.strptime(path.name[4:12], "%Y%m%d").date()] = path
+        return found

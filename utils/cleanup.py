@@ -1,4 +1,5 @@
-"""Retention: remove run folders (`<root>/runs/<run_id>`) older than the retention period.
+"""Retention: remove run folders (`<root>/runs/<run_id>`) and run logs (`<root>/logs/run-YYYYMMDD.log`)
+older than the retention period.
 
 The current artifacts under `<root>/data` are never touched, and for every artifact the newest
 successful run that wrote it is kept: its manifest (and dvc.lock) names that artifact's latest good
@@ -48,12 +49,26 @@ def cleanup_runs(root: Path, retention_days: int, dry_run: bool = False,
     return expired
 
 
+def cleanup_logs(root: Path, retention_days: int, dry_run: bool = False, now: dt.datetime | None = None) -> list[Path]:
+    """Remove (or list) the run logs of days before the retention period, oldest first; a log that is
+    a link, or a file not named like a run log (cron's own), is left alone."""
+    today = (now or dt.datetime.now(dt.timezone.utc)).date()
+    days = Catalog(root).log_days()
+    expired = [days[day] for day in sorted(days) if day < today - dt.timedelta(days=retention_days)]
+    if not dry_run:
+        for path in expired:
+            path.unlink(missing_ok=True)
+    return expired
+
+
 def cleanup_report(root: Path, retention_days: int, dry_run: bool) -> str:
     """`pipeline.py cleanup`: under the run lock, as a run holds it; a line per run folder and a total."""
     from utils.locking import RunLock
 
     with RunLock(root):
         removed = cleanup_runs(root, retention_days, dry_run=dry_run)
+        logs = cleanup_logs(root, retention_days, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
-    lines = [f"{verb} {path}" for path in removed]
-    return "\n".join([*lines, f"{verb} {len(removed)} run folder(s) older than {retention_days} days"])
+    lines = [f"{verb} {path}" for path in removed + logs]
+    return "\n".join([*lines, f"{verb} {len(removed)} run folder(s) and {len(logs)} run log(s) older than "
+                              f"{retention_days} days"])
