@@ -16,9 +16,16 @@ class Misbehaving(http.server.BaseHTTPRequestHandler):
     /here: a redirect to /ok on this server; /ok: a short body."""
     elsewhere = ""
     seen: list[str] = []
+    agents: list[str] = []
 
     def do_GET(self):  # noqa: N802 (http.server's name)
         type(self).seen.append(self.path)
+        type(self).agents.append(self.headers.get("User-Agent", ""))
+        if self.path == "/busy":
+            self.send_response(429)
+            self.send_header("Retry-After", "7")
+            self.end_headers()
+            return
         if self.path in ("/away", "/here"):
             self.send_response(302)
             self.send_header("Location", type(self).elsewhere if self.path == "/away" else "/ok")
@@ -84,3 +91,20 @@ def test_a_redirect_is_followed_only_to_the_same_scheme_and_host(server):
     Misbehaving.elsewhere = "https://127.0.0.1/ok"
     with pytest.raises(SourceError, match="another host or scheme"):
         http_get(f"{here}/away", None, 5)
+
+
+def test_retries_wait_as_the_server_asks_with_jitter_and_say_who_asks(server):
+    from utils.sources import with_retries
+
+    waits = []
+    fetch = with_retries(http_get, retries=2, backoff_seconds=2.0, sleep=waits.append, jitter=lambda: 1.0)
+    with pytest.raises(SourceError, match=r"/busy: HTTP 429 \(after 3 attempts\)$"):
+        fetch(f"{server[0]}/busy", None, 5)
+    assert waits == [7.0, 7.0]  # Retry-After: 7 outlasts 2 s and 4 s, even stretched by a quarter (2.5, 5)
+    waits.clear()
+    fetch = with_retries(lambda *a: (_ for _ in ()).throw(SourceError("x", transient=True)), retries=2,
+                         backoff_seconds=2.0, sleep=waits.append, jitter=lambda: 1.0)
+    with pytest.raises(SourceError):
+        fetch("u", None, 5)
+    assert waits == [2.5, 5.0]  # the backoff, stretched by the jitter's most (a quarter)
+    assert Misbehaving.agents and all(a.startswith("mlb-pipeline/") for a in Misbehaving.agents)

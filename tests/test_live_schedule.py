@@ -151,7 +151,7 @@ def test_a_transient_failure_is_asked_again_with_backoff_and_a_404_is_not(statsa
     from utils.sources import http_get, with_retries
 
     waits = []
-    fetch = with_retries(http_get, retries=3, backoff_seconds=2.0, sleep=waits.append)
+    fetch = with_retries(http_get, retries=3, backoff_seconds=2.0, sleep=waits.append, jitter=lambda: 0.0)
     FakeStatsApi.statuses = [503, 429]
     frame = StatsApi(statsapi, 5, fetch, 1000, tmp_path).day_schedule(DAY, LiveIds(crosswalk))
     # two failures, the schedule, then the people endpoint for the four probable pitchers

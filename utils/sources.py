@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import time
 from pathlib import Path
 from typing import Callable
@@ -21,11 +22,13 @@ Fetch = Callable[..., bytes]  # (url, params, timeout seconds, max_bytes or None
 
 class SourceError(OSError):
     """A source that could not be read; the message names the URL or file. `transient`: the same
-    request may well succeed a little later (no answer, a refused connection, 429, a 5xx)."""
+    request may well succeed a little later (no answer, a refused connection, 429, a 5xx);
+    `retry_after`: the seconds the server asked to wait first (its Retry-After), if it said."""
 
-    def __init__(self, message: str, transient: bool = False):
+    def __init__(self, message: str, transient: bool = False, retry_after: float | None = None):
         super().__init__(message)
         self.transient = transient
+        self.retry_after = retry_after
 
 
 class NotFound(SourceError):
@@ -63,7 +66,8 @@ def http_get(url: str, params: dict | None, timeout: int, max_bytes: int | None 
             raise NotFound(f"{where}: not found (404)")
         if response.status_code != 200:
             transient = response.status_code == 429 or response.status_code >= 500
-            raise SourceError(f"{where}: HTTP {response.status_code}", transient=transient)
+            raise SourceError(f"{where}: HTTP {response.status_code}", transient=transient,
+                              retry_after=retry_after(response.headers.get("Retry-After")))
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
             raise SourceError(f"{where}: an answer of {int(declared):,} bytes, more than any ({limit:,} at most)")
@@ -92,10 +96,45 @@ def _read_some(response, where: str, timeout: int) -> bytes:
                           transient=True) from None
 
 
+def retry_after(value: str | None) -> float | None:
+    """A Retry-After header's wait in seconds: a number of seconds or an HTTP date; None if neither."""
+    import email.utils
+
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time()) if when.tzinfo else None
+
+
+_SESSION = None
+
+
+def session():
+    """One HTTP session for every request (its connections reused), saying who asks."""
+    global _SESSION
+    if _SESSION is None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        import requests
+
+        try:
+            mine = version("mlb-pipeline")
+        except PackageNotFoundError:
+            mine = "dev"
+        _SESSION = requests.Session()
+        _SESSION.headers["User-Agent"] = f"mlb-pipeline/{mine} (nightly MLB predictions; python-requests)"
+    return _SESSION
+
+
 def _request(requests, url: str, params: dict | None, timeout: int):
     """One GET, its body not read yet; a one-line SourceError naming the URL if it gets no answer."""
     try:
-        return requests.get(url, params=params, timeout=timeout, stream=True, allow_redirects=False)
+        return session().get(url, params=params, timeout=timeout, stream=True, allow_redirects=False)
     except requests.Timeout:
         raise SourceError(f"{url}: no answer within {timeout}s", transient=True) from None
     except requests.exceptions.SSLError as exc:  # a certificate will not fix itself in a few seconds
@@ -110,10 +149,12 @@ MAX_WAIT_S = 60.0  # the longest wait between two attempts: a night must not sle
 
 
 def with_retries(fetch: Fetch, retries: int, backoff_seconds: float, sleep: Callable[[float], None] = time.sleep,
-                 ) -> Fetch:
+                 jitter: Callable[[], float] = random.random) -> Fetch:
     """`fetch` asked again after a transient failure, up to `retries` more times, waiting
-    backoff, 2*backoff, 4*backoff... (at most a minute) between attempts. A 404 or a bad payload is not retried: asking
-    again cannot change it. The last failure's message says how many attempts were made."""
+    backoff, 2*backoff, 4*backoff... each stretched by up to a quarter at random (so clients that
+    failed together do not ask again together), or as long as the server's Retry-After asks, at most
+    a minute. A 404 or a bad payload is not retried: asking again cannot change it. The last
+    failure's message says how many attempts were made."""
     def fetch_again(url: str, params: dict | None, timeout: int, max_bytes: int | None = None) -> bytes:
         for attempt in range(retries + 1):
             try:
@@ -123,7 +164,8 @@ def with_retries(fetch: Fetch, retries: int, backoff_seconds: float, sleep: Call
                     if attempt:
                         raise SourceError(f"{exc} (after {attempt + 1} attempts)") from None
                     raise
-                wait = min(backoff_seconds * 2 ** attempt, MAX_WAIT_S)
+                wait = min(max(backoff_seconds * 2 ** attempt * (1 + jitter() / 4), exc.retry_after or 0),
+                           MAX_WAIT_S)
                 log.warning("%s; attempt %d of %d, next in %.0f s", exc, attempt + 1, retries + 1, wait)
                 sleep(wait)
         raise AssertionError("unreachable")
