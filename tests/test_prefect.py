@@ -74,6 +74,49 @@ def test_runs_on_the_long_lived_server_are_kept_there(prefect_api, tmp_path):
     assert names == ["D_doubled", "N_numbers", "S_squared", "T_summary"]
 
 
+def test_a_failed_night_is_failed_in_prefect_and_each_module_s_log_is_under_its_task(prefect_api, tmp_path):
+    """Read back from the server through its API: the failed module is a Failed task run with its
+    one-line error, the module it blocked never ran (Prefect's Pending 'NotReady'), the others are
+    Completed, the flow run is Failed; a good night's flow run is Completed; each module's own log
+    line (the `mlb` logger) is under its task run."""
+    import json
+    import urllib.request
+
+    from tests.conftest import wait_for
+
+    def post(path: str, body: dict) -> list:
+        ask = urllib.request.Request(f"{prefect_api}/{path}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        return json.loads(urllib.request.urlopen(ask, timeout=10).read())
+
+    def newest_runs():
+        flow_run = post("flow_runs/filter", {"sort": "START_TIME_DESC", "limit": 1})[0]
+        tasks = wait_for(lambda: (lambda got: got if len(got) == 4 and all(t["state_type"] for t in got) else None)(
+            post("task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run["id"]]}}})), "four task runs", 30)
+        return flow_run, {t["name"].split("_")[0]: t for t in tasks}
+
+    from utils.logging import setup_logging
+
+    setup_logging()  # the `mlb` logger at INFO, as the command line sets it
+    status, _ = run_with("prefect", tmp_path / "bad", toy_registry(middle="broken"), prefect_api)
+    flow_run, tasks = newest_runs()
+    assert (flow_run["state_type"], flow_run["state"]["message"]) == ("FAILED", "module(s) D (doubled) failed")
+    assert tasks["D"]["state_type"] == "FAILED" and tasks["D"]["state"]["message"] == status.phases["D"].error
+    assert (tasks["T"]["state_type"], tasks["T"]["state_name"]) == ("PENDING", "NotReady")
+    assert tasks["N"]["state_type"] == tasks["S"]["state_type"] == "COMPLETED"
+    def lines(module: str) -> list[str]:
+        logs = wait_for(lambda: post("logs/filter", {"logs": {"task_run_id": {"any_": [tasks[module]["id"]]}}})
+                        or None, f"the {module} task run's log lines", 30)
+        return [line["message"] for line in logs if line["name"].startswith("mlb")]
+
+    assert any(line.startswith("module N done in ") for line in lines("N"))
+    assert any(line.startswith("module D failed: ") for line in lines("D"))
+
+    run_with("prefect", tmp_path / "good", toy_registry(), prefect_api)
+    flow_run, tasks = newest_runs()
+    assert flow_run["state_type"] == "COMPLETED" and {t["state_type"] for t in tasks.values()} == {"COMPLETED"}
+
+
 def test_a_named_server_that_does_not_answer_falls_back_to_a_temporary_one():
     from prefect.settings import PREFECT_API_URL
 
@@ -85,3 +128,16 @@ def test_a_named_server_that_does_not_answer_falls_back_to_a_temporary_one():
         assert used is None and PREFECT_API_URL.value() is None  # Prefect starts its temporary server
     warnings = [r.getMessage() for r in records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and warnings[0].startswith(f"the Prefect server at {dead} does not answer (")
+
+
+def test_the_shipped_automation_is_one_prefect_accepts():
+    """dashboards/prefect_automation.yaml (docs/operations.md) reads as Prefect's own automation model."""
+    import yaml
+    from prefect.events.schemas.automations import AutomationCore
+
+    from tests.conftest import ROOT
+
+    automation = AutomationCore.model_validate(yaml.safe_load((ROOT / "dashboards" / "prefect_automation.yaml")
+                                                              .read_text()))
+    assert automation.trigger.expect == {"prefect.flow-run.Failed"}
+    assert automation.actions[0].type == "send-notification"

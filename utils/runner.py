@@ -5,6 +5,7 @@ they produce the same artifacts and the same status; they differ only in who sch
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -226,20 +227,28 @@ def prefect_settings() -> None:
 def run_prefect(ctx: RunContext, plan: Plan, max_workers: int) -> None:
     """A Prefect 3 flow: one task per module, `wait_for` edges from the registry, a thread pool runner.
 
-    A task never raises: `run_module` records a failure in the phase status and its downstream
-    skips itself, so Prefect logs no traceback and the run's outcome is the phase status, exactly
-    as under the legacy executor."""
+    Prefect's states say what happened: a failed module is a *Failed* task run carrying its one-line
+    error (returned as a state, not raised: no traceback is logged); the modules it blocks never start,
+    and stay in Prefect's own "did not run" state, *Pending* named *NotReady*; a module kept because
+    its outputs are up to date is *Completed* with that message; the flow run is *Failed* when a
+    module failed. The run's outcome (exit code, phase status) is the phase status, exactly as under
+    the legacy executor. Each module's `mlb` log lines go to its task run in the Prefect UI."""
     prefect_settings()
     from prefect import flow, task
+    from prefect.states import Completed, Failed
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    def body(module_id: str) -> str:
-        return run_module(ctx, ctx.registry[module_id]).status
+    def body(module_id: str):
+        phase = run_module(ctx, ctx.registry[module_id])
+        if phase.status == "failed":
+            return Failed(message=phase.error)
+        return Completed(message="up to date: outputs kept" if phase.status == "skipped" else None,
+                         data=phase.status)
 
     tasks = {m: task(body, name=f"{m}_{ctx.registry[m].name}", retries=0, cache_policy=None) for m in plan.modules}
 
     @flow(name="mlb-pipeline", task_runner=ThreadPoolTaskRunner(max_workers=max_workers), log_prints=False)
-    def mlb_pipeline() -> None:
+    def mlb_pipeline():
         if ctx.on_flow_start is not None:
             ctx.on_flow_start()
         futures = {}
@@ -248,15 +257,45 @@ def run_prefect(ctx: RunContext, plan: Plan, max_workers: int) -> None:
             futures[module_id] = tasks[module_id].submit(module_id, wait_for=ups)
         for future in futures.values():
             future.wait()
+        failed = [f"{p.module} ({p.name})" for p in ctx.recorder.run.phases.values() if p.status == "failed"]
+        return Failed(message=f"module(s) {', '.join(failed)} failed") if failed else Completed()
 
     from utils.prefect_api import prefect_server
 
-    with prefect_server(ctx.cfg.run.prefect_api_url):
+    with prefect_server(ctx.cfg.run.prefect_api_url), _logs_to_prefect():
         mlb_pipeline(return_state=True)
     for module_id in plan.modules:  # tasks Prefect never started
         if ctx.recorder.run.phases[module_id].status in ("pending", "running"):
             ctx.phase(ctx.registry[module_id], "skipped",
                       error=f"upstream module(s) {', '.join(ctx.blocked_by(module_id)) or '?'} did not succeed")
+
+
+@contextlib.contextmanager
+def _logs_to_prefect():
+    """While the flow runs, the pipeline's `mlb` log lines also go to the Prefect API, each under the
+    task run (or flow run) it was logged in. Prefect's own lines about task and flow states ("Task run
+    failed with state …") are dropped: the states carry them, and the run prints its one line per
+    module and its error itself."""
+    from prefect.logging.handlers import APILogHandler
+
+    mine = logging.getLogger("mlb")
+    to_api = APILogHandler()
+    mine.addHandler(to_api)
+    runs = [logging.getLogger(name) for name in ("prefect.task_runs", "prefect.flow_runs")]
+    drop = _Drop()
+    for logger in runs:
+        logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        for logger in runs:
+            logger.removeFilter(drop)
+        mine.removeHandler(to_api)  # what it queued is sent by Prefect's log worker as the flow ends
+
+
+class _Drop(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
 
 
 def new_run_id() -> str:
