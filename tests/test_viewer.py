@@ -41,6 +41,18 @@ def viewer_root(mirror, tmp_path_factory):
     return root
 
 
+@pytest.fixture(autouse=True)
+def _mlb_config_restored():
+    """`app` points MLB_CONFIG at the test's own config, which the command line also reads: put it
+    back after each test, so a later run in this process (the session's `viewer_root`) reads its own."""
+    before = os.environ.get("MLB_CONFIG")
+    yield
+    if before is None:
+        os.environ.pop("MLB_CONFIG", None)
+    else:
+        os.environ["MLB_CONFIG"] = before
+
+
 def app(root, tmp_path):
     config = tmp_path / "viewer.yaml"
     config.write_text(yaml.safe_dump({"paths": {"artifacts": str(root), "schemas": str(ROOT / "schemas")}}))
