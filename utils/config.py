@@ -342,7 +342,7 @@ class PipelineConfig(Frozen):
     backtest: BacktestConfig = BacktestConfig()
 
     @model_validator(mode="after")
-    def _seasons_ordered(self) -> PipelineConfig:
+    def _seasons_and_as_of_in_range(self) -> PipelineConfig:
         if self.data.last_season is not None and self.data.last_season < self.data.first_season:
             raise ValueError("data.last_season is before data.first_season")
         as_of = self.run.as_of
@@ -466,8 +466,9 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
     try:
         if path.exists() and not path.is_dir() and not path.is_file():  # /dev/zero, a FIFO: could read forever
             raise ConfigError([f"{path}: not a regular file"])
-        if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError([f"{path}: {path.stat().st_size:,} bytes, larger than any config "
+        size = path.stat().st_size if path.is_file() else 0
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{path}: {size:,} bytes, larger than any config "
                                f"({MAX_CONFIG_BYTES:,} at most)"])
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

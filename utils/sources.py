@@ -45,13 +45,12 @@ def http_get(url: str, params: dict | None, timeout: int, max_bytes: int | None 
     A redirect is followed only to the same scheme and host; the error names the URL it came to."""
     from urllib.parse import urljoin, urlsplit
 
-    import requests
 
     deadline = time.monotonic() + timeout
     limit = max_bytes or MAX_DOWNLOAD_BYTES
     where, query = url, params
     for _ in range(MAX_REDIRECTS + 1):
-        response = _request(requests, where, query, timeout)
+        response = _request(where, query, timeout)
         if not response.is_redirect:
             break
         target = urljoin(where, response.headers.get("Location", ""))
@@ -131,8 +130,10 @@ def session():
     return _SESSION
 
 
-def _request(requests, url: str, params: dict | None, timeout: int):
+def _request(url: str, params: dict | None, timeout: int):
     """One GET, its body not read yet; a one-line SourceError naming the URL if it gets no answer."""
+    import requests
+
     try:
         return session().get(url, params=params, timeout=timeout, stream=True, allow_redirects=False)
     except requests.Timeout:
