@@ -191,6 +191,31 @@ def cleanup(
     typer.echo(cleanup_report(Path(cfg.paths.artifacts), cfg.retention.days, dry_run))
 
 
+Format = Enum("Format", {f: f for f in ("table", "csv", "json")}, type=str)
+
+
+@app.command()
+def predictions(
+    date: Annotated[Optional[str], typer.Option("--date", help="the night, YYYY-MM-DD (default: the latest run's)")]
+    = None,
+    fmt: Annotated[Format, typer.Option("--format", help="table for a person; csv and json as published")] = "table",
+    config: ConfigOpt = Path("config.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """A night's predictions: teams, starters, home win probability, expected runs, gamePk."""
+    import datetime as dt
+
+    from modules.l_predict_monitor import published_night, render
+    from utils.artifacts import ArtifactStore
+
+    try:
+        day = dt.date.fromisoformat(date) if date else None
+    except ValueError:
+        raise typer.BadParameter(f"'{date}' is not a date (YYYY-MM-DD)", param_hint="--date") from None
+    table, day, version = published_night(ArtifactStore.from_config(config_from_cli(config, set_)), day)
+    typer.echo(render(table, day, version, fmt.value), nl=fmt.value == "table")
+
+
 def _echo(line: str, err: bool) -> None:
     typer.echo(line, err=err)
 

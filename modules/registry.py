@@ -201,9 +201,10 @@ REGISTRY = Registry([
     ModuleSpec("L", "predict_monitor", "modules.l_predict_monitor:predict_and_monitor",
                ("model_table", "win_model", "home_runs_model", "away_runs_model", "model_params", "model_card",
                 "drift_baseline", "schedule"),
-               ("predictions", "prediction_log", "evaluation", "drift_report", "drift_history"),
-               "predictions for the as-of date, evaluation of earlier ones against their noise, drift scores "
-               "and the sources' health",
+               ("predictions", "predictions_csv", "predictions_json", "prediction_log", "evaluation", "drift_report",
+                "drift_history"),
+               "predictions for the as-of date (also as CSV and JSON, with names), evaluation of earlier ones "
+               "against their noise, drift scores and the sources' health",
                params={"as_of": "run.as_of"}, resources={"input_hashes": "input_hashes"},
                appends=("prediction_log", "drift_history")),
 ])

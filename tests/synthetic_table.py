@@ -53,4 +53,7 @@ def schedule(table: pd.DataFrame) -> pd.DataFrame:
         "day_night": text(["N"] * n), "park_id": text([None] * n),
         "v_starting_pitcher_id": text(today["away_starter_id"]), "v_starting_pitcher_name": text([None] * n),
         "h_starting_pitcher_id": text(today["home_starter_id"]), "h_starting_pitcher_name": text([None] * n),
+        "game_pk": pd.array(range(700001, 700001 + n), dtype="Int64"),
+        "visiting_team_name": text([f"{t} visitors" for t in today["away_team"]]),
+        "home_team_name": text([f"{t} hosts" for t in today["home_team"]]),
     }).reset_index(drop=True)

@@ -53,6 +53,10 @@ def test_payload_maps_to_retrosheet_codes_and_pitcher_ids(crosswalk, tmp_path):
     # leagues and parks come from the team and venue tables (every real listing names its venue)
     assert frame[["visiting_league", "home_league"]].values.tolist() == [["AL", "AL"], ["NL", "NL"], ["NL", "NL"]]
     assert frame["park_id"].tolist() == ["BAL12", "PHI13", "PHI13"]
+    # each game keeps the Stats API's gamePk, so a reader of the predictions can find it there
+    listed = [g["gamePk"] for g in json.loads(FIXTURE.read_text())["dates"][0]["games"]
+              if g.get("gameType", "R") == "R" and not g["status"]["detailedState"].startswith("Postponed")]
+    assert frame["game_pk"].tolist() == listed and frame["game_pk"].dtype == "Int64"
 
 
 def test_unexpected_payload_and_network_errors_are_one_line(crosswalk, tmp_path):
@@ -107,6 +111,12 @@ def test_live_mode_predicts_the_fetched_slate_and_a_dead_source_keeps_the_last_p
     predictions = store.read_frame("predictions")
     assert predictions["game_id"].tolist() == ["BAL202407140", "PHI202407141", "PHI202407142"]
     assert predictions["home_starter_id"].tolist()[0] == "burnc002"
+    # the published copy names the teams (Lahman's names) and carries the gamePk of the live slate
+    published = store.read_json("predictions_json")["games"]
+    assert [(g["game_id"], g["home_team_name"]) for g in published] == [
+        ("BAL202407140", "Baltimore Orioles"), ("PHI202407141", "Philadelphia Phillies"),
+        ("PHI202407142", "Philadelphia Phillies")]
+    assert all(isinstance(g["game_pk"], int) for g in published)
     good = store.verify("predictions")
     dead = f"http://127.0.0.1:{free_port()}/api/v1/schedule"
     proc = run_pipeline(*base, "--set", f"sources.schedule.statsapi_url={dead}")

@@ -13,6 +13,10 @@ def test_history_stops_before_the_as_of_date_and_the_day_is_a_schedule(tiny_stor
     schedule = store.read_frame("schedule")
     assert list(schedule.columns) == SCHEDULE_COLUMNS  # no result field at all
     assert schedule[["home_team", "visiting_team"]].values.tolist() == [["BOS", "NYA"]]
+    # names from Lahman; a game Retrosheet supplied has no gamePk
+    names = schedule[["home_team_name", "visiting_team_name"]].values.tolist()
+    assert names == [["Boston Red Sox", "New York Yankees"]]
+    assert schedule["game_pk"].isna().all()
     # Lahman lines stop before the as-of season
     assert int(store.read_frame("lahman_pitching")["season"].max()) == 2023
     assert store.read_frame("quarantine").empty

@@ -18,3 +18,42 @@ def test_predictions_for_the_day_and_a_log_that_a_rerun_does_not_double(syntheti
     drift = store.read_json("drift_report")
     assert drift["window"]["last"] == "2024-06-01" and set(drift["features"]) <= {"elo_diff", "elo_p_home",
                                                                                   "ctx_home_field", "form_diff_pythag"}
+
+
+def test_the_published_predictions_carry_names_and_agree_with_the_parquet(synthetic_store):
+    """CSV and JSON beside the parquet: the same games and numbers, with the schedule's gamePk and names
+    matched to each game by its key (not by row order), the as-of date and the model version."""
+    import io
+
+    import pandas as pd
+
+    from tests.synthetic_table import schedule
+
+    cfg, store = synthetic_store
+    sched = schedule(store.read_frame("model_table")).iloc[::-1].reset_index(drop=True)  # row order must not matter
+    sched.loc[0, "h_starting_pitcher_name"] = "Kevin O'Gausman, Jr."  # a quote and a comma survive the CSV
+    store.write_frame("schedule", sched)
+    k_train.main(cfg)
+    l_predict_monitor.main(cfg)
+    parquet = store.read_frame("predictions")
+    keys = ["home_team", "date", "game_number", "game_pk", "visiting_team_name", "home_team_name"]
+    expected = {f"{h}{d:%Y%m%d}{g}": (pk, a, hn) for h, d, g, pk, a, hn in sched[keys].itertuples(index=False)}
+    got = {r.game_id: (r.game_pk, r.away_team_name, r.home_team_name) for r in parquet.itertuples()}
+    assert got == expected
+    assert parquet["home_starter_name"].eq("Kevin O'Gausman, Jr.").sum() == 1
+    csv_text = store.resolve_output_path("predictions_csv").read_text()
+    csv = pd.read_csv(io.StringIO(csv_text), dtype={"game_pk": "Int64"})
+    assert csv.columns.tolist()[:4] == ["date", "game_number", "game_pk", "game_id"]
+    assert csv["as_of"].unique().tolist() == ["2024-06-01"] and csv["date"].unique().tolist() == ["2024-06-01"]
+    merged = csv.merge(parquet, on="game_id", suffixes=("", "_pq"))
+    assert len(merged) == 3 and (merged["p_home_win"] == merged["p_home_win_pq"]).all()  # full precision
+    assert (merged["game_pk"] == merged["game_pk_pq"]).all()
+    assert merged["home_starter_name"].fillna("").tolist() == merged["home_starter_name_pq"].fillna("").tolist()
+    document = store.read_json("predictions_json")
+    assert document["as_of"] == "2024-06-01" and document["model_version"] == parquet["model_version"].iloc[0]
+    assert [g["game_id"] for g in document["games"]] == csv["game_id"].tolist()
+    by_id = {g["game_id"]: g for g in document["games"]}
+    for row in parquet.itertuples():
+        game = by_id[row.game_id]
+        assert game["p_home_win"] == row.p_home_win and game["exp_home_runs"] == row.exp_home_runs
+        assert game["game_pk"] == row.game_pk and game["away_starter_name"] is None  # no name: null, not "nan"

@@ -1,4 +1,5 @@
-"""The Streamlit DAG viewer: every panel with AppTest, on a real run and on edge cases."""
+"""What a person reads after a night: the Streamlit viewer (every panel with AppTest and in Chromium, on
+real runs and on edge cases) and `mlb-pipeline predictions`."""
 import json
 import os
 import shutil
@@ -39,6 +40,42 @@ def viewer_root(mirror, tmp_path_factory):
                   "calibration_deciles": calibration, "calibration_test": tests},
         "elo": {**metrics, "brier": 0.2438}})
     return root
+
+
+def predictions_cli(root, *args):
+    return run_pipeline("predictions", "--set", f"paths.artifacts={root}", *args)
+
+
+def test_the_predictions_command_prints_a_night_as_a_person_or_a_tool_reads_it(viewer_root):
+    store = ArtifactStore(viewer_root, ROOT / "schemas")
+    latest = predictions_cli(viewer_root, "--format", "csv")
+    assert latest.returncode == 0, latest.stderr
+    # the latest night, byte for byte what the run published beside the parquet
+    assert latest.stdout.encode() == store.read_bytes("predictions_csv")
+    as_json = predictions_cli(viewer_root, "--format", "json")
+    assert as_json.stdout.encode() == store.read_bytes("predictions_json")
+    # an earlier night from the prediction log, with the same columns and its own as-of date
+    earlier = predictions_cli(viewer_root, "--date", "2024-07-13", "--format", "json")
+    document = json.loads(earlier.stdout)
+    assert document["as_of"] == "2024-07-13" and document["games"]
+    assert {g["date"] for g in document["games"]} == {"2024-07-13"}
+    assert set(document["games"][0]) == set(json.loads(as_json.stdout)["games"][0])
+    parquet = store.read_frame("predictions").set_index("game_id")
+    table = predictions_cli(viewer_root)
+    lines = table.stdout.splitlines()
+    assert lines[0].startswith(f"2024-07-14 · {len(parquet)} games · model ")
+    assert lines[1].split() == ["away", "(starter)", "home", "(starter)", "P(home)", "runs", "a-h", "gamePk"]
+    rows = lines[2:]
+    assert len(rows) == len(parquet)
+    for game_id, game in parquet.iterrows():  # each game once, named, with its probability to three places
+        row = [r for r in rows if r.startswith(f"{game['away_team_name']} ({game['away_starter_name']})")
+               and f"{game['home_team_name']} ({game['home_starter_name']})" in r]
+        assert len(row) == 1 and f" {game['p_home_win']:.3f} " in row[0], (game_id, rows)
+    # a night with no predictions, and a date that is not one: one line each, exit 1 and 2
+    none = predictions_cli(viewer_root, "--date", "2024-01-15")
+    assert none.returncode == 1 and none.stderr.strip().endswith(
+        "no predictions for 2024-01-15 (nights logged: 2024-07-13 to 2024-07-14; an off-day has none)")
+    assert predictions_cli(viewer_root, "--date", "July 14").returncode == 2
 
 
 @pytest.fixture(autouse=True)

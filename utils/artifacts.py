@@ -194,6 +194,16 @@ def handle_overwrite_policy(path: Path, policy: str, newer: bool = False, said: 
     return "write"
 
 
+def csv_text(frame) -> str:
+    """A table as the store writes CSV: dates as YYYY-MM-DD, nulls empty, floats in full precision."""
+    return frame.to_csv(index=False, lineterminator="\n", date_format="%Y-%m-%d")
+
+
+def json_text(document: Any) -> str:
+    """A JSON document as the store writes it."""
+    return json.dumps(document, indent=1, sort_keys=True, default=str) + "\n"
+
+
 class ArtifactStore:
     """Artifacts under one root: `<root>/data/<name>.parquet|.json` plus a `.meta.json` sidecar."""
 
@@ -270,9 +280,12 @@ class ArtifactStore:
         """(the artifact as its contract's kind says: a frame, a JSON document or bytes, its SHA-256)."""
         payload, digest = self._verified_bytes(name)
         kind = self.contract(name).kind
-        if kind == "table":
+        if kind in ("table", "csv"):
             import pandas as pd
 
+            if kind == "csv":
+                return pd.read_csv(io.BytesIO(payload), usecols=columns, keep_default_na=False, na_values=[""],
+                                   dtype=str), digest
             return pd.read_parquet(io.BytesIO(payload), columns=columns), digest
         return (json.loads(payload) if kind == "json" else payload), digest
 
@@ -330,10 +343,16 @@ class ArtifactStore:
         frame.to_parquet(buffer, index=False, engine="pyarrow", compression="zstd")
         return self._commit(name, contract, buffer.getvalue(), len(frame), lineage)
 
+    def write_csv(self, name: str, frame, lineage: dict | None = None) -> ArtifactRecord:
+        """A table for tools that read CSV: validated as a table, dates as YYYY-MM-DD, nulls empty."""
+        contract = self.contract(name)
+        validate_frame(contract, frame)
+        return self._commit(name, contract, csv_text(frame).encode(), len(frame), lineage)
+
     def write_json(self, name: str, document: Any, lineage: dict | None = None) -> ArtifactRecord:
         contract = self.contract(name)
         validate_document(contract, document)
-        payload = (json.dumps(document, indent=1, sort_keys=True, default=str) + "\n").encode()
+        payload = json_text(document).encode()
         rows = len(document) if isinstance(document, list) else None
         return self._commit(name, contract, payload, rows, lineage)
 
@@ -350,5 +369,6 @@ class ArtifactStore:
     def write(self, name: str, value: Any, lineage: dict | None = None) -> ArtifactRecord:
         """Write a frame, a JSON document or bytes, as the artifact's contract says it is."""
         kind = self.contract(name).kind
-        writer = {"table": self.write_frame, "json": self.write_json, "file": self.write_file}[kind]
+        writer = {"table": self.write_frame, "csv": self.write_csv, "json": self.write_json,
+                  "file": self.write_file}[kind]
         return writer(name, value, lineage)

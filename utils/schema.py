@@ -26,7 +26,7 @@ class SchemaError(ValueError):
 class Contract:
     name: str
     version: str
-    kind: str  # "table" (parquet), "json", or "file" (opaque bytes, e.g. a LightGBM model)
+    kind: str  # "table" (parquet), "csv" (a table as CSV, for other tools), "json", or "file" (opaque bytes)
     body: dict[str, Any]
 
     @property
@@ -35,7 +35,7 @@ class Contract:
 
     @property
     def suffix(self) -> str:
-        return {"table": ".parquet", "json": ".json"}.get(self.kind) or self.body.get("x-suffix", ".bin")
+        return {"table": ".parquet", "csv": ".csv", "json": ".json"}.get(self.kind) or self.body.get("x-suffix", ".bin")
 
 
 @lru_cache(maxsize=None)
@@ -138,7 +138,7 @@ def _check_column(contract: Contract, column: str, series, rule: dict[str, Any])
 
 def validate_frame(contract: Contract, frame) -> None:
     """Raise SchemaError naming the column and rule at the first violation."""
-    if contract.kind != "table":
+    if contract.kind not in ("table", "csv"):
         raise SchemaError(f"{contract.name}: contract is for a JSON document, got a table")
     items = contract.body["items"]
     missing = [c for c in items.get("required", []) if c not in frame.columns]

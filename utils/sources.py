@@ -218,7 +218,11 @@ STATSAPI_TEAMS = {
     137: "SFN", 138: "SLN", 139: "TBA", 140: "TEX", 141: "TOR", 142: "MIN", 143: "PHI", 144: "ATL", 145: "CHA",
     146: "MIA", 147: "NYA", 158: "MIL",
 }
-SCHEDULE_COLUMNS = ["season", "date", "game_number", "day_of_week", "visiting_team", "visiting_league",
-                    "visiting_game_number", "home_team", "home_league", "home_game_number", "day_night", "park_id",
-                    "v_starting_pitcher_id", "v_starting_pitcher_name", "h_starting_pitcher_id",
-                    "h_starting_pitcher_name"]
+# The game log's pre-game fields (a replayed day's schedule is these fields of its game-log lines)...
+SCHEDULE_FIELDS = ["season", "date", "game_number", "day_of_week", "visiting_team", "visiting_league",
+                   "visiting_game_number", "home_team", "home_league", "home_game_number", "day_night", "park_id",
+                   "v_starting_pitcher_id", "v_starting_pitcher_name", "h_starting_pitcher_id",
+                   "h_starting_pitcher_name"]
+# ...and what a reader of the predictions wants beside them: the Stats API's gamePk (null where the game
+# came from Retrosheet) and the teams' names.
+SCHEDULE_COLUMNS = SCHEDULE_FIELDS + ["game_pk", "visiting_team_name", "home_team_name"]

@@ -734,6 +734,13 @@ def _pitcher_name(value: object, game: str, where: str) -> str | None:
     return value.strip()
 
 
+def _game_pk(game: dict, label: str) -> int:
+    pk = game.get("gamePk")
+    if isinstance(pk, bool) or not isinstance(pk, int) or pk <= 0:
+        raise PayloadShapeError(f"game {label}: gamePk {str(pk)[:20]!r} is not a positive integer")
+    return pk
+
+
 def slate_frame(games: list[dict], day: dt.date, pitcher_ids: Callable[[dict], str | None]) -> pd.DataFrame:
     """The day's regular-season games (postponed and cancelled ones left out) as the schedule's
     columns: teams and leagues, park, day or night, doubleheader game, probable pitchers by id."""
@@ -766,13 +773,13 @@ def slate_frame(games: list[dict], day: dt.date, pitcher_ids: Callable[[dict], s
             "home_game_number": pd.NA, "day_night": {"day": "D", "night": "N"}.get(game.get("dayNight"), pd.NA),
             "park_id": park_code(game, day.year), "v_starting_pitcher_id": side["away"][2],
             "v_starting_pitcher_name": side["away"][1], "h_starting_pitcher_id": side["home"][2],
-            "h_starting_pitcher_name": side["home"][1],
+            "h_starting_pitcher_name": side["home"][1], "game_pk": _game_pk(game, label),
         })
     frame = pd.DataFrame(rows, columns=SCHEDULE_COLUMNS)
-    for col in ("season", "visiting_game_number", "home_game_number"):
+    for col in ("season", "visiting_game_number", "home_game_number", "game_pk"):
         frame[col] = frame[col].astype("Int64")
     for col in SCHEDULE_COLUMNS:
-        if col not in ("season", "date", "visiting_game_number", "home_game_number"):
+        if col not in ("season", "date", "visiting_game_number", "home_game_number", "game_pk"):
             frame[col] = frame[col].astype("string")
     frame["date"] = pd.to_datetime(frame["date"]).astype("datetime64[ms]")
     return frame
