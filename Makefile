@@ -15,15 +15,33 @@ SYSTEM_TOOLS := dot:graphviz prometheus:prometheus promtool:prometheus \
 
 PREFECT_PORT ?= 4200
 
-.PHONY: run test test-fast lint install system-deps clean prefect-server prefect-server-stop
+.PHONY: run test test-fast lint install lock system-deps clean prefect-server prefect-server-stop
 
-$(STAMP): pyproject.toml
+# Every package at the version and hashes pinned in $(LOCK) (the runtime dependencies and the test,
+# viewer and dask extras, for Python 3.11 on Linux x86_64), then the project itself, built with the
+# locked setuptools: the same install on every machine, and the figures with it.
+LOCK := requirements.lock
+$(STAMP): pyproject.toml $(LOCK)
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Rewrites $(LOCK) from pyproject.toml, keeping every version it already pins; a new dependency gets
+# today's newest. LOCK_ARGS="--upgrade-package NAME" (or --upgrade) moves pins on purpose. uv runs
+# from a venv of its own ($(LOCK_TOOLS)), never the project's.
+LOCK_TOOLS ?= $(VENV)-lock
+UV_VERSION := 0.13.9
+LOCK_ARGS ?=
+lock:
+	@[ -x $(LOCK_TOOLS)/bin/uv ] || { $(PY) -m venv $(LOCK_TOOLS) && \
+	  $(LOCK_TOOLS)/bin/pip install --quiet uv==$(UV_VERSION); }
+	$(LOCK_TOOLS)/bin/uv pip compile pyproject.toml --extra test --extra viewer --extra dask \
+	  --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	  --custom-compile-command "make lock   (keeps these pins; LOCK_ARGS='--upgrade-package NAME' moves one)" \
+	  --quiet -o $(LOCK) $(LOCK_ARGS)
 
 system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
