@@ -27,6 +27,18 @@ def test_a_progress_bar_only_on_a_terminal():
     assert piped.getvalue() == ""  # cron's log stays one line per module
 
 
+def test_seasons_on_dask_without_the_dask_extra_is_one_line_naming_the_extra(toy_cfg, monkeypatch):
+    import datetime as dt
+
+    from utils.backtest import BacktestError
+    from utils.scaleout import backtest_seasons
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as on a cron host installed without `.[dask]`
+    with pytest.raises(BacktestError, match=r"^several seasons run on Dask, which is not installed: .*'dask' "
+                                            r"extra .*--serial$"):
+        backtest_seasons(toy_cfg, [2022, 2023], dt.date(2024, 7, 14), serial=False)
+
+
 def backtest_settings(mirror, root) -> list[str]:
     """Two short backtests: one season of history, a retrain every two months."""
     return ["--set", f"sources.retrosheet.base_url={mirror}", "--set", f"paths.artifacts={root}",

@@ -104,7 +104,11 @@ def backtest_seasons(cfg, seasons: list[int], today: dt.date, serial: bool,
 def _on_dask(cfg, seasons: list[int], today: dt.date, on_done: Callable[[SeasonResult], None]) -> list[SeasonResult]:
     import logging
 
-    from distributed import Client, LocalCluster, as_completed
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:  # the `dask` extra: a cron host that only runs the nightly job may go without it
+        raise BacktestError("several seasons run on Dask, which is not installed: install the project's "
+                            "'dask' extra (pip install -e '.[dask]'), or pass --serial") from None
 
     logging.getLogger("distributed").setLevel(logging.ERROR)  # a night's log is the seasons, not the cluster's
     scheduler = cfg.backtest.dask_scheduler
