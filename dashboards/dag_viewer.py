@@ -50,27 +50,54 @@ except StatusError as exc:
     st.stop()
 states = data.module_states(REGISTRY, run)
 
-st.subheader("Pipeline DAG")
-st.graphviz_chart(dag_dot(REGISTRY, statuses={k: v for k, v in states.items() if v != "reserved"}))
+history = data.run_history(root)
 if run is None:
     st.info(f"No runs yet under {root}. Start one with `python pipeline.py run` "
             "(or replay a date: `--as-of YYYY-MM-DD`); this page fills in as modules finish.")
+    st.subheader("Pipeline DAG")
+    st.graphviz_chart(dag_dot(REGISTRY, statuses={k: v for k, v in states.items() if v != "reserved"}))
     st.caption("J is reserved and skipped on purpose; E (data quality) is an orphan: only this page reads it.")
     st.stop()
 
 finished = run.finished_at.strftime("%Y-%m-%d %H:%M UTC") if run.finished_at else "not finished"
-failed = [p.module for p in run.phases.values() if p.status in ("failed", "interrupted")]
-failed += [name for name, step in run.steps.items() if step.status in ("failed", "interrupted")]
+problems = data.run_problems(run)
 summary = f"Run {run.run_id} · as of {run.as_of} · {run.executor} executor · {finished}"
 if run.interrupted:
     summary += f" · interrupted by {run.interrupted}"
-(st.error if failed or run.interrupted else st.success)(summary + (f" · failed: {', '.join(failed)}" if failed else ""))
-st.caption("J is reserved and skipped on purpose; E (data quality) is an orphan: only this page reads it.")
+(st.error if problems or run.interrupted else st.success)(summary + (f" · failed: {', '.join(problems)}"
+                                                                      if problems else ""))
+good = data.last_good_run(history)
+if not run.ok:
+    st.warning(f"Still in use: the outputs of the last good run, {good.run_id} (as of {good.as_of})." if good
+               else "No run has succeeded yet under this root: nothing below comes from a good run.")
 
-tabs = st.tabs(["Modules", "Data quality", "Drift", "Predictions", "Backtests"])
-history = data.run_history(root)
+games = data.tonight(store)
+if games is None:
+    st.subheader("Tonight's games")
+    st.info("No predictions yet (module L).")
+else:
+    table, night, version = games
+    st.subheader(f"Games on {night}")
+    if table.empty:
+        st.info(f"No games scheduled on {night}.")
+    else:  # a replayed night's games came from Retrosheet: no gamePk to show
+        st.dataframe(table.dropna(axis=1, how="all") if table["gamePk"].isna().all() else table, hide_index=True)
+    band = data.brier_band(store)
+    caption = f"Model {version}; P(home win) is calibrated, runs are expected runs."
+    if band:
+        where = "inside" if band["inside"] else "outside"
+        caption += (f" Brier over the last 30 days: {band['live']:.4f} on {band['games']} games, expected "
+                    f"{band['expected']:.4f} ± {2 * band['standard_error']:.4f} (two standard errors): {where} "
+                    "its noise band.")
+    st.caption(caption)
+
+tabs = st.tabs(["Pipeline", "Data quality", "Drift", "Backtests"])
 
 with tabs[0]:
+    st.subheader("Pipeline DAG")
+    st.graphviz_chart(dag_dot(REGISTRY, statuses={k: v for k, v in states.items() if v != "reserved"}))
+    st.caption("J is reserved and skipped on purpose; E (data quality) is an orphan: only this page reads it. "
+               "'up to date': kept, nothing to do; 'not run': a module it reads failed.")
     choices = [s.id for s in REGISTRY.runnable]
     module_id = st.selectbox("Module", choices, format_func=lambda m: f"{m} {REGISTRY[m].name} ({states[m]})")
     phase = run.phases.get(module_id)
@@ -78,15 +105,15 @@ with tabs[0]:
         st.info(f"{module_id} did not take part in the latest run.")
     else:
         cols = st.columns(3)
-        cols[0].metric("Status", phase.status)
+        cols[0].metric("Status", data.phase_state(phase))
         cols[1].metric("Seconds", f"{phase.duration_seconds:.2f}" if phase.duration_seconds is not None else "-")
-        cols[2].metric("Outputs", len(phase.outputs))
+        cols[2].metric("Outputs", len(REGISTRY[module_id].outputs))
         # A module with several outputs has several contracts: too long for a metric, so a caption.
         st.caption(f"Validated against: {(phase.validator or '-').replace(',', ', ')}")
         if phase.error:
-            st.error(f"{module_id} error: {phase.error}")
-    st.markdown("**Outputs of the latest run**")
-    st.dataframe(data.output_table(store, run, module_id), hide_index=True)
+            (st.error if phase.status != "skipped" else st.warning)(f"{module_id} error: {phase.error}")
+    st.markdown("**Outputs in use** (on disk now, with the run that wrote them)")
+    st.dataframe(data.outputs_in_use(store, history, REGISTRY[module_id].outputs), hide_index=True)
     st.markdown("**History**")
     st.dataframe(data.module_history(history, module_id), hide_index=True)
 
@@ -142,16 +169,6 @@ with tabs[2]:
         st.line_chart(quality.set_index("as_of")[["runs_mae_30d", "runs_rmse_30d"]])
 
 with tabs[3]:
-    view = data.predictions_view(store)
-    if view is None:
-        st.info("No predictions yet (module L).")
-    elif view.empty:
-        st.info(f"No games scheduled on {run.as_of}.")
-    else:
-        st.markdown(f"**{len(view)} games on {run.as_of}**")
-        st.dataframe(view, hide_index=True)
-
-with tabs[4]:
     seasons = data.backtests(store)
     if seasons.empty:
         st.info("No backtests yet: `python pipeline.py backtest --season YYYY`.")

@@ -20,11 +20,32 @@ def latest_run(root: Path) -> RunStatus | None:
     return latest_status(root)
 
 
+def phase_state(phase) -> str:
+    """What a module did in a run, in words: 'skipped' is two things, a module kept as up to date
+    (nothing to do) and one that did not run because a module it reads failed."""
+    if phase.status == "skipped":
+        return "not run" if phase.error else "up to date"
+    return phase.status
+
+
 def module_states(registry: Registry, run: RunStatus | None) -> dict[str, str]:
-    """Colour key per module: its latest status, 'never run', or 'reserved'."""
+    """Colour key per module: what it did in the latest run, 'never run', or 'reserved'."""
     phases = run.phases if run else {}
-    return {spec.id: "reserved" if spec.reserved else (phases[spec.id].status if spec.id in phases else "never run")
+    return {spec.id: "reserved" if spec.reserved else (phase_state(phases[spec.id]) if spec.id in phases
+                                                       else "never run")
             for spec in registry}
+
+
+def run_problems(run: RunStatus) -> list[str]:
+    """What went wrong in a run, each as 'A' or 'versioning': failed or interrupted modules and steps.
+    A run with any of them is never shown as a success."""
+    return ([m for m, p in run.phases.items() if p.status in ("failed", "interrupted")]
+            + [n for n, s in run.steps.items() if s.status in ("failed", "interrupted")])
+
+
+def last_good_run(runs: list[RunStatus]) -> RunStatus | None:
+    """The newest run that did everything it set out to (its outputs are the ones a failed night leaves in use)."""
+    return next((r for r in reversed(runs) if r.ok), None)
 
 
 def run_history(root: Path) -> list[RunStatus]:
@@ -46,15 +67,29 @@ def module_history(runs: list[RunStatus], module_id: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "as_of", "status", "seconds", "validator", "error"])
 
 
-def output_table(store: ArtifactStore, run: RunStatus | None, module_id: str) -> pd.DataFrame:
-    """Each output of the module in the latest run: path, SHA-256, whether the file still matches it."""
-    phase = run.phases.get(module_id) if run else None
+OUTPUT_COLUMNS = ["artifact", "as_of", "run", "verified", "sha256", "schema", "rows", "path"]
+
+
+def outputs_in_use(store: ArtifactStore, runs: list[RunStatus], outputs: tuple[str, ...]) -> pd.DataFrame:
+    """Each output of a module as it is on disk now, which is what the next stages and readers use
+    (after a failed night, the last good run's): its as-of date, the newest run that wrote or kept
+    these exact bytes, whether the file still matches its recorded SHA-256, its contract and rows."""
     rows = []
-    for out in phase.outputs if phase else []:
-        verified = store.valid_hash(out.name) == out.sha256
-        rows.append({"artifact": out.name, "path": out.path, "sha256": out.sha256, "verified": verified,
-                     "schema": out.validator, "rows": out.rows})
-    return pd.DataFrame(rows, columns=["artifact", "path", "sha256", "verified", "schema", "rows"])
+    for name in outputs:
+        try:
+            meta = store.meta(name)
+        except ArtifactError:
+            meta = {"sha256": None}
+        if meta is None:
+            continue
+        digest = meta.get("sha256")
+        made_by = next((r.run_id for r in reversed(runs) for p in r.phases.values()
+                        for o in p.outputs if o.name == name and o.sha256 == digest), None)
+        rows.append({"artifact": name, "as_of": meta.get("as_of"), "run": made_by,
+                     "verified": digest is not None and store.valid_hash(name) == digest, "sha256": digest,
+                     "schema": meta.get("validator"), "rows": meta.get("rows"),
+                     "path": str(store.resolve_output_path(name))})
+    return pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
 
 
 def drift_table(drift: dict | None) -> pd.DataFrame:
@@ -95,22 +130,35 @@ def quality_history(runs: list[RunStatus]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["as_of", "run", *keys])
 
 
-def predictions_view(store: ArtifactStore) -> pd.DataFrame | None:
-    """Latest predictions with the probable starters' names from the schedule where known."""
-    predictions = store.read_if_present("predictions")
-    if predictions is None:
+GAME_COLUMNS = ["away", "away starter", "home", "home starter", "P(home win)", "away runs", "home runs", "gamePk"]
+
+
+def tonight(store: ArtifactStore) -> tuple[pd.DataFrame, str, str] | None:
+    """(the published games in use, their as-of date, the model version): names where known, else codes;
+    None before the first predictions."""
+    published = store.read_if_present("predictions_json")
+    if published is None:
         return None
-    schedule = store.read_if_present("schedule")
-    view = predictions.copy()
-    if schedule is not None and len(schedule):
-        names = dict(zip(schedule["h_starting_pitcher_id"], schedule["h_starting_pitcher_name"]))
-        names.update(zip(schedule["v_starting_pitcher_id"], schedule["v_starting_pitcher_name"]))
-        view["home_starter"] = view["home_starter_id"].map(names).fillna(view["home_starter_id"])
-        view["away_starter"] = view["away_starter_id"].map(names).fillna(view["away_starter_id"])
-    else:
-        view["home_starter"], view["away_starter"] = view["home_starter_id"], view["away_starter_id"]
-    return view[["date", "away_team", "away_starter", "home_team", "home_starter", "p_home_win", "exp_away_runs",
-                 "exp_home_runs", "model_version"]]
+    def named(game: dict, side: str, what: str) -> str:
+        name, code = (game[f"{side}_team_name"], game[f"{side}_team"]) if what == "team" else \
+            (game[f"{side}_starter_name"], game[f"{side}_starter_id"])
+        return name or code or "TBD"
+    rows = [{"away": named(g, "away", "team"), "away starter": named(g, "away", "starter"),
+             "home": named(g, "home", "team"), "home starter": named(g, "home", "starter"),
+             "P(home win)": round(g["p_home_win"], 3), "away runs": round(g["exp_away_runs"], 1),
+             "home runs": round(g["exp_home_runs"], 1), "gamePk": g["game_pk"]} for g in published["games"]]
+    return pd.DataFrame(rows, columns=GAME_COLUMNS), published["as_of"], published["model_version"]
+
+
+def brier_band(store: ArtifactStore) -> dict | None:
+    """The last 30 days' Brier score against what validation implies for that many games: the value,
+    the expected value, its standard error, the games, and whether it is inside the band (|z| < 2)."""
+    evaluation = store.read_if_present("evaluation")
+    recent = (evaluation or {}).get("last_30_days") or {}
+    versus = (recent.get("vs_validation") or {}).get("brier")
+    if not versus:
+        return None
+    return {**versus, "inside": abs(versus["z"]) < 2}
 
 
 def backtests(store: ArtifactStore) -> pd.DataFrame:

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -40,6 +41,24 @@ def viewer_root(mirror, tmp_path_factory):
                   "calibration_deciles": calibration, "calibration_test": tests},
         "elo": {**metrics, "brier": 0.2438}})
     return root
+
+
+@pytest.fixture(scope="session")
+def failed_night_root(viewer_root, tmp_path_factory):
+    """The two good nights, then a real third night (2024-07-15) whose A failed: its mirror is empty."""
+    root = tmp_path_factory.mktemp("failed") / "artifacts"
+    shutil.copytree(viewer_root, root)
+    (root.parent / "empty-mirror").mkdir()
+    proc = run_pipeline("run", "--legacy-executor", "--as-of", "2024-07-15", "--set",
+                        f"sources.retrosheet.base_url={root.parent / 'empty-mirror'}",
+                        "--set", f"paths.artifacts={root}", "--set", "data.first_season=2021",
+                        "--set", "model.train_seasons=2")
+    assert proc.returncode == 1 and "module A (ingest) failed" in proc.stderr, proc.stderr[-2000:]
+    return root
+
+
+def good_run_id(root):
+    return yaml.safe_load((root / ".phase_status.yaml").read_text())["run_id"]
 
 
 def predictions_cli(root, *args):
@@ -110,23 +129,42 @@ def test_empty_state_on_a_fresh_checkout(tmp_path):
     assert not (tmp_path / "nothing").exists()  # the viewer created nothing
 
 
+def frame_with(at, column):
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
 def test_every_panel_on_a_real_run(viewer_root, tmp_path):
     before = tree(viewer_root)
     at = app(viewer_root, tmp_path)
     assert not at.exception
     assert "as of 2024-07-14 · legacy executor" in at.success[0].value
+    assert not at.warning  # a good night: nothing is said to be left over from an earlier run
+    # it opens on tonight's games: names, probabilities, expected runs, starters
+    assert at.subheader[0].value == "Games on 2024-07-14"
+    games = at.dataframe[0].value
+    published = ArtifactStore(viewer_root, ROOT / "schemas").read_json("predictions_json")["games"]
+    assert len(games) == len(published) == 15 and "P(home win)" in games.columns
+    assert games["home starter"].str.contains(" ").all() and games["home"].str.contains(" ").all()
+    assert sorted(games["P(home win)"]) == sorted(round(g["p_home_win"], 3) for g in published)
+    # with the last 30 days' Brier against its noise band, from the evaluation the run wrote
+    recent = ArtifactStore(viewer_root, ROOT / "schemas").read_json("evaluation")["last_30_days"]
+    brier = recent["vs_validation"]["brier"]
+    caption = next(c.value for c in at.caption if c.value.startswith("Model "))
+    assert f"Brier over the last 30 days: {brier['live']:.4f} on {recent['n']} games" in caption
+    assert ("inside" if abs(brier["z"]) < 2 else "outside") + " its noise band" in caption
     dot = at.get("graphviz_chart")[0].proto.spec
     assert dot.count("\\nsuccess") == 11
-    # modules: the first module's outputs, hash verified against the file on disk
-    outputs = at.dataframe[0].value
+    # modules: the first module's outputs as they are on disk, each from the run that wrote it, hash verified
+    outputs = frame_with(at, "artifact")
     assert set(outputs["artifact"]) == {"raw_gamelogs", "quarantine", "lahman_pitching", "lahman_batting", "schedule",
                                         "player_games", "player_ids"}
     versions = {name: json.loads((ROOT / "schemas" / f"{name}.schema.json").read_text())["schema_version"]
                 for name in outputs["artifact"]}
-    assert outputs["verified"].all()
+    assert outputs["verified"].all() and set(outputs["run"]) == {good_run_id(viewer_root)}
+    assert set(outputs["as_of"]) == {"2024-07-14"}
     assert outputs["schema"].tolist() == [f"{name}@{versions[name]}" for name in outputs["artifact"]]
     assert versions["raw_gamelogs"] == "1.1.0"  # the source column
-    history = at.dataframe[1].value
+    history = frame_with(at, "seconds")
     assert history["as_of"].astype(str).tolist() == ["2024-07-13", "2024-07-14"]
     # data quality
     metrics = {m.label: m.value for m in at.metric}
@@ -140,11 +178,6 @@ def test_every_panel_on_a_real_run(viewer_root, tmp_path):
     assert set(scores["level"]) <= {"normal", "above normal", "break"} and "ctx_month" not in set(scores["feature"])
     sources = next(d.value for d in at.dataframe if "check" in d.value.columns)
     assert sources.loc[sources["check"] == "games predicted", ["value", "of"]].values.tolist() == [[15, 15]]
-    # predictions with the starters' names from the schedule
-    games = [m.value for m in at.markdown if "games on 2024-07-14" in m.value]
-    assert games == ["**15 games on 2024-07-14**"]
-    predictions = next(d.value for d in at.dataframe if "p_home_win" in d.value.columns)
-    assert len(predictions) == 15 and predictions["home_starter"].str.contains(" ").all()
     # backtests
     seasons = next(d.value for d in at.dataframe if "elo_brier" in d.value.columns)
     assert seasons["season"].tolist() == [2023] and seasons["gain"].iloc[0] == pytest.approx(0.0002)
@@ -159,31 +192,81 @@ def test_choosing_a_module_shows_its_details(viewer_root, tmp_path):
     assert [c.value for c in at.caption if c.value.startswith("Validated against")] == [
         "Validated against: win_model@1.0.0, home_runs_model@1.0.0, away_runs_model@1.0.0, model_params@1.1.0, "
         "model_card@1.1.0, drift_baseline@1.0.0"]
-    assert set(at.dataframe[0].value["artifact"]) == {"win_model", "home_runs_model", "away_runs_model",
-                                                      "model_params", "model_card", "drift_baseline"}
+    assert set(frame_with(at, "artifact")["artifact"]) == {"win_model", "home_runs_model", "away_runs_model",
+                                                           "model_params", "model_card", "drift_baseline"}
 
 
-def test_a_failed_module_is_shown_with_its_error(viewer_root, tmp_path):
+def test_a_failed_night_shows_the_failure_beside_the_outputs_still_in_use(viewer_root, failed_night_root, tmp_path):
+    """After a real night whose A failed: the failure, which modules did not run (not 'skipped'), and the
+    last good run's outputs and games, which still serve."""
     root = tmp_path / "copy"
-    shutil.copytree(viewer_root, root)
-    status = yaml.safe_load((root / ".phase_status.yaml").read_text())
-    status["phases"]["F"].update(status="failed", error="starter_features: column 'sp_home_rest_days' has 1 null(s)")
-    status["phases"]["G"].update(status="skipped", error="upstream module(s) F did not succeed")
-    (root / ".phase_status.yaml").write_text(yaml.safe_dump(status))
+    shutil.copytree(failed_night_root, root)
+    good = good_run_id(viewer_root)
     path = root / "data" / "games.parquet"
     path.write_bytes(path.read_bytes() + b"tampered")
     at = app(root, tmp_path)
-    assert at.error[0].value.endswith("· failed: F")
+    banner = at.error[0].value
+    assert not at.success and " · as of 2024-07-15 · legacy executor · " in banner and banner.endswith(" · failed: A")
+    assert at.warning[0].value == f"Still in use: the outputs of the last good run, {good} (as of 2024-07-14)."
+    assert at.subheader[0].value == "Games on 2024-07-14" and len(at.dataframe[0].value) == 15
     dot = at.get("graphviz_chart")[0].proto.spec
-    assert 'F [label="F starters\\nfailed", fillcolor="#f4a3a3"' in dot and "G ratings\\nskipped" in dot
-    at.selectbox[0].select("F").run()
-    assert at.error[1].value == "F error: starter_features: column 'sp_home_rest_days' has 1 null(s)"
+    assert 'A [label="A ingest\\nfailed", fillcolor="#f4a3a3"' in dot
+    assert dot.count("\\nnot run") == 10 and "skipped" not in dot and "success" not in dot
+    at.selectbox[0].select("A").run()
+    assert at.error[1].value.startswith("A error: ") and "empty-mirror" in at.error[1].value
     at.selectbox[0].select("B").run()
-    assert not at.dataframe[0].value.set_index("artifact").loc["games", "verified"]  # the hash no longer matches
+    assert {m.label: m.value for m in at.metric}["Status"] == "not run"
+    assert at.warning[1].value == "B error: upstream module(s) A did not succeed"
+    outputs = frame_with(at, "artifact").set_index("artifact")
+    assert outputs.loc["games", "run"] == good and outputs.loc["games", "as_of"] == "2024-07-14"
+    assert not outputs.loc["games", "verified"]  # the hash no longer matches the tampered file
+
+
+def test_up_to_date_and_not_run_are_told_apart():
+    import datetime as dt
+
+    from dashboards.viewer_data import module_states, run_problems
+    from modules.registry import REGISTRY
+    from phase_status import PhaseStatus, RunStatus, StepStatus
+
+    now = dt.datetime(2024, 7, 15, 10, tzinfo=dt.timezone.utc)
+    run = RunStatus(run_id="r", executor="legacy", started_at=now, phases={
+        "A": PhaseStatus(module="A", name="ingest", status="skipped"),
+        "B": PhaseStatus(module="B", name="clean", status="success"),
+        "C": PhaseStatus(module="C", name="context", status="skipped", error="upstream module(s) B did not succeed")},
+        steps={"versioning": StepStatus(status="failed", error="dvc: disk full")})
+    states = module_states(REGISTRY, run)
+    assert (states["A"], states["B"], states["C"], states["D"], states["J"]) == (
+        "up to date", "success", "not run", "never run", "reserved")
+    assert run_problems(run) == ["versioning"] and not run.ok  # a failed step is not a success
 
 
 @pytest.mark.server
-def test_in_a_real_browser(viewer_root, tmp_path):
+def test_in_a_real_browser(viewer_root, failed_night_root, tmp_path):
+    """Headless Chromium on the real page: a good night opens on its games above the DAG; after the failed
+    night the same games still show, beside the failure and the modules that did not run."""
+    for tool in ("/usr/bin/chromium", "/usr/bin/chromedriver"):
+        if not os.path.exists(tool):
+            pytest.fail(f"{tool} is missing: .ci/run installs Debian's chromium and chromium-driver")
+    good = page_in_chromium(viewer_root, tmp_path / "good", "as of 2024-07-14")
+    assert good["labels"].count("success") == 11
+    body = good["body"]
+    for text in ("MLB pipeline", "Games on 2024-07-14", "P(home win)", "Brier over the last 30 days", "Pipeline DAG",
+                 "Pipeline", "Data quality", "Drift", "Backtests", "J is reserved and skipped on purpose"):
+        assert text in body, text
+    assert body.index("Games on 2024-07-14") < body.index("Pipeline DAG")  # it opens on the games
+    assert "Still in use" not in body
+    failed = page_in_chromium(failed_night_root, tmp_path / "failed", "as of 2024-07-15")
+    assert failed["labels"].count("not run") == 10 and failed["labels"].count("failed") == 1
+    assert "success" not in failed["labels"] and "skipped" not in failed["labels"]
+    body = failed["body"]
+    assert "failed: A" in body and "Games on 2024-07-14" in body
+    assert f"Still in use: the outputs of the last good run, {good_run_id(viewer_root)} (as of 2024-07-14)" in body
+
+
+def page_in_chromium(root, folder, wait_for):
+    """The viewer served by Streamlit on `root` and read in headless Chromium: the DAG's labels, the page's
+    visible text, and a screenshot (copied to $MLB_SCREENSHOT_DIR when set)."""
     import time
     import urllib.request
 
@@ -193,16 +276,14 @@ def test_in_a_real_browser(viewer_root, tmp_path):
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    for tool in ("/usr/bin/chromium", "/usr/bin/chromedriver"):
-        if not os.path.exists(tool):
-            pytest.fail(f"{tool} is missing: .ci/run installs Debian's chromium and chromium-driver")
-    config = tmp_path / "viewer.yaml"
-    config.write_text(yaml.safe_dump({"paths": {"artifacts": str(viewer_root), "schemas": str(ROOT / "schemas")}}))
+    folder.mkdir(parents=True)
+    config = folder / "viewer.yaml"
+    config.write_text(yaml.safe_dump({"paths": {"artifacts": str(root), "schemas": str(ROOT / "schemas")}}))
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", APP, "--server.port", str(port), "--server.address", "127.0.0.1",
          "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--config", str(config)],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     driver = None
     try:
         deadline = time.monotonic() + 60
@@ -218,26 +299,23 @@ def test_in_a_real_browser(viewer_root, tmp_path):
         options.binary_location = "/usr/bin/chromium"
         for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--disable-quic", f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=1400,1600"):
+                     "--disable-quic", f"--user-data-dir={folder / 'chrome'}", "--window-size=1400,2000"):
             options.add_argument(flag)
         driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
         driver.get(f"http://127.0.0.1:{port}/")
         wait = WebDriverWait(driver, 60)
         node = "//*[name()='svg']//*[name()='text' and contains(., 'ingest')]"
         wait.until(ec.presence_of_element_located((By.XPATH, node)))
-        wait.until(lambda d: "as of 2024-07-14" in d.find_element(By.TAG_NAME, "body").text)
+        wait.until(lambda d: wait_for in d.find_element(By.TAG_NAME, "body").text)
         labels = [t.text for t in driver.find_elements(By.XPATH, "//*[name()='svg']//*[name()='text']")]
         assert {"A ingest", "L predict_monitor", "J (reserved)", "(orphan)"} <= set(labels)
-        assert labels.count("success") == 11
         body = driver.find_element(By.TAG_NAME, "body").text
-        for text in ("MLB pipeline", "Pipeline DAG", "Modules", "Data quality", "Drift", "Predictions", "Backtests",
-                     "J is reserved and skipped on purpose"):
-            assert text in body
-        shot = tmp_path / "viewer.png"
+        shot = folder / "viewer.png"
         driver.save_screenshot(str(shot))
         assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 20_000
         if os.environ.get("MLB_SCREENSHOT_DIR"):
-            shutil.copy(shot, os.environ["MLB_SCREENSHOT_DIR"])
+            shutil.copy(shot, Path(os.environ["MLB_SCREENSHOT_DIR"]) / f"viewer-{folder.name}.png")
+        return {"labels": labels, "body": body}
     finally:
         if driver is not None:
             driver.quit()

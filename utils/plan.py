@@ -109,6 +109,7 @@ def ascii_dag(registry: Registry, plan: Plan) -> str:
 STATUS_COLOURS = {
     "success": "#b7e4c7", "failed": "#f4a3a3", "skipped": "#e9ecef", "running": "#ffe08a",
     "pending": "#ffffff", "never run": "#ffffff", "reserved": "#f8f9fa", "interrupted": "#f4c28a",
+    "up to date": "#d8f3dc", "not run": "#e9ecef",  # the viewer's two kinds of 'skipped'
 }
 
 
