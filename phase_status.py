@@ -43,12 +43,28 @@ class PhaseStatus(BaseModel):
     metrics: dict[str, float] = {}
     error: str | None = None
 
+    @property
+    def shown(self) -> str:
+        """The status in words for a person: 'skipped' is two things, a module kept as up to date
+        (nothing to do) and one that did not run because a module it reads failed."""
+        if self.status == "skipped":
+            return "not run" if self.error else "up to date"
+        return self.status
+
 
 class StepStatus(BaseModel):
     """A step after the modules (versioning, metrics): its failure fails the run too."""
     model_config = ConfigDict(extra="forbid")
     status: StepState
     error: str | None = None
+
+    @property
+    def shown(self) -> str:
+        """The status in words for a person: 'skipped' is two things, a module kept as up to date
+        (nothing to do) and one that did not run because a module it reads failed."""
+        if self.status == "skipped":
+            return "not run" if self.error else "up to date"
+        return self.status
 
 
 class RunStatus(BaseModel):
@@ -192,7 +208,7 @@ def status_table(status: RunStatus) -> str:
         detail = phase.error or ", ".join(f"{o.name}:{'-' if o.rows is None else o.rows} rows sha {o.sha256[:10]}"
                                           for o in phase.outputs)
         secs = f"{phase.duration_seconds:.2f}" if phase.duration_seconds is not None else "-"
-        rows.append(f"{phase.module:<3} {phase.name:<10} {phase.status:<11} {secs:>8}  {detail}")
+        rows.append(f"{phase.module:<3} {phase.name:<10} {phase.shown:<11} {secs:>8}  {detail}")
     for name, step in status.steps.items():
         rows.append(f"{'-':<3} {name:<10} {step.status:<11} {'-':>8}  {step.error or ''}".rstrip())
     if status.interrupted:

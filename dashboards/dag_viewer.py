@@ -105,7 +105,7 @@ with tabs[0]:
         st.info(f"{module_id} did not take part in the latest run.")
     else:
         cols = st.columns(3)
-        cols[0].metric("Status", data.phase_state(phase))
+        cols[0].metric("Status", phase.shown)
         cols[1].metric("Seconds", f"{phase.duration_seconds:.2f}" if phase.duration_seconds is not None else "-")
         cols[2].metric("Outputs", len(REGISTRY[module_id].outputs))
         # A module with several outputs has several contracts: too long for a metric, so a caption.

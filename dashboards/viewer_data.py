@@ -20,19 +20,10 @@ def latest_run(root: Path) -> RunStatus | None:
     return latest_status(root)
 
 
-def phase_state(phase) -> str:
-    """What a module did in a run, in words: 'skipped' is two things, a module kept as up to date
-    (nothing to do) and one that did not run because a module it reads failed."""
-    if phase.status == "skipped":
-        return "not run" if phase.error else "up to date"
-    return phase.status
-
-
 def module_states(registry: Registry, run: RunStatus | None) -> dict[str, str]:
     """Colour key per module: what it did in the latest run, 'never run', or 'reserved'."""
     phases = run.phases if run else {}
-    return {spec.id: "reserved" if spec.reserved else (phase_state(phases[spec.id]) if spec.id in phases
-                                                       else "never run")
+    return {spec.id: "reserved" if spec.reserved else (phases[spec.id].shown if spec.id in phases else "never run")
             for spec in registry}
 
 

@@ -239,6 +239,10 @@ def test_up_to_date_and_not_run_are_told_apart():
     assert (states["A"], states["B"], states["C"], states["D"], states["J"]) == (
         "up to date", "success", "not run", "never run", "reserved")
     assert run_problems(run) == ["versioning"] and not run.ok  # a failed step is not a success
+    from phase_status import status_table  # the command line's table says the same words
+
+    lines = {line.split()[0]: line.split()[2:4] for line in status_table(run).splitlines()[2:]}
+    assert lines["A"] == ["up", "to"] and lines["C"] == ["not", "run"] and lines["B"] == ["success", "-"]
 
 
 @pytest.mark.server
