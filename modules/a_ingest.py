@@ -274,8 +274,9 @@ def split_as_of(games: pd.DataFrame, as_of: dt.date) -> tuple[pd.DataFrame, pd.D
     result_fields = [n for n in FIELD_NAMES if n not in PREGAME_FIELDS]
     if pending.any():
         history.loc[pending, result_fields] = pd.NA
-    schedule = games.loc[games["date"] == day, ["season"] + PREGAME_FIELDS + ["game_pk"]].reset_index(drop=True)
-    return history.reset_index(drop=True), schedule
+    schedule = games.loc[games["date"] == day].reindex(columns=["season"] + PREGAME_FIELDS + ["game_pk"])
+    schedule["game_pk"] = schedule["game_pk"].astype("Int64")  # the Stats API's games have one, Retrosheet's none
+    return history.reset_index(drop=True), schedule.reset_index(drop=True)
 
 
 def with_team_names(schedule: pd.DataFrame, teams: pd.DataFrame) -> pd.DataFrame:
