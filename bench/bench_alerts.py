@@ -20,9 +20,12 @@
    games, F, G and I rebuilt), half of the last game day's results missing (C-I rebuilt), and the runs
    features in another unit (x9: per nine innings instead of per game) in this season's rows.
 
-Prints per season: nights replayed, critical nights and warning nights (with the alerts of each
-critical night), then per break and date which alerts fired. Writes the whole result as JSON to
-`<root>/alerts-bench.json`.
+Prints per season: nights replayed, critical nights and warning-only nights (with the alerts of each
+critical night), the warning-only nights a week, and what the warnings would send through
+dashboards/alertmanager.yml (its inhibition applied): the daily digests (one a night with a warning
+firing) against a notification for each warning each night, and how many warnings started (fired on a
+night but not the night before); then per break and date which alerts fired.
+Writes the whole result as JSON to `<root>/alerts-bench.json`.
 """
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ from modules.k_train import cached_baseline, training_rows  # noqa: E402
 from modules.models import PREDICTION_COLUMNS, feature_columns  # noqa: E402
 from modules.registry import REGISTRY  # noqa: E402
 from utils import drift  # noqa: E402
-from utils.alerts import critical, evaluate  # noqa: E402
+from utils.alerts import critical, evaluate, notified  # noqa: E402
 from utils.backtest import walk_forward  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.lineage import stage_params  # noqa: E402
@@ -166,6 +169,7 @@ def main() -> None:
         days = sorted(table.loc[table["season"] == season, "date"].unique())[::args.every]
         history = None
         crit_nights, warn_nights, z_brier = [], [], []
+        digests, notices, started, warned_before, warned_nights = 0, 0, 0, set(), []
         for day in days:
             day = pd.Timestamp(day)
             alerts, rows, _, quality = night(cfg, table, replay, baseline, day, history, features)
@@ -178,6 +182,13 @@ def main() -> None:
                                     "alerts": [a.describe() for a in critical(alerts)]})
             elif alerts:
                 warn_nights.append({"night": day.date().isoformat(), "alerts": [a.describe() for a in alerts]})
+            warned = {a.describe() for a in notified(alerts) if a.severity == "warning"}
+            if warned:
+                warned_nights.append({"night": day.date().isoformat(), "warnings": sorted(warned)})
+            digests += bool(warned)
+            notices += len(warned)
+            started += len(warned - warned_before)
+            warned_before = warned
         histories[season] = history
         sweep = {}
         for line in (2.0, 2.5, 3.0, 4.0, 6.0):  # MlbFeatureDriftBreak's line, replayed from the history
@@ -186,7 +197,12 @@ def main() -> None:
             new = (scores > line) & (before.fillna(0) <= line)
             sweep[line] = int(new.any(axis=1).sum())
         months = (pd.Timestamp(days[-1]) - pd.Timestamp(days[0])).days / 30.4
-        result["seasons"][season] = {"nights": len(days), "months": round(months, 1), "critical_nights": crit_nights,
+        weeks = ((pd.Timestamp(days[-1]) - pd.Timestamp(days[0])).days + 1) / 7
+        result["seasons"][season] = {"nights": len(days), "months": round(months, 1), "weeks": round(weeks, 1),
+                                     "warning_only_per_week": round(len(warn_nights) / weeks, 2),
+                                     "warning_digests": digests, "warning_notices": notices,
+                                     "warnings_started": started, "notified_warnings": warned_nights,
+                                     "critical_nights": crit_nights,
                                      "warning_nights": warn_nights, "seconds": round(time.time() - t0, 1),
                                      "baseline_nights": baseline["nights"], "break_line_nights": sweep,
                                      "brier_z": {"nights": len(z_brier),
@@ -194,7 +210,9 @@ def main() -> None:
                                                  "max": round(float(np.max(z_brier)), 2) if z_brier else None,
                                                  "over_2": int(np.sum(np.array(z_brier) > 2))}}
         print(f"{season}: {len(days)} nights, {len(crit_nights)} critical, {len(warn_nights)} warning only "
-              f"({time.time() - t0:.0f} s); drift-break nights by line {sweep}; 30-day Brier z "
+              f"({len(warn_nights) / weeks:.2f} a week over {weeks:.1f} weeks); warnings: {digests} daily digests "
+              f"instead of {notices} notices, one a warning a night ({started} started) ({time.time() - t0:.0f} s); "
+              f"drift-break nights by line {sweep}; 30-day Brier z "
               f"{result['seasons'][season]['brier_z']}", flush=True)
         for c in crit_nights:
             print(f"   critical {c['night']}: {'; '.join(c['alerts'][:4])}", flush=True)
@@ -256,10 +274,12 @@ def main() -> None:
                             if " +1 sd" in row["break"] else row["break"], []).append(row["detected"])
     for name, hits in detected.items():
         print(f"{name:45s} detected in that run: {sum(hits)} of {len(hits)}")
-    print(f"{'season':>7s}{'nights':>8s}{'months':>8s}{'critical':>10s}{'warning':>9s}")
+    print(f"{'season':>7s}{'nights':>8s}{'weeks':>7s}{'critical':>10s}{'warning-only':>14s}{'a week':>8s}"
+          f"{'digests':>9s}{'notices':>9s}{'started':>9s}")
     for season, r in result["seasons"].items():
-        print(f"{season:>7d}{r['nights']:>8d}{r['months']:>8.1f}{len(r['critical_nights']):>10d}"
-              f"{len(r['warning_nights']):>9d}")
+        print(f"{season:>7d}{r['nights']:>8d}{r['weeks']:>7.1f}{len(r['critical_nights']):>10d}"
+              f"{len(r['warning_nights']):>14d}{r['warning_only_per_week']:>8.2f}{r['warning_digests']:>9d}"
+              f"{r['warning_notices']:>9d}{r['warnings_started']:>9d}")
 
 
 if __name__ == "__main__":
