@@ -9,9 +9,12 @@ STAMP := $(VENV)/.installed
 PIPELINE_ARGS ?=
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# command:package pairs for the real servers and tools the tests start
+# command:package pairs for the real servers and tools the tests start. Where systemd starts the Prometheus
+# packages' own services on their default ports, the tests do not use them: each test starts its own
+# process on free loopback ports with its own config and storage (tests/monitoring_servers.py).
 SYSTEM_TOOLS := dot:graphviz prometheus:prometheus promtool:prometheus \
-	prometheus-pushgateway:prometheus-pushgateway chromium:chromium chromedriver:chromium-driver
+	prometheus-pushgateway:prometheus-pushgateway prometheus-alertmanager:prometheus-alertmanager \
+	chromium:chromium chromedriver:chromium-driver
 
 PREFECT_PORT ?= 4200
 

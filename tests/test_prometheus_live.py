@@ -1,25 +1,17 @@
 """Real Prometheus and Pushgateway on loopback: a replayed date with a shifted feature must fire the alert."""
 import json
-import shutil
-import subprocess
 import urllib.parse
 import urllib.request
 
 import pytest
 
 from phase_status import latest_status
-from tests.conftest import ROOT, free_port, run_pipeline, stop, wait_for
+from tests.conftest import ROOT, free_port, run_pipeline, wait_for
+from tests.monitoring_servers import Servers
 from utils.artifacts import ArtifactStore
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 AS_OF = "2024-07-14"
-
-
-def binary(name):
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is missing: .ci/run installs the Debian package")
-    return path
 
 
 def get_json(url, timeout=5):
@@ -29,34 +21,14 @@ def get_json(url, timeout=5):
 
 @pytest.fixture
 def servers(tmp_path):
-    gateway_port, prom_port = free_port(), free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(f"""
-global: {{scrape_interval: 1s, evaluation_interval: 1s}}
-rule_files: ["{ROOT / 'dashboards' / 'alerts.yml'}"]
-scrape_configs:
-  - job_name: pushgateway
-    honor_labels: true
-    static_configs: [{{targets: ["127.0.0.1:{gateway_port}"]}}]
-""")
-    procs = [
-        # Debian's build persists to /var/lib/prometheus/pushgateway.data by default: an earlier session's
-        # run_info would come back and the alert could name that run. Each test keeps its own file.
-        subprocess.Popen([binary("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{gateway_port}",
-                          f"--persistence.file={tmp_path / 'pushgateway.data'}"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen([binary("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                          f"--web.listen-address=127.0.0.1:{prom_port}"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-    ]
+    """The Pushgateway and Prometheus from dashboards/prometheus.yml (its addresses and a 1 s interval
+    changed; the rules' `for: 1m` kept), without Alertmanager: tests/test_alert_delivery.py has it."""
+    servers = Servers(tmp_path)
     try:
-        wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{gateway_port}/-/ready", timeout=2).status == 200,
-                 "the Pushgateway")
-        wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/-/ready", timeout=2).status == 200,
-                 "Prometheus")
-        yield f"127.0.0.1:{gateway_port}", f"http://127.0.0.1:{prom_port}"
+        gateway = servers.pushgateway()
+        yield gateway, servers.prometheus(gateway)
     finally:
-        stop(procs)
+        servers.stop()
 
 
 def test_shifted_feature_fires_the_drift_alert(servers, mirror, tmp_path):
