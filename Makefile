@@ -64,7 +64,7 @@ run: $(STAMP)
 # --background, its pid in ~/.prefect), it keeps every run's history and serves the UI on
 # http://127.0.0.1:$(PREFECT_PORT). Runs use it with run.prefect_api_url (README, "Prefect server").
 prefect-server: $(STAMP)
-	@if PYTHONPATH=. $(BIN)/python -c "import sys; from utils.prefect_api import answers; \
+	@if PYTHONPATH=. $(BIN)/python -c "import sys; from utils.engine.prefect_api import answers; \
 	  sys.exit(answers('http://127.0.0.1:$(PREFECT_PORT)/api') is not None)"; then \
 	  echo "a Prefect server already answers on http://127.0.0.1:$(PREFECT_PORT)"; \
 	else PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/prefect server start --host 127.0.0.1 \

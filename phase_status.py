@@ -10,8 +10,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from utils.artifacts import atomic_write_text
-from utils.catalog import ArtifactError, Catalog
+from utils.store.artifacts import atomic_write_text
+from utils.store.catalog import ArtifactError, Catalog
 
 Status = Literal["pending", "running", "success", "failed", "skipped", "interrupted"]
 StepState = Literal["running", "success", "failed", "skipped", "off", "interrupted"]
@@ -246,7 +246,7 @@ def runs_table(catalog: Catalog, last: int = 20) -> str:
 
 def latest_status(root: Path | str) -> RunStatus | None:
     """The latest run's status, knowing whether a live run still holds the root."""
-    from utils.locking import RunLock
+    from utils.store.locking import RunLock
 
     return read_status(root, run_alive=RunLock(root).is_held())
 

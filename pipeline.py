@@ -13,7 +13,7 @@ import typer
 
 from modules.registry import REGISTRY
 from utils.config import config_from_cli, today_in
-from utils.logging import setup_logging
+from utils.engine.logging import setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Nightly MLB win probabilities from Retrosheet and Lahman data.")
@@ -56,13 +56,16 @@ def run(
 ) -> None:
     """Run the pipeline (or, with --dry-run, show what a run would do)."""
     from utils.config import as_of_flag, with_as_of
-    from utils.runner import run_command
+    from utils.engine.runner import run_command
+    from utils.engine.versioning import VERSIONING
+    from utils.monitoring.metrics import METRICS
 
     cfg = with_as_of(config_from_cli(config, set_, {
         "run.modules": modules.split(",") if modules else None, "run.as_of": as_of_flag(as_of),
         "run.overwrite_policy": overwrite_policy.value if overwrite_policy else None,
         "run.executor": "legacy" if legacy_executor else None, "run.max_workers": max_workers}))
-    raise typer.Exit(run_command(cfg, REGISTRY, dry_run, visual, Path.cwd(), _echo))
+    post_run = (VERSIONING, METRICS)  # the steps after the modules, in order: a new one is one PostRunHook
+    raise typer.Exit(run_command(cfg, REGISTRY, dry_run, visual, Path.cwd(), _echo, post_run))
 
 
 @app.command()
@@ -78,7 +81,7 @@ def backtest(
 ) -> None:
     """Walk-forward backtests: retrain every model.retrain_every_days on earlier games only; several
     seasons run as tasks on a Dask cluster."""
-    from utils.scaleout import backtest_command
+    from utils.flows.scaleout import backtest_command
 
     cfg = config_from_cli(config, set_, {"backtest.dask_scheduler": dask_scheduler})
     raise typer.Exit(backtest_command(cfg, season, out, serial, today_in(cfg.sources.schedule.timezone), _echo))
@@ -95,7 +98,7 @@ def backtest_report(
     set_: SetOpt = None,
 ) -> None:
     """Seasons already backtested, side by side and pooled: Brier against Elo, calibration, its tests."""
-    from utils.backtest import format_report, load_backtests, pooled_report
+    from utils.flows.backtest import format_report, load_backtests, pooled_report
 
     frames = load_backtests(config_from_cli(config, set_), season)
     typer.echo(format_report(pooled_report(frames, tolerance, min_games)))
@@ -106,7 +109,7 @@ def dvc_yaml_command(
     check: Annotated[bool, typer.Option("--check", help="exit 1 if dvc.yaml differs from the registry")] = False,
 ) -> None:
     """Write dvc.yaml (one stage per module) from the registry."""
-    from utils.versioning import sync_dvc_yaml
+    from utils.engine.versioning import sync_dvc_yaml
 
     typer.echo(sync_dvc_yaml(REGISTRY, Path("dvc.yaml"), check))
 
@@ -119,7 +122,7 @@ def restore(
     set_: SetOpt = None,
 ) -> None:
     """Put an earlier run's version of artifacts back in place (checked against that run's SHA-256)."""
-    from utils.versioning import restore_artifacts
+    from utils.engine.versioning import restore_artifacts
 
     typer.echo("\n".join(restore_artifacts(config_from_cli(config, set_), run_id, artifacts)))
 
@@ -132,7 +135,7 @@ def diff(
     set_: SetOpt = None,
 ) -> None:
     """Per artifact: schema version, rows and hash of two runs, and the features whose drift score moved most."""
-    from utils.versioning import diff_run_ids
+    from utils.engine.versioning import diff_run_ids
 
     typer.echo(diff_run_ids(config_from_cli(config, set_), run_a, run_b))
 
@@ -151,7 +154,7 @@ def dag(
     out: Annotated[Optional[Path], typer.Option("--out", help="file for svg/png (default dag.<format>)")] = None,
 ) -> None:
     """Print or render the module DAG from the registry."""
-    from utils.plan import draw
+    from utils.engine.plan import draw
 
     typer.echo(draw(REGISTRY, fmt.value, out), nl=fmt.value not in ("dot", "mermaid", "markdown"))
 
@@ -172,7 +175,7 @@ def runs(
 ) -> None:
     """Past runs, newest last: id, as-of date, result, duration, and whether the run was versioned."""
     from phase_status import runs_table
-    from utils.catalog import Catalog
+    from utils.store.catalog import Catalog
 
     cfg = config_from_cli(config, set_)
     typer.echo(runs_table(Catalog(cfg.paths.artifacts, cfg.paths.schemas), last))
@@ -185,7 +188,7 @@ def cleanup(
     set_: SetOpt = None,
 ) -> None:
     """Remove run outputs older than retention.days; never the latest good version of an artifact."""
-    from utils.cleanup import cleanup_report
+    from utils.engine.cleanup import cleanup_report
 
     cfg = config_from_cli(config, set_)
     typer.echo(cleanup_report(Path(cfg.paths.artifacts), cfg.retention.days, dry_run))
@@ -206,7 +209,7 @@ def predictions(
     import datetime as dt
 
     from modules.l_predict_monitor import published_night, render
-    from utils.artifacts import ArtifactStore
+    from utils.store.artifacts import ArtifactStore
 
     try:
         day = dt.date.fromisoformat(date) if date else None

@@ -12,7 +12,8 @@
    against tonight's reference (the same weeks of the two seasons before, as K builds it each night),
    the sources' health with the nights before as the prediction log, the evaluation of the published
    predictions against the retrain's validation noise; then the run's gauges
-   (`utils.metrics.monitoring_registry`) and the rules (`utils.alerts`, tested to agree with promtool).
+   (`utils.monitoring.metrics.monitoring_registry`) and the rules (`utils.monitoring.alerts`, tested to
+   agree with promtool).
    Nights are replayed in order, so a night's drift history holds the nights before it.
 4. Breaks injected on the 15th (or the next game day) of May-September of the last two replayed
    seasons, each on top of the clean history: a feature shifted by one reference standard deviation
@@ -48,13 +49,13 @@ from modules.k_train import cached_baseline, training_rows  # noqa: E402
 from modules.models import PREDICTION_COLUMNS, feature_columns  # noqa: E402
 from modules.registry import REGISTRY  # noqa: E402
 from utils import drift  # noqa: E402
-from utils.alerts import critical, evaluate, notified  # noqa: E402
-from utils.backtest import walk_forward  # noqa: E402
 from utils.config import load_config  # noqa: E402
-from utils.lineage import stage_params  # noqa: E402
-from utils.metrics import monitoring_registry  # noqa: E402
-from utils.runner import stage_outputs  # noqa: E402
-from utils.scaleout import parse_seasons  # noqa: E402
+from utils.engine.lineage import stage_params  # noqa: E402
+from utils.engine.runner import stage_outputs  # noqa: E402
+from utils.flows.backtest import walk_forward  # noqa: E402
+from utils.flows.scaleout import parse_seasons  # noqa: E402
+from utils.monitoring.alerts import critical, evaluate, notified  # noqa: E402
+from utils.monitoring.metrics import monitoring_registry  # noqa: E402
 
 SHIFTED = ["elo_diff", "sp_diff_prior_fip", "lu_diff_woba", "form_diff_pythag", "mu_bullpen_ra9_diff"]
 RUNS_FEATURES = ("form_home_rf", "form_away_rf", "form_home_ra", "form_away_ra")

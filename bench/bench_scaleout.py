@@ -25,7 +25,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from utils.scaleout import parse_seasons  # noqa: E402
+from utils.flows.scaleout import parse_seasons  # noqa: E402
 
 PY = sys.executable
 

@@ -1,5 +1,5 @@
 """LightGBM training alone under each OpenMP wait policy and thread count, idle or beside busy
-processes: the micro-measure behind `utils/threads.py`'s choice (issue 16).
+processes: the micro-measure behind `utils/engine/threads.py`'s choice (issue 16).
 
     .venv/bin/python bench/probe_openmp.py [--busy 0 1] [--rows 60000] [--trees 200]
 

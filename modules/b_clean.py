@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from modules.registry import ModuleResult, StageOutput
+from utils.engine.stages import ModuleResult, StageOutput
 
 # Seven-inning doubleheader games were the rule in 2020 and 2021 only.
 SEVEN_INNING_DH_SEASONS = (2020, 2021)
@@ -131,6 +131,7 @@ def clean(raw_gamelogs: pd.DataFrame, schedule: pd.DataFrame, franchise_map: dic
 
 def main(cfg) -> ModuleResult:
     """Stage B through the pipeline's runner, as a run does."""
-    from utils.runner import run_stage
+    from modules.registry import REGISTRY
+    from utils.engine.runner import run_stage
 
-    return run_stage(cfg, "B")
+    return run_stage(cfg, REGISTRY["B"])

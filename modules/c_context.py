@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from modules.common import as_of_join, side_columns, team_games
-from modules.registry import ModuleResult, StageOutput
+from utils.engine.stages import ModuleResult, StageOutput
 
 # UTC offset (standard time) of each franchise's home, for time-zone travel; neutral parks have their own.
 TEAM_UTC_OFFSET = {
@@ -75,6 +75,7 @@ def describe_context(games: pd.DataFrame) -> StageOutput:
 
 def main(cfg) -> ModuleResult:
     """Stage C through the pipeline's runner, as a run does."""
-    from utils.runner import run_stage
+    from modules.registry import REGISTRY
+    from utils.engine.runner import run_stage
 
-    return run_stage(cfg, "C")
+    return run_stage(cfg, REGISTRY["C"])

@@ -143,7 +143,7 @@ def lines_of_games(player_games: pd.DataFrame, games: pd.DataFrame) -> pd.DataFr
 
 def empty_player_games() -> pd.DataFrame:
     """A player_games table with no line (no play-by-play read): every feature from it is its prior."""
-    from utils.events import to_frame
+    from utils.sources.events import to_frame
 
     return to_frame([], 2000)
 

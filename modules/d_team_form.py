@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 
 from modules.common import LEAGUE_RUNS, as_of_join, side_columns, team_games
-from modules.registry import ModuleResult, StageOutput
 from utils.config import FormFeatures
+from utils.engine.stages import ModuleResult, StageOutput
 
 
 def build_team_form(games: pd.DataFrame, window: int, long_window: int, halflife: float, regress_games: float,
@@ -55,6 +55,7 @@ def measure_form(games: pd.DataFrame, form: FormFeatures) -> StageOutput:
 
 def main(cfg) -> ModuleResult:
     """Stage D through the pipeline's runner, as a run does."""
-    from utils.runner import run_stage
+    from modules.registry import REGISTRY
+    from utils.engine.runner import run_stage
 
-    return run_stage(cfg, "D")
+    return run_stage(cfg, REGISTRY["D"])

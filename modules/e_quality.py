@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from modules.common import empty_player_games, lines_of_games
-from modules.registry import ModuleResult, StageOutput
+from utils.engine.stages import ModuleResult, StageOutput
 
 MAX_PLAUSIBLE_RUNS = 30
 FULL_COVERAGE = 0.999  # games seen over the schedule played; below it a team's season has a gap
@@ -118,6 +118,7 @@ def check_quality(games: pd.DataFrame, quarantine: pd.DataFrame, player_games: p
 
 def main(cfg) -> ModuleResult:
     """Stage E through the pipeline's runner, as a run does."""
-    from utils.runner import run_stage
+    from modules.registry import REGISTRY
+    from utils.engine.runner import run_stage
 
-    return run_stage(cfg, "E")
+    return run_stage(cfg, REGISTRY["E"])

@@ -34,8 +34,8 @@ from modules.common import (
     rolling_sum,
     side_columns,
 )
-from modules.registry import ModuleResult, StageOutput
 from utils.config import PitcherFeatures
+from utils.engine.stages import ModuleResult, StageOutput
 
 BATTERS_PER_INNING = 4.3  # league batters faced an inning: turns the prior's innings into batters
 LEAGUE_IP_PER_START = 4.5  # innings a start, the prior of a starter's usual length
@@ -311,6 +311,7 @@ def rate_starters(games: pd.DataFrame, lahman_pitching: pd.DataFrame, lahman_bat
 
 def main(cfg) -> ModuleResult:
     """Stage F through the pipeline's runner, as a run does."""
-    from utils.runner import run_stage
+    from modules.registry import REGISTRY
+    from utils.engine.runner import run_stage
 
-    return run_stage(cfg, "F")
+    return run_stage(cfg, REGISTRY["F"])

@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from modules.registry import ModuleResult
 from utils.config import EloConfig
+from utils.engine.stages import ModuleResult
 
 MOV_DAMPING, MOV_DIFF_SCALE = 2.2, 0.001  # FiveThirtyEight's constants for the margin-of-victory factor
 ELO_POINTS_PER_FIP_RUN = 45.0  # ~two-thirds of a run allowed per game by a starter ~ 6.5 points of win%
@@ -92,6 +92,7 @@ def rate_teams(games: pd.DataFrame, starter_features: pd.DataFrame, elo: EloConf
 
 def main(cfg) -> ModuleResult:
     """Stage G through the pipeline's runner, as a run does."""
-    from utils.runner import run_stage
+    from modules.registry import REGISTRY
+    from utils.engine.runner import run_stage
 
-    return run_stage(cfg, "G")
+    return run_stage(cfg, REGISTRY["G"])

@@ -21,8 +21,8 @@ from modules.common import (
     side_columns,
     team_games,
 )
-from modules.registry import ModuleResult, StageOutput
 from utils.config import MatchupFeatures
+from utils.engine.stages import ModuleResult, StageOutput
 
 
 def streaks(win: pd.Series, team: pd.Series) -> pd.Series:
@@ -138,6 +138,7 @@ def describe_matchups(games: pd.DataFrame, player_games: pd.DataFrame, matchup: 
 
 def main(cfg) -> ModuleResult:
     """Stage H through the pipeline's runner, as a run does."""
-    from utils.runner import run_stage
+    from modules.registry import REGISTRY
+    from utils.engine.runner import run_stage
 
-    return run_stage(cfg, "H")
+    return run_stage(cfg, REGISTRY["H"])

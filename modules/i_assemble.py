@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from modules.registry import ModuleResult, StageOutput
+from utils.engine.stages import ModuleResult, StageOutput
 
 FEATURE_SOURCES = {  # artifact -> the prefix(es) its columns must carry
     "context_features": "ctx_",
@@ -61,6 +61,7 @@ def assemble_table(games: pd.DataFrame, context_features: pd.DataFrame, team_for
 
 def main(cfg) -> ModuleResult:
     """Stage I through the pipeline's runner, as a run does."""
-    from utils.runner import run_stage
+    from modules.registry import REGISTRY
+    from utils.engine.runner import run_stage
 
-    return run_stage(cfg, "I")
+    return run_stage(cfg, REGISTRY["I"])

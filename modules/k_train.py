@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 
 from modules.models import Calibrator, TrainedModels, feature_columns, logistic_logit, raw_probability
-from modules.registry import ModuleResult, StageOutput
-from utils import drift
-from utils.artifacts import read_verified, write_verified
 from utils.config import DriftConfig, ModelConfig
-from utils.evaluation import calibration_table, prediction_noise, run_metrics, run_noise, win_metrics
-from utils.threads import openmp_threads
+from utils.engine.stages import ModuleResult, StageOutput
+from utils.engine.threads import openmp_threads
+from utils.monitoring import drift
+from utils.monitoring.evaluation import calibration_table, prediction_noise, run_metrics, run_noise, win_metrics
+from utils.store.artifacts import read_verified, write_verified
 
 
 def training_rows(table: pd.DataFrame, as_of: dt.date, seasons: int) -> pd.DataFrame:
@@ -45,7 +45,7 @@ def split_by_time(n: int, holdout: float) -> tuple[slice, slice, slice]:
 
 
 def lgbm_params(p, seed: int, objective: str) -> dict:
-    """LightGBM's parameters; the thread count is not one of them (utils/threads.py sets it per fit)."""
+    """LightGBM's parameters; the thread count is not one of them (utils/engine/threads.py sets it per fit)."""
     return {"objective": objective, "num_leaves": p.num_leaves, "learning_rate": p.learning_rate,
             "min_child_samples": p.min_child_samples, "subsample": p.subsample, "subsample_freq": 1,
             "colsample_bytree": p.colsample_bytree, "reg_lambda": p.reg_lambda, "random_state": seed,
@@ -112,7 +112,7 @@ class Fitter:
 
 def train_models(table: pd.DataFrame, as_of: dt.date, mcfg, psi_bins: int = 10) -> TrainedModels:
     """Fit every candidate on the same time-ordered split; publish the best by validation Brier.
-    OpenMP gets at most `model.num_threads`, fewer on a busy machine (utils/threads.py)."""
+    OpenMP gets at most `model.num_threads`, fewer on a busy machine (utils/engine/threads.py)."""
     with openmp_threads(mcfg.num_threads):
         return _fit_candidates(table, as_of, mcfg, psi_bins)
 
@@ -236,7 +236,7 @@ def cached_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cf
     """drift.fit_baseline, reused while the seasons it reads, the features, the settings and the code
     that measures are the same: it reads only seasons before the as-of season, so it is fit on a
     season's first night and read after. The key hashes every row of those seasons (a corrected past
-    game refits it) and utils/drift.py's source. A cache that cannot be read or written costs a refit
+    game refits it) and utils/monitoring/drift.py's source. A cache that cannot be read or written costs a refit
     or a warning, never the night's models."""
     past = table[table["season"] < as_of.year]
     digest = hashlib.sha256()
@@ -275,6 +275,7 @@ def _read_baseline(path: Path) -> dict | None:
 
 def main(cfg) -> ModuleResult:
     """Stage K through the pipeline's runner, as a run does."""
-    from utils.runner import run_stage
+    from modules.registry import REGISTRY
+    from utils.engine.runner import run_stage
 
-    return run_stage(cfg, "K")
+    return run_stage(cfg, REGISTRY["K"])

@@ -12,19 +12,19 @@ import pandas as pd
 
 from modules.b_clean import game_number
 from modules.models import TrainedModels, predict, trained_models
-from modules.registry import ModuleResult, StageOutput
-from utils import drift
-from utils.artifacts import ArtifactStore, csv_text, json_text
-from utils.catalog import ArtifactError
-from utils.drift import psi
-from utils.evaluation import calibration_table, calibration_test, run_metrics, standard_errors, win_metrics
+from utils.engine.stages import ModuleResult, StageOutput
+from utils.monitoring import drift
+from utils.monitoring.drift import psi
+from utils.monitoring.evaluation import calibration_table, calibration_test, run_metrics, standard_errors, win_metrics
+from utils.store.artifacts import ArtifactStore, csv_text, json_text
+from utils.store.catalog import ArtifactError
 
 log = logging.getLogger("mlb.l_predict_monitor")
 
 
 def drift_report(models: TrainedModels, baseline: dict, table: pd.DataFrame, as_of: dt.date,
                  history: pd.DataFrame | None) -> tuple[dict, pd.DataFrame]:
-    """Each watched feature's 30-day PSI and tonight's shift, each over its normal (utils/drift.py),
+    """Each watched feature's 30-day PSI and tonight's shift, each over its normal (utils/monitoring/drift.py),
     with the highest score of the week before (a break is new when that stayed low); the PSI of
     p_home_win against the validation's. Also tonight's rows of the drift history."""
     last, tonight = drift.window(table, as_of)
@@ -261,6 +261,7 @@ def predict_and_monitor(model_table: pd.DataFrame, win_model: bytes, home_runs_m
 
 def main(cfg) -> ModuleResult:
     """Stage L through the pipeline's runner, as a run does."""
-    from utils.runner import run_stage
+    from modules.registry import REGISTRY
+    from utils.engine.runner import run_stage
 
-    return run_stage(cfg, "L")
+    return run_stage(cfg, REGISTRY["L"])

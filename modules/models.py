@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from utils.evaluation import EPS
+from utils.monitoring.evaluation import EPS
 
 FEATURE_PREFIXES = ("ctx_", "form_", "sp_", "lu_", "elo_", "mu_")
 

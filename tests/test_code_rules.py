@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 from utils.config import PipelineConfig
 
 SOURCES = [ROOT / "pipeline.py", ROOT / "phase_status.py", *sorted((ROOT / "modules").glob("*.py")),
-           *sorted((ROOT / "utils").glob("*.py")), *sorted((ROOT / "dashboards").glob("*.py"))]
+           *sorted((ROOT / "utils").rglob("*.py")), *sorted((ROOT / "dashboards").glob("*.py"))]
 CONFIG_NAMES = {"cfg", "config"}
 
 
@@ -138,8 +138,115 @@ def test_only_the_catalog_knows_the_artifacts_root_s_layout(path):
 
 
 def test_the_readme_dag_map_is_the_registry_s():
-    from utils.plan import markdown
+    from utils.engine.plan import markdown
 
     readme = (ROOT / "README.md").read_text()
     copy = readme[readme.index("<!-- dag:begin -->\n") + len("<!-- dag:begin -->\n"):readme.index("<!-- dag:end -->")]
     assert copy == markdown(REGISTRY), "the README's DAG map is stale: `python pipeline.py dag --format markdown`"
+
+
+# What each part of the project may import of the project (besides itself): the layers run one way.
+# utils/ never imports modules/ (the engine is handed the registry and its post-run hooks), with the one
+# exception below; nothing imports the viewer.
+MAY_IMPORT = {
+    "utils.store": (),
+    "utils.engine": ("utils.store", "phase_status"),
+    "utils.sources": ("utils.store", "utils.engine.progress"),
+    "utils.monitoring": ("utils.store", "utils.engine.stages", "phase_status"),
+    "utils.flows": ("utils", "phase_status", "pipeline"),
+    "utils.config": (),
+    "utils.errors": ("utils", "phase_status"),
+    "phase_status": ("utils.store",),
+    "modules": ("modules", "utils.store", "utils.engine.stages", "utils.engine.progress", "utils.engine.threads",
+                "utils.engine.runner", "utils.sources", "utils.monitoring", "utils.config"),
+}
+ALLOWED_EXCEPTIONS = {  # (importer, imported): why
+    ("utils.flows.backtest", "modules.k_train"): "a backtest retrains the stage's models at each retrain date",
+    ("utils.flows.backtest", "modules.models"): "a backtest predicts with them as L does",
+    ("utils.flows.backtest", "modules.registry"): "a backtest runs A-I of the project's registry",
+}
+
+
+def project_imports(root: Path = ROOT) -> dict[str, set[str]]:
+    """Every project module (utils, modules, phase_status) -> the project modules it imports, anywhere in
+    its file (a lazy import inside a function counts: it is still an arrow)."""
+    files = [*root.glob("utils/**/*.py"), *root.glob("modules/*.py"), root / "phase_status.py"]
+    names = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p for p in files}
+    known = set(names) | {"pipeline", "dashboards"}
+
+    def resolve(name: str) -> str | None:
+        while name and name not in known:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {}
+    for name, path in names.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.update(resolve(f"{node.module}.{a.name}") or resolve(node.module) for a in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(resolve(a.name) for a in node.names)
+        graph[name] = {f for f in found if f and f != name}
+    return graph
+
+
+def layer(name: str) -> str | None:
+    return max((key for key in MAY_IMPORT if name == key or name.startswith(key + ".")), key=len, default=None)
+
+
+def wrong_arrows(graph: dict[str, set[str]]) -> list[str]:
+    bad = []
+    for importer, imported in sorted(graph.items()):
+        own = layer(importer)
+        for target in sorted(imported):
+            allowed = own is None or layer(target) == own or any(
+                target == ok or target.startswith(ok + ".") for ok in MAY_IMPORT[own])
+            if not allowed and (importer, target) not in ALLOWED_EXCEPTIONS:
+                bad.append(f"{importer} imports {target}")
+    return bad
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    cycles, state, stack = [], {}, []
+
+    def visit(node: str) -> None:
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return cycles
+
+
+def test_the_import_rules_catch_what_they_should():
+    graph = {"utils.store.catalog": {"utils.engine.runner"}, "utils.engine.runner": {"modules.registry"},
+             "utils.sources.events": {"modules.a_ingest"}, "modules.a_ingest": {"utils.sources.events"},
+             "utils.flows.backtest": {"modules.k_train"}}
+    assert wrong_arrows(graph) == ["utils.engine.runner imports modules.registry",
+                                   "utils.sources.events imports modules.a_ingest",
+                                   "utils.store.catalog imports utils.engine.runner"]
+    assert import_cycles(graph) == [["modules.a_ingest", "utils.sources.events", "modules.a_ingest"]]
+
+
+def test_imports_run_one_way_and_never_in_a_circle():
+    graph = project_imports()
+    assert {"utils.store.artifacts", "utils.engine.runner", "utils.sources.statsapi", "modules.a_ingest"} <= set(graph)
+    assert wrong_arrows(graph) == []
+    assert import_cycles(graph) == []
+    # the exceptions are still needed, or they go
+    assert all(target in graph[importer] for importer, target in ALLOWED_EXCEPTIONS)
+
+
+def test_every_part_of_utils_says_what_it_owns_and_may_import():
+    for package in sorted(p.parent for p in (ROOT / "utils").glob("*/__init__.py")):
+        doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text())) or ""
+        assert "May import" in doc, package.name

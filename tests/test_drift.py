@@ -1,4 +1,4 @@
-"""Drift against each feature's own normal (utils/drift.py), K's cached baseline, L's sources' health."""
+"""Drift against each feature's own normal (utils/monitoring/drift.py), K's cached baseline, L's sources' health."""
 import datetime as dt
 import json
 import logging
@@ -10,9 +10,9 @@ import pytest
 from modules.k_train import cached_baseline
 from modules.l_predict_monitor import source_health
 from tests.conftest import ROOT
-from utils import drift
-from utils.artifacts import write_verified
 from utils.config import ConfigError, DriftConfig, build_config, load_config
+from utils.monitoring import drift
+from utils.store.artifacts import write_verified
 
 FEATURES = ["elo_diff", "form_home_rf_10", "ctx_park_factor"]
 

@@ -12,8 +12,8 @@ import yaml
 
 from modules.registry import REGISTRY
 from tests.conftest import ROOT
-from utils.artifacts import ArtifactStore
-from utils.versioning import dvc_yaml
+from utils.engine.versioning import dvc_yaml
+from utils.store.artifacts import ArtifactStore
 
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": ".",
        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

@@ -19,8 +19,8 @@ from modules.b_clean import clean_games
 from modules.common import lines_of_games
 from tests.conftest import EVENTS
 from utils.config import ConfigError, DataConfig, RetrosheetSettings, build_config
-from utils.events import EventsError, event_members, parse_event_file, parse_event_zip, to_frame
-from utils.sources import RetrosheetSource, SourceError
+from utils.sources.common import RetrosheetSource, SourceError
+from utils.sources.events import EventsError, event_members, parse_event_file, parse_event_zip, to_frame
 
 
 def member(season: int, name: str) -> bytes:

@@ -21,12 +21,12 @@ import pipeline
 from phase_status import StatusError, load_status, read_status
 from tests.conftest import ROOT, TOY_SCHEMAS, free_port, wait_for
 from tests.toy_modules import pair_registry, toy_registry
-from utils.artifacts import ArtifactError, ArtifactStore
-from utils.catalog import STATUS_FILE, safe_path
 from utils.config import ConfigError, build_config, load_config
-from utils.locking import LockError, RunLock
-from utils.plan import make_plan
-from utils.runner import execute
+from utils.engine.plan import make_plan
+from utils.engine.runner import execute
+from utils.store.artifacts import ArtifactError, ArtifactStore
+from utils.store.catalog import STATUS_FILE, safe_path
+from utils.store.locking import LockError, RunLock
 
 
 def cli(capsys, *args):
@@ -164,7 +164,7 @@ def test_restore_refuses_run_ids_not_of_the_pipeline_s_format(tmp_path, capsys, 
 @pytest.mark.dvc
 def test_restore_never_reads_outside_and_verifies_before_replacing(repo):
     from tests.test_versioning import version
-    from utils.versioning import DvcVersionStore, VersioningError, restore
+    from utils.engine.versioning import DvcVersionStore, VersioningError, restore
 
     store = ArtifactStore(repo / "artifacts", TOY_SCHEMAS)
     versions = DvcVersionStore(repo, None)
@@ -192,7 +192,7 @@ def test_restore_never_reads_outside_and_verifies_before_replacing(repo):
 
 
 def test_restore_names_a_failed_versioning_step_not_off(tmp_path):
-    from utils.versioning import DvcVersionStore, VersioningError
+    from utils.engine.versioning import DvcVersionStore, VersioningError
 
     run_dir = tmp_path / "runs" / "20240714T060000Z-abcdef"
     run_dir.mkdir(parents=True)
@@ -207,7 +207,7 @@ def test_restore_names_a_failed_versioning_step_not_off(tmp_path):
 
 
 def test_a_tampered_prediction_log_names_the_restore_that_mends_it(tmp_path):
-    from utils.runner import read_appended
+    from utils.engine.runner import read_appended
 
     store = ArtifactStore(tmp_path, ROOT / "schemas")
     run_dir = tmp_path / "runs" / "20240713T060000Z-abcdef"
@@ -271,7 +271,7 @@ def ingest_cfg(tmp_path, source, first, as_of):
 
 def test_one_malformed_line_is_quarantined_when_several_seasons_are_read(mirror, tmp_path):
     from modules import a_ingest
-    from utils.artifacts import staged_writes
+    from utils.store.artifacts import staged_writes
 
     source = tmp_path / "mirror"
     source.mkdir()
@@ -401,7 +401,7 @@ def test_status_says_an_unreadable_status_file_is_unreadable_and_where(tmp_path,
 
 @pytest.mark.parametrize("code_name", ["ENOSPC", "EROFS"])
 def test_a_full_or_read_only_disk_under_the_lock_is_one_line(tmp_path, capsys, monkeypatch, code_name):
-    import utils.locking
+    import utils.store.locking
 
     monkeypatch.setattr(pipeline, "REGISTRY", toy_registry())
     real_open = os.open
@@ -411,7 +411,7 @@ def test_a_full_or_read_only_disk_under_the_lock_is_one_line(tmp_path, capsys, m
             raise OSError(getattr(errno, code_name), os.strerror(getattr(errno, code_name)), str(path))
         return real_open(path, flags, *args)
 
-    monkeypatch.setattr(utils.locking.os, "open", refusing_open)
+    monkeypatch.setattr(utils.store.locking.os, "open", refusing_open)
     code, _, err = cli(capsys, *toy_args(tmp_path))
     assert code == 1 and err.strip() == (
         f"error: {tmp_path / '.run.lock'}: cannot take the run lock ({os.strerror(getattr(errno, code_name))})")
@@ -442,12 +442,12 @@ def test_a_disk_that_fills_during_the_run_names_the_file_and_keeps_the_last_stat
     (a module 'pending', no end). Now the module's error names the file, and the last run's status
     comes back whole."""
     import phase_status
-    import utils.artifacts
+    import utils.store.artifacts
 
     monkeypatch.setattr(pipeline, "REGISTRY", toy_registry())
     assert cli(capsys, *toy_args(tmp_path))[0] == 0
     before = (tmp_path / STATUS_FILE).read_text()
-    real_fsync, real_status_write = utils.artifacts.os.fsync, phase_status.atomic_write_text
+    real_fsync, real_status_write = utils.store.artifacts.os.fsync, phase_status.atomic_write_text
     full = {"on": False}
 
     def fsync(fd):
@@ -459,7 +459,7 @@ def test_a_disk_that_fills_during_the_run_names_the_file_and_keeps_the_last_stat
         real_status_write(path, text)
         full["on"] = True  # the first status write of the run fits; the disk is full after it
 
-    monkeypatch.setattr(utils.artifacts.os, "fsync", fsync)
+    monkeypatch.setattr(utils.store.artifacts.os, "fsync", fsync)
     monkeypatch.setattr(phase_status, "atomic_write_text", status_write)
     code, _, err = cli(capsys, *toy_args(tmp_path))
     assert code == 1
@@ -489,10 +489,10 @@ def test_a_status_path_that_is_a_folder_is_named_not_its_temporary_file(tmp_path
 
 
 def test_a_module_that_cannot_write_names_the_file(tmp_path, capsys, monkeypatch):
-    import utils.artifacts
+    import utils.store.artifacts
 
     monkeypatch.setattr(pipeline, "REGISTRY", toy_registry())
-    real_fsync = utils.artifacts.os.fsync
+    real_fsync = utils.store.artifacts.os.fsync
 
     def fsync(fd):
         written = os.readlink(f"/proc/self/fd/{fd}")
@@ -500,7 +500,7 @@ def test_a_module_that_cannot_write_names_the_file(tmp_path, capsys, monkeypatch
             raise OSError(errno.EFBIG, "File too large")  # as `ulimit -f` makes os.write say it
         return real_fsync(fd)
 
-    monkeypatch.setattr(utils.artifacts.os, "fsync", fsync)
+    monkeypatch.setattr(utils.store.artifacts.os, "fsync", fsync)
     code, _, err = cli(capsys, *toy_args(tmp_path))
     assert code == 1
     failed = [line for line in err.splitlines() if "failed:" in line]
@@ -549,7 +549,7 @@ def test_a_normal_night_is_quiet(tmp_path, capsys, monkeypatch):
 
 def test_dry_run_calls_the_prediction_log_an_append(tmp_path):
     from modules.registry import REGISTRY
-    from utils.plan import Plan, describe_outputs
+    from utils.engine.plan import Plan, describe_outputs
 
     store = ArtifactStore(tmp_path, ROOT / "schemas")
     for name in ("predictions", "prediction_log"):
@@ -818,7 +818,7 @@ def test_a_fifo_planted_as_the_lock_is_refused_at_once(tmp_path):
     (b"\xff\xfe", "unreadable schema"),
 ])
 def test_a_damaged_schema_names_its_file(tmp_path, body, message):
-    from utils.schema import SchemaError, load_contract
+    from utils.store.schema import SchemaError, load_contract
 
     path = tmp_path / "numbers.schema.json"
     path.write_bytes(body if isinstance(body, bytes) else body.encode())
@@ -852,14 +852,15 @@ def test_a_folder_planted_at_an_output_fails_the_stage_before_any_rename(toy_cfg
 
 
 def test_a_registry_listing_a_stage_before_its_producer_is_refused():
-    from modules.registry import ModuleSpec, Registry
+    from utils.engine.stages import ModuleSpec, Registry
 
     with pytest.raises(ValueError, match="stage B reads x, made by A, which is registered after it"):
         Registry([ModuleSpec("B", "b", "m:f", ("x",), ("y",)), ModuleSpec("A", "a", "m:f", (), ("x",))])
 
 
 def test_a_stage_s_code_version_covers_the_project_modules_it_imports():
-    from modules.registry import REGISTRY, _project_sources
+    from modules.registry import REGISTRY
+    from utils.engine.stages import _project_sources
 
     names = [p.name for p in _project_sources(REGISTRY["L"].module)]
     assert {"l_predict_monitor.py", "models.py", "evaluation.py"} <= set(names)

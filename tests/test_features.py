@@ -203,7 +203,7 @@ def test_assembly_refuses_a_column_made_twice_or_outside_its_prefix():
 def player_lines(rows):
     """rows: (date, team, opponent, is_home, player, started, outs, batters, strikeouts, walks, home runs,
     pitches, saves) -> player_games rows (pitchers only)."""
-    from utils.events import COLUMNS, COUNTS
+    from utils.sources.events import COLUMNS, COUNTS
 
     out = []
     for date, team, opp, home, player, gs, outs, tbf, so, bb, hr, pitches, sv in rows:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from utils.sources import SourceError, http_get
+from utils.sources.common import SourceError, http_get
 
 
 class Misbehaving(http.server.BaseHTTPRequestHandler):
@@ -94,7 +94,7 @@ def test_a_redirect_is_followed_only_to_the_same_scheme_and_host(server):
 
 
 def test_retries_wait_as_the_server_asks_with_jitter_and_say_who_asks(server):
-    from utils.sources import with_retries
+    from utils.sources.common import with_retries
 
     waits = []
     fetch = with_retries(http_get, retries=2, backoff_seconds=2.0, sleep=waits.append, jitter=lambda: 1.0)

@@ -17,8 +17,8 @@ from modules.a_ingest import (
 )
 from modules.b_clean import clean_games
 from tests.conftest import ROOT
-from utils.schema import load_contract
-from utils.sources import RetrosheetSource, SourceError
+from utils.sources.common import RetrosheetSource, SourceError
+from utils.store.schema import load_contract
 
 NEUTRAL = ["TOK01", "LON01", "SEO01", "MEX02", "SYD01"]
 

@@ -7,9 +7,9 @@ import threading
 import pytest
 
 from tests.conftest import ROOT, free_port, run_pipeline
-from utils.crosswalk import Crosswalk
-from utils.sources import SourceError
-from utils.statsapi import LiveIds, StatsApi
+from utils.sources.common import SourceError
+from utils.sources.crosswalk import Crosswalk
+from utils.sources.statsapi import LiveIds, StatsApi
 
 FIXTURE = ROOT / "tests" / "data" / "statsapi_schedule.json"
 DAY = dt.date(2024, 7, 14)
@@ -100,7 +100,7 @@ def statsapi():
 
 @pytest.mark.slow
 def test_live_mode_predicts_the_fetched_slate_and_a_dead_source_keeps_the_last_predictions(statsapi, mirror, tmp_path):
-    from utils.artifacts import ArtifactStore
+    from utils.store.artifacts import ArtifactStore
 
     base = ["run", "--legacy-executor", "--as-of", DAY.isoformat(), "--set", f"sources.retrosheet.base_url={mirror}",
             "--set", f"paths.artifacts={tmp_path}", "--set", "data.first_season=2021", "--set", "model.train_seasons=2",
@@ -158,7 +158,7 @@ def test_an_absurdly_large_payload_is_refused_before_parsing(crosswalk, tmp_path
 
 
 def test_a_transient_failure_is_asked_again_with_backoff_and_a_404_is_not(statsapi, crosswalk, tmp_path):
-    from utils.sources import http_get, with_retries
+    from utils.sources.common import http_get, with_retries
 
     waits = []
     fetch = with_retries(http_get, retries=3, backoff_seconds=2.0, sleep=waits.append, jitter=lambda: 0.0)

@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import EVENTS, MIRROR, ROOT, run_pipeline
 from tests.fake_statsapi import FakeSeason, FakeStatsApiServer, as_of_morning
-from utils.artifacts import ArtifactStore
+from utils.store.artifacts import ArtifactStore
 
 AS_OF = dt.date(2024, 7, 14)
 NEXT_NIGHT = dt.date(2024, 7, 19)  # the first game day after the break

@@ -11,8 +11,8 @@ from prometheus_client import generate_latest
 
 from phase_status import OutputStatus, PhaseStatus, RunStatus
 from tests.conftest import ROOT
-from utils.artifacts import ArtifactStore
-from utils.metrics import build_registry, record_last_success
+from utils.monitoring.metrics import build_registry, record_last_success
+from utils.store.artifacts import ArtifactStore
 
 NOW = 1_720_000_000.0
 
@@ -145,12 +145,12 @@ CASES = {  # name -> (drift report, evaluation, games predicted): gauges the rul
 
 
 def test_the_python_rules_agree_with_promtool(tmp_path):
-    """utils/alerts.py (what bench/bench_alerts.py counts with) fires exactly what Prometheus fires on the
+    """utils/monitoring/alerts.py (what bench/bench_alerts.py counts with) fires exactly what Prometheus fires on the
     same gauges: each case's gauges become promtool input series, and its Python alerts the expected ones."""
     import yaml
 
-    from utils.alerts import evaluate, samples
-    from utils.metrics import monitoring_registry
+    from utils.monitoring.alerts import evaluate, samples
+    from utils.monitoring.metrics import monitoring_registry
 
     tests, fired_somewhere = [], set()
     for name, (drift, quality, predicted) in CASES.items():
@@ -185,11 +185,11 @@ def test_the_python_rules_agree_with_promtool(tmp_path):
 
 
 def test_a_warning_is_held_back_while_its_own_series_pages():
-    """utils.alerts.notified, dashboards/alertmanager.yml's inhibition as the bench counts it: a break of
+    """utils.monitoring.alerts.notified, dashboards/alertmanager.yml's inhibition as the bench counts it: a break of
     elo_diff's 30 days holds back that series' lasting-drift warning, not its tonight view's nor the
     performance warning (which names no feature)."""
-    from utils.alerts import evaluate, notified
-    from utils.metrics import monitoring_registry
+    from utils.monitoring.alerts import evaluate, notified
+    from utils.monitoring.metrics import monitoring_registry
 
     report = drift_report({"elo_diff": {**feature(psi=0.9, psi_before=2.0), "shift": 5.0, "shift_score": 2.0,
                                         "shift_recent_max": 1.8}})

@@ -9,8 +9,8 @@ from modules.k_train import Fitter, split_by_time, train_models, training_rows
 from modules.l_predict_monitor import append_log, evaluate
 from modules.models import Calibrator, predict
 from utils.config import build_config
-from utils.drift import psi
-from utils.evaluation import brier
+from utils.monitoring.drift import psi
+from utils.monitoring.evaluation import brier
 
 LOGISTIC = ["elo_diff", "lu_diff_woba", "sp_diff_prior_fip", "sp_diff_prior_kbb", "sp_diff_prior_ip_per_gs"]
 
@@ -173,8 +173,8 @@ def test_off_day_gives_an_empty_prediction_table(mcfg):
 def test_walk_forward_keeps_a_tie_as_a_missing_result_and_meets_its_contract(mcfg):
     """A tied game (2016 had one) left home_win null: the column must stay nullable integers."""
     from tests.conftest import ROOT
-    from utils.backtest import walk_forward
-    from utils.schema import load_contract, validate_frame
+    from utils.flows.backtest import walk_forward
+    from utils.store.schema import load_contract, validate_frame
 
     table = synthetic_table()
     season = table[table["season"] == 2022].index

@@ -1,6 +1,6 @@
 """A · ingest, run through its main(cfg) on the tiny league (tests/tiny_league.py)."""
 from modules import a_ingest
-from utils.sources import SCHEDULE_COLUMNS
+from utils.sources.common import SCHEDULE_COLUMNS
 
 
 def test_history_stops_before_the_as_of_date_and_the_day_is_a_schedule(tiny_store):

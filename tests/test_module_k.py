@@ -18,11 +18,11 @@ def test_the_models_the_card_and_the_time_ordered_split(synthetic_store):
 
 
 def test_models_are_the_same_bytes_on_one_thread_or_two(synthetic_store, monkeypatch):
-    """The thread count follows the machine's load (utils/threads.py), so it must not change a model."""
+    """The thread count follows the machine's load (utils/engine/threads.py), so it must not change a model."""
     import lightgbm
     from threadpoolctl import threadpool_info
 
-    from utils import threads
+    from utils.engine import threads
 
     cfg, store = synthetic_store
     made, seen = {}, []
@@ -48,7 +48,7 @@ def test_a_busy_neighbour_takes_a_thread_and_an_idle_machine_gives_them_all():
     import sys
     import time
 
-    from utils.threads import CpuWatch, threads_free
+    from utils.engine.threads import CpuWatch, threads_free
 
     assert threads_free(2, cores=2, others=0.0) == 2
     assert threads_free(2, cores=2, others=0.6) == 1  # a core more than half taken is taken

@@ -1,10 +1,11 @@
 import pytest
 
-from modules.registry import REGISTRY, ModuleSpec, Registry
+from modules.registry import REGISTRY
 from tests.conftest import TOY_SCHEMAS
 from tests.toy_modules import toy_registry
-from utils.artifacts import ArtifactStore
-from utils.plan import PlanError, ascii_dag, dag_dot, describe_outputs, make_plan, plan_text
+from utils.engine.plan import PlanError, ascii_dag, dag_dot, describe_outputs, make_plan, plan_text
+from utils.engine.stages import ModuleSpec, Registry
+from utils.store.artifacts import ArtifactStore
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ def test_input_present_and_hash_valid_on_disk_is_enough(store):
 
 def test_plan_text_shows_what_the_policy_would_do(store):
     from utils.config import build_config
-    from utils.runner import run_stage
+    from utils.engine.runner import run_stage
 
     cfg = build_config({"paths": {"artifacts": str(store.root), "schemas": str(store.schema_dir)}})
     registry = toy_registry()

@@ -3,10 +3,10 @@ else runs legacy. A server that does not answer falls back to a temporary one, w
 import pytest
 
 from tests.toy_modules import toy_registry
-from utils.artifacts import ArtifactStore
 from utils.config import build_config
-from utils.plan import make_plan
-from utils.runner import execute
+from utils.engine.plan import make_plan
+from utils.engine.runner import execute
+from utils.store.artifacts import ArtifactStore
 
 pytestmark = pytest.mark.prefect
 
@@ -41,7 +41,7 @@ def test_prefect_failure_skips_downstream_like_legacy(prefect_api, tmp_path):
 def test_nightly_flow_runs_the_pipeline_and_fails_on_a_failed_run(prefect_api, mirror, tmp_path):
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from utils.nightly import mlb_nightly
+    from utils.flows.nightly import mlb_nightly
 
     overrides = [f"sources.retrosheet.base_url={mirror}", f"paths.artifacts={tmp_path}", "run.as_of=2024-07-14",
                  "run.executor=legacy", "data.first_season=2021", "model.train_seasons=2"]
@@ -95,7 +95,7 @@ def test_a_failed_night_is_failed_in_prefect_and_each_module_s_log_is_under_its_
             post("task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run["id"]]}}})), "four task runs", 30)
         return flow_run, {t["name"].split("_")[0]: t for t in tasks}
 
-    from utils.logging import setup_logging
+    from utils.engine.logging import setup_logging
 
     setup_logging()  # the `mlb` logger at INFO, as the command line sets it
     status, _ = run_with("prefect", tmp_path / "bad", toy_registry(middle="broken"), prefect_api)
@@ -121,7 +121,7 @@ def test_a_named_server_that_does_not_answer_falls_back_to_a_temporary_one():
     from prefect.settings import PREFECT_API_URL
 
     from tests.conftest import free_port, logged
-    from utils.prefect_api import prefect_server
+    from utils.engine.prefect_api import prefect_server
 
     dead = f"http://127.0.0.1:{free_port()}/api"
     with logged("mlb.prefect") as records, prefect_server(dead) as used:

@@ -8,7 +8,7 @@ import pytest
 from phase_status import latest_status
 from tests.conftest import ROOT, free_port, run_pipeline, wait_for
 from tests.monitoring_servers import Servers
-from utils.artifacts import ArtifactStore
+from utils.store.artifacts import ArtifactStore
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 AS_OF = "2024-07-14"

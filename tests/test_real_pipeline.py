@@ -16,10 +16,10 @@ from modules.g_ratings import build_ratings, pitcher_adjusted
 from modules.h_matchup import build_matchup
 from phase_status import read_status
 from tests.conftest import ROOT, run_pipeline
-from utils.artifacts import ArtifactStore
 from utils.config import MatchupFeatures, PitcherFeatures, build_config
-from utils.events import parse_event_zip
-from utils.schema import load_contract
+from utils.sources.events import parse_event_zip
+from utils.store.artifacts import ArtifactStore
+from utils.store.schema import load_contract
 
 pytestmark = pytest.mark.slow
 AS_OF = dt.date(2024, 7, 14)  # a Sunday with 15 games, the last before the All-Star break

@@ -9,11 +9,11 @@ import pytest
 from phase_status import INTERRUPTED, read_status
 from tests.conftest import ROOT
 from tests.toy_modules import toy_registry
-from utils.artifacts import ArtifactStore
 from utils.config import build_config
-from utils.locking import LockHeld, RunLock
-from utils.plan import make_plan
-from utils.runner import execute
+from utils.engine.plan import make_plan
+from utils.engine.runner import execute
+from utils.store.artifacts import ArtifactStore
+from utils.store.locking import LockHeld, RunLock
 
 
 def run(cfg, registry=None, modules=None):
@@ -63,10 +63,10 @@ def test_run_killed_inside_a_module_leaves_earlier_artifacts_and_names_the_modul
     script = textwrap.dedent(f"""
         import sys; sys.path.insert(0, {str(ROOT)!r})
         from tests.toy_modules import toy_registry
-        from utils.artifacts import ArtifactStore
+        from utils.store.artifacts import ArtifactStore
         from utils.config import build_config
-        from utils.plan import make_plan
-        from utils.runner import execute
+        from utils.engine.plan import make_plan
+        from utils.engine.runner import execute
         cfg = build_config({toy_cfg.model_dump(mode="json")!r})
         store = ArtifactStore.from_config(cfg)
         registry = toy_registry(middle="killed")
@@ -114,7 +114,7 @@ def test_second_run_is_refused_with_the_holder_named(tmp_path):
 def test_stale_lock_from_a_killed_run_is_taken_over(tmp_path, caplog):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time; sys.path.insert(0, {str(ROOT)!r})
-        from utils.locking import RunLock
+        from utils.store.locking import RunLock
         RunLock({str(tmp_path)!r}).acquire(); print('held', flush=True); time.sleep(60)
     """)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
@@ -153,9 +153,9 @@ def test_runs_lists_each_run_with_its_result_and_versioning(toy_cfg, capsys):
 def test_a_new_stage_is_a_function_and_a_registry_entry(toy_cfg):
     """The README's 'Adding a stage', on a toy stage: a function named after its input, a parameter
     bound to a config key, one registry entry; the runner loads, calls, validates and writes."""
-    from modules.registry import ModuleSpec, Registry
     from tests.toy_modules import toy_registry
-    from utils.runner import run_stage
+    from utils.engine.runner import run_stage
+    from utils.engine.stages import ModuleSpec, Registry
 
     numbers = toy_registry()["N"]
     registry = Registry([numbers, ModuleSpec("W", "windowed", "tests.test_runner:keep_first", ("numbers",),

@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from tests.conftest import ROOT, free_port, run_pipeline, stop, wait_for
-from utils.progress import progress
+from utils.engine.progress import progress
 
 
 def test_a_progress_bar_only_on_a_terminal():
@@ -30,8 +30,8 @@ def test_a_progress_bar_only_on_a_terminal():
 def test_seasons_on_dask_without_the_dask_extra_is_one_line_naming_the_extra(toy_cfg, monkeypatch):
     import datetime as dt
 
-    from utils.backtest import BacktestError
-    from utils.scaleout import backtest_seasons
+    from utils.flows.backtest import BacktestError
+    from utils.flows.scaleout import backtest_seasons
 
     monkeypatch.setitem(sys.modules, "distributed", None)  # as on a cron host installed without `.[dask]`
     with pytest.raises(BacktestError, match=r"^several seasons run on Dask, which is not installed: .*'dask' "
@@ -99,7 +99,7 @@ def test_seasons_on_a_real_dask_cluster_are_the_serial_run_byte_for_byte(dask_cl
 
 def test_season_ranges_and_lists_parse_and_nonsense_is_exit_2(tmp_path, capsys):
     from tests.test_faults import cli
-    from utils.scaleout import parse_seasons
+    from utils.flows.scaleout import parse_seasons
 
     assert parse_seasons(["2016-2018", "2022,2023", "2018"], 2026) == [2016, 2017, 2018, 2022, 2023]
     for bad, why in (("2024-2016", "not a range"), ("20x3", "not a season"), ("2016-20240", "not a season"),

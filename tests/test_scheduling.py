@@ -8,7 +8,7 @@ from prefect.client.schemas.schedules import CronSchedule
 from prefect.flows import Flow
 
 from tests.conftest import ROOT
-from utils.nightly import NIGHTLY_CRON, NIGHTLY_TIMEZONE
+from utils.flows.nightly import NIGHTLY_CRON, NIGHTLY_TIMEZONE
 
 
 def test_prefect_deployment_points_at_the_nightly_flow_with_a_valid_schedule():

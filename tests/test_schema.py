@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT, TOY_SCHEMAS
-from utils.schema import SchemaError, load_contract, validate_document, validate_frame
+from utils.store.schema import SchemaError, load_contract, validate_document, validate_frame
 
 
 def toy():

@@ -12,9 +12,9 @@ import zipfile
 import pytest
 
 from tests.conftest import MIRROR, ROOT
-from utils.crosswalk import Crosswalk, normalise
-from utils.sources import STATSAPI_TEAMS, SourceError
-from utils.statsapi import (
+from utils.sources.common import STATSAPI_TEAMS, SourceError
+from utils.sources.crosswalk import Crosswalk, normalise
+from utils.sources.statsapi import (
     VENUES,
     RateLimit,
     SeasonListing,
@@ -96,7 +96,7 @@ def test_every_park_is_retrosheets_and_in_use_in_the_seasons_the_table_gives():
 
 
 def test_an_unknown_venue_has_no_park_rather_than_the_home_teams(caplog):
-    from utils.statsapi import park_code
+    from utils.sources.statsapi import park_code
 
     assert park_code({"gamePk": 1, "venue": {"id": 13}}, 2019) == "ARL02"
     assert park_code({"gamePk": 1, "venue": {"id": 13}}, 2020) == ""  # Globe Life Park hosted no game after 2019
@@ -152,7 +152,7 @@ def schedule_answer(days: dict[str, list[dict]]) -> bytes:
 
 def test_an_empty_answer_caches_nothing_and_an_off_day_before_games_is_kept(tmp_path):
     """An outage answering `{"dates": []}` must not settle the season's days as off days forever."""
-    from utils.statsapi import season_listing
+    from utils.sources.statsapi import season_listing
 
     answers = [schedule_answer({})]
     api = StatsApi("https://statsapi.example/api/v1/schedule", 5, lambda *a: answers[0], 1000, tmp_path)
@@ -170,7 +170,7 @@ def test_an_empty_answer_caches_nothing_and_an_off_day_before_games_is_kept(tmp_
 
 
 def test_a_schedule_that_does_not_read_is_one_line_naming_the_url(tmp_path, crosswalk):
-    from utils.statsapi import LiveIds, read_season
+    from utils.sources.statsapi import LiveIds, read_season
 
     bad = {"gamePk": 1, "status": "Final"}
     api = StatsApi("https://statsapi.example/api/v1/schedule", 5, lambda *a: schedule_answer({"2024-03-05": [bad]}),
@@ -202,7 +202,7 @@ def test_a_suspended_game_keeps_its_first_day_and_a_postponed_one_moves():
     assert list(pending) == [12]  # begun, not finished by the day: kept without a result
     finals, pending = games_before(listing, day(2024, 5, 22))  # the morning of the resumption
     assert list(finals) == [] and list(pending) == [10]
-    from utils.statsapi import day_slate
+    from utils.sources.statsapi import day_slate
 
     assert [g["gamePk"] for g in day_slate(listing, day(2024, 5, 22))] == [11]  # the resumed one is no new game
 
@@ -251,7 +251,7 @@ def test_a_box_score_of_the_wrong_shape_is_one_line_naming_the_url(tmp_path):
 
 
 def test_a_night_is_one_schedule_request_even_across_a_month_end():
-    from utils.statsapi import _month_spans
+    from utils.sources.statsapi import _month_spans
 
     day = dt.date
     assert _month_spans([day(2024, 9, 30), day(2024, 10, 1)]) == [(day(2024, 9, 30), day(2024, 10, 1))]
@@ -270,7 +270,7 @@ def test_each_api_address_has_its_own_cache(tmp_path):
 def test_a_day_stuck_in_an_odd_state_is_kept_as_it_stands_after_three_days(tmp_path, caplog):
     """A game whose listing never leaves "Delayed" would make its day be asked for every night: three
     days on, the day is kept as it stands (with a warning naming the game), and not asked again."""
-    from utils.statsapi import season_listing
+    from utils.sources.statsapi import season_listing
 
     stuck = {"gamePk": 9, "gameType": "R", "status": {"abstractGameState": "Live", "detailedState": "Delayed"}}
     later = {"gamePk": 10, "gameType": "R", "status": {"abstractGameState": "Final", "detailedState": "Final"}}

@@ -16,8 +16,8 @@ import pytest
 
 from tests.conftest import EVENTS
 from tests.real_statsapi import ANSWERS, answers, crosswalk, field_differences, gamelog, line_differences, read_json
-from utils.crosswalk import normalise
-from utils.statsapi import is_final, player_lines, slate_frame
+from utils.sources.crosswalk import normalise
+from utils.sources.statsapi import is_final, player_lines, slate_frame
 
 # (answer, field or 'column player', the reader's value, Retrosheet's), and why
 KNOWN = {
@@ -64,7 +64,7 @@ def test_the_starting_nine_is_who_started_not_who_ended(recorded):
 def test_an_older_answer_without_a_key_derives_it_or_is_refused(recorded):
     """The 2016 box score has no plateAppearances: PA = AB + BB + HBP + SH + SF + CI, and those
     agree with Retrosheet (the comparison above); a key with no derivation refuses the game by name."""
-    from utils.statsapi import PayloadShapeError
+    from utils.sources.statsapi import PayloadShapeError
 
     answer = next(a for a in recorded if a.name.startswith("boxscore_2016"))
     batter = answer.box["teams"]["away"]["batters"][0]
@@ -142,7 +142,7 @@ def test_the_fake_api_answers_a_real_game_as_the_real_api_did(recorded, name):
     from modules.a_ingest import parse_gamelog
     from tests.fake_statsapi import FakeSeason
     from tests.real_statsapi import event_lines
-    from utils.statsapi import game_number, gamelog_row
+    from utils.sources.statsapi import game_number, gamelog_row
 
     real = next(a for a in recorded if a.name == name)
     text = "\n".join(",".join(f'"{v}"' for v in r) for r in gamelog(2024) if r[0] == real.date.strftime("%Y%m%d"))

@@ -6,9 +6,9 @@ import shutil
 import pytest
 
 from tests.conftest import TOY_SCHEMAS
-from utils.artifacts import ArtifactStore
 from utils.config import build_config
-from utils.versioning import DvcVersionStore, VersioningError, restore, version_store
+from utils.engine.versioning import DvcVersionStore, VersioningError, restore, version_store
+from utils.store.artifacts import ArtifactStore
 
 pytestmark = pytest.mark.dvc
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1"}

@@ -12,7 +12,7 @@ import yaml
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT, free_port, run_pipeline
-from utils.artifacts import ArtifactStore
+from utils.store.artifacts import ArtifactStore
 
 APP = str(ROOT / "dashboards" / "dag_viewer.py")
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import time
 
 import pandas as pd
 
-from modules.registry import ModuleSpec, Registry, StageOutput
+from utils.engine.stages import ModuleSpec, Registry, StageOutput
 
 
 def numbers() -> StageOutput:

@@ -278,7 +278,7 @@ class ModelConfig(Frozen):
 
 
 class DriftConfig(Frozen):
-    """How each feature's normal drift is learnt (utils/drift.py): from ordinary nights of past seasons."""
+    """How each feature's normal drift is learnt (utils/monitoring/drift.py): from ordinary nights of past seasons."""
 
     baseline_seasons: PositiveInt = Field(5, le=30, description="seasons before the as-of season replayed")
     night_every_days: PositiveInt = Field(1, le=30, description="every n-th game date of them")

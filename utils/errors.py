@@ -13,12 +13,12 @@ INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 def exit_code_for(exc: BaseException) -> int | None:
     """The exit code of one of the pipeline's own errors; None for anything else."""
     from phase_status import StatusError
-    from utils.artifacts import ArtifactError
-    from utils.backtest import BacktestError
-    from utils.locking import LockError, LockHeld
-    from utils.plan import PlanError
-    from utils.schema import SchemaError
-    from utils.versioning import RunNotFound, VersioningError
+    from utils.engine.plan import PlanError
+    from utils.engine.versioning import RunNotFound, VersioningError
+    from utils.flows.backtest import BacktestError
+    from utils.store.artifacts import ArtifactError
+    from utils.store.locking import LockError, LockHeld
+    from utils.store.schema import SchemaError
 
     if isinstance(exc, (PlanError, RunNotFound)):
         return 2

@@ -229,7 +229,7 @@ def to_frame(lines: list[str], season: int) -> pd.DataFrame:
 
 def parse_event_zip(payload: bytes, season: int, where: str, known_teams: set[str] | None = None) -> ParsedEvents:
     """A season's `YYYYeve.zip` -> its player lines and quarantined games (each named by zip and member)."""
-    from modules.a_ingest import quarantine_frame
+    from utils.sources.quarantine import quarantine_frame
 
     lines: list[str] = []
     bad: list[dict] = []

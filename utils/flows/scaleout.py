@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from utils.backtest import BacktestError, run_backtest
+from utils.flows.backtest import BacktestError, run_backtest
 
 SEASON_SPEC = re.compile(r"^(\d{4})(?:-(\d{4}))?$")
 
@@ -68,8 +68,8 @@ def portable(cfg) -> dict:
 def season_task(raw: dict, season: int, today: str) -> tuple[dict, str]:
     """One season's backtest on a worker: the serial run's own function, with no progress bar (the
     caller draws one for the seasons)."""
-    from utils import progress
     from utils.config import build_config
+    from utils.engine import progress
 
     progress.QUIET = True
     summary, path = run_backtest(build_config(raw), season, dt.date.fromisoformat(today))
@@ -78,8 +78,8 @@ def season_task(raw: dict, season: int, today: str) -> tuple[dict, str]:
 
 def local_workers(cfg) -> int:
     """One worker process per core: each fit takes only the cores the other workers leave free
-    (utils/threads.py), so two seasons on two cores train on a thread each."""
-    from utils.threads import usable_cores
+    (utils/engine/threads.py), so two seasons on two cores train on a thread each."""
+    from utils.engine.threads import usable_cores
 
     return cfg.backtest.local_workers or usable_cores()
 
@@ -156,9 +156,9 @@ def backtest_command(cfg, season_specs: list[str], out: Path | None, serial: boo
     the exit code (1 when any season failed)."""
     import shutil
 
-    from utils.backtest import format_season
     from utils.config import ConfigError
-    from utils.progress import progress
+    from utils.engine.progress import progress
+    from utils.flows.backtest import format_season
 
     try:
         seasons = parse_seasons(season_specs, today.year)

@@ -21,7 +21,7 @@ import os
 import re
 from pathlib import Path
 
-from utils.schema import Contract, load_contract
+from utils.store.schema import Contract, load_contract
 
 LOG_NAME = re.compile(r"run-\d{8}\.log")
 RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")  # a run's folder name under <root>/runs

@@ -17,7 +17,7 @@ import stat
 import time
 from pathlib import Path
 
-from utils.catalog import ArtifactError, Catalog
+from utils.store.catalog import ArtifactError, Catalog
 
 log = logging.getLogger("mlb.lock")
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from modules.registry import ModuleSpec
-from utils.artifacts import ArtifactStore
+from utils.engine.stages import ModuleSpec
+from utils.store.artifacts import ArtifactStore
 
 
 def config_value(cfg, dotted: str) -> Any:

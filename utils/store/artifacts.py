@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from utils.catalog import ArtifactError, Catalog
-from utils.schema import Contract, SchemaError, validate_document, validate_frame
+from utils.store.catalog import ArtifactError, Catalog
+from utils.store.schema import Contract, SchemaError, validate_document, validate_frame
 
 log = logging.getLogger("mlb.artifacts")
 

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from phase_status import StatusError, load_status
-from utils.catalog import ArtifactError, Catalog
+from utils.store.catalog import ArtifactError, Catalog
 
 
 def _run_started(run_id: str) -> dt.datetime:
@@ -63,7 +63,7 @@ def cleanup_logs(root: Path, retention_days: int, dry_run: bool = False, now: dt
 
 def cleanup_report(root: Path, retention_days: int, dry_run: bool) -> str:
     """`pipeline.py cleanup`: under the run lock, as a run holds it; a line per run folder and a total."""
-    from utils.locking import RunLock
+    from utils.store.locking import RunLock
 
     with RunLock(root):
         removed = cleanup_runs(root, retention_days, dry_run=dry_run)

@@ -1,6 +1,6 @@
 """The nightly job as a Prefect flow, for a Prefect deployment (prefect.yaml) or `flow.serve`.
 
-    python -m utils.nightly --serve     # one long-running process; runs at 06:15 New York time
+    python -m utils.flows.nightly --serve     # one long-running process; runs at 06:15 New York time
 
 Both it and the crontab line in the README run `pipeline.py run` for today's date; the run lock
 keeps a late run and the next one from overlapping.

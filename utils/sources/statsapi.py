@@ -8,7 +8,7 @@ reads the season's completed games here (docs/live-season.md):
 - each final game's `boxscore`: the starting nines in batting order, the pitchers in order of
   appearance and every player's batting and pitching line, and the teams' batting lines;
 - `people`: names and birth dates of the players, which map MLBAM ids to Retrosheet ids
-  (`utils/crosswalk.py`).
+  (`utils/sources/crosswalk.py`).
 
 Every answer that cannot change is stored under the cache with its SHA-256 and never asked again: a
 final game's box score, a person, and a *settled* day's schedule (every game on it final, postponed,
@@ -36,10 +36,10 @@ from urllib.parse import urlencode
 
 import pandas as pd
 
-from utils.artifacts import read_verified, write_verified
-from utils.crosswalk import Crosswalk, mapping_frame
-from utils.progress import progress
-from utils.sources import SCHEDULE_COLUMNS, STATSAPI_TEAMS, Fetch, SourceError
+from utils.engine.progress import progress
+from utils.sources.common import SCHEDULE_COLUMNS, STATSAPI_TEAMS, Fetch, SourceError
+from utils.sources.crosswalk import Crosswalk, mapping_frame
+from utils.store.artifacts import read_verified, write_verified
 
 log = logging.getLogger("mlb.statsapi")
 

@@ -21,9 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from modules.registry import ModuleResult, ModuleSpec, Registry, StageOutput
 from phase_status import OutputStatus, PhaseStatus, RunStatus, StatusRecorder
-from utils.artifacts import (
+from utils.engine.lineage import config_value, lineage, stage_params, stale_reason
+from utils.engine.plan import Plan
+from utils.engine.stages import (
+    ModuleResult,
+    ModuleSpec,
+    PostRunHook,
+    Registry,
+    StageOutput,
+    StepFailed,
+    one_line,
+)
+from utils.store.artifacts import (
     COMMIT_LOCK,
     ArtifactError,
     ArtifactStore,
@@ -31,8 +41,6 @@ from utils.artifacts import (
     handle_overwrite_policy,
     staged_writes,
 )
-from utils.lineage import config_value, lineage, stage_params, stale_reason
-from utils.plan import Plan
 
 log = logging.getLogger("mlb.runner")
 
@@ -44,11 +52,6 @@ def git_sha() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if isinstance(exc, (ArtifactError, ValueError, OSError)) else f"{type(exc).__name__}: {text}"
 
 
 @dataclass
@@ -140,7 +143,7 @@ def read_appended(store: ArtifactStore, name: str) -> Any:
     try:
         return store.read(name)
     except ArtifactError as exc:
-        from utils.versioning import latest_versioned_run
+        from utils.engine.versioning import latest_versioned_run
 
         run_id = latest_versioned_run(store.root, name) or "RUN_ID"
         problem = str(exc).split("; ")[0]
@@ -168,10 +171,13 @@ def stage_outputs(spec: ModuleSpec, result: Any) -> StageOutput:
 def run_stage(cfg, stage: str | ModuleSpec, registry: Registry | None = None,
               store: ArtifactStore | None = None) -> ModuleResult:
     """The one way a stage runs: load its inputs from the catalog, bind its parameters from the config,
-    call its function, validate and write its outputs together (or none), each with its lineage."""
-    from modules.registry import REGISTRY
-
-    spec = stage if isinstance(stage, ModuleSpec) else (registry or REGISTRY)[stage]
+    call its function, validate and write its outputs together (or none), each with its lineage.
+    `stage` is a spec, or an id of `registry`."""
+    if not isinstance(stage, ModuleSpec):
+        if registry is None:
+            raise TypeError(f"run_stage({stage!r}): name the registry the stage id belongs to")
+        stage = registry[stage]
+    spec = stage
     store = store or ArtifactStore.from_config(cfg)
     arguments, hashes = {}, {}
     for name in spec.inputs:
@@ -260,7 +266,7 @@ def run_prefect(ctx: RunContext, plan: Plan, max_workers: int) -> None:
         failed = [f"{p.module} ({p.name})" for p in ctx.recorder.run.phases.values() if p.status == "failed"]
         return Failed(message=f"module(s) {', '.join(failed)} failed") if failed else Completed()
 
-    from utils.prefect_api import prefect_server
+    from utils.engine.prefect_api import prefect_server
 
     with prefect_server(ctx.cfg.run.prefect_api_url), _logs_to_prefect():
         mlb_pipeline(return_state=True)
@@ -430,42 +436,26 @@ def _is_resource_tracker(process) -> bool:
         return False
 
 
-def post_run(cfg, ctx: RunContext) -> None:
-    """Version the artifacts (when every module succeeded), then export metrics; each is a recorded step
-    whose failure fails the run."""
-    from utils.metrics import export_metrics
-    from utils.versioning import VersioningError, version_store
-
-    recorder = ctx.recorder
-    versions = version_store(cfg)
-    if versions is None:
-        recorder.step("versioning", "off")
-    elif not recorder.run.modules_ok:
-        recorder.step("versioning", "skipped", "not every module succeeded")
-    else:
-        recorder.step("versioning", "running")
+def post_run(cfg, ctx: RunContext, hooks: tuple[PostRunHook, ...]) -> None:
+    """The steps after the modules, in order, each recorded in the run's status; a failed one fails the run."""
+    for hook in hooks:
+        ctx.recorder.step(hook.name, "running")
         try:
-            versions.commit(ctx.run_dir)
-            recorder.step("versioning", "success")
-        except (VersioningError, ArtifactError, OSError) as exc:
-            recorder.step("versioning", "failed", " ".join(str(exc).split()))
-    recorder.step("metrics", "running")
-    try:
-        export_metrics(cfg, recorder.run, ctx.store)
-        recorder.step("metrics", "success")
-    except (OSError, ValueError, ArtifactError) as exc:  # an unreachable Pushgateway must not hide the run's outcome
-        gateway = cfg.monitoring.pushgateway_url
-        where = f"{gateway}: " if gateway else ""  # without a Pushgateway the error names the file
-        recorder.step("metrics", "failed", f"{where}{one_line(exc)}")
+            state, note = hook.run(cfg, ctx.run_dir, ctx.recorder.run, ctx.store)
+        except StepFailed as exc:
+            ctx.recorder.step(hook.name, "failed", " ".join(str(exc).split()))
+        else:
+            ctx.recorder.step(hook.name, state, note)
 
 
-def run_session(cfg, registry: Registry, plan: Plan, store: ArtifactStore) -> RunStatus:
-    """A whole run under the artifacts root's lock: modules, versioning, metrics; interrupts handled.
+def run_session(cfg, registry: Registry, plan: Plan, store: ArtifactStore,
+                hooks: tuple[PostRunHook, ...] = ()) -> RunStatus:
+    """A whole run under the artifacts root's lock: modules, then the post-run hooks; interrupts handled.
 
     Raises LockHeld/LockError when the lock cannot be taken, OSError when the run's status or log
     cannot be written (a full or read-only disk): the previous status is then left as it was."""
-    from utils.locking import RunLock
-    from utils.logging import setup_logging
+    from utils.engine.logging import setup_logging
+    from utils.store.locking import RunLock
 
     lock = RunLock(store.root).acquire()
     try:
@@ -477,19 +467,20 @@ def run_session(cfg, registry: Registry, plan: Plan, store: ArtifactStore) -> Ru
                 exc.status_untouched = True  # nothing of this run was recorded: the last status stands
                 raise
             _run_watched(ctx, plan, cfg.run.executor, cfg.run.max_workers, interrupts)
-            post_run(cfg, ctx)
+            post_run(cfg, ctx, hooks)
             return ctx.recorder.finish()
     finally:
         lock.release()
 
 
-def run_and_report(cfg, registry: Registry, plan: Plan, store: ArtifactStore) -> tuple[int, str, list[str]]:
+def run_and_report(cfg, registry: Registry, plan: Plan, store: ArtifactStore,
+                   hooks: tuple[PostRunHook, ...] = ()) -> tuple[int, str, list[str]]:
     """A whole run as the command line reports it: (exit code, the status table, one line per error)."""
     from phase_status import status_table
-    from utils.locking import LockHeld
+    from utils.store.locking import LockHeld
 
     try:
-        status = run_session(cfg, registry, plan, store)
+        status = run_session(cfg, registry, plan, store, hooks)
     except (LockHeld, ArtifactError) as exc:  # another run holds the root; a link inside it
         return 1, "", [str(exc)]
     except OSError as exc:  # a full or read-only disk under the status, the log or a run folder
@@ -504,10 +495,10 @@ def run_and_report(cfg, registry: Registry, plan: Plan, store: ArtifactStore) ->
 
 
 def run_command(cfg, registry: Registry, dry_run: bool, visual: bool, out_dir: Path,
-                echo: Callable[[str, bool], None]) -> int:
+                echo: Callable[[str, bool], None], hooks: tuple[PostRunHook, ...] = ()) -> int:
     """`pipeline.py run`: plan, show the plan (dry run, --visual), and run it unless it is a dry run.
     `echo(text, to_stderr)` prints as it goes, so notes show before a long run; returns the exit code."""
-    from utils.plan import ascii_dag, checked_plan, dry_run_text, write_visual
+    from utils.engine.plan import ascii_dag, checked_plan, dry_run_text, write_visual
 
     store = ArtifactStore.from_config(cfg)
     plan = checked_plan(registry, store, cfg.run.modules)
@@ -523,7 +514,7 @@ def run_command(cfg, registry: Registry, dry_run: bool, visual: bool, out_dir: P
             echo("\n" + ascii_dag(registry, plan) + "".join(f"\nwrote {path}" for path in written), False)
     if dry_run:
         return 0
-    code, table, errors = run_and_report(cfg, registry, plan, store)
+    code, table, errors = run_and_report(cfg, registry, plan, store, hooks)
     if table:
         echo(table, False)
     for error in errors:

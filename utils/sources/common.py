@@ -2,7 +2,7 @@
 
 - RetrosheetSource: `glYYYY.zip` (or the event files' `YYYYeve.zip`) from Retrosheet's https folder
   (cached with its SHA-256, fetched once) or from a local folder laid out the same way.
-- the MLB Stats API (schedule, box scores, people): `utils/statsapi.py`, which uses the team map here.
+- the MLB Stats API (schedule, box scores, people): `utils/sources/statsapi.py`, which uses the team map here.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from utils.artifacts import atomic_write_bytes
+from utils.store.artifacts import atomic_write_bytes
 
 log = logging.getLogger("mlb.sources")
 

@@ -6,9 +6,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modules.registry import Registry
-from utils.artifacts import ArtifactError, ArtifactStore, atomic_write_bytes
-from utils.lineage import stale_reason
+from utils.engine.lineage import stale_reason
+from utils.engine.stages import Registry
+from utils.store.artifacts import ArtifactError, ArtifactStore, atomic_write_bytes
 
 
 class PlanError(ValueError):

@@ -20,10 +20,10 @@ from typing import Protocol
 
 import yaml
 
-from modules.registry import Registry
 from phase_status import StatusError, load_status
-from utils.artifacts import ArtifactStore, atomic_write_bytes, atomic_write_text, staged_writes
-from utils.catalog import RUN_FILES, ArtifactError, Catalog
+from utils.engine.stages import PostRunHook, Registry, StepFailed
+from utils.store.artifacts import ArtifactStore, atomic_write_bytes, atomic_write_text, staged_writes
+from utils.store.catalog import RUN_FILES, ArtifactError, Catalog
 
 log = logging.getLogger("mlb.versioning")
 DVC_ENV = {"DVC_NO_ANALYTICS": "1"}
@@ -297,7 +297,7 @@ class RunNotFound(ValueError):
 
 def restore_artifacts(cfg, run_id: str, names: list[str]) -> list[str]:
     """Put run `run_id`'s versions of `names` back, under the run lock; a line per artifact restored."""
-    from utils.locking import RunLock
+    from utils.store.locking import RunLock
 
     store = ArtifactStore.from_config(cfg)
     run_dir = existing_run(store.catalog, run_id)
@@ -310,3 +310,20 @@ def restore_artifacts(cfg, run_id: str, names: list[str]) -> list[str]:
             digest = restore(store, versions, run_dir, name)
             lines.append(f"restored {name} from {run_id}: sha256 {digest}")
     return lines
+
+
+def version_run(cfg, run_dir: Path, status, store) -> tuple[str, str | None]:
+    """The versioning step: commit the run's artifacts when every module succeeded."""
+    versions = version_store(cfg)
+    if versions is None:
+        return "off", None
+    if not status.modules_ok:
+        return "skipped", "not every module succeeded"
+    try:
+        versions.commit(run_dir)
+    except (VersioningError, ArtifactError, OSError) as exc:
+        raise StepFailed(str(exc)) from None
+    return "success", None
+
+
+VERSIONING = PostRunHook("versioning", version_run)

@@ -12,8 +12,9 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
 from phase_status import RunStatus
-from utils.artifacts import ArtifactStore, atomic_write_text
-from utils.catalog import Catalog
+from utils.engine.stages import PostRunHook, StepFailed, one_line
+from utils.store.artifacts import ArtifactStore, atomic_write_text
+from utils.store.catalog import ArtifactError, Catalog
 
 log = logging.getLogger("mlb.metrics")
 PREFIX = "mlb_pipeline"
@@ -177,3 +178,17 @@ def drift_gauges(gauge, drift: dict) -> None:
     gauge("games_scheduled", "Games on the as-of date's schedule").set(sources["games_scheduled"])
     gauge("source_results_expected", "Games predicted on the last earlier date").set(sources["results_expected"])
     gauge("source_results_ingested", "Of those, games whose result arrived").set(sources["results_ingested"])
+
+
+def export_run_metrics(cfg, run_dir: Path, status: RunStatus, store: ArtifactStore) -> tuple[str, str | None]:
+    """The metrics step: an unreachable Pushgateway fails the step, never hides the run's outcome."""
+    try:
+        export_metrics(cfg, status, store)
+    except (OSError, ValueError, ArtifactError) as exc:
+        gateway = cfg.monitoring.pushgateway_url
+        where = f"{gateway}: " if gateway else ""  # without a Pushgateway the error names the file
+        raise StepFailed(f"{where}{one_line(exc)}") from None
+    return "success", None
+
+
+METRICS = PostRunHook("metrics", export_run_metrics)

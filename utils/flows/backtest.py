@@ -15,8 +15,8 @@ import pandas as pd
 
 from modules.k_train import train_models
 from modules.models import PREDICTION_COLUMNS, predict
-from utils.evaluation import calibration_bins, calibration_table, calibration_test, run_metrics, win_metrics
-from utils.progress import progress
+from utils.engine.progress import progress
+from utils.monitoring.evaluation import calibration_bins, calibration_table, calibration_test, run_metrics, win_metrics
 
 
 def retrain_dates(season_games: pd.DataFrame, every_days: int) -> list[pd.Timestamp]:
@@ -141,12 +141,12 @@ def run_backtest(base, season: int, today: dt.date) -> tuple[dict, Path]:
     it (under that root's own lock), walk forward through the season, and write the predictions and
     their summary together. Returns (summary, path of the predictions table)."""
     from modules.registry import REGISTRY
-    from utils.artifacts import ArtifactError, ArtifactStore, staged_writes
-    from utils.catalog import Catalog
     from utils.config import build_config
-    from utils.locking import LockError, LockHeld, RunLock
-    from utils.plan import make_plan
-    from utils.runner import Interrupts, execute
+    from utils.engine.plan import make_plan
+    from utils.engine.runner import Interrupts, execute
+    from utils.store.artifacts import ArtifactError, ArtifactStore, staged_writes
+    from utils.store.catalog import Catalog
+    from utils.store.locking import LockError, LockHeld, RunLock
 
     as_of = season_as_of(season, today)
     stages = REGISTRY.ancestors(REGISTRY.producer["model_table"])
@@ -195,8 +195,8 @@ def format_season(summary: dict) -> str:
 
 def load_backtests(cfg, seasons: list[int]) -> dict[int, pd.DataFrame]:
     """Each season's backtest predictions, hash-checked; BacktestError naming a season never backtested."""
-    from utils.artifacts import ArtifactError, ArtifactStore
-    from utils.catalog import Catalog
+    from utils.store.artifacts import ArtifactError, ArtifactStore
+    from utils.store.catalog import Catalog
 
     frames = {}
     for year in dict.fromkeys(seasons):

@@ -1,0 +1,4 @@
+"""Storage: every path under the artifacts root (catalog), the contracts (schema), artifacts written
+atomically with their SHA-256 and read back verified (artifacts), and the run lock (locking).
+
+May import: nothing else of this project. Everything else stands on it."""
