@@ -25,7 +25,7 @@ PREFECT_PORT ?= 4200
 # locked setuptools: the same install on every machine, and the figures with it.
 LOCK := requirements.lock
 $(STAMP): pyproject.toml $(LOCK)
-	$(PY) -m venv $(VENV)
+	$(PY) -m venv --clear $(VENV)  # exactly the lock: nothing left over from an earlier install
 	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
@@ -41,7 +41,7 @@ LOCK_ARGS ?=
 lock:
 	@[ -x $(LOCK_TOOLS)/bin/uv ] || { $(PY) -m venv $(LOCK_TOOLS) && \
 	  $(LOCK_TOOLS)/bin/pip install --quiet uv==$(UV_VERSION); }
-	$(LOCK_TOOLS)/bin/uv pip compile pyproject.toml --extra test --extra viewer --extra dask \
+	$(LOCK_TOOLS)/bin/uv pip compile pyproject.toml --extra test --extra viewer --extra dask --extra build \
 	  --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 	  --custom-compile-command "make lock   (keeps these pins; LOCK_ARGS='--upgrade-package NAME' moves one)" \
 	  --quiet -o $(LOCK) $(LOCK_ARGS)

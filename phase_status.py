@@ -60,11 +60,8 @@ class StepStatus(BaseModel):
 
     @property
     def shown(self) -> str:
-        """The status in words for a person: 'skipped' is two things, a module kept as up to date
-        (nothing to do) and one that did not run because a module it reads failed."""
-        if self.status == "skipped":
-            return "not run" if self.error else "up to date"
-        return self.status
+        """The status in words for a person: a step is skipped only when a module failed ('not run')."""
+        return "not run" if self.status == "skipped" else self.status
 
 
 class RunStatus(BaseModel):
@@ -210,7 +207,7 @@ def status_table(status: RunStatus) -> str:
         secs = f"{phase.duration_seconds:.2f}" if phase.duration_seconds is not None else "-"
         rows.append(f"{phase.module:<3} {phase.name:<10} {phase.shown:<11} {secs:>8}  {detail}")
     for name, step in status.steps.items():
-        rows.append(f"{'-':<3} {name:<10} {step.status:<11} {'-':>8}  {step.error or ''}".rstrip())
+        rows.append(f"{'-':<3} {name:<10} {step.shown:<11} {'-':>8}  {step.error or ''}".rstrip())
     if status.interrupted:
         rows.append(f"run interrupted by {status.interrupted}")
     return "\n".join(rows)

@@ -207,16 +207,19 @@ def predictions(
 ) -> None:
     """A night's predictions: teams, starters, home win probability, expected runs, gamePk."""
     import datetime as dt
+    import re
 
-    from modules.l_predict_monitor import published_night, render
+    from modules.l_predict_monitor import published_night
     from utils.store.artifacts import ArtifactStore
 
     try:
-        day = dt.date.fromisoformat(date) if date else None
+        if date is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
+            raise ValueError(date)
+        day = dt.date.fromisoformat(date) if date is not None else None
     except ValueError:
         raise typer.BadParameter(f"'{date}' is not a date (YYYY-MM-DD)", param_hint="--date") from None
-    table, day, version = published_night(ArtifactStore.from_config(config_from_cli(config, set_)), day)
-    typer.echo(render(table, day, version, fmt.value), nl=fmt.value == "table")
+    text = published_night(ArtifactStore.from_config(config_from_cli(config, set_)), day, fmt.value)
+    typer.echo(text, nl=fmt.value == "table")
 
 
 def _echo(line: str, err: bool) -> None:

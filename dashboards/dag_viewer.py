@@ -66,17 +66,20 @@ if run.interrupted:
     summary += f" · interrupted by {run.interrupted}"
 (st.error if problems or run.interrupted else st.success)(summary + (f" · failed: {', '.join(problems)}"
                                                                       if problems else ""))
-good = data.last_good_run(history)
-if not run.ok:
-    st.warning(f"Still in use: the outputs of the last good run, {good.run_id} (as of {good.as_of})." if good
-               else "No run has succeeded yet under this root: nothing below comes from a good run.")
-
 games = data.tonight(store)
+if games is not None and not run.ok:  # say which earlier run made the predictions still served
+    source = games[3]
+    maker = data.made_by(history, source, (store.meta(source) or {}).get("sha256"))
+    if maker is None or maker.run_id != run.run_id:
+        st.warning(f"Still in use: the predictions for {games[1]}"
+                   + (f", made by run {maker.run_id} (as of {maker.as_of})" if maker else "")
+                   + "; the latest run made none.")
+
 if games is None:
     st.subheader("Tonight's games")
     st.info("No predictions yet (module L).")
 else:
-    table, night, version = games
+    table, night, version, _ = games
     st.subheader(f"Games on {night}")
     if table.empty:
         st.info(f"No games scheduled on {night}.")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from modules.l_predict_monitor import PUBLIC_COLUMNS, printable
 from phase_status import RunStatus, StatusError, latest_status, load_status
 from utils.engine.stages import Registry
 from utils.monitoring.alerts import BREAK_SCORE
@@ -34,9 +35,10 @@ def run_problems(run: RunStatus) -> list[str]:
             + [n for n, s in run.steps.items() if s.status in ("failed", "interrupted")])
 
 
-def last_good_run(runs: list[RunStatus]) -> RunStatus | None:
-    """The newest run that did everything it set out to (its outputs are the ones a failed night leaves in use)."""
-    return next((r for r in reversed(runs) if r.ok), None)
+def made_by(runs: list[RunStatus], name: str, digest: str | None) -> RunStatus | None:
+    """The newest run that wrote or kept these exact bytes of an artifact (None when no kept run did)."""
+    return next((r for r in reversed(runs) for p in r.phases.values()
+                 for o in p.outputs if o.name == name and o.sha256 == digest), None) if digest else None
 
 
 def run_history(root: Path) -> list[RunStatus]:
@@ -52,7 +54,7 @@ def run_history(root: Path) -> list[RunStatus]:
 
 
 def module_history(runs: list[RunStatus], module_id: str) -> pd.DataFrame:
-    rows = [{"run": r.run_id, "as_of": r.as_of, "status": p.status, "seconds": p.duration_seconds,
+    rows = [{"run": r.run_id, "as_of": r.as_of, "status": p.shown, "seconds": p.duration_seconds,
              "validator": p.validator, "error": p.error}
             for r in runs if (p := r.phases.get(module_id)) is not None]
     return pd.DataFrame(rows, columns=["run", "as_of", "status", "seconds", "validator", "error"])
@@ -74,9 +76,8 @@ def outputs_in_use(store: ArtifactStore, runs: list[RunStatus], outputs: tuple[s
         if meta is None:
             continue
         digest = meta.get("sha256")
-        made_by = next((r.run_id for r in reversed(runs) for p in r.phases.values()
-                        for o in p.outputs if o.name == name and o.sha256 == digest), None)
-        rows.append({"artifact": name, "as_of": meta.get("as_of"), "run": made_by,
+        maker = made_by(runs, name, digest)
+        rows.append({"artifact": name, "as_of": meta.get("as_of"), "run": maker.run_id if maker else None,
                      "verified": digest is not None and store.valid_hash(name) == digest, "sha256": digest,
                      "schema": meta.get("validator"), "rows": meta.get("rows"),
                      "path": str(store.resolve_output_path(name))})
@@ -124,21 +125,38 @@ def quality_history(runs: list[RunStatus]) -> pd.DataFrame:
 GAME_COLUMNS = ["away", "away starter", "home", "home starter", "P(home win)", "away runs", "home runs", "gamePk"]
 
 
-def tonight(store: ArtifactStore) -> tuple[pd.DataFrame, str, str] | None:
-    """(the published games in use, their as-of date, the model version): names where known, else codes;
-    None before the first predictions."""
+def published_predictions(store: ArtifactStore) -> tuple[str, dict] | None:
+    """(the artifact it came from, the published document): `predictions_json`, or for a root whose latest
+    predictions predate it, the same document made from `predictions.parquet` (names where it has them)."""
     published = store.read_if_present("predictions_json")
-    if published is None:
+    if published is not None:
+        return "predictions_json", published
+    frame, meta = store.read_if_present("predictions"), store.meta_path("predictions")
+    if frame is None or not meta.exists():
         return None
+    games = frame.reindex(columns=[c for c in PUBLIC_COLUMNS if c not in ("as_of", "model_version")])
+    games = games.astype(object).where(games.notna(), None).to_dict("records")
+    version = frame["model_version"].iloc[0] if len(frame) else None
+    return "predictions", {"as_of": store.meta("predictions")["as_of"], "model_version": version, "games": games}
+
+
+def tonight(store: ArtifactStore) -> tuple[pd.DataFrame, str, str | None, str] | None:
+    """(the published games in use, their as-of date, the model version, the artifact they came from):
+    names where known, else codes; None before the first predictions."""
+    found = published_predictions(store)
+    if found is None:
+        return None
+    source, published = found
     def named(game: dict, side: str, what: str) -> str:
         name, code = (game[f"{side}_team_name"], game[f"{side}_team"]) if what == "team" else \
             (game[f"{side}_starter_name"], game[f"{side}_starter_id"])
-        return name or code or "TBD"
+        return printable(name or code or "TBD")  # a source's text, never control characters
     rows = [{"away": named(g, "away", "team"), "away starter": named(g, "away", "starter"),
              "home": named(g, "home", "team"), "home starter": named(g, "home", "starter"),
              "P(home win)": round(g["p_home_win"], 3), "away runs": round(g["exp_away_runs"], 1),
              "home runs": round(g["exp_home_runs"], 1), "gamePk": g["game_pk"]} for g in published["games"]]
-    return pd.DataFrame(rows, columns=GAME_COLUMNS), published["as_of"], published["model_version"]
+
+    return pd.DataFrame(rows, columns=GAME_COLUMNS), published["as_of"], published["model_version"], source
 
 
 def brier_band(store: ArtifactStore) -> dict | None:

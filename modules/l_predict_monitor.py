@@ -131,6 +131,9 @@ PUBLIC_COLUMNS = ["date", "game_number", "game_pk", "game_id", "away_team", "awa
 
 def with_names(predictions: pd.DataFrame, schedule: pd.DataFrame) -> pd.DataFrame:
     """The predictions with the schedule's gamePk and names, matched by game_id (B's key)."""
+    # a schedule written before these columns existed (a stage run alone after an upgrade) gives nulls
+    schedule = schedule.reindex(columns=list(dict.fromkeys([*schedule.columns, "game_pk", "visiting_team_name",
+                                                             "home_team_name"])))
     key = (schedule["home_team"].astype("string") + schedule["date"].dt.strftime("%Y%m%d")
            + game_number(schedule["game_number"]).astype("string"))
     info = pd.DataFrame({
@@ -175,48 +178,60 @@ def _plain(value):
     return float(value) if isinstance(value, (float, np.floating)) else str(value)
 
 
-def published_night(store: ArtifactStore, day: dt.date | None = None) -> tuple[pd.DataFrame, dt.date, str | None]:
-    """(a night's published table, its date, its model version) from the prediction log, which keeps every
-    night; the latest run's night by default. ArtifactError naming the log when there is none to show."""
+def published_night(store: ArtifactStore, day: dt.date | None, fmt: str) -> str:
+    """A night's predictions as `fmt` ('table', 'csv' or 'json'), the latest run's night by default. The
+    night the run published is printed from its published files, byte for byte; an earlier one is built
+    from the prediction log, which keeps every night. ArtifactError naming the log when there is none."""
     path = store.resolve_output_path("prediction_log")
-    if not path.exists():
-        raise ArtifactError(f"{path}: no predictions yet; make some with `mlb-pipeline run`")
-    log_table = store.read_frame("prediction_log")
     latest = store.read_if_present("predictions_json")
+    log_table = store.read_frame("prediction_log") if path.exists() else None
+    if latest is None and (log_table is None or log_table.empty):
+        raise ArtifactError(f"{path}: no predictions yet; make some with `mlb-pipeline run`")
     if day is None:
         day = dt.date.fromisoformat(latest["as_of"]) if latest else log_table["predicted_for"].max().date()
-    rows = log_table[log_table["predicted_for"] == pd.Timestamp(day)]
-    if rows.empty and not (latest and latest["as_of"] == day.isoformat()):
-        nights = log_table["predicted_for"].dt.date
-        known = f"{nights.min()} to {nights.max()}" if len(nights) else "none"
-        raise ArtifactError(f"{path}: no predictions for {day} (nights logged: {known}; an off-day has none)")
-    version = rows["model_version"].iloc[0] if len(rows) else latest["model_version"]
-    return public_table(rows, day), day, version
-
-
-def render(table: pd.DataFrame, day: dt.date, version: str | None, fmt: str) -> str:
-    """The published table as `fmt`: 'csv' and 'json' are the bytes of the run's CSV and JSON artifacts;
-    'table' is for a person (names where known, else codes; P = the home team's win probability)."""
+    if latest and latest["as_of"] == day.isoformat():
+        if fmt in ("csv", "json"):
+            return store.read_bytes(f"predictions_{fmt}").decode()
+        columns = [c for c in PUBLIC_COLUMNS if c not in ("as_of", "model_version")]
+        table = pd.DataFrame(latest["games"], columns=columns)
+        return render(table, day, latest["model_version"])
+    rows = log_table[log_table["predicted_for"] == pd.Timestamp(day)] if log_table is not None else None
+    if rows is None or rows.empty:
+        nights = sorted(set(log_table["predicted_for"].dt.date)) if log_table is not None else []
+        known = f"{len(nights)} night(s) from {nights[0]} to {nights[-1]}" if nights else "none"
+        raise ArtifactError(f"{path}: no predictions for {day} (logged: {known}; an off-day has none)")
+    table, version = public_table(rows, day), rows["model_version"].iloc[0]
     if fmt == "csv":
         return csv_text(table)
     if fmt == "json":
         return json_text(public_document(table, day, version))
+    return render(table, day, version)
+
+
+def render(table: pd.DataFrame, day: dt.date, version: str | None) -> str:
+    """The published table for a person: names where known, else codes; P = the home team's win probability."""
     head = f"{day} · {len(table)} game{'s' * (len(table) != 1)} · model {version or '-'}"
     if table.empty:
         return head + "\nno games"
+
     def first(row: dict, *keys: str) -> str:  # the first known of a name, a code, or "TBD"
-        return next((str(row[k]) for k in keys if not pd.isna(row[k])), "TBD")
+        return next((printable(row[k]) for k in keys if not pd.isna(row[k])), "TBD")
 
     lines = [tuple(f"{first(r, f'{side}_team_name', f'{side}_team')} "
                    f"({first(r, f'{side}_starter_name', f'{side}_starter_id')})" for side in ("away", "home"))
              + (f"{r['p_home_win']:.3f}", f"{r['exp_away_runs']:.1f}-{r['exp_home_runs']:.1f}",
-                "" if pd.isna(r["game_pk"]) else str(r["game_pk"]))
+                "" if pd.isna(r["game_pk"]) else str(int(r["game_pk"])))
              for r in table.to_dict("records")]
     header = ("away (starter)", "home (starter)", "P(home)", "runs a-h", "gamePk")
     widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
     fmt_line = lambda r: "  ".join(v.ljust(w) if i < 2 else v.rjust(w)  # noqa: E731
                                    for i, (v, w) in enumerate(zip(r, widths))).rstrip()
     return "\n".join([head, fmt_line(header), *map(fmt_line, lines)])
+
+
+def printable(value) -> str:
+    """A name as a terminal may show it: no control characters (a source's text is not trusted)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in str(value))
 
 
 def model_version(chosen: str, input_hashes: dict[str, str]) -> str:

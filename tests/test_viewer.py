@@ -93,8 +93,29 @@ def test_the_predictions_command_prints_a_night_as_a_person_or_a_tool_reads_it(v
     # a night with no predictions, and a date that is not one: one line each, exit 1 and 2
     none = predictions_cli(viewer_root, "--date", "2024-01-15")
     assert none.returncode == 1 and none.stderr.strip().endswith(
-        "no predictions for 2024-01-15 (nights logged: 2024-07-13 to 2024-07-14; an off-day has none)")
-    assert predictions_cli(viewer_root, "--date", "July 14").returncode == 2
+        "no predictions for 2024-01-15 (logged: 2 night(s) from 2024-07-13 to 2024-07-14; an off-day has none)")
+    for bad in ("July 14", "20240714", ""):
+        assert predictions_cli(viewer_root, "--date", bad).returncode == 2, bad
+    assert predictions_cli(viewer_root, "--format", "xml").returncode == 2
+
+
+def test_a_night_whose_metrics_failed_still_serves_its_own_predictions_and_older_roots_show_theirs(
+        viewer_root, tmp_path):
+    """A failed step fails the run (never a success) but its modules made tonight's predictions: no
+    'still in use' note. A root whose predictions predate the published JSON shows the parquet's games."""
+    root = tmp_path / "copy"
+    shutil.copytree(viewer_root, root)
+    status = yaml.safe_load((root / ".phase_status.yaml").read_text())
+    status["steps"]["metrics"] = {"status": "failed", "error": "127.0.0.1:9091: connection refused"}
+    (root / ".phase_status.yaml").write_text(yaml.safe_dump(status))
+    at = app(root, tmp_path)
+    assert not at.success and at.error[0].value.endswith(" · failed: metrics") and not at.warning
+    assert at.subheader[0].value == "Games on 2024-07-14" and len(at.dataframe[0].value) == 15
+    for suffix in (".json", ".json.meta.json"):
+        (root / "data" / f"predictions_json{suffix}").unlink()
+    at = app(root, tmp_path)
+    assert at.subheader[0].value == "Games on 2024-07-14" and len(at.dataframe[0].value) == 15
+    assert at.dataframe[0].value["home"].str.contains(" ").all()  # the parquet carries the names too
 
 
 @pytest.fixture(autouse=True)
@@ -207,7 +228,8 @@ def test_a_failed_night_shows_the_failure_beside_the_outputs_still_in_use(viewer
     at = app(root, tmp_path)
     banner = at.error[0].value
     assert not at.success and " · as of 2024-07-15 · legacy executor · " in banner and banner.endswith(" · failed: A")
-    assert at.warning[0].value == f"Still in use: the outputs of the last good run, {good} (as of 2024-07-14)."
+    assert at.warning[0].value == (f"Still in use: the predictions for 2024-07-14, made by run {good} "
+                                   "(as of 2024-07-14); the latest run made none.")
     assert at.subheader[0].value == "Games on 2024-07-14" and len(at.dataframe[0].value) == 15
     dot = at.get("graphviz_chart")[0].proto.spec
     assert 'A [label="A ingest\\nfailed", fillcolor="#f4a3a3"' in dot
@@ -265,7 +287,7 @@ def test_in_a_real_browser(viewer_root, failed_night_root, tmp_path):
     assert "success" not in failed["labels"] and "skipped" not in failed["labels"]
     body = failed["body"]
     assert "failed: A" in body and "Games on 2024-07-14" in body
-    assert f"Still in use: the outputs of the last good run, {good_run_id(viewer_root)} (as of 2024-07-14)" in body
+    assert f"Still in use: the predictions for 2024-07-14, made by run {good_run_id(viewer_root)}" in body
 
 
 def page_in_chromium(root, folder, wait_for):

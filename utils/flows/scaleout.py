@@ -108,7 +108,7 @@ def _on_dask(cfg, seasons: list[int], today: dt.date, on_done: Callable[[SeasonR
         from distributed import Client, LocalCluster, as_completed
     except ImportError:  # the `dask` extra: a cron host that only runs the nightly job may go without it
         raise BacktestError("several seasons run on Dask, which is not installed: install the project's "
-                            "'dask' extra (pip install -e '.[dask]'), or pass --serial") from None
+                            "'dask' extra (`make install` installs it from the lock), or pass --serial") from None
 
     logging.getLogger("distributed").setLevel(logging.ERROR)  # a night's log is the seasons, not the cluster's
     scheduler = cfg.backtest.dask_scheduler
