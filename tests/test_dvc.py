@@ -105,7 +105,9 @@ def test_each_run_is_versioned_and_an_earlier_prediction_table_restores_exactly(
     run(proj, *py, "restore", runs[1].name, "predictions")
     assert store.verify("predictions") == second["artifacts"]["predictions"]
     diff = run(proj, *py, "diff", runs[0].name, runs[1].name).stdout
-    assert re.search(r"^predictions\s+predictions@1.0.0\s+16 -> 15\s+changed$", diff, flags=re.M)  # 16 games on 07-13
+    version = json.loads((proj / "schemas" / "predictions.schema.json").read_text())["schema_version"]
+    assert re.search(rf"^predictions\s+predictions@{re.escape(version)}\s+16 -> 15\s+changed$", diff,
+                     flags=re.M)  # 16 games on 07-13
     assert re.search(r"^win_model\s+win_model@1.0.0\s+- -> -\s+changed$", diff, flags=re.M)
     assert re.search(r"^lahman_pitching\s+lahman_pitching@1.0.0\s+\d+ -> \d+\s+same$", diff, flags=re.M)
     moved = diff.split("features whose drift score moved most (PSI or tonight's shift, over its normal):\n")[1]
