@@ -56,7 +56,7 @@ def run(
 ) -> None:
     """Run the pipeline (or, with --dry-run, show what a run would do)."""
     from utils.config import as_of_flag, with_as_of
-    from utils.engine.runner import run_command
+    from utils.engine.session import run_command
     from utils.engine.versioning import VERSIONING
     from utils.monitoring.metrics import METRICS
 

@@ -567,6 +567,6 @@ def season_lines(player_games: pd.DataFrame, kind: str, lahman_last: int, season
 def main(cfg) -> ModuleResult:
     """Stage A through the pipeline's runner, as a run does."""
     from modules.registry import REGISTRY
-    from utils.engine.runner import run_stage
+    from utils.engine.one_stage import run_stage
 
     return run_stage(cfg, REGISTRY["A"])

@@ -132,6 +132,6 @@ def clean(raw_gamelogs: pd.DataFrame, schedule: pd.DataFrame, franchise_map: dic
 def main(cfg) -> ModuleResult:
     """Stage B through the pipeline's runner, as a run does."""
     from modules.registry import REGISTRY
-    from utils.engine.runner import run_stage
+    from utils.engine.one_stage import run_stage
 
     return run_stage(cfg, REGISTRY["B"])

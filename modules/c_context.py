@@ -76,6 +76,6 @@ def describe_context(games: pd.DataFrame) -> StageOutput:
 def main(cfg) -> ModuleResult:
     """Stage C through the pipeline's runner, as a run does."""
     from modules.registry import REGISTRY
-    from utils.engine.runner import run_stage
+    from utils.engine.one_stage import run_stage
 
     return run_stage(cfg, REGISTRY["C"])

@@ -56,6 +56,6 @@ def measure_form(games: pd.DataFrame, form: FormFeatures) -> StageOutput:
 def main(cfg) -> ModuleResult:
     """Stage D through the pipeline's runner, as a run does."""
     from modules.registry import REGISTRY
-    from utils.engine.runner import run_stage
+    from utils.engine.one_stage import run_stage
 
     return run_stage(cfg, REGISTRY["D"])

@@ -119,6 +119,6 @@ def check_quality(games: pd.DataFrame, quarantine: pd.DataFrame, player_games: p
 def main(cfg) -> ModuleResult:
     """Stage E through the pipeline's runner, as a run does."""
     from modules.registry import REGISTRY
-    from utils.engine.runner import run_stage
+    from utils.engine.one_stage import run_stage
 
     return run_stage(cfg, REGISTRY["E"])

@@ -312,6 +312,6 @@ def rate_starters(games: pd.DataFrame, lahman_pitching: pd.DataFrame, lahman_bat
 def main(cfg) -> ModuleResult:
     """Stage F through the pipeline's runner, as a run does."""
     from modules.registry import REGISTRY
-    from utils.engine.runner import run_stage
+    from utils.engine.one_stage import run_stage
 
     return run_stage(cfg, REGISTRY["F"])

@@ -93,6 +93,6 @@ def rate_teams(games: pd.DataFrame, starter_features: pd.DataFrame, elo: EloConf
 def main(cfg) -> ModuleResult:
     """Stage G through the pipeline's runner, as a run does."""
     from modules.registry import REGISTRY
-    from utils.engine.runner import run_stage
+    from utils.engine.one_stage import run_stage
 
     return run_stage(cfg, REGISTRY["G"])

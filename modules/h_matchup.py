@@ -139,6 +139,6 @@ def describe_matchups(games: pd.DataFrame, player_games: pd.DataFrame, matchup: 
 def main(cfg) -> ModuleResult:
     """Stage H through the pipeline's runner, as a run does."""
     from modules.registry import REGISTRY
-    from utils.engine.runner import run_stage
+    from utils.engine.one_stage import run_stage
 
     return run_stage(cfg, REGISTRY["H"])

@@ -62,6 +62,6 @@ def assemble_table(games: pd.DataFrame, context_features: pd.DataFrame, team_for
 def main(cfg) -> ModuleResult:
     """Stage I through the pipeline's runner, as a run does."""
     from modules.registry import REGISTRY
-    from utils.engine.runner import run_stage
+    from utils.engine.one_stage import run_stage
 
     return run_stage(cfg, REGISTRY["I"])

@@ -276,6 +276,6 @@ def _read_baseline(path: Path) -> dict | None:
 def main(cfg) -> ModuleResult:
     """Stage K through the pipeline's runner, as a run does."""
     from modules.registry import REGISTRY
-    from utils.engine.runner import run_stage
+    from utils.engine.one_stage import run_stage
 
     return run_stage(cfg, REGISTRY["K"])

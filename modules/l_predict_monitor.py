@@ -277,6 +277,6 @@ def predict_and_monitor(model_table: pd.DataFrame, win_model: bytes, home_runs_m
 def main(cfg) -> ModuleResult:
     """Stage L through the pipeline's runner, as a run does."""
     from modules.registry import REGISTRY
-    from utils.engine.runner import run_stage
+    from utils.engine.one_stage import run_stage
 
     return run_stage(cfg, REGISTRY["L"])

@@ -2,7 +2,7 @@
 
 Like a Kedro node, each entry names a function (`package.module:function`), the artifacts passed to
 it by name, the config keys bound to its other arguments and the artifacts it returns. One runner
-(`utils.engine.runner.run_stage`) loads the inputs, calls the function, validates and writes the outputs
+(`utils.engine.one_stage.run_stage`) loads the inputs, calls the function, validates and writes the outputs
 together, and records what they were made from; the Prefect flow, the legacy executor, the dry run,
 the drawings, dvc.yaml, the README's DAG map and the viewer are all drawn from this table. Functions
 are imported only when a stage runs, so planning never pays for pandas, LightGBM or Prefect.

@@ -158,7 +158,7 @@ MAY_IMPORT = {
     "utils.errors": ("utils", "phase_status"),
     "phase_status": ("utils.store",),
     "modules": ("modules", "utils.store", "utils.engine.stages", "utils.engine.progress", "utils.engine.threads",
-                "utils.engine.runner", "utils.sources", "utils.monitoring", "utils.config"),
+                "utils.engine.one_stage", "utils.sources", "utils.monitoring", "utils.config"),
 }
 ALLOWED_EXCEPTIONS = {  # (importer, imported): why
     ("utils.flows.backtest", "modules.k_train"): "a backtest retrains the stage's models at each retrain date",
@@ -228,18 +228,18 @@ def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_import_rules_catch_what_they_should():
-    graph = {"utils.store.catalog": {"utils.engine.runner"}, "utils.engine.runner": {"modules.registry"},
+    graph = {"utils.store.catalog": {"utils.engine.session"}, "utils.engine.session": {"modules.registry"},
              "utils.sources.events": {"modules.a_ingest"}, "modules.a_ingest": {"utils.sources.events"},
              "utils.flows.backtest": {"modules.k_train"}}
-    assert wrong_arrows(graph) == ["utils.engine.runner imports modules.registry",
+    assert wrong_arrows(graph) == ["utils.engine.session imports modules.registry",
                                    "utils.sources.events imports modules.a_ingest",
-                                   "utils.store.catalog imports utils.engine.runner"]
+                                   "utils.store.catalog imports utils.engine.session"]
     assert import_cycles(graph) == [["modules.a_ingest", "utils.sources.events", "modules.a_ingest"]]
 
 
 def test_imports_run_one_way_and_never_in_a_circle():
     graph = project_imports()
-    assert {"utils.store.artifacts", "utils.engine.runner", "utils.sources.statsapi", "modules.a_ingest"} <= set(graph)
+    assert {"utils.store.artifacts", "utils.engine.session", "utils.sources.statsapi", "modules.a_ingest"} <= set(graph)
     assert wrong_arrows(graph) == []
     assert import_cycles(graph) == []
     # the exceptions are still needed, or they go

@@ -23,7 +23,7 @@ from tests.conftest import ROOT, TOY_SCHEMAS, free_port, wait_for
 from tests.toy_modules import pair_registry, toy_registry
 from utils.config import ConfigError, build_config, load_config
 from utils.engine.plan import make_plan
-from utils.engine.runner import execute
+from utils.engine.session import execute
 from utils.store.artifacts import ArtifactError, ArtifactStore
 from utils.store.catalog import STATUS_FILE, safe_path
 from utils.store.locking import LockError, RunLock
@@ -207,7 +207,7 @@ def test_restore_names_a_failed_versioning_step_not_off(tmp_path):
 
 
 def test_a_tampered_prediction_log_names_the_restore_that_mends_it(tmp_path):
-    from utils.engine.runner import read_appended
+    from utils.engine.one_stage import read_appended
 
     store = ArtifactStore(tmp_path, ROOT / "schemas")
     run_dir = tmp_path / "runs" / "20240713T060000Z-abcdef"

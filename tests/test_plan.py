@@ -63,7 +63,7 @@ def test_input_present_and_hash_valid_on_disk_is_enough(store):
 
 def test_plan_text_shows_what_the_policy_would_do(store):
     from utils.config import build_config
-    from utils.engine.runner import run_stage
+    from utils.engine.one_stage import run_stage
 
     cfg = build_config({"paths": {"artifacts": str(store.root), "schemas": str(store.schema_dir)}})
     registry = toy_registry()

@@ -5,7 +5,7 @@ import pytest
 from tests.toy_modules import toy_registry
 from utils.config import build_config
 from utils.engine.plan import make_plan
-from utils.engine.runner import execute
+from utils.engine.session import execute
 from utils.store.artifacts import ArtifactStore
 
 pytestmark = pytest.mark.prefect

@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 from tests.toy_modules import toy_registry
 from utils.config import build_config
 from utils.engine.plan import make_plan
-from utils.engine.runner import execute
+from utils.engine.session import execute
 from utils.store.artifacts import ArtifactStore
 from utils.store.locking import LockHeld, RunLock
 
@@ -66,7 +66,7 @@ def test_run_killed_inside_a_module_leaves_earlier_artifacts_and_names_the_modul
         from utils.store.artifacts import ArtifactStore
         from utils.config import build_config
         from utils.engine.plan import make_plan
-        from utils.engine.runner import execute
+        from utils.engine.session import execute
         cfg = build_config({toy_cfg.model_dump(mode="json")!r})
         store = ArtifactStore.from_config(cfg)
         registry = toy_registry(middle="killed")
@@ -154,7 +154,7 @@ def test_a_new_stage_is_a_function_and_a_registry_entry(toy_cfg):
     """The README's 'Adding a stage', on a toy stage: a function named after its input, a parameter
     bound to a config key, one registry entry; the runner loads, calls, validates and writes."""
     from tests.toy_modules import toy_registry
-    from utils.engine.runner import run_stage
+    from utils.engine.one_stage import run_stage
     from utils.engine.stages import ModuleSpec, Registry
 
     numbers = toy_registry()["N"]

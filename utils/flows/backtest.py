@@ -143,7 +143,7 @@ def run_backtest(base, season: int, today: dt.date) -> tuple[dict, Path]:
     from modules.registry import REGISTRY
     from utils.config import build_config
     from utils.engine.plan import make_plan
-    from utils.engine.runner import Interrupts, execute
+    from utils.engine.session import Interrupts, execute
     from utils.store.artifacts import ArtifactError, ArtifactStore, staged_writes
     from utils.store.catalog import Catalog
     from utils.store.locking import LockError, LockHeld, RunLock

@@ -242,7 +242,7 @@ def parse_event_zip(payload: bytes, season: int, where: str, known_teams: set[st
 
 def _leave_interrupts_to_the_parent() -> None:
     """A worker ignores Ctrl-C, which a terminal sends to every process of the job: the parent stops
-    the run and its workers (utils/engine/runner.Interrupts), with one line and no worker's traceback."""
+    the run and its workers (utils/engine/session.Interrupts), with one line and no worker's traceback."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
