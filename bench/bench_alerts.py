@@ -48,12 +48,12 @@ from modules import l_predict_monitor as lpm  # noqa: E402
 from modules.k_train import cached_baseline, training_rows  # noqa: E402
 from modules.models import PREDICTION_COLUMNS, feature_columns  # noqa: E402
 from modules.registry import REGISTRY  # noqa: E402
-from utils import drift  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.engine.lineage import stage_params  # noqa: E402
 from utils.engine.one_stage import stage_outputs  # noqa: E402
 from utils.flows.backtest import walk_forward  # noqa: E402
 from utils.flows.scaleout import parse_seasons  # noqa: E402
+from utils.monitoring import drift  # noqa: E402
 from utils.monitoring.alerts import critical, evaluate, notified  # noqa: E402
 from utils.monitoring.metrics import monitoring_registry  # noqa: E402
 
