@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from modules.l_predict_monitor import PUBLIC_COLUMNS, printable
+from modules.l_predict_monitor import GAME_FIELDS, printable
 from phase_status import RunStatus, StatusError, latest_status, load_status
 from utils.engine.stages import Registry
 from utils.monitoring.alerts import BREAK_SCORE
@@ -134,7 +134,7 @@ def published_predictions(store: ArtifactStore) -> tuple[str, dict] | None:
     frame, meta = store.read_if_present("predictions"), store.meta_path("predictions")
     if frame is None or not meta.exists():
         return None
-    games = frame.reindex(columns=[c for c in PUBLIC_COLUMNS if c not in ("as_of", "model_version")])
+    games = frame.reindex(columns=GAME_FIELDS)
     games = games.astype(object).where(games.notna(), None).to_dict("records")
     version = frame["model_version"].iloc[0] if len(frame) else None
     return "predictions", {"as_of": store.meta("predictions")["as_of"], "model_version": version, "games": games}
@@ -147,6 +147,7 @@ def tonight(store: ArtifactStore) -> tuple[pd.DataFrame, str, str | None, str] |
     if found is None:
         return None
     source, published = found
+
     def named(game: dict, side: str, what: str) -> str:
         name, code = (game[f"{side}_team_name"], game[f"{side}_team"]) if what == "team" else \
             (game[f"{side}_starter_name"], game[f"{side}_starter_id"])
@@ -155,7 +156,6 @@ def tonight(store: ArtifactStore) -> tuple[pd.DataFrame, str, str | None, str] |
              "home": named(g, "home", "team"), "home starter": named(g, "home", "starter"),
              "P(home win)": round(g["p_home_win"], 3), "away runs": round(g["exp_away_runs"], 1),
              "home runs": round(g["exp_home_runs"], 1), "gamePk": g["game_pk"]} for g in published["games"]]
-
     return pd.DataFrame(rows, columns=GAME_COLUMNS), published["as_of"], published["model_version"], source
 
 

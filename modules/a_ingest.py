@@ -281,7 +281,6 @@ def with_team_names(schedule: pd.DataFrame, teams: pd.DataFrame) -> pd.DataFrame
     names = teams.loc[teams["yearID"] == year].dropna(subset=["teamIDretro"]).set_index("teamIDretro")["name"]
     for side in ("visiting", "home"):
         out[f"{side}_team_name"] = out[f"{side}_team"].map(names).astype("string")
-    out["game_pk"] = out["game_pk"].astype("Int64")
     return out
 
 

@@ -127,6 +127,15 @@ NAME_COLUMNS = ["game_pk", "away_team_name", "home_team_name", "away_starter_nam
 PUBLIC_COLUMNS = ["date", "game_number", "game_pk", "game_id", "away_team", "away_team_name", "away_starter_id",
                   "away_starter_name", "home_team", "home_team_name", "home_starter_id", "home_starter_name",
                   "p_home_win", "exp_away_runs", "exp_home_runs", "as_of", "model_version"]
+GAME_FIELDS = [c for c in PUBLIC_COLUMNS if c not in ("as_of", "model_version")]  # a game's, in the JSON
+
+
+def _named_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+    """gamePk as a nullable integer and the names as strings, also when every value is null."""
+    for col in NAME_COLUMNS[1:]:
+        frame[col] = frame[col].astype("string")
+    frame["game_pk"] = frame["game_pk"].astype("Int64")
+    return frame
 
 
 def with_names(predictions: pd.DataFrame, schedule: pd.DataFrame) -> pd.DataFrame:
@@ -142,19 +151,12 @@ def with_names(predictions: pd.DataFrame, schedule: pd.DataFrame) -> pd.DataFram
         "away_starter_name": schedule["v_starting_pitcher_name"],
         "home_starter_name": schedule["h_starting_pitcher_name"],
     }).drop_duplicates("game_id")
-    out = predictions.merge(info, on="game_id", how="left", validate="one_to_one")
-    for col in NAME_COLUMNS[1:]:
-        out[col] = out[col].astype("string")
-    out["game_pk"] = out["game_pk"].astype("Int64")
-    return out
+    return _named_dtypes(predictions.merge(info, on="game_id", how="left", validate="one_to_one"))
 
 
 def public_table(predictions: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
     """Predictions (tonight's, or a night's rows of the prediction log) as the published table."""
-    out = predictions.reindex(columns=[c for c in PUBLIC_COLUMNS if c != "as_of"])
-    for col in NAME_COLUMNS[1:]:
-        out[col] = out[col].astype("string")
-    out["game_pk"] = out["game_pk"].astype("Int64")
+    out = _named_dtypes(predictions.reindex(columns=[*GAME_FIELDS, "model_version"]))
     out.insert(PUBLIC_COLUMNS.index("as_of"), "as_of", pd.Series(pd.Timestamp(as_of), index=out.index,
                                                                    dtype="datetime64[ns]"))
     return out.sort_values(["date", "game_id"], kind="stable").reset_index(drop=True)
@@ -192,8 +194,7 @@ def published_night(store: ArtifactStore, day: dt.date | None, fmt: str) -> str:
     if latest and latest["as_of"] == day.isoformat():
         if fmt in ("csv", "json"):
             return store.read_bytes(f"predictions_{fmt}").decode()
-        columns = [c for c in PUBLIC_COLUMNS if c not in ("as_of", "model_version")]
-        table = pd.DataFrame(latest["games"], columns=columns)
+        table = pd.DataFrame(latest["games"], columns=GAME_FIELDS)
         return render(table, day, latest["model_version"])
     rows = log_table[log_table["predicted_for"] == pd.Timestamp(day)] if log_table is not None else None
     if rows is None or rows.empty:

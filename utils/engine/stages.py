@@ -79,10 +79,10 @@ def _project_sources(module: str) -> list[Path]:
     for node in ast.walk(ast.parse(origin.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PROJECT_PACKAGES:
             names.add(node.module)
-            # `from utils.monitoring import drift` imports the module utils.monitoring.drift
-            names.update(f"{node.module}.{a.name}" for a in node.names
-                         if importlib.util.find_spec(node.module).submodule_search_locations is not None
-                         and importlib.util.find_spec(f"{node.module}.{a.name}") is not None)
+            if importlib.util.find_spec(node.module).submodule_search_locations is not None:
+                # `from utils.monitoring import drift` imports the module utils.monitoring.drift
+                names.update(f"{node.module}.{a.name}" for a in node.names
+                             if importlib.util.find_spec(f"{node.module}.{a.name}") is not None)
         elif isinstance(node, ast.Import):
             names.update(a.name for a in node.names if a.name.split(".")[0] in PROJECT_PACKAGES)
     return [Path(importlib.util.find_spec(name).origin) for name in sorted(names)]
