@@ -1,7 +1,9 @@
 # Two entry points do all set-up on a fresh machine:
 #   make run   -> venv + install + the nightly job (PIPELINE_ARGS to pass flags)
 #   make test  -> system tools the tests start (Debian packages, when missing) + venv + install
-#                 + the whole test suite with coverage
+#                 + the default test suite with coverage (every test not marked slow, a few minutes);
+#                 make test-slow runs the slow ones (whole pipeline runs on real seasons, benches), and
+#                 .ci/run runs both
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -18,7 +20,7 @@ SYSTEM_TOOLS := dot:graphviz prometheus:prometheus promtool:prometheus \
 
 PREFECT_PORT ?= 4200
 
-.PHONY: run test test-fast lint install lock system-deps clean prefect-server prefect-server-stop
+.PHONY: run test test-slow test-fast lint install lock system-deps clean prefect-server prefect-server-stop
 
 # Every package at the version and hashes pinned in $(LOCK) (the runtime dependencies and the test,
 # viewer and dask extras, for Python 3.11 on Linux x86_64), then the project itself, built with the
@@ -77,15 +79,20 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 # Two pytest workers, a test file each at a time (--dist loadfile keeps a file's shared fixtures in one
-# worker): most of the suite waits on subprocesses and servers, so two cores run it in under 5 minutes
-# instead of 7.5. TEST_WORKERS=0 runs it in one process.
+# worker): most of the suite waits on subprocesses and servers. TEST_WORKERS=0 runs it in one process.
+# make test runs every test not marked slow (servers, Prefect and DVC included) and requires the
+# coverage; make test-slow runs the slow ones (the pipeline on real seasons, backtests, the benches on a
+# slice) and adds their coverage to the same report. .ci/run runs both, one after the other.
 TEST_WORKERS ?= 2
+PYTEST := PYTHONPATH=. $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 test: system-deps $(STAMP) lint
-	PYTHONPATH=. $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --cov --cov-report=term-missing:skip-covered \
-	  $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow" --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
+
+test-slow: system-deps $(STAMP)
+	$(PYTEST) -m slow --cov --cov-append --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
 test-fast: $(STAMP) lint
-	PYTHONPATH=. $(BIN)/python -m pytest -m "not slow and not server and not prefect and not dvc" $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow and not server and not prefect and not dvc" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache .coverage dag_plan.dot dag_plan.svg
