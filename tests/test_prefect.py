@@ -38,13 +38,13 @@ def test_prefect_failure_skips_downstream_like_legacy(prefect_api, tmp_path):
 
 
 @pytest.mark.slow
-def test_nightly_flow_runs_the_pipeline_and_fails_on_a_failed_run(prefect_api, mirror, tmp_path):
+def test_nightly_flow_runs_the_pipeline_and_fails_on_a_failed_run(prefect_api, mirror, tmp_path, shared_cache):
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from utils.flows.nightly import mlb_nightly
 
     overrides = [f"sources.retrosheet.base_url={mirror}", f"paths.artifacts={tmp_path}", "run.as_of=2024-07-14",
-                 "run.executor=legacy", "data.first_season=2021", "model.train_seasons=2"]
+                 "run.executor=legacy", "data.first_season=2021", "model.train_seasons=2", shared_cache[1]]
     with temporary_settings(updates={PREFECT_API_URL: prefect_api}):
         assert mlb_nightly(config_path="config.yaml", overrides=overrides) == 0
         assert len(ArtifactStore(tmp_path, "schemas").read_frame("predictions")) == 15

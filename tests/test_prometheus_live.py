@@ -31,11 +31,12 @@ def servers(tmp_path):
         servers.stop()
 
 
-def test_shifted_feature_fires_the_drift_alert(servers, mirror, tmp_path):
+def test_shifted_feature_fires_the_drift_alert(servers, mirror, tmp_path, shared_cache):
     gateway, prometheus = servers
     root = tmp_path / "artifacts"
     base = ["--legacy-executor", "--as-of", AS_OF, "--set", f"sources.retrosheet.base_url={mirror}",
-            "--set", f"paths.artifacts={root}", "--set", "data.first_season=2021", "--set", "model.train_seasons=2"]
+            "--set", f"paths.artifacts={root}", "--set", "data.first_season=2021", "--set", "model.train_seasons=2",
+            *shared_cache]
     proc = run_pipeline("run", *base)
     assert proc.returncode == 0, proc.stderr[-2000:]
     # A source break: this season's runs arrive in another unit (per nine innings, x9), so one feature

@@ -19,14 +19,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
-def viewer_root(mirror, tmp_path_factory):
+def viewer_root(mirror, tmp_path_factory, shared_cache):
     """Two nightly runs (two dates, so histories have two points) and one backtest summary."""
     root = tmp_path_factory.mktemp("viewer") / "artifacts"
     for day in ("2024-07-13", "2024-07-14"):
         proc = run_pipeline("run", "--legacy-executor", "--as-of", day, "--set",
                             f"sources.retrosheet.base_url={mirror}",
                             "--set", f"paths.artifacts={root}", "--set", "data.first_season=2021",
-                            "--set", "model.train_seasons=2")
+                            "--set", "model.train_seasons=2", *shared_cache)
         assert proc.returncode == 0, proc.stderr[-2000:]
     calibration = [{"bin": 4, "lower": 0.4, "upper": 0.5, "n": 900, "mean_prediction": 0.46, "observed_rate": 0.45,
                     "std_error": 0.0166},
