@@ -206,15 +206,15 @@ def parse_cached(payload: bytes, season: int, where: str, known: set[str], cache
     """parse_gamelog, reusing an earlier parse of the very same zip (finished seasons never change); a
     second process needing the same parse meanwhile waits for this one's."""
     cache, key = ContentCache(cache_dir), cache_key(payload, PARSER_VERSION, known)
-    cached = read_cached_frames(cache, f"gl{season}", key)
+    cached = read_cached_frames(cache, f"gl{season}", key, where)
     if cached is not None:
         return Parsed(*cached)
     with cache.claim(f"gl{season}"):
-        cached = read_cached_frames(cache, f"gl{season}", key)  # made by the process we waited for
+        cached = read_cached_frames(cache, f"gl{season}", key, where)  # made by the process we waited for
         if cached is not None:
             return Parsed(*cached)
         parsed = parse_gamelog(read_season_zip(payload, season, where), season, where, known)
-        write_cached_frames(cache, f"gl{season}", key, (parsed.games, parsed.quarantine))
+        write_cached_frames(cache, f"gl{season}", key, (parsed.games, parsed.quarantine), where)
     return parsed
 
 
@@ -226,16 +226,25 @@ def cache_key(payload: bytes, version: str, known: set[str]) -> str:
 FRAME_SUFFIXES = (".parquet", ".q.parquet")  # a parse's rows and its quarantine
 
 
-def read_cached_frames(cache: ContentCache, stem: str, key: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """A cached parse (rows, quarantine) whose files match their recorded SHA-256; None otherwise.
+def read_cached_frames(cache: ContentCache, stem: str, key: str,
+                       where: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """A cached parse (rows, quarantine) whose files match their recorded SHA-256; None otherwise. The
+    quarantine names `where`, this run's zip, wherever the run that parsed it read it from.
 
     An entry that does not verify or cannot be read is discarded with a warning and rebuilt from the zip."""
     frames = [_read_cached(cache, f"{stem}-{key}{suffix}") for suffix in FRAME_SUFFIXES]
-    return None if any(frame is None for frame in frames) else (frames[0], frames[1])
+    if any(frame is None for frame in frames):
+        return None
+    rows, quarantine = frames
+    return rows, quarantine.assign(source=(where + quarantine["source"]).astype("string"))
 
 
-def write_cached_frames(cache: ContentCache, stem: str, key: str, frames: tuple[pd.DataFrame, pd.DataFrame]) -> None:
-    """Replace a season's cached parse (an older zip's or parser's goes) by these frames, each with its hash."""
+def write_cached_frames(cache: ContentCache, stem: str, key: str, frames: tuple[pd.DataFrame, pd.DataFrame],
+                        where: str) -> None:
+    """Replace a season's cached parse (an older zip's or parser's goes) by these frames, each with its hash;
+    the quarantine's sources without `where` (the zip's place is the reader's, not the content's)."""
+    rows, quarantine = frames
+    frames = (rows, quarantine.assign(source=quarantine["source"].str.removeprefix(where).astype("string")))
     payloads = {}
     for frame, suffix in zip(frames, FRAME_SUFFIXES):
         buffer = io.BytesIO()
@@ -373,7 +382,7 @@ def read_player_games(source: RetrosheetSource, seasons: list[int], season_now: 
             payload, where = fetched
             known = known_team_codes(teams, season)
             key = cache_key(payload, f"{EVENTS_PARSER_VERSION}/chadwickpy {chadwick_version()}", known)
-            cached = read_cached_frames(cache, f"ev{season}", key)
+            cached = read_cached_frames(cache, f"ev{season}", key, where)
             if cached is not None:
                 frames[season] = ParsedEvents(*cached)
             else:
@@ -386,7 +395,7 @@ def read_player_games(source: RetrosheetSource, seasons: list[int], season_now: 
             season, key = entry[0], entry[1]
             if not claims.enter_context(cache.claim(f"ev{season}", wait=False)):
                 theirs.append(entry)
-            elif (cached := read_cached_frames(cache, f"ev{season}", key)) is not None:  # just published
+            elif (cached := read_cached_frames(cache, f"ev{season}", key, where)) is not None:  # just published
                 frames[season] = ParsedEvents(*cached)
             else:
                 ours.append(entry)
@@ -400,8 +409,9 @@ def read_player_games(source: RetrosheetSource, seasons: list[int], season_now: 
                 publish_season_lines(cache, season, key, where, result, season_now)
                 frames[season] = result
     for season, key, payload, where in theirs:
+        log.info("waiting for another run reading the play-by-play of %d (then reading its result)", season)
         with cache.claim(f"ev{season}"):
-            cached = read_cached_frames(cache, f"ev{season}", key)
+            cached = read_cached_frames(cache, f"ev{season}", key, where)
             if cached is None:  # the other process failed or read another zip: read it here
                 (result,) = parse_many([(payload, season, where, known_team_codes(teams, season))], 1)
                 publish_season_lines(cache, season, key, where, result, season_now)
@@ -417,7 +427,7 @@ def publish_season_lines(cache: ContentCache, season: int, key: str, where: str,
     """A season's parsed play-by-play into the cache; a finished season of which no game reads is an error."""
     if result.lines.empty and season != season_now:
         raise IngestError(f"{where}: no game could be read ({len(result.quarantine)} quarantined)")
-    write_cached_frames(cache, f"ev{season}", key, (result.lines, result.quarantine))
+    write_cached_frames(cache, f"ev{season}", key, (result.lines, result.quarantine), where)
 
 
 def player_lines_before(lines: pd.DataFrame, games: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:

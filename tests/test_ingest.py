@@ -203,6 +203,11 @@ def test_parsed_seasons_are_cached_by_the_zip_s_content(mirror, tmp_path):
     again = parse_cached(payload, 2023, "gl2023.zip", {"NYA"}, tmp_path)
     pd.testing.assert_frame_equal(first.games, again.games)
     pd.testing.assert_frame_equal(first.quarantine, again.quarantine)
+    # the same zip read from elsewhere (another run sharing the cache): its quarantine names that place
+    moved = parse_cached(payload, 2023, "elsewhere/gl2023.zip", {"NYA"}, tmp_path)
+    assert set(moved.quarantine["source"]) == {"elsewhere/gl2023.zip"} and set(first.quarantine["source"]) == {
+        "gl2023.zip"}
+    pd.testing.assert_frame_equal(moved.quarantine.drop(columns="source"), first.quarantine.drop(columns="source"))
     # a different known-team set (or zip) is a different key; the stale entry is replaced
     parse_cached(payload, 2023, "gl2023.zip", {"NYA", "BOS"}, tmp_path)
     now = sorted(p.name for p in tmp_path.iterdir() if p.name != ".locks")

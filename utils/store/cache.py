@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import stat
@@ -29,7 +30,9 @@ from typing import Iterator
 
 from utils.store.artifacts import read_verified, write_verified
 
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+log = logging.getLogger("mlb.cache")
+
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")  # never "..", never hidden (".locks" is the cache's)
 
 
 class ContentCache:
@@ -53,11 +56,29 @@ class ContentCache:
             raise ValueError(f"cache entry name {name!r} is not a plain relative name")
         return self.folder.joinpath(*parts)
 
+    def _linked_folder(self, name: str) -> Path | None:
+        """The first folder on the way to the entry that is a symbolic link, if any."""
+        folder = self.folder
+        for part in name.split("/")[:-1]:
+            folder = folder / part
+            if folder.is_symlink():
+                return folder
+        return None
+
     def get(self, name: str) -> bytes | None:
-        return read_verified(self.path(name))
+        path, linked = self.path(name), self._linked_folder(name)
+        if linked is not None:
+            log.warning("%s: a symbolic link inside the cache; never followed, the entry is made again", linked)
+            return None
+        return read_verified(path)
 
     def put(self, name: str, payload: bytes) -> None:
-        write_verified(self.path(name), payload)
+        """Write the entry; a folder on its way that is a link is replaced by a real one (the link's
+        target is left as it was)."""
+        path = self.path(name)
+        while (linked := self._linked_folder(name)) is not None:
+            linked.unlink()
+        write_verified(path, payload)
 
     def get_keyed(self, stem: str, key: str, suffix: str = "") -> bytes | None:
         return self.get(f"{stem}-{key}{suffix}")
@@ -74,14 +95,25 @@ class ContentCache:
     @contextmanager
     def claim(self, stem: str, wait: bool = True) -> Iterator[bool]:
         """Hold the stem's lock while making its entry; yields False (without waiting) when `wait` is
-        False and another process holds it. The lock file is opened without following a link."""
+        False and another process holds it. Neither `.locks` nor the lock file is followed if a link; one
+        that cannot be used (a link, a FIFO, a read-only disk) costs the guarantee, not the run: a warning,
+        and the entry is made without the lock (at worst twice, as before there was one)."""
         folder = self.folder / ".locks"
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / f"{self.path(stem).name}.lock",
-                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        lock = folder / f"{self.path(stem).name}.lock"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if folder.is_symlink() or not folder.is_dir():
+                raise OSError(errno.ENOTDIR, "not a folder of this cache", str(folder))
+            fd = os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        except OSError as exc:
+            log.warning("%s: cannot take the lock (%s); making the entry without it", lock, exc.strerror or exc)
+            yield True
+            return
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise OSError(errno.EINVAL, "not a regular file", str(folder / f"{stem}.lock"))
+                log.warning("%s: not a regular file; making the entry without the lock", lock)
+                yield True
+                return
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
