@@ -8,13 +8,13 @@ import pandas as pd
 from modules.l_predict_monitor import GAME_FIELDS, printable
 from phase_status import RunStatus, StatusError, latest_status, load_status
 from utils.engine.stages import Registry
-from utils.monitoring.alerts import BREAK_SCORE
+from utils.monitoring.alerts import threshold
 from utils.store.artifacts import ArtifactStore
 from utils.store.catalog import ArtifactError, Catalog
 
 # The drift score's lines: 1 is the top of a feature's normal band (its worst ordinary night in a hundred);
-# above BREAK_SCORE a new drift pages (dashboards/alerts.yml, MlbFeatureDriftBreak).
-THRESHOLDS = {"normal": 1.0, "break": BREAK_SCORE}
+# above the break's threshold a new drift pages (dashboards/alerts.yml, MlbFeatureDriftBreak).
+THRESHOLDS = {"normal": 1.0, "break": threshold("MlbFeatureDriftBreak")}
 
 
 def latest_run(root: Path) -> RunStatus | None:
