@@ -1,6 +1,6 @@
-"""Running one stage: load its inputs from the catalog, call its function, validate and write its
-outputs together with their lineage (`run_stage`, the one way a stage runs); and, inside a run, one
-module with the overwrite policy and its phase status (`run_module`), which both executors call.
+"""Running one module: load its inputs from the catalog, call its stage function, validate and write its
+outputs together with their lineage (`run_stage`, the one way a stage function runs); and, inside a run,
+the module with the overwrite policy and its phase status (`run_module`), which both executors call.
 """
 from __future__ import annotations
 

@@ -1,7 +1,15 @@
-"""The engine's types: a stage's spec (its function, the artifacts it reads and writes, its parameters),
-the registry of stages (a DAG in topological order), what a stage returns and what a run records.
+"""The engine's types: a module's spec (its stage function, the artifacts it reads and writes, its
+parameters), the registry of modules (a DAG in topological order), what a stage function returns and
+what a run records.
 
-The project's own table of stages is `modules/registry.py`; the engine is handed it.
+Two words, two things. A **module** is a node of the DAG (A-L): an id, a spec (`ModuleSpec`), a phase
+status in each run, and `main(cfg) -> ModuleResult` (DESIGN.md's module contract: the artifacts it
+wrote). Its **stage function** is the pure function the spec names: artifacts and parameters in, values
+out (`StageOutput`), no files. `run_stage` turns one into the other (inputs loaded, the stage function
+called, outputs validated and written); `run_module` runs a module inside a run (the overwrite policy,
+its phase status).
+
+The project's own table of modules is `modules/registry.py`; the engine is handed it.
 """
 from __future__ import annotations
 
@@ -18,7 +26,7 @@ from utils.store.artifacts import ArtifactRecord
 
 @dataclass(frozen=True)
 class ModuleResult:
-    """What a stage did: the artifacts it wrote and numbers worth recording."""
+    """What a module did: the artifacts it wrote and numbers worth recording."""
 
     outputs: list[ArtifactRecord]
     metrics: dict[str, float] = field(default_factory=dict)
@@ -55,7 +63,7 @@ class ModuleSpec:
         return self.target.partition(":")[0]
 
     def load(self) -> Callable[..., Any]:
-        """The stage's function."""
+        """The module's stage function."""
         path, _, attr = self.target.partition(":")
         function = getattr(importlib.import_module(path), attr, None)
         if not callable(function):
