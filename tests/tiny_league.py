@@ -12,8 +12,8 @@ import io
 import zipfile
 from pathlib import Path
 
-from modules.a_ingest import FIELD_NAMES, read_season_zip
 from utils.config import PipelineConfig, build_config
+from utils.sources.gamelogs import FIELD_NAMES, read_season_zip
 
 # (date, home, away, home runs, away runs). New York hosts Boston, then Boston hosts New York.
 GAMES = [
