@@ -6,14 +6,13 @@
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import time
 from pathlib import Path
 from typing import Callable
 
-from utils.store.artifacts import atomic_write_bytes
+from utils.store.cache import ContentCache
 
 log = logging.getLogger("mlb.sources")
 
@@ -198,16 +197,13 @@ class RetrosheetSource:
                 return path.read_bytes(), str(path)
             except FileNotFoundError:
                 raise NotFound(f"{path}: no {self.what} for {season}") from None
-        cached, digest_file = self.cache_dir / name, self.cache_dir / f"{name}.sha256"
-        if cached.exists() and digest_file.exists():
-            payload = cached.read_bytes()
-            if hashlib.sha256(payload).hexdigest() == digest_file.read_text().split()[0]:
-                return payload, str(cached)
-            log.warning("%s: cached copy does not match its hash; downloading again", cached)
+        cache = ContentCache(self.cache_dir)
+        payload = cache.get(name)  # a copy that does not verify is a warning and downloaded again
+        if payload is not None:
+            return payload, str(cache.path(name))
         url = self.base_url.rstrip("/") + "/" + name
         payload = self.fetch(url, None, self.timeout)
-        atomic_write_bytes(cached, payload)
-        atomic_write_bytes(digest_file, f"{hashlib.sha256(payload).hexdigest()}  {name}\n".encode())
+        cache.put(name, payload)
         return payload, url
 
 
