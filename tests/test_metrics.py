@@ -228,16 +228,37 @@ def test_rules_are_read_from_alerts_yml_and_what_cannot_be_replayed_is_named(tmp
 
     assert threshold("MlbFeatureDriftBreak") == 2.5 and threshold("MlbFeatureDriftPersisting") == 1.5
     rules = {"groups": [{"name": "g", "rules": [
-        {"alert": "Rate", "expr": "rate(mlb_pipeline_x[5m]) > 1", "labels": {"severity": "warning"}},
+        {"alert": "Gone", "expr": "absent(mlb_pipeline_x)", "labels": {"severity": "warning"}},
         {"alert": "Plain", "expr": 'mlb_pipeline_x{a="b"} > on(job) 2 * mlb_pipeline_y',
          "labels": {"severity": "critical"}},
     ]}]}
     path = tmp_path / "alerts.yml"
     path.write_text(json.dumps(rules))
-    rate, plain = load_rules(path)
-    assert (rate.tree, "rate()" in rate.why, plain.severity) == (None, True, "critical") and plain.tree is not None
-    rules["groups"][0]["rules"].append({"alert": "Joined",
-                                        "expr": "mlb_pipeline_x * on(job) group_left mlb_pipeline_y"})
-    path.write_text(json.dumps(rules))
-    with pytest.raises(UnsupportedExpression, match=r"alerts.yml: rule Joined: group_left"):
-        load_rules(path)
+    gone, plain = load_rules(path)
+    assert (gone.tree, "absent()" in gone.why, plain.severity) == (None, True, "critical") and plain.tree is not None
+    for name, expr, why in (("Joined", "mlb_pipeline_x * on(job) group_left mlb_pipeline_y", "group_left"),
+                            ("Rate", "rate(mlb_pipeline_x[5m]) > 1", r"the function rate\(\)")):
+        path.write_text(json.dumps({"groups": [{"name": "g", "rules": [*rules["groups"][0]["rules"],
+                                                                       {"alert": name, "expr": expr}]}]}))
+        with pytest.raises(UnsupportedExpression, match=rf"alerts.yml: rule {name}: {why}"):
+            load_rules(path)
+    with pytest.raises(UnsupportedExpression, match="no replayable rule MlbPipelineStale"):
+        threshold("MlbPipelineStale")
+
+
+def test_the_evaluator_reads_promql_as_prometheus_does():
+    """Precedence, literals, escaped label values and the matching rules the rules rely on."""
+    from utils.monitoring.alerts import UnsupportedExpression, _evaluate, _Parser
+
+    series = {"x": [({"job": "j", "f": "a.b"}, 3.0), ({"job": "j", "f": "ab"}, 1.0)],
+              "y": [({"job": "j", "f": "a.b"}, 2.0), ({"job": "j", "f": "ab"}, 2.0)]}
+
+    def run(expr):
+        return sorted((labels.get("f", ""), value) for labels, value in _evaluate(_Parser(expr).parse(), series))
+
+    assert run("x > 1 + 1 * 1.5") == [("a.b", 3.0)]  # * before +, + before >
+    assert run("x > 2e0 or y > 10") == [("a.b", 3.0)] and run("x > .5 and y > 1") == [("a.b", 3.0), ("ab", 1.0)]
+    assert run(r'x{f=~"a\\.b"}') == [("a.b", 3.0)] and run("x > -1 unless y < 3") == []
+    assert run("x > on(job, f) 1.2 * y") == [("a.b", 3.0)] and run("x * 2 > NaN") == []
+    with pytest.raises(UnsupportedExpression, match="many-to-one"):
+        run("x > on(job) y")

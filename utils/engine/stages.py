@@ -70,6 +70,10 @@ class ModuleSpec:
             raise TypeError(f"{self.target}: stage {self.id} names no function")
         return function
 
+    def code_files(self) -> list[Path]:
+        """The module's file and the project modules it imports (what `code_version` hashes)."""
+        return _project_sources(self.module)
+
     def code_version(self) -> str:
         """SHA-256 (12 hex digits) of the stage's source file and of the project modules it imports
         (`modules.*`, `utils.*`): a change to any makes its outputs stale under the 'skip' policy, as

@@ -28,6 +28,7 @@ from utils.store.catalog import RUN_FILES, ArtifactError, Catalog
 log = logging.getLogger("mlb.versioning")
 DVC_ENV = {"DVC_NO_ANALYTICS": "1"}
 TRACKED_ROOT = Path("artifacts")  # the artifacts root dvc.yaml tracks, relative to the repository
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout: dvc.yaml names code relative to it
 
 
 class VersioningError(RuntimeError):
@@ -244,10 +245,12 @@ def dvc_yaml(registry: Registry, store: ArtifactStore) -> str:
         for name in spec.outputs:
             out = {rel(name): {"persist": True}} if name in spec.appends else rel(name)
             outs += [out, rel(name) + ".meta.json"]
+        # its code as code_version hashes it: the module's file and the project modules it imports
+        code = [path.relative_to(PROJECT_ROOT).as_posix() for path in spec.code_files()]
         stages[f"{spec.id}_{spec.name}"] = {
             "cmd": f"PYTHONPATH=. python pipeline.py run --modules {spec.id} --legacy-executor "
                    "--overwrite-policy overwrite --set versioning.backend=none",
-            "deps": [f"{spec.module.replace('.', '/')}.py", "config.yaml", *(rel(n) for n in spec.inputs)],
+            "deps": [*code, "config.yaml", *(rel(n) for n in spec.inputs)],
             "outs": outs,
         }
     header = "# Generated from modules/registry.py by `python pipeline.py dvc-yaml`; do not edit by hand.\n"

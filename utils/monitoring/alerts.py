@@ -7,14 +7,15 @@ expressions with PromQL's own instant-vector semantics for the part of PromQL th
 with label matchers, numbers, `+ - * /`, comparisons (filters), `and`/`or`/`unless`, `on(...)` and
 `ignoring(...)`. A rule needing the clock or a missing series (`time()`, `absent()`:
 `MlbPipelineStale`, `MlbPipelineMetricsAbsent`) is not replayable: a replay has no clock and always has
-its metrics; such rules are listed by `not_replayed`. An expression outside that part is an error
-naming the rule, so a new rule is either replayed or said not to be. A test feeds the same gauges to
-`promtool test rules` with these results as the expected alerts, so the two cannot drift apart.
+its metrics; such rules are listed by `not_replayed`. Anything else outside that part (another
+function, group_left, bool) is an error naming the rule, so a new rule is replayed or refused. A test
+feeds the same gauges to `promtool test rules` with these results as the expected alerts, so the two cannot drift apart.
 `notified` applies dashboards/alertmanager.yml's own inhibit rules, so the bench counts what reaches a
 person. A rule's `for` is not modelled: a night's gauges stand for the whole night.
 """
 from __future__ import annotations
 
+import json
 import operator
 import re
 from dataclasses import dataclass
@@ -46,9 +47,16 @@ class UnsupportedExpression(ValueError):
     """A rule uses PromQL this evaluator does not know; the message names the rule and the part."""
 
 
+class NotReplayable(UnsupportedExpression):
+    """A rule that needs what a replay does not have: the clock (`time()`), a series' absence (`absent()`)."""
+
+
+NOT_REPLAYABLE = {"time": "the clock", "absent": "a missing series"}
+
+
 # -- the expressions ---------------------------------------------------------------------------------
 
-_TOKEN = re.compile(r"""\s*(?:(?P<number>\d+(?:\.\d*)?(?:e[+-]?\d+)?)|(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)
+_TOKEN = re.compile(r"""\s*(?:(?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)
                         |(?P<string>"(?:[^"\\]|\\.)*")|(?P<op>==|!=|>=|<=|=~|!~|[-+*/<>(){},=\[\]]))""", re.X)
 _COMPARE = {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le, "==": operator.eq,
             "!=": operator.ne}
@@ -125,9 +133,13 @@ class _Parser:
             inner = self.binary(0)
             self.take(")")
             return inner
-        if re.fullmatch(r"\d.*", token):
+        if re.fullmatch(r"[\d.].*", token) or token.lower() in ("nan", "inf"):
             return ("number", float(token))
+        if token == "-" and self.peek() is not None and re.fullmatch(r"[\d.].*", self.peek()):
+            return ("number", -float(self.take()))
         if self.peek() == "(":
+            if token in NOT_REPLAYABLE:
+                raise NotReplayable(f"the function {token}() ({NOT_REPLAYABLE[token]})")
             raise UnsupportedExpression(f"the function {token}()")
         matchers = []
         if self.peek() == "{":
@@ -136,7 +148,7 @@ class _Parser:
                 label, op, value = self.take(), self.take(), self.take()
                 if op not in _MATCH or not value.startswith('"'):
                     raise UnsupportedExpression(f"the matcher {label}{op}{value}")
-                matchers.append((label, op, value[1:-1]))
+                matchers.append((label, op, json.loads(value)))  # PromQL's escapes are JSON's here
                 if self.peek() == ",":
                     self.take()
             self.take("}")
@@ -194,11 +206,14 @@ def _evaluate(tree, series: dict[str, Vector]) -> Value:
         if key in right_by:
             raise UnsupportedExpression("many-to-one matching (it needs group_left)")
         right_by[key] = value
-    out = []
+    out, matched = [], set()
     for labels, value in a:
         key = _signature(labels, matching)
         if key not in right_by:
             continue
+        if key in matched:
+            raise UnsupportedExpression("many-to-one matching (it needs group_right)")
+        matched.add(key)
         kept = {k: v for k, v in labels.items() if not (k == "__name__" and not compare)}
         if matching is not None and matching[0] == "on":
             kept = {k: v for k, v in kept.items() if k in matching[1]}
@@ -236,10 +251,10 @@ def _parse_rules(text: str, path: str) -> tuple[Rule, ...]:
             severity = raw.get("labels", {}).get("severity", "")
             try:
                 rules.append(Rule(raw["alert"], severity, raw["expr"], _Parser(raw["expr"]).parse()))
-            except UnsupportedExpression as exc:
-                if "function" not in str(exc):
-                    raise UnsupportedExpression(f"{path}: rule {raw['alert']}: {exc}") from None
+            except NotReplayable as exc:
                 rules.append(Rule(raw["alert"], severity, raw["expr"], None, str(exc)))
+            except UnsupportedExpression as exc:
+                raise UnsupportedExpression(f"{path}: rule {raw['alert']}: {exc}") from None
     return tuple(rules)
 
 
@@ -250,8 +265,10 @@ def not_replayed() -> dict[str, str]:
 
 def threshold(alert: str) -> float:
     """The number the rule's first comparison holds its series against (MlbFeatureDriftBreak: 2.5)."""
-    (rule,) = [r for r in load_rules() if r.name == alert]
-    tree = rule.tree
+    rules = [r for r in load_rules() if r.name == alert and r.tree is not None]
+    if not rules:
+        raise UnsupportedExpression(f"dashboards/alerts.yml has no replayable rule {alert}")
+    tree = rules[0].tree
     while tree[0] == "binary" and tree[1] not in _COMPARE:
         tree = tree[3]
     if tree[0] != "binary" or tree[4][0] != "number":

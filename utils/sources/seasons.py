@@ -146,10 +146,10 @@ def read_player_games(source: SeasonFiles, seasons: list[int], season_now: int, 
         # (a backtest season beside this one) is waited for and then read from the cache
         ours, theirs = [], []
         for entry in cold:
-            season, key = entry[0], entry[1]
+            season, key, _payload, entry_where = entry
             if not claims.enter_context(cache.claim(f"ev{season}", wait=False)):
                 theirs.append(entry)
-            elif (cached := read_cached_frames(cache, f"ev{season}", key, where)) is not None:  # just published
+            elif (cached := read_cached_frames(cache, f"ev{season}", key, entry_where)) is not None:  # just made
                 frames[season] = ParsedEvents(*cached)
             else:
                 ours.append(entry)
