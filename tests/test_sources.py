@@ -70,3 +70,19 @@ def test_a_missing_past_season_names_the_source_s_place(tmp_path):
     with pytest.raises(IngestError, match=r"^memory:: no game log for seasons 2023-2023$"):
         ingest_from(sources, AS_OF, ScheduleSettings(), LiveSettings(), DataConfig(first_season=2023),
                     train_seasons=1, parse_cache=tmp_path)
+
+
+def test_the_configured_sources_check_their_folders_when_first_read(tmp_path):
+    """sources_from builds without touching the disk; a game-log season missing is named before an
+    events folder that is not there, as a night reads them in that order."""
+    from modules.a_ingest import sources_from
+    from utils.config import RetrosheetSettings, RetrySettings
+
+    (tmp_path / "gamelogs").mkdir()
+    sources = sources_from(RetrosheetSettings(base_url=str(tmp_path / "gamelogs")), ScheduleSettings(),
+                           LiveSettings(), RetrySettings(), tmp_path / "downloads", tmp_path / "statsapi")
+    with pytest.raises(SourceError, match=r"gl2022.zip: no game log for 2022$"):
+        ingest_from(sources, AS_OF, ScheduleSettings(), LiveSettings(), DataConfig(first_season=2022),
+                    train_seasons=1, parse_cache=tmp_path / "parsed")
+    with pytest.raises(IngestError, match=r"events: no such folder of event files \(sources.retrosheet.events_url"):
+        sources.events.fetch_season(2023)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from utils.sources.gamelogs import IngestError
 from utils.store.cache import ContentCache
 
 log = logging.getLogger("mlb.sources")
@@ -174,9 +175,12 @@ def with_retries(fetch: Fetch, retries: int, backoff_seconds: float, sleep: Call
 
 class RetrosheetSource:
     def __init__(self, base_url: str, cache_dir: Path, timeout: int = 60, fetch: Fetch = http_get,
-                 name: str = "gl{season}.zip", what: str = "game log"):
+                 name: str = "gl{season}.zip", what: str = "game log", folder_hint: str | None = None):
         """`fetch` does one request; the caller wraps it `with_retries` (A does, from sources.retry).
-        `name` is a season's file in the folder (`{season}eve.zip` for the event files)."""
+        `name` is a season's file in the folder (`{season}eve.zip` for the event files). With
+        `folder_hint`, a local folder that does not exist at all is an error of its own when a season is
+        first asked for (not a season's missing file, which the as-of season may be)."""
+        self.folder_hint = folder_hint
         self.base_url = base_url
         self.cache_dir = Path(cache_dir)
         self.timeout = timeout
@@ -192,6 +196,8 @@ class RetrosheetSource:
         """(zip bytes, where they came from). Remote files are downloaded once and then read from the cache."""
         name = self.name.format(season=season)
         if not self.is_remote:
+            if self.folder_hint is not None and not Path(self.base_url).is_dir():
+                raise IngestError(f"{self.base_url}: no such folder of {self.what} ({self.folder_hint})")
             path = Path(self.base_url) / name
             try:
                 return path.read_bytes(), str(path)
