@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 import pytest
+import yaml
 from prometheus_client import generate_latest
 
 from phase_status import OutputStatus, PhaseStatus, RunStatus
@@ -116,7 +117,9 @@ def promtool():
 def test_alert_rules_are_valid_and_their_unit_tests_pass():
     check = subprocess.run([promtool(), "check", "rules", "alerts.yml"], cwd=ROOT / "dashboards",
                            capture_output=True, text=True)
-    assert check.returncode == 0 and "SUCCESS: 10 rules found" in check.stdout, check.stdout + check.stderr
+    count = sum(len(group["rules"]) for group in yaml.safe_load((ROOT / "dashboards" / "alerts.yml").read_text())[
+        "groups"])
+    assert check.returncode == 0 and f"SUCCESS: {count} rules found" in check.stdout, check.stdout + check.stderr
     test = subprocess.run([promtool(), "test", "rules", "alerts_test.yml"], cwd=ROOT / "dashboards",
                           capture_output=True, text=True)
     assert test.returncode == 0 and "SUCCESS" in test.stdout, test.stdout + test.stderr
@@ -175,7 +178,7 @@ def test_the_python_rules_agree_with_promtool(tmp_path):
         tests.append({"name": name, "interval": "1m", "input_series": series, "alert_rule_test": checks})
     # every replayable rule fires in at least one case, so agreement is not all-empty (a new rule needs a
     # case here that fires it)
-    assert fired_somewhere == set(replayed) and len(replayed) == 8
+    assert fired_somewhere == set(replayed), f"no case of CASES fires {set(replayed) - fired_somewhere}: add one"
     # the same rules without their annotations (dashboards/alerts_test.yml checks those): which alerts fire
     rules = yaml.safe_load((ROOT / "dashboards" / "alerts.yml").read_text())
     for group in rules["groups"]:
@@ -262,3 +265,42 @@ def test_the_evaluator_reads_promql_as_prometheus_does():
     assert run("x > on(job, f) 1.2 * y") == [("a.b", 3.0)] and run("x * 2 > NaN") == []
     with pytest.raises(UnsupportedExpression, match="many-to-one"):
         run("x > on(job) y")
+
+
+def test_a_new_alert_is_one_rule(tmp_path):
+    """docs/alerts.md's recipe: a rule added to alerts.yml (nothing else) is valid for Prometheus, fires in
+    the bench's evaluation exactly when promtool says it does, and is silent otherwise."""
+    import yaml
+
+    from utils.monitoring.alerts import evaluate, samples
+    from utils.monitoring.metrics import monitoring_registry
+
+    rules = yaml.safe_load((ROOT / "dashboards" / "alerts.yml").read_text())
+    rules["groups"][0]["rules"].append({
+        "alert": "MlbEvaluatedGamesLow", "for": "1m", "labels": {"severity": "warning"},
+        "expr": 'mlb_pipeline_evaluated_games{window="30d"} < 20'
+                ' and on(job, instance) mlb_pipeline_games_predicted > 0',
+        "annotations": {"summary": "few games evaluated", "runbook_url": "docs/alerts.md#mlbevaluatedgameslow"}})
+    (tmp_path / "alerts.yml").write_text(yaml.safe_dump(rules))
+    check = subprocess.run([promtool(), "check", "rules", "alerts.yml"], cwd=tmp_path, capture_output=True, text=True)
+    count = sum(len(group["rules"]) for group in rules["groups"])
+    assert check.returncode == 0 and f"SUCCESS: {count} rules found" in check.stdout, check.stdout + check.stderr
+    tests = []
+    for games, fires in ((10, True), (100, False)):
+        registry = monitoring_registry(evaluation(games=games), drift_report({"elo_diff": feature()}), None,
+                                       games_predicted=15, run_id="r1")
+        alerts = [a for a in evaluate(registry, tmp_path / "alerts.yml") if a.name == "MlbEvaluatedGamesLow"]
+        assert [dict(a.labels) for a in alerts] == ([{"window": "30d"}] if fires else [])
+        series = [{"series": "mlb_pipeline_" + metric + "{" + ",".join(
+            f'{k}="{v}"' for k, v in {"job": "mlb_pipeline", **labels}.items()) + "}", "values": f"{value!r}x20"}
+                  for metric, values in samples(registry).items() for labels, value in values]
+        tests.append({"interval": "1m", "input_series": series, "alert_rule_test": [{
+            "eval_time": "15m", "alertname": "MlbEvaluatedGamesLow",
+            "exp_alerts": [{"exp_labels": {"severity": "warning", "job": "mlb_pipeline", **dict(a.labels)},
+                            "exp_annotations": {"summary": "few games evaluated",
+                                                "runbook_url": "docs/alerts.md#mlbevaluatedgameslow"}}
+                           for a in alerts]}]})
+    (tmp_path / "new.yml").write_text(yaml.safe_dump({"rule_files": ["alerts.yml"], "evaluation_interval": "1m",
+                                                      "tests": tests}))
+    agree = subprocess.run([promtool(), "test", "rules", "new.yml"], cwd=tmp_path, capture_output=True, text=True)
+    assert agree.returncode == 0, agree.stdout + agree.stderr

@@ -285,11 +285,11 @@ def samples(registry: CollectorRegistry) -> dict[str, list[tuple[dict[str, str],
     return out
 
 
-def evaluate(registry: CollectorRegistry) -> list[Alert]:
-    """Every replayable alert of dashboards/alerts.yml that these gauges fire, sorted."""
+def evaluate(registry: CollectorRegistry, rules: Path = DASHBOARDS / "alerts.yml") -> list[Alert]:
+    """Every replayable alert of the rules file (dashboards/alerts.yml) that these gauges fire, sorted."""
     series = {PREFIX + name: values for name, values in samples(registry).items()}
     fired = []
-    for rule in load_rules():
+    for rule in load_rules(rules):
         if rule.tree is None:
             continue
         result = _evaluate(rule.tree, series)
