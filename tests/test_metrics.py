@@ -148,12 +148,21 @@ CASES = {  # name -> (drift report, evaluation, games predicted): gauges the rul
 }
 
 
+def promtool_series(registry) -> list[dict]:
+    """A registry's gauges as promtool input series, as the Pushgateway's job would carry them."""
+    from utils.monitoring.alerts import samples
+
+    return [{"series": "mlb_pipeline_" + metric + "{" + ",".join(
+        f'{k}="{v}"' for k, v in {"job": "mlb_pipeline", **labels}.items()) + "}", "values": f"{value!r}x20"}
+            for metric, values in samples(registry).items() for labels, value in values]
+
+
 def test_the_python_rules_agree_with_promtool(tmp_path):
     """utils/monitoring/alerts.py (what bench/bench_alerts.py counts with) fires exactly what Prometheus fires on the
     same gauges: each case's gauges become promtool input series, and its Python alerts the expected ones."""
     import yaml
 
-    from utils.monitoring.alerts import evaluate, load_rules, not_replayed, samples
+    from utils.monitoring.alerts import evaluate, load_rules, not_replayed
     from utils.monitoring.metrics import STATUSES, gauge_maker, monitoring_registry
 
     replayed = [rule.name for rule in load_rules() if rule.tree is not None]
@@ -165,9 +174,7 @@ def test_the_python_rules_agree_with_promtool(tmp_path):
         for module, status in (("K", "failed" if name == "a module failed" else "success"), ("L", "success")):
             for one in STATUSES:
                 state.labels(module, one).set(1.0 if one == status else 0.0)
-        series = [{"series": "mlb_pipeline_" + metric + "{" + ",".join(
-            [f'{k}="{v}"' for k, v in {"job": "mlb_pipeline", **labels}.items()]) + "}", "values": f"{value!r}x20"}
-                  for metric, values in samples(registry).items() for labels, value in values]
+        series = promtool_series(registry)
         alerts = evaluate(registry)
         fired_somewhere |= {a.name for a in alerts}
         checks = []
@@ -272,7 +279,7 @@ def test_a_new_alert_is_one_rule(tmp_path):
     the bench's evaluation exactly when promtool says it does, and is silent otherwise."""
     import yaml
 
-    from utils.monitoring.alerts import evaluate, samples
+    from utils.monitoring.alerts import evaluate
     from utils.monitoring.metrics import monitoring_registry
 
     rules = yaml.safe_load((ROOT / "dashboards" / "alerts.yml").read_text())
@@ -291,9 +298,7 @@ def test_a_new_alert_is_one_rule(tmp_path):
                                        games_predicted=15, run_id="r1")
         alerts = [a for a in evaluate(registry, tmp_path / "alerts.yml") if a.name == "MlbEvaluatedGamesLow"]
         assert [dict(a.labels) for a in alerts] == ([{"window": "30d"}] if fires else [])
-        series = [{"series": "mlb_pipeline_" + metric + "{" + ",".join(
-            f'{k}="{v}"' for k, v in {"job": "mlb_pipeline", **labels}.items()) + "}", "values": f"{value!r}x20"}
-                  for metric, values in samples(registry).items() for labels, value in values]
+        series = promtool_series(registry)
         tests.append({"interval": "1m", "input_series": series, "alert_rule_test": [{
             "eval_time": "15m", "alertname": "MlbEvaluatedGamesLow",
             "exp_alerts": [{"exp_labels": {"severity": "warning", "job": "mlb_pipeline", **dict(a.labels)},

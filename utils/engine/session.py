@@ -22,6 +22,7 @@ from utils.engine.executors import run_legacy, run_prefect
 from utils.engine.one_stage import RunContext
 from utils.engine.plan import Plan
 from utils.engine.stages import (
+    PROJECT_ROOT,
     PostRunHook,
     Registry,
     StepFailed,
@@ -39,7 +40,7 @@ log = logging.getLogger("mlb.runner")
 def git_sha() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
-                             timeout=5, cwd=Path(__file__).resolve().parent.parent)
+                             timeout=5, cwd=PROJECT_ROOT)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None

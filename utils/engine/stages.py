@@ -101,6 +101,7 @@ def _project_sources(module: str) -> list[Path]:
 
 
 PROJECT_PACKAGES = ("modules", "utils")
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout holding modules/, utils/, dashboards/
 
 
 class Registry:

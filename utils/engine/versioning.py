@@ -21,14 +21,13 @@ from typing import Protocol
 import yaml
 
 from phase_status import StatusError, load_status
-from utils.engine.stages import PostRunHook, Registry, StepFailed
+from utils.engine.stages import PROJECT_ROOT, PostRunHook, Registry, StepFailed
 from utils.store.artifacts import ArtifactStore, atomic_write_bytes, atomic_write_text, staged_writes
 from utils.store.catalog import RUN_FILES, ArtifactError, Catalog
 
 log = logging.getLogger("mlb.versioning")
 DVC_ENV = {"DVC_NO_ANALYTICS": "1"}
 TRACKED_ROOT = Path("artifacts")  # the artifacts root dvc.yaml tracks, relative to the repository
-PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout: dvc.yaml names code relative to it
 
 
 class VersioningError(RuntimeError):

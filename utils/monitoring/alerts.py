@@ -26,7 +26,9 @@ from typing import Union
 import yaml
 from prometheus_client import CollectorRegistry
 
-DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
+from utils.engine.stages import PROJECT_ROOT
+
+DASHBOARDS = PROJECT_ROOT / "dashboards"
 PREFIX = "mlb_pipeline_"
 Labels = dict[str, str]
 Vector = list[tuple[Labels, float]]

@@ -181,8 +181,8 @@ class RetrosheetSource:
         `folder_hint`, a local folder that does not exist at all is an error of its own when a season is
         first asked for (not a season's missing file, which the as-of season may be)."""
         self.folder_hint = folder_hint
+        self.cache = ContentCache(cache_dir)  # downloads, each beside its SHA-256
         self.base_url = base_url
-        self.cache_dir = Path(cache_dir)
         self.timeout = timeout
         self.fetch = fetch
         self.name = name
@@ -203,13 +203,12 @@ class RetrosheetSource:
                 return path.read_bytes(), str(path)
             except FileNotFoundError:
                 raise NotFound(f"{path}: no {self.what} for {season}") from None
-        cache = ContentCache(self.cache_dir)
-        payload = cache.get(name)  # a copy that does not verify is a warning and downloaded again
+        payload = self.cache.get(name)  # a copy that does not verify is a warning and downloaded again
         if payload is not None:
-            return payload, str(cache.path(name))
+            return payload, str(self.cache.path(name))
         url = self.base_url.rstrip("/") + "/" + name
         payload = self.fetch(url, None, self.timeout)
-        cache.put(name, payload)
+        self.cache.put(name, payload)
         return payload, url
 
 
