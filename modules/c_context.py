@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from modules.common import as_of_join, side_columns, team_games
+from modules.common import as_of_join, from_day, side_columns, team_games
 from utils.engine.stages import ModuleResult, StageOutput
 
 # UTC offset (standard time) of each franchise's home, for time-zone travel; neutral parks have their own.
@@ -40,11 +40,14 @@ def park_factor(games: pd.DataFrame) -> pd.Series:
     return key["factor"].fillna(1.0).set_axis(games.index)
 
 
-def build_context(games: pd.DataFrame) -> pd.DataFrame:
-    long = team_games(games)
-    long["utc_offset"] = long["game_id"].map(pd.Series(park_offsets(games).to_numpy(), index=games["game_id"]))
+def build_context(games: pd.DataFrame, since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Per game (dated on or after `since`), its context and each side's rest, load and travel."""
+    everything = team_games(games)
+    everything["utc_offset"] = everything["game_id"].map(pd.Series(park_offsets(games).to_numpy(),
+                                                                   index=games["game_id"]))
     # Schedules are public in advance, but the rule is simplest kept uniform: only earlier dates count.
-    seen = long.assign(seen_date=long["date"], games_so_far=long.groupby("team").cumcount() + 1)
+    seen = everything.assign(seen_date=everything["date"], games_so_far=everything.groupby("team").cumcount() + 1)
+    long = from_day(everything, since)
     prev = as_of_join(long, seen, ["team"], ["seen_date", "park_id", "utc_offset", "games_so_far"],
                       event_time="date")
     week_ago = long.assign(date=long["date"] - pd.Timedelta(days=6))
@@ -55,21 +58,22 @@ def build_context(games: pd.DataFrame) -> pd.DataFrame:
     feats["games_last7"] = prev["games_so_far"].fillna(0) - prev_week["games_so_far"].fillna(0)
     feats["park_changed"] = (prev["park_id"].fillna("") != long["park_id"].fillna("")).astype(float)
     feats["tz_shift"] = (long["utc_offset"] - prev["utc_offset"]).abs().fillna(0)
-    out = side_columns(feats, games, "ctx_")
-    out["ctx_home_field"] = (~games["is_neutral"]).astype(float).to_numpy()
-    out["ctx_night"] = (games["day_night"] == "N").fillna(False).astype(float).to_numpy()
-    out["ctx_day_of_week"] = games["date"].dt.day_of_week.astype(float).to_numpy()
-    out["ctx_month"] = games["date"].dt.month.astype(float).to_numpy()
-    out["ctx_doubleheader_game"] = games["game_number"].astype(float).to_numpy()
-    out["ctx_scheduled_innings"] = games["scheduled_innings"].astype(float).to_numpy()
-    out["ctx_park_factor"] = park_factor(games).to_numpy()
-    out["ctx_interleague"] = (games["home_league"] != games["away_league"]).fillna(False).astype(float).to_numpy()
+    rows = from_day(games, since)
+    out = side_columns(feats, rows, "ctx_")
+    out["ctx_home_field"] = (~rows["is_neutral"]).astype(float).to_numpy()
+    out["ctx_night"] = (rows["day_night"] == "N").fillna(False).astype(float).to_numpy()
+    out["ctx_day_of_week"] = rows["date"].dt.day_of_week.astype(float).to_numpy()
+    out["ctx_month"] = rows["date"].dt.month.astype(float).to_numpy()
+    out["ctx_doubleheader_game"] = rows["game_number"].astype(float).to_numpy()
+    out["ctx_scheduled_innings"] = rows["scheduled_innings"].astype(float).to_numpy()
+    out["ctx_park_factor"] = park_factor(games).loc[rows.index].to_numpy()
+    out["ctx_interleague"] = (rows["home_league"] != rows["away_league"]).fillna(False).astype(float).to_numpy()
     out["ctx_rest_diff"] = out["ctx_home_rest_days"] - out["ctx_away_rest_days"]
     return out
 
 
-def describe_context(games: pd.DataFrame) -> StageOutput:
-    feats = build_context(games)
+def describe_context(games: pd.DataFrame, since: pd.Timestamp | None = None) -> StageOutput:
+    feats = build_context(games, since)
     return StageOutput({"context_features": feats}, {"columns": feats.shape[1] - 1})
 
 

@@ -40,6 +40,13 @@ def team_games(games: pd.DataFrame) -> pd.DataFrame:
                             kind="stable").reset_index(drop=True)
 
 
+def from_day(frame: pd.DataFrame, since: pd.Timestamp | None) -> pd.DataFrame:
+    """The rows dated on or after `since` (all of them for None): the rows a stage builds when its
+    earlier rows are kept (utils/engine/history.py). A row's features are the same either way: they
+    read the full history of events, only the rows they are read for are fewer."""
+    return frame if since is None else frame[frame["date"] >= since]
+
+
 def as_of_join(at: pd.DataFrame, events: pd.DataFrame, by: list[str], values: list[str],
                event_time: str = "result_date", at_time: str = "date") -> pd.DataFrame:
     """For each row of `at`, the `values` of the last event of the same `by` keys strictly before `at_time`.

@@ -4,16 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from modules.common import LEAGUE_RUNS, as_of_join, side_columns, team_games
+from modules.common import LEAGUE_RUNS, as_of_join, from_day, side_columns, team_games
 from utils.config import FormFeatures
 from utils.engine.stages import ModuleResult, StageOutput
 
 
 def build_team_form(games: pd.DataFrame, window: int, long_window: int, halflife: float, regress_games: float,
-                    pythag_exponent: float) -> pd.DataFrame:
-    """Per game, each side's form from games whose results were known before the game's date."""
-    long = team_games(games)
-    done = long[long["played"]].copy()
+                    pythag_exponent: float, since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Per game (dated on or after `since`), each side's form from games whose results were known
+    before the game's date."""
+    everything = team_games(games)
+    done = everything[everything["played"]].copy()
     by_team = done.groupby("team", sort=False)
     for name, source in (("rf", "runs_for"), ("ra", "runs_against")):
         done[f"{name}_{window}"] = by_team[source].transform(lambda s: s.rolling(window, min_periods=1).mean())
@@ -28,6 +29,7 @@ def build_team_form(games: pd.DataFrame, window: int, long_window: int, halflife
     done["s_ra"] = by_season["runs_against"].cumsum()
     rolling_cols = [c for c in done.columns if c.startswith(("rf_", "ra_", "win_rate"))]
     season_cols = ["s_games", "s_wins", "s_rf", "s_ra"]
+    long = from_day(everything, since)
     state = pd.concat([as_of_join(long, done, ["team"], rolling_cols),
                        as_of_join(long, done, ["team", "season"], season_cols)], axis=1)
     feats = pd.DataFrame({"game_id": long["game_id"], "is_home": long["is_home"]})
@@ -41,15 +43,15 @@ def build_team_form(games: pd.DataFrame, window: int, long_window: int, halflife
     ra = state["s_ra"].fillna(0) + LEAGUE_RUNS * regress_games
     feats["pythag"] = (rf**pythag_exponent / (rf**pythag_exponent + ra**pythag_exponent)).fillna(0.5)
     feats["run_diff_pg"] = (state["s_rf"].fillna(0) - state["s_ra"].fillna(0)) / np.maximum(played, 1)
-    out = side_columns(feats, games, "form_")
+    out = side_columns(feats, from_day(games, since), "form_")
     for col in ("win_pct_reg", "pythag", f"rf_{window}", f"ra_{window}", "rf_ewm", "ra_ewm"):
         out[f"form_diff_{col}"] = out[f"form_home_{col}"] - out[f"form_away_{col}"]
     return out
 
 
-def measure_form(games: pd.DataFrame, form: FormFeatures) -> StageOutput:
+def measure_form(games: pd.DataFrame, form: FormFeatures, since: pd.Timestamp | None = None) -> StageOutput:
     feats = build_team_form(games, form.window, form.long_window, form.ewm_halflife, form.regress_games,
-                            form.pythag_exponent)
+                            form.pythag_exponent, since)
     return StageOutput({"team_form_features": feats}, {"columns": feats.shape[1] - 1})
 
 

@@ -29,6 +29,7 @@ from modules.common import (
     decayed_at,
     decayed_state,
     empty_player_games,
+    from_day,
     lines_of_games,
     pitching_lines,
     rolling_sum,
@@ -155,15 +156,18 @@ def batting_season(lines: pd.DataFrame) -> pd.DataFrame:
 
 
 def lineup_talent(games: pd.DataFrame, talent: pd.Series, season_lines: pd.DataFrame | None = None,
-                  season_prior_pa: float = 0.0, rating: tuple[float, float] | None = None) -> pd.DataFrame:
+                  season_prior_pa: float = 0.0, rating: tuple[float, float] | None = None,
+                  since: pd.Timestamp | None = None) -> pd.DataFrame:
     """Each side's expected lineup (its starting nine in its previous game) as mean wOBA above the
     league: each batter's Marcel line, moved by his season so far (`batting_season`, before the
     date) with `season_prior_pa` plate appearances of the Marcel line against his own (`woba`);
     and, with `rating` = (half-life in days, prior plate appearances), moved by every game he batted
-    in, each weighed down by half per half-life (`rating`)."""
+    in, each weighed down by half per half-life (`rating`). For the games dated on or after `since`."""
     rows = []
     lines = season_lines if season_lines is not None and len(season_lines) else None
     history = None if lines is None or rating is None else decayed_state(lines, "batter", ["above", "pa"], rating[0])
+    if since is not None:
+        games = games[_lineups_read(games, since)]
     for side in ("home", "away"):
         ids = games[[f"{side}_lineup_{slot}" for slot in range(1, 10)]]
         season = games["season"].astype("int64")
@@ -190,11 +194,28 @@ def lineup_talent(games: pd.DataFrame, talent: pd.Series, season_lines: pd.DataF
                                   "team": games[f"{side}_team"], "is_home": side == "home",
                                   "woba": values.mean(axis=1), "rating": rated.mean(axis=1)}))
     long = pd.concat(rows, ignore_index=True)
-    previous = as_of_join(long, long[long["played"]], ["team"], ["woba", "rating"])
-    out = pd.DataFrame({"game_id": long["game_id"], "is_home": long["is_home"], "woba": previous["woba"].fillna(0.0)})
+    at = from_day(long, since)
+    previous = as_of_join(at, long[long["played"]], ["team"], ["woba", "rating"])
+    out = pd.DataFrame({"game_id": at["game_id"], "is_home": at["is_home"], "woba": previous["woba"].fillna(0.0)})
     if rating is not None:
         out["rating"] = previous["rating"].fillna(0.0)
     return out
+
+
+def _lineups_read(games: pd.DataFrame, since: pd.Timestamp) -> pd.Series:
+    """The games whose lineups the rows dated on or after `since` read: those games, the games whose
+    results come on or after it, and the games of each team's last day before it whose lineup is
+    known (its previous game, for a row before any other of these)."""
+    events = {}
+    for side in ("home", "away"):
+        known = games[[f"{side}_lineup_{slot}" for slot in range(1, 10)]].notna().all(axis=1)
+        events[side] = games["played"] & known & (games["result_date"] < since)
+    last = pd.concat([games.loc[events[side], [f"{side}_team", "result_date"]].set_axis(["team", "result_date"], axis=1)
+                      for side in events]).groupby("team")["result_date"].max()
+    need = (games["date"] >= since) | (games["result_date"] >= since)
+    for side in events:
+        need |= events[side] & (games["result_date"] == games[f"{side}_team"].map(last))
+    return need.fillna(False)
 
 
 def starter_form(starts: pd.DataFrame, pitched: pd.DataFrame, prior: pd.DataFrame, p: PitcherFeatures) -> pd.DataFrame:
@@ -246,7 +267,9 @@ def starter_form(starts: pd.DataFrame, pitched: pd.DataFrame, prior: pd.DataFram
 
 
 def build_starter_features(games: pd.DataFrame, lahman: pd.DataFrame, batting: pd.DataFrame,
-                           p: PitcherFeatures, player_games: pd.DataFrame | None = None) -> pd.DataFrame:
+                           p: PitcherFeatures, player_games: pd.DataFrame | None = None,
+                           since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Per game (dated on or after `since`), both starters' features and both expected lineups'."""
     starts = starts_table(games)
     starts = starts.sort_values(["pitcher", "result_date", "date", "game_id"], kind="stable").reset_index(drop=True)
     starts[["kbb_above", "kbb_pa"]] = game_kbb(starts)
@@ -260,15 +283,16 @@ def build_starter_features(games: pd.DataFrame, lahman: pd.DataFrame, batting: p
         done[f"game_{col}"] = rolling_sum(done, "pitcher", col, p.game_starts)
     done["last_start"] = done["date"]
     cols = [c for c in done.columns if c.startswith(("recent_", "game_"))] + ["career_starts", "last_start"]
-    known = starts["pitcher"].notna()
-    state = as_of_join(starts[known], done, ["pitcher"], cols).reindex(starts.index)
-    feats = pd.DataFrame({"game_id": starts["game_id"], "is_home": starts["is_home"]})
+    at = from_day(starts, since)
+    known = at["pitcher"].notna()
+    state = as_of_join(at[known], done, ["pitcher"], cols).reindex(at.index)
+    feats = pd.DataFrame({"game_id": at["game_id"], "is_home": at["is_home"]})
     feats["known"] = known.astype(float)
     feats["starts"] = state["career_starts"].fillna(0)
     # Experience: a starter with few starts is worse than his regressed Marcel line says (the
     # pitchers who stay get the starts), by diminishing steps.
     feats["log_starts"] = np.log1p(feats["starts"])
-    feats["rest_days"] = (starts["date"] - state["last_start"]).dt.days.astype(float).clip(upper=NO_START_REST)
+    feats["rest_days"] = (at["date"] - state["last_start"]).dt.days.astype(float).clip(upper=NO_START_REST)
     feats["rest_days"] = feats["rest_days"].fillna(NO_START_REST)
     feats["long_rest"] = (feats["rest_days"] >= p.long_rest_days).astype(float)
     evidence = state["game_kbb_pa"].fillna(0) + p.game_prior_pa
@@ -280,7 +304,7 @@ def build_starter_features(games: pd.DataFrame, lahman: pd.DataFrame, batting: p
         feats[f"recent_{col}"] = ((state[f"recent_{col}"].fillna(default) * n + default * RECENT_PRIOR_STARTS)
                                   / (n + RECENT_PRIOR_STARTS))
     prior = marcel_pitching(lahman, p.prior_ip_regress).reindex(
-        pd.MultiIndex.from_arrays([starts["pitcher"].astype(object), starts["season"].astype("int64")]))
+        pd.MultiIndex.from_arrays([at["pitcher"].astype(object), at["season"].astype("int64")]))
     feats["prior_ip"] = prior["ip"].fillna(0).to_numpy()
     feats["prior_fip"] = prior["fip"].fillna(DEBUT_PENALTY).to_numpy()
     feats["prior_era"] = prior["era"].fillna(DEBUT_PENALTY).to_numpy()
@@ -290,22 +314,24 @@ def build_starter_features(games: pd.DataFrame, lahman: pd.DataFrame, batting: p
     feats["runs_saved"] = (-(FIP_WEIGHT * feats["prior_fip"] + ERA_WEIGHT * feats["prior_era"]) / 9
                            * feats["prior_ip_per_gs"])
     lines = lines_of_games(player_games if player_games is not None else empty_player_games(), games)
-    form = starter_form(starts, pitching_lines(lines), feats.rename(columns=lambda c: c.removeprefix("prior_")), p)
+    form = starter_form(at, pitching_lines(lines), feats.rename(columns=lambda c: c.removeprefix("prior_")), p)
     feats[form.columns] = form
-    out = side_columns(feats, games, "sp_")
+    rows = from_day(games, since)
+    out = side_columns(feats, rows, "sp_")
     for col in ("prior_fip", "prior_era", "prior_kbb", "prior_ip_per_gs", "runs_saved", "recent_runs_allowed",
                 "rest_days", "long_rest", "game_kbb", "log_starts", *form.columns):
         out[f"sp_diff_{col}"] = out[f"sp_home_{col}"] - out[f"sp_away_{col}"]
     lineups = side_columns(lineup_talent(games, marcel_batting(batting), batting_season(lines), p.season_prior_pa,
-                                         (p.rating_halflife_days, p.batter_rating_prior_pa)), games, "lu_")
+                                         (p.rating_halflife_days, p.batter_rating_prior_pa), since), rows, "lu_")
     lineups["lu_diff_woba"] = lineups["lu_home_woba"] - lineups["lu_away_woba"]
     lineups["lu_diff_rating"] = lineups["lu_home_rating"] - lineups["lu_away_rating"]
     return out.merge(lineups, on="game_id", validate="one_to_one")
 
 
 def rate_starters(games: pd.DataFrame, lahman_pitching: pd.DataFrame, lahman_batting: pd.DataFrame,
-                  player_games: pd.DataFrame, pitchers: PitcherFeatures) -> StageOutput:
-    feats = build_starter_features(games, lahman_pitching, lahman_batting, pitchers, player_games)
+                  player_games: pd.DataFrame, pitchers: PitcherFeatures,
+                  since: pd.Timestamp | None = None) -> StageOutput:
+    feats = build_starter_features(games, lahman_pitching, lahman_batting, pitchers, player_games, since)
     return StageOutput({"starter_features": feats}, {"columns": feats.shape[1] - 1})
 
 

@@ -15,6 +15,7 @@ from modules.common import (
     above_last_season,
     as_of_join,
     empty_player_games,
+    from_day,
     lines_of_games,
     pitching_lines,
     rolling_sum,
@@ -81,7 +82,9 @@ def closers(long: pd.DataFrame, pitched: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["team", "season", "result_date", "closer"])
 
 
-def build_matchup(games: pd.DataFrame, m: MatchupFeatures, player_games: pd.DataFrame | None = None) -> pd.DataFrame:
+def build_matchup(games: pd.DataFrame, m: MatchupFeatures, player_games: pd.DataFrame | None = None,
+                  since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Per game (dated on or after `since`), each side's bullpen, streak and head-to-head record."""
     bullpen_days = m.bullpen_days
     long = team_games(games)
     long[["late_above", "late_innings"]] = late_runs_allowed(long, games)
@@ -95,33 +98,34 @@ def build_matchup(games: pd.DataFrame, m: MatchupFeatures, player_games: pd.Data
     done["relievers"] = (done["pitchers_used"] - 1).clip(lower=0).fillna(0)
     done["relievers_cum"] = done.groupby("team")["relievers"].cumsum()
     done["streak"] = streaks(done["win"], done["team"])
-    feats = pd.DataFrame({"game_id": long["game_id"], "is_home": long["is_home"]})
-    now = as_of_join(long, done, ["team"], ["relievers_cum", "streak"])
-    pen_now = as_of_join(long, done, ["team"], ["pen_pitches_cum", "pen_fip_above_sum", "pen_ip_sum"])
+    at = from_day(long, since)
+    feats = pd.DataFrame({"game_id": at["game_id"], "is_home": at["is_home"]})
+    now = as_of_join(at, done, ["team"], ["relievers_cum", "streak"])
+    pen_now = as_of_join(at, done, ["team"], ["pen_pitches_cum", "pen_fip_above_sum", "pen_ip_sum"])
     for days in sorted({1, bullpen_days}):
-        then = as_of_join(long.assign(date=long["date"] - pd.Timedelta(days=days)), done, ["team"],
+        then = as_of_join(at.assign(date=at["date"] - pd.Timedelta(days=days)), done, ["team"],
                           ["relievers_cum", "pen_pitches_cum"])
         feats[f"bullpen_{days}d"] = now["relievers_cum"].fillna(0) - then["relievers_cum"].fillna(0)
         feats[f"pen_pitches_{days}d"] = pen_now["pen_pitches_cum"].fillna(0) - then["pen_pitches_cum"].fillna(0)
     feats["pen_fip"] = (pen_now["pen_fip_above_sum"].fillna(0) / (pen_now["pen_ip_sum"].fillna(0)
                                                                    + m.bullpen_prior_innings)).fillna(0)
-    closer = as_of_join(long, closers(long, pitched), ["team", "season"], ["closer"])["closer"]
+    closer = as_of_join(at, closers(long, pitched), ["team", "season"], ["closer"])["closer"]
     # the day he pitched, of a game whose result was known that day (a suspended game's first part is not
     # known until its completion, and a night before that completion cannot see it)
     relief = pitched[pitched["played"] & ~pitched["started"]]
     yesterday = relief[relief["result_date"] <= relief["appear_date"]]
     pitched_days = set(zip(yesterday["pitcher"], yesterday["appear_date"] + pd.Timedelta(days=1)))
-    feats["closer_pitched_1d"] = [float((c, d) in pitched_days) for c, d in zip(closer, long["date"])]
+    feats["closer_pitched_1d"] = [float((c, d) in pitched_days) for c, d in zip(closer, at["date"])]
     feats["streak"] = now["streak"].fillna(0)
-    late = as_of_join(long, done, ["team"], ["late_above_sum", "late_innings_sum"])
+    late = as_of_join(at, done, ["team"], ["late_above_sum", "late_innings_sum"])
     feats["bullpen_ra9"] = (9 * late["late_above_sum"].fillna(0)
                             / (late["late_innings_sum"].fillna(0) + m.bullpen_prior_innings)).fillna(0)
     h2h = done.assign(h2h_games=done.groupby(["team", "opponent", "season"]).cumcount() + 1,
                       h2h_wins=done.groupby(["team", "opponent", "season"])["win"].cumsum())
-    vs = as_of_join(long, h2h, ["team", "opponent", "season"], ["h2h_games", "h2h_wins"])
-    out = side_columns(feats, games, "mu_")
-    home_rows = long["is_home"].to_numpy()
-    home_vs = vs[home_rows].set_axis(long.loc[home_rows, "game_id"]).reindex(out["game_id"])
+    vs = as_of_join(at, h2h, ["team", "opponent", "season"], ["h2h_games", "h2h_wins"])
+    out = side_columns(feats, from_day(games, since), "mu_")
+    home_rows = at["is_home"].to_numpy()
+    home_vs = vs[home_rows].set_axis(at.loc[home_rows, "game_id"]).reindex(out["game_id"])
     out["mu_h2h_games"] = home_vs["h2h_games"].fillna(0).to_numpy()
     out["mu_h2h_home_win_pct"] = ((home_vs["h2h_wins"].fillna(0) + 1) / (home_vs["h2h_games"].fillna(0) + 2)).to_numpy()
     out["mu_bullpen_diff"] = out[f"mu_home_bullpen_{bullpen_days}d"] - out[f"mu_away_bullpen_{bullpen_days}d"]
@@ -131,8 +135,9 @@ def build_matchup(games: pd.DataFrame, m: MatchupFeatures, player_games: pd.Data
     return out
 
 
-def describe_matchups(games: pd.DataFrame, player_games: pd.DataFrame, matchup: MatchupFeatures) -> StageOutput:
-    feats = build_matchup(games, matchup, player_games)
+def describe_matchups(games: pd.DataFrame, player_games: pd.DataFrame, matchup: MatchupFeatures,
+                      since: pd.Timestamp | None = None) -> StageOutput:
+    feats = build_matchup(games, matchup, player_games, since)
     return StageOutput({"matchup_features": feats}, {"columns": feats.shape[1] - 1})
 
 

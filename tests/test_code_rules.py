@@ -90,8 +90,12 @@ def test_chain_resolution_rejects_a_misspelling():
 def test_every_stage_is_a_function_of_its_inputs_and_parameters_and_keeps_main_cfg(spec):
     function = spec.load()
     arguments = set(inspect.signature(function).parameters)
-    # every input, appended output, parameter and resource is an argument, and nothing else is
-    assert arguments == {*spec.inputs, *spec.appends, *spec.params, *spec.resources}
+    # every input, appended output, parameter and resource is an argument, and nothing else is; a stage
+    # that keeps its settled rows also takes `since`, defaulting to every row
+    assert arguments == {*spec.inputs, *spec.appends, *spec.params, *spec.resources, *(("since",) if spec.history
+                                                                                       else ())}
+    if spec.history:
+        assert inspect.signature(function).parameters["since"].default is None
     assert "cfg" not in arguments
     module = importlib.import_module(spec.module)
     assert list(inspect.signature(module.main).parameters) == ["cfg"]  # the contract users script against

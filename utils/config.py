@@ -196,6 +196,9 @@ class RunConfig(Frozen):
     overwrite_policy: OverwritePolicy = "warn"
     executor: Executor = "prefect"
     max_workers: PositiveInt = 4
+    reuse_history: bool = Field(
+        True, description="feature stages keep their rows of games dated before the first day their inputs changed;"
+        " false rebuilds every row")
     prefect_api_url: str | None = Field(
         None, description="a long-lived Prefect server's API, e.g. http://127.0.0.1:4200/api (make prefect-server);"
         " unset: Prefect's PREFECT_API_URL, else a temporary server for the run")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from phase_status import OutputStatus, PhaseStatus, StatusRecorder
+from utils.engine import history
 from utils.engine.lineage import config_value, lineage, stage_params, stale_reason
 from utils.engine.stages import (
     ModuleResult,
@@ -165,11 +166,32 @@ def run_stage(cfg, stage: str | ModuleSpec, registry: Registry | None = None,
         kind, _, what = resource.partition(":")
         arguments[arg] = store.cache_dir(what) if kind == "cache" else config_value(cfg, what) \
             if kind == "config" else dict(hashes)
-    result = stage_outputs(spec, spec.load()(**arguments))
     made = lineage(spec, params, hashes)
+    reuse = history.plan(cfg, store, spec, arguments, made) if spec.history else None
+    if reuse is not None:
+        arguments["since"] = None if reuse.since is None else pd_timestamp(reuse.since)
+    result = stage_outputs(spec, spec.load()(**arguments))
+    values = dict(result.values)
+    if reuse is not None:
+        if reuse.since is None:
+            log.info("%s: every row built (%s)", spec.id, reuse.reason)
+        else:
+            values = {name: history.merge(reuse.kept[name], values[name], arguments[history.ROWS_INPUT], reuse.since)
+                      for name in spec.outputs}
+            new = len(result.values[spec.outputs[0]])
+            log.info("%s: %d row(s) from %s on built, %d kept (%s)", spec.id, new, reuse.since,
+                     len(values[spec.outputs[0]]) - new, reuse.reason)
     with staged_writes() as staging:
-        records = [store.write(name, result.values[name], made) for name in spec.outputs]
+        records = [store.write(name, values[name], made) for name in spec.outputs]
         staging.commit()
+    if reuse is not None:
+        history.record(store, spec, reuse, records)
     return ModuleResult(records, metrics=dict(result.metrics))
+
+
+def pd_timestamp(day: str):
+    import pandas as pd
+
+    return pd.Timestamp(day)
 
 

@@ -6,7 +6,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from utils.engine.lineage import stale_reason
+from utils.engine.lineage import lineage, stage_params, stale_reason
 from utils.engine.stages import Registry
 from utils.store.artifacts import ArtifactError, ArtifactStore, atomic_write_bytes
 
@@ -71,7 +71,21 @@ def describe_outputs(registry: Registry, plan: Plan, store: ArtifactStore, polic
                 effects[name] = "keep (up to date; module skipped)" if reason is None else f"rebuild: {reason}"
             else:
                 effects[name] = "append" if name in spec.appends else "replace"
+                if spec.history and cfg is not None:
+                    effects[name] += f"; {_history(cfg, spec, store)}"
     return effects
+
+
+def _history(cfg, spec, store: ArtifactStore) -> str:
+    """What the stage keeps of its settled rows (utils/engine/history.py), as far as can be told before
+    its inputs are made: its code, parameters and undated inputs as they are now."""
+    from utils.engine import history
+
+    try:
+        hashes = {n: store.valid_hash(n) for n in spec.inputs if n not in spec.history}
+        return history.describe(cfg, store, spec, lineage(spec, stage_params(cfg, spec), hashes))
+    except Exception as exc:  # a dry run describes; the run itself records the failure
+        return f"cannot tell what is kept ({' '.join(str(exc).split())[:160]})"
 
 
 def plan_text(registry: Registry, plan: Plan, effects: dict[str, str]) -> str:

@@ -1,0 +1,191 @@
+"""Settled history is kept (utils/engine/history.py): a night builds only the rows of games dated on or
+after the first day its inputs changed, and what it writes is what a from-scratch build writes, byte
+for byte: night after night, after a corrected game-log line, after a changed parameter."""
+from __future__ import annotations
+
+import io
+import logging
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from modules.registry import REGISTRY
+from tests.conftest import logged
+from utils.config import build_config
+from utils.engine import history
+from utils.engine.one_stage import run_stage
+from utils.store.artifacts import ArtifactStore
+
+KEPT = [s for s in REGISTRY if s.history]
+FEATURES = [name for s in KEPT for name in s.outputs]
+NIGHTS = [f"2023-06-{day:02d}" for day in range(1, 8)]  # a week of consecutive nights
+
+
+def test_the_stages_that_keep_history_are_the_feature_stages():
+    assert {s.id for s in KEPT} == {"C", "D", "F", "H"}
+    assert all("games" in s.inputs and set(s.history) <= set(s.inputs) for s in KEPT)
+
+
+def _frame(days: list[str], values: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"date": pd.to_datetime(days), "v": values})
+
+
+def test_day_digests_change_on_exactly_the_days_whose_rows_change():
+    base = _frame(["2023-06-01", "2023-06-01", "2023-06-02", "2023-06-03"], [1.0, 2.0, 3.0, 4.0])
+    before = {"games": history.day_digests(base)}
+    assert history.first_changed(before, {"games": history.day_digests(base.copy())}) is None
+    changed = base.assign(v=[1.0, 2.0, 3.5, 4.0])
+    assert history.first_changed(before, {"games": history.day_digests(changed)}) == "2023-06-02"
+    appended = pd.concat([base, _frame(["2023-06-04"], [5.0])])
+    assert history.first_changed(before, {"games": history.day_digests(appended)}) == "2023-06-04"
+    dropped = base.iloc[:3]
+    assert history.first_changed(before, {"games": history.day_digests(dropped)}) == "2023-06-03"
+    # a day's rows in another order are another day: sums are taken in the rows' order
+    swapped = base.iloc[[1, 0, 2, 3]]
+    assert history.first_changed(before, {"games": history.day_digests(swapped)}) == "2023-06-01"
+    # rows of other days interleaved differently are the same days
+    interleaved = base.iloc[[0, 2, 1, 3]]
+    assert history.first_changed(before, {"games": history.day_digests(interleaved)}) is None
+    # a second dated input counts too, and the earliest change wins
+    more = {"games": before["games"], "player_games": history.day_digests(base)}
+    assert history.first_changed(more, {"games": before["games"],
+                                        "player_games": history.day_digests(changed)}) == "2023-06-02"
+
+
+def test_a_row_with_no_date_is_refused():
+    with pytest.raises(ValueError, match="1 row"):
+        history.day_digests(pd.DataFrame({"date": pd.to_datetime(["2023-06-01", None]), "v": [1, 2]}))
+
+
+def _cfg(root: Path, mirror: Path, cache: Path, night: str, *overrides: str):
+    return build_config({"paths": {"artifacts": str(root), "cache_root": str(cache),
+                                   "schemas": str(Path(__file__).parent.parent / "schemas")},
+                         "sources": {"retrosheet": {"base_url": str(mirror)}, "schedule": {"mode": "replay"}},
+                         "data": {"first_season": 2022}, "model": {"train_seasons": 1},
+                         "run": {"as_of": night, "executor": "legacy"}, "versioning": {"backend": "none"}},
+                        list(overrides))
+
+
+def _night(cfg, stages: str) -> None:
+    for sid in stages:
+        run_stage(cfg, REGISTRY[sid])
+
+
+def _scratch(incremental: Path, scratch: Path, mirror: Path, cache: Path, night: str) -> None:
+    """The night's feature stages from scratch, on the incremental root's A and B outputs."""
+    import shutil
+
+    shutil.rmtree(scratch, ignore_errors=True)
+    (scratch / "data").mkdir(parents=True)
+    for name in ("games", "player_games", "lahman_pitching", "lahman_batting"):
+        for suffix in (".parquet", ".parquet.meta.json"):
+            shutil.copy(incremental / "data" / f"{name}{suffix}", scratch / "data" / f"{name}{suffix}")
+    _night(_cfg(scratch, mirror, cache, night, "run.reuse_history=false"), "CDFH")
+
+
+def _same_bytes(a: Path, b: Path) -> list[str]:
+    read = lambda root, name: (root / "data" / f"{name}.parquet").read_bytes()  # noqa: E731
+    return [n for n in FEATURES if read(a, n) != read(b, n)]
+
+
+def _built(records: list[logging.LogRecord]) -> dict[str, str]:
+    return {r.getMessage()[0]: r.getMessage() for r in records if r.name == "mlb.runner" and " built" in r.getMessage()}
+
+
+@pytest.fixture(scope="module")
+def week(tmp_path_factory, mirror):
+    """A week of nights on the 2022-2023 slice, each run on the last night's outputs, each compared with
+    a from-scratch build of the same night."""
+    base = tmp_path_factory.mktemp("history")
+    cache = tmp_path_factory.getbasetemp()  # the session's parsed seasons
+    incremental, scratch = base / "incremental", base / "scratch"
+    said, differing = {}, {}
+    for night in NIGHTS:
+        with logged("mlb.runner", logging.INFO) as records:
+            _night(_cfg(incremental, mirror, cache, night), "ABCDFH")
+        said[night] = _built(records)
+        _scratch(incremental, scratch, mirror, cache, night)
+        differing[night] = _same_bytes(incremental, scratch)
+    return {"base": base, "cache": cache, "mirror": mirror, "incremental": incremental, "scratch": scratch,
+            "said": said, "differing": differing}
+
+
+def test_a_week_of_nights_equals_the_from_scratch_build_byte_for_byte(week):
+    assert week["differing"] == {night: [] for night in NIGHTS}
+    store = ArtifactStore(week["incremental"], Path(__file__).parent.parent / "schemas")
+    games = store.read("games")
+    assert len(store.read("starter_features")) == len(games) > 3000  # a season and two months: every row
+
+
+def test_each_night_builds_only_the_rows_from_the_night_before(week):
+    first, *rest = NIGHTS
+    assert all("every row built" in said for said in week["said"][first].values())
+    for night in rest:
+        said = week["said"][night]
+        yesterday = (pd.Timestamp(night) - pd.Timedelta(days=1)).date().isoformat()
+        for sid in "CDFH":
+            # yesterday's games got their results, and tonight's slate is new: nothing earlier is rebuilt
+            assert f"from {yesterday} on built" in said[sid], said[sid]
+            kept = int(said[sid].split(" built, ")[1].split(" kept")[0])
+            assert kept > 3000
+
+
+def _corrected_mirror(mirror: Path, folder: Path, day: str) -> Path:
+    """The mirror with one 2023 game-log line of `day` changed: its home team scored ten more runs."""
+    from utils.sources.gamelogs import FIELD_NAMES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in mirror.glob("gl*.zip"):
+        (folder / path.name).symlink_to(path.resolve())
+    (folder.parent / "events").symlink_to((mirror.parent / "events").resolve())
+    (folder / "gl2023.zip").unlink()
+    with zipfile.ZipFile(mirror / "gl2023.zip") as real:
+        name = real.namelist()[0]
+        lines = real.read(name).decode("latin-1").splitlines(keepends=True)
+    at = {f: i for i, f in enumerate(FIELD_NAMES)}
+    stamp = day.replace("-", "")
+    index = next(i for i, line in enumerate(lines) if line.startswith(f'"{stamp}"'))
+    fields = lines[index].rstrip("\r\n").split(",")
+    fields[at["home_score"]] = str(int(fields[at["home_score"]]) + 10)
+    lines[index] = ",".join(fields) + "\r\n"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as fixed:
+        fixed.writestr(name, "".join(lines).encode("latin-1"))
+    (folder / "gl2023.zip").write_bytes(buffer.getvalue())
+    return folder
+
+
+def test_a_corrected_game_rebuilds_the_rows_from_its_day_and_equals_scratch(week):
+    fixed = _corrected_mirror(week["mirror"], week["base"] / "fixed" / "gamelogs", "2023-05-10")
+    night = NIGHTS[-1]
+    with logged("mlb.runner", logging.INFO) as records:
+        _night(_cfg(week["incremental"], fixed, week["cache"], night), "ABCDFH")
+    said = _built(records)
+    for sid in "CDFH":
+        assert "from 2023-05-10 on built" in said[sid], said[sid]
+    _scratch(week["incremental"], week["scratch"], fixed, week["cache"], night)
+    assert _same_bytes(week["incremental"], week["scratch"]) == []
+
+
+def test_the_dry_run_says_what_will_be_kept_and_why_not(week):
+    from utils.engine.plan import describe_outputs, make_plan
+
+    def effects(*overrides: str) -> str:
+        cfg = _cfg(week["incremental"], week["mirror"], week["cache"], NIGHTS[-1], *overrides)
+        store = ArtifactStore.from_config(cfg)
+        return describe_outputs(REGISTRY, make_plan(REGISTRY, ["F"], store), store, "warn", cfg)["starter_features"]
+
+    assert effects() == ("replace; rows kept up to the first day its inputs change (they were built from games up to "
+                         f"{NIGHTS[-1]}), the rest rebuilt")
+    assert effects("features.pitchers.form_starts=8") == (
+        "replace; every row rebuilt: changed since the rows were built: parameter pitchers")
+    assert effects("run.reuse_history=false") == "replace; every row rebuilt: run.reuse_history is false"
+
+
+def test_a_changed_parameter_rebuilds_every_row_of_its_stage(week):
+    night = NIGHTS[-1]
+    with logged("mlb.runner", logging.INFO) as records:
+        _night(_cfg(week["incremental"], week["mirror"], week["cache"], night, "features.form.window=12"), "D")
+    assert "every row built (changed since the rows were built: parameter form)" in _built(records)["D"]

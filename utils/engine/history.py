@@ -1,0 +1,197 @@
+"""Settled history kept: a feature stage rebuilds only the rows of games on or after the first day its inputs changed.
+
+A game's feature row depends on the results known before the game's date and on the rows of its own
+day (the as-of rule, which the leakage tests prove), so the row of a game dated before every change
+to the stage's inputs is what a from-scratch build would make again, byte for byte. A stage that
+declares `history` (its dated inputs, each with a `date` column) is run like this:
+
+- Each run records in the cache a manifest of the outputs it wrote (`history-<stage>-<root>-<key>.json`,
+  one per stage and artifacts root, keyed by the output's SHA-256): a digest of every day's input rows
+  (each row's hash, in the input's order, since the order of a day's rows is the order sums are taken
+  in), and a key of everything else the rows are made from: the stage's code version, its parameters,
+  the hashes of its undated inputs (Lahman) and the columns of its dated ones.
+- The next run finds the manifest of the outputs on disk (hash-checked). If the key is the same, the
+  first day whose digest differs (a new result, a corrected game, a season the Stats API supplied
+  and Retrosheet has now published) is `since`: the stage function computes only the rows of games
+  dated on or after it (`since=`), the runner keeps the previous rows of the games before it, and
+  puts them in the games table's order. Any other difference, a missing or damaged manifest, or
+  `run.reuse_history: false` rebuilds every row.
+
+The kept rows are read from the outputs' own hash-checked files, so nothing is reused that a
+from-scratch build would not make again; the tests compare the two, night after night.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from utils.engine.stages import ModuleSpec
+from utils.store.artifacts import ArtifactError, ArtifactStore
+from utils.store.cache import ContentCache
+
+log = logging.getLogger("mlb.history")
+
+MANIFEST_VERSION = 1
+DATE_COLUMN = "date"
+ROWS_INPUT = "games"  # one output row per game of this input, in its order
+
+
+def _stem(spec: ModuleSpec, store: ArtifactStore) -> str:
+    """One manifest per stage and artifacts root (a backtest's seasons and the tests' roots share a cache)."""
+    return f"history-{spec.id}-{ContentCache.key(str(store.root.resolve()))[:8]}"
+
+
+def day_digests(frame) -> dict[str, str]:
+    """Per day of `date`: a digest of that day's rows (each row's hash, in the frame's order)."""
+    import numpy as np
+    import pandas as pd
+
+    rows = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    days = pd.to_datetime(frame[DATE_COLUMN]).to_numpy(dtype="datetime64[D]")
+    if np.isnat(days).any():
+        raise ValueError(f"{int(np.isnat(days).sum())} row(s) have no {DATE_COLUMN}")
+    order = np.argsort(days, kind="stable")
+    days, rows = days[order], rows[order]
+    unique, starts = np.unique(days, return_index=True)
+    ends = np.r_[starts[1:], len(rows)].astype(int)
+    return {str(day): hashlib.sha256(rows[s:e].tobytes()).hexdigest()[:16] for day, s, e in zip(unique, starts, ends)}
+
+
+def columns_digest(frame) -> str:
+    """The frame's column names and dtypes: a new or retyped column changes every row's meaning."""
+    return hashlib.sha256(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode()).hexdigest()[:16]
+
+
+def first_changed(old: dict[str, dict[str, str]], new: dict[str, dict[str, str]]) -> str | None:
+    """The first day (YYYY-MM-DD) on which any dated input's rows differ between two manifests' days;
+    None when none does."""
+    changed = [day for name in set(old) | set(new)
+               for day in set(old.get(name, {})) | set(new.get(name, {}))
+               if old.get(name, {}).get(day) != new.get(name, {}).get(day)]
+    return min(changed) if changed else None
+
+
+def lineage_key(spec: ModuleSpec, made: dict, frames: dict[str, Any]) -> dict:
+    """What the rows are made from besides the days of the dated inputs."""
+    return {"code": made["code"], "params": made["params"],
+            "inputs": {n: h for n, h in made["inputs"].items() if n not in spec.history},
+            "columns": {n: columns_digest(frames[n]) for n in spec.history}}
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    said = []
+    if old.get("code") != new["code"]:
+        said.append("the stage's code")
+    said += [f"parameter {k}" for k in new["params"] if old.get("params", {}).get(k) != new["params"][k]]
+    said += [f"input {n}" for n in new["inputs"] if old.get("inputs", {}).get(n) != new["inputs"][n]]
+    said += [f"the columns of {n}" for n in new["columns"] if old.get("columns", {}).get(n) != new["columns"][n]]
+    return said or ["what it is made from"]
+
+
+@dataclass
+class Reuse:
+    """What a run keeps of a stage's previous rows."""
+    since: str | None  # rebuild the rows of games dated on or after this day; None: every row
+    reason: str
+    manifest: dict
+    kept: dict[str, Any] = field(default_factory=dict)  # the previous outputs, whose earlier rows are kept
+
+
+def previous_manifest(store: ArtifactStore, spec: ModuleSpec) -> tuple[dict | None, str]:
+    """The manifest recorded for the stage's outputs on disk, or None and why not (no file is parsed)."""
+    metas = {}
+    for name in spec.outputs:
+        try:
+            metas[name] = store.meta(name)
+        except ArtifactError:
+            metas[name] = None
+        if not metas[name] or not store.resolve_output_path(name).exists():
+            return None, f"{name} has not been built"
+    cache = ContentCache(store.cache_dir("history"))
+    key = metas[spec.outputs[0]]["sha256"][:16]
+    payload = cache.get_keyed(_stem(spec, store), key, ".json")
+    if payload is None:
+        return None, "no record of the days its rows were built from"
+    try:
+        manifest = json.loads(payload)
+        if manifest.get("version") != MANIFEST_VERSION or manifest.get("outputs") != {
+                n: m["sha256"] for n, m in metas.items()}:
+            return None, "its record belongs to other outputs"
+    except (ValueError, AttributeError, TypeError):
+        return None, "its record cannot be read"
+    return manifest, ""
+
+
+def plan(cfg, store: ArtifactStore, spec: ModuleSpec, frames: dict[str, Any], made: dict) -> Reuse:
+    """Which rows this run rebuilds (`since`), given the inputs loaded for it and its lineage `made`."""
+    manifest = {"version": MANIFEST_VERSION, "stage": spec.id, "key": lineage_key(spec, made, frames),
+                "days": {n: day_digests(frames[n]) for n in spec.history}}
+    if not getattr(cfg.run, "reuse_history", True):
+        return Reuse(None, "run.reuse_history is false", manifest)
+    old, why = previous_manifest(store, spec)
+    if old is None:
+        return Reuse(None, why, manifest)
+    if old["key"] != manifest["key"]:
+        return Reuse(None, f"changed since the rows were built: {', '.join(_differences(old['key'], manifest['key']))}",
+                     manifest)
+    since = first_changed(old["days"], manifest["days"])
+    if since is None:  # nothing changed: every row is kept (the function still runs, on no game)
+        since = "9999-12-31"
+    try:
+        kept = {name: store.read(name) for name in spec.outputs}
+    except ArtifactError as exc:
+        return Reuse(None, str(exc), manifest)
+    return Reuse(since, f"its inputs are unchanged before {since}", manifest, kept)
+
+
+def describe(cfg, store: ArtifactStore, spec: ModuleSpec, made: dict) -> str:
+    """For the dry run (before any input is read): whether the stage will keep its settled rows, and if
+    not, why. `made` is its lineage with the inputs as they are on disk."""
+    if not getattr(cfg.run, "reuse_history", True):
+        return "every row rebuilt: run.reuse_history is false"
+    old, why = previous_manifest(store, spec)
+    if old is None:
+        return f"every row rebuilt: {why}"
+    now = {"code": made["code"], "params": made["params"],
+           "inputs": {n: h for n, h in made["inputs"].items() if n not in spec.history}}
+    changed = [d for d in _differences(old["key"], {**now, "columns": old["key"].get("columns", {})})
+               if d != "what it is made from"]
+    if changed:
+        return f"every row rebuilt: changed since the rows were built: {', '.join(changed)}"
+    last = max((day for days in old["days"].values() for day in days), default="none")
+    return (f"rows kept up to the first day its inputs change (they were built from games up to {last}), "
+            f"the rest rebuilt")
+
+
+def merge(kept, new, games, since: str):
+    """The previous rows of the games dated before `since`, then the new rows, in `games`' order."""
+    import pandas as pd
+
+    ids = games["game_id"].astype(str).to_numpy()
+    before = (pd.to_datetime(games[DATE_COLUMN]) < pd.Timestamp(since)).to_numpy()
+    old = kept.set_axis(kept["game_id"].astype(str).to_numpy())
+    missing = sorted(set(ids[before]) - set(old.index))
+    if missing:
+        raise ArtifactError(f"the kept rows lack game(s) {missing[:3]}; rebuild them: --set run.reuse_history=false")
+    old = old.loc[ids[before]]
+    fresh = new.set_axis(new["game_id"].astype(str).to_numpy())
+    both = pd.concat([old, fresh.astype(old.dtypes.to_dict())]) if len(fresh) else old
+    if both.index.has_duplicates:
+        raise ArtifactError(f"game(s) {sorted(set(both.index[both.index.duplicated()]))[:3]} built twice")
+    return both.loc[ids].reset_index(drop=True)
+
+
+def record(store: ArtifactStore, spec: ModuleSpec, reuse: Reuse, records) -> None:
+    """Keep the manifest of the outputs just written; a cache that cannot be written costs a full
+    rebuild next time, with a warning, never the night."""
+    manifest = {**reuse.manifest, "outputs": {r.name: r.sha256 for r in records}}
+    cache = ContentCache(store.cache_dir("history"))
+    try:
+        cache.publish(_stem(spec, store), records[0].sha256[:16],
+                      {".json": json.dumps(manifest, sort_keys=True).encode()})
+    except (OSError, ValueError) as exc:
+        log.warning("%s: cannot keep the record of %s's rows (%s); its next run rebuilds every row",
+                    cache.folder, spec.id, getattr(exc, "strerror", None) or exc)
