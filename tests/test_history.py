@@ -189,3 +189,27 @@ def test_a_changed_parameter_rebuilds_every_row_of_its_stage(week):
     with logged("mlb.runner", logging.INFO) as records:
         _night(_cfg(week["incremental"], week["mirror"], week["cache"], night, "features.form.window=12"), "D")
     assert "every row built (changed since the rows were built: parameter form)" in _built(records)["D"]
+
+
+def test_a_damaged_record_costs_a_full_rebuild_never_a_wrong_row(week):
+    cfg = _cfg(week["incremental"], week["mirror"], week["cache"], NIGHTS[-1])
+    store, spec = ArtifactStore.from_config(cfg), REGISTRY["F"]
+    built = week["incremental"] / "data" / "starter_features.parquet"
+    before = built.read_bytes()
+    [record] = store.cache_dir("history").glob(f"{history._stem(spec, store)}-*.json")
+    record.write_text('{"version": 1, "outputs": {}, "days": {}}')  # its checksum no longer matches
+    with logged("mlb.runner", logging.INFO) as records:
+        run_stage(cfg, spec)
+    assert "every row built (no record of the days its rows were built from)" in _built(records)["F"]
+    assert built.read_bytes() == before
+
+
+def test_another_pandas_rebuilds_every_row(week, monkeypatch):
+    cfg = _cfg(week["incremental"], week["mirror"], week["cache"], NIGHTS[-1])
+    run_stage(cfg, REGISTRY["C"])  # its record, with this pandas
+    real = history.libraries()
+    monkeypatch.setattr(history, "libraries", lambda: {**real, "pandas": "0.0"})
+    with logged("mlb.runner", logging.INFO) as records:
+        run_stage(cfg, REGISTRY["C"])
+    assert (f"every row built (changed since the rows were built: pandas {real['pandas']} -> 0.0)"
+            in _built(records)["C"])

@@ -9,7 +9,8 @@ declares `history` (its dated inputs, each with a `date` column) is run like thi
   one per stage and artifacts root, keyed by the output's SHA-256): a digest of every day's input rows
   (each row's hash, in the input's order, since the order of a day's rows is the order sums are taken
   in), and a key of everything else the rows are made from: the stage's code version, its parameters,
-  the hashes of its undated inputs (Lahman) and the columns of its dated ones.
+  the versions of numpy, pandas and pyarrow, the hashes of its undated inputs (Lahman) and the columns
+  of its dated ones.
 - The next run finds the manifest of the outputs on disk (hash-checked). If the key is the same, the
   first day whose digest differs (a new result, a corrected game, a season the Stats API supplied
   and Retrosheet has now published) is `since`: the stage function computes only the rows of games
@@ -74,9 +75,16 @@ def first_changed(old: dict[str, dict[str, str]], new: dict[str, dict[str, str]]
     return min(changed) if changed else None
 
 
+def libraries() -> dict[str, str]:
+    """The versions of the libraries the rows' arithmetic is done by: an upgrade rebuilds every row."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("numpy", "pandas", "pyarrow")}
+
+
 def lineage_key(spec: ModuleSpec, made: dict, frames: dict[str, Any]) -> dict:
     """What the rows are made from besides the days of the dated inputs."""
-    return {"code": made["code"], "params": made["params"],
+    return {"code": made["code"], "params": made["params"], "libraries": libraries(),
             "inputs": {n: h for n, h in made["inputs"].items() if n not in spec.history},
             "columns": {n: columns_digest(frames[n]) for n in spec.history}}
 
@@ -86,6 +94,8 @@ def _differences(old: dict, new: dict) -> list[str]:
     if old.get("code") != new["code"]:
         said.append("the stage's code")
     said += [f"parameter {k}" for k in new["params"] if old.get("params", {}).get(k) != new["params"][k]]
+    said += [f"{n} {old.get('libraries', {}).get(n)} -> {v}" for n, v in new.get("libraries", {}).items()
+             if old.get("libraries", {}).get(n) != v]
     said += [f"input {n}" for n in new["inputs"] if old.get("inputs", {}).get(n) != new["inputs"][n]]
     said += [f"the columns of {n}" for n in new["columns"] if old.get("columns", {}).get(n) != new["columns"][n]]
     return said or ["what it is made from"]
@@ -155,7 +165,7 @@ def describe(cfg, store: ArtifactStore, spec: ModuleSpec, made: dict) -> str:
     old, why = previous_manifest(store, spec)
     if old is None:
         return f"every row rebuilt: {why}"
-    now = {"code": made["code"], "params": made["params"],
+    now = {"code": made["code"], "params": made["params"], "libraries": libraries(),
            "inputs": {n: h for n, h in made["inputs"].items() if n not in spec.history}}
     changed = [d for d in _differences(old["key"], {**now, "columns": old["key"].get("columns", {})})
                if d != "what it is made from"]
