@@ -23,7 +23,7 @@ import pandas as pd
 
 from modules.models import Calibrator, TrainedModels, feature_columns, logistic_logit, raw_probability
 from utils.config import DriftConfig, ModelConfig
-from utils.engine.stages import ModuleResult, StageOutput
+from utils.engine.stages import ModuleResult, StageOutput, project_sources
 from utils.engine.threads import openmp_threads
 from utils.monitoring import drift
 from utils.monitoring.evaluation import calibration_table, prediction_noise, run_metrics, run_noise, win_metrics
@@ -213,22 +213,83 @@ def model_params(models: TrainedModels) -> dict:
             "features": models.features, "logistic": models.logistic, "reference": models.reference}
 
 
+def fit_day(table: pd.DataFrame, as_of: dt.date, every_days: int) -> dt.date:
+    """The day the published models are fit as of: the season's last retrain day on or before `as_of`,
+    every `every_days` from its first game, as the walk-forward backtests retrain (so a night publishes
+    the models its season's backtest scores); `as_of` itself before the season's first game."""
+    dates = table.loc[table["season"] == as_of.year, "date"]
+    day = pd.Timestamp(as_of)
+    if dates.empty or day < dates.min():
+        return as_of
+    first = dates.min()
+    return (first + pd.Timedelta(days=(day - first).days // every_days * every_days)).date()
+
+
 def train(model_table: pd.DataFrame, as_of: dt.date, model: ModelConfig, psi_bins: int, drift_config: DriftConfig,
-          cache: Path) -> StageOutput:
+          cache: Path, fits: Path, keep_fits: bool = True) -> StageOutput:
     """The published models (LightGBM text files), what prediction needs beside them, the card, and
-    each feature's normal drift (learnt once a season, then read from the cache)."""
-    models = train_models(model_table, as_of, model, psi_bins)
-    baseline = cached_baseline(model_table, models.features, as_of, drift_config, psi_bins, model.train_seasons, cache)
-    outputs = {"win_model": models.win_booster.model_to_string().encode(),
-               "home_runs_model": models.home_runs_booster.model_to_string().encode(),
-               "away_runs_model": models.away_runs_booster.model_to_string().encode(),
-               "model_params": json.loads(json.dumps(model_params(models))),
-               "model_card": models.card,
-               "drift_baseline": baseline}
-    chosen = models.card["candidates"][models.chosen]["validation"]
-    return StageOutput(outputs, {"validation_brier": chosen["brier"], "validation_log_loss": chosen["log_loss"],
-                                 "baseline_brier": models.card["candidates"]["elo"]["validation"]["brier"],
-                                 "drift_baseline_nights": baseline["nights"]})
+    each feature's normal drift (learnt once a season, then read from the cache). The models are fit
+    as of the season's retrain day (`fit_day`); the nights until the next one read the same fit from
+    the cache (`cached_fit`: keyed by its training rows, so a corrected game refits it)."""
+    day = fit_day(model_table, as_of, model.retrain_every_days)
+    published = cached_fit(model_table, day, model, psi_bins, fits, keep_fits)
+    card = published["model_card"]
+    features = published["model_params"]["features"]
+    baseline = cached_baseline(model_table, features, as_of, drift_config, psi_bins, model.train_seasons, cache)
+    chosen = card["candidates"][card["chosen"]]["validation"]
+    return StageOutput({**published, "drift_baseline": baseline},
+                       {"validation_brier": chosen["brier"], "validation_log_loss": chosen["log_loss"],
+                        "baseline_brier": card["candidates"]["elo"]["validation"]["brier"],
+                        "drift_baseline_nights": baseline["nights"]})
+
+
+def fit_outputs(models: TrainedModels) -> dict:
+    return {"win_model": models.win_booster.model_to_string().encode(),
+            "home_runs_model": models.home_runs_booster.model_to_string().encode(),
+            "away_runs_model": models.away_runs_booster.model_to_string().encode(),
+            "model_params": json.loads(json.dumps(model_params(models))),
+            "model_card": models.card}
+
+
+FIT_FILES = ("win_model", "home_runs_model", "away_runs_model")
+
+
+def cached_fit(table: pd.DataFrame, day: dt.date, mcfg: ModelConfig, psi_bins: int, fits: Path,
+               keep: bool = True) -> dict:
+    """train_models as of `day`, reused while everything it reads is the same: its training rows (every
+    row known before `day`, features and results), the model settings, the drift bins, the code of K and
+    what it imports, and the versions of the libraries that fit. One fit a season is kept (publishing
+    the next drops it). `keep=False` (run.reuse_history: false) fits again; LightGBM is deterministic,
+    so the bytes are the same."""
+    import lightgbm
+    import sklearn
+
+    rows = training_rows(table, day, mcfg.train_seasons)
+    store, stem = ContentCache(fits), f"fit-{day.year}"
+    key = ContentCache.key(json.dumps([day.isoformat(), mcfg.model_dump(mode="json"), psi_bins,
+                                       [lightgbm.__version__, sklearn.__version__, np.__version__, pd.__version__]]),
+                           *(path.read_bytes() for path in project_sources(__name__)),
+                           pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes(),
+                           json.dumps([str(c) for c in rows.columns]))
+    if keep:
+        payload = store.get_keyed(stem, key, ".json")
+        if payload is not None:
+            try:
+                kept = json.loads(payload)
+                return {**{name: kept[name].encode() for name in FIT_FILES},
+                        "model_params": kept["model_params"], "model_card": kept["model_card"]}
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                log.warning("%s: discarding a kept fit of another shape (%s); fitting again",
+                            store.path(f"{stem}-{key}.json"), " ".join(str(exc).split())[:160])
+    published = fit_outputs(train_models(table, day, mcfg, psi_bins))
+    document = {**{name: published[name].decode() for name in FIT_FILES},
+                "model_params": published["model_params"], "model_card": published["model_card"]}
+    try:
+        store.publish(stem, key, {".json": json.dumps(document, sort_keys=True).encode()})
+    except OSError as exc:
+        log.warning("%s: cannot keep the fit (%s); the next night fits again", store.path(f"{stem}-{key}.json"),
+                    exc.strerror or exc)
+    return published
 
 
 def cached_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg: DriftConfig, bins: int,

@@ -58,7 +58,7 @@ REGISTRY = Registry([
                "each feature's normal drift",
                params={"as_of": "run.as_of", "model": "model", "psi_bins": "monitoring.psi_bins",
                        "drift_config": "monitoring.drift"},
-               resources={"cache": "cache:drift"}),
+               resources={"cache": "cache:drift", "fits": "cache:models", "keep_fits": "config:run.reuse_history"}),
     ModuleSpec("L", "predict_monitor", "modules.l_predict_monitor:predict_and_monitor",
                ("model_table", "win_model", "home_runs_model", "away_runs_model", "model_params", "model_card",
                 "drift_baseline", "schedule"),

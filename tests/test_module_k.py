@@ -1,4 +1,6 @@
 """K · train, run through its main(cfg) on a synthetic model table (tests/synthetic_table.py)."""
+import pandas as pd
+
 from modules import k_train
 
 
@@ -6,9 +8,15 @@ def test_the_models_the_card_and_the_time_ordered_split(synthetic_store):
     cfg, store = synthetic_store
     result = k_train.main(cfg)
     card, params = store.read_json("model_card"), store.read_json("model_params")
-    # 700 decided games before the as-of date: the newest 15% (105) validate, the 105 before calibrate
-    assert card["training_window"]["fit"]["games"] == 700
-    assert card["training_window"]["validation"]["games"] == 105 == card["training_window"]["calibration"]["games"]
+    table = store.read_frame("model_table")
+    day = k_train.fit_day(table, cfg.run.as_of, cfg.model.retrain_every_days)
+    n = len(k_train.training_rows(table, day, cfg.model.train_seasons))
+    # fit as of the season's retrain day: every decided game before it; the newest 15% validate, the 15%
+    # before calibrate
+    assert card["as_of"] == day.isoformat() and day <= cfg.run.as_of and n > 600
+    assert card["training_window"]["fit"]["games"] == n
+    assert card["training_window"]["validation"]["games"] == int(n * 0.15) == card["training_window"]["calibration"][
+        "games"]
     assert card["chosen"] in card["candidates"] and params["chosen"] == card["chosen"]
     # the home side wins as its Elo edge says, so the logistic weight on elo_diff is positive
     assert params["logistic"]["features"][0] == "elo_diff" and params["logistic"]["coef"][0] > 0
@@ -25,6 +33,7 @@ def test_models_are_the_same_bytes_on_one_thread_or_two(synthetic_store, monkeyp
     from utils.engine import threads
 
     cfg, store = synthetic_store
+    cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"reuse_history": False})})  # fit each time
     made, seen = {}, []
     train = lightgbm.train
 
@@ -63,3 +72,51 @@ def test_a_busy_neighbour_takes_a_thread_and_an_idle_machine_gives_them_all():
     finally:
         hog.kill()
         hog.wait()
+
+
+def test_a_night_publishes_the_fit_of_its_season_s_retrain_day_as_the_backtest_does():
+    from tests.synthetic_table import model_table
+    from utils.flows.backtest import retrain_dates
+
+    table = model_table()
+    season = table[table["season"] == 2023]
+    grid = retrain_dates(season, 7)
+    for day in pd.date_range(grid[0], season["date"].max(), freq="D"):
+        assert k_train.fit_day(table, day.date(), 7) == max(d for d in grid if d <= day).date()
+    spring = table[(table["season"] != 2023) | (table["date"] >= "2023-03-30")]  # opening day in the spring
+    opening = spring.loc[spring["season"] == 2023, "date"].min()
+    for before in (opening - pd.Timedelta(days=1), pd.Timestamp("2023-01-15")):  # no game yet: the day itself
+        assert k_train.fit_day(spring, before.date(), 7) == before.date()
+    assert k_train.fit_day(spring, opening.date(), 7) == opening.date()
+
+
+def test_the_nights_until_the_next_retrain_day_read_the_fit_and_a_correction_refits(synthetic_store, monkeypatch):
+    import datetime as dt
+
+    from modules.registry import REGISTRY
+    from utils.engine.one_stage import run_stage
+
+    cfg, store = synthetic_store
+    table = store.read_frame("model_table")
+    day = k_train.fit_day(table, cfg.run.as_of, 7)
+    k_train.main(cfg)
+    first = {n: store.read_bytes(n) for n in ("win_model", "home_runs_model", "away_runs_model", "model_card")}
+    fits = []
+    train = k_train.train_models
+    monkeypatch.setattr(k_train, "train_models", lambda *a, **k: fits.append(a[1]) or train(*a, **k))
+    nights = range(1, 7 - (cfg.run.as_of - day).days)  # the nights up to the next retrain day
+    assert len(nights) >= 3
+    for later in nights:
+        run = cfg.run.model_copy(update={"as_of": cfg.run.as_of + dt.timedelta(later)})
+        night = cfg.model_copy(update={"run": run})
+        run_stage(night, REGISTRY["K"])
+        assert {n: store.read_bytes(n) for n in first} == first
+    assert fits == []
+    # a game before the fit day corrected: its training rows changed, so it is fit again
+    table.loc[table.index[10], "home_score"] += 5
+    store.write_frame("model_table", table)
+    k_train.main(cfg)
+    assert fits == [day]
+    # and run.reuse_history: false fits whatever is kept
+    k_train.main(cfg.model_copy(update={"run": cfg.run.model_copy(update={"reuse_history": False})}))
+    assert fits == [day, day]

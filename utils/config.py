@@ -275,7 +275,9 @@ class ModelConfig(Frozen):
         ["elo_diff", "lu_diff_woba", "sp_diff_prior_fip", "sp_diff_prior_kbb", "sp_diff_prior_ip_per_gs",
          "sp_diff_game_kbb", "sp_diff_long_rest", "sp_diff_log_starts", "mu_bullpen_ra9_diff", "form_diff_pythag"],
         min_length=1, description="model-table columns of the logistic candidate")
-    retrain_every_days: PositiveInt = 7
+    retrain_every_days: PositiveInt = Field(
+        7, description="the models are fit as of every this many days from the season's first game: the nights "
+        "between publish the last fit, as the walk-forward backtests score it")
     num_threads: PositiveInt = Field(
         2, le=64, description="LightGBM's threads at most; fewer while other processes keep cores busy")
 

@@ -103,6 +103,11 @@ def _project_sources(module: str) -> list[Path]:
     return [Path(importlib.util.find_spec(name).origin) for name in sorted(names)]
 
 
+def project_sources(module: str) -> list[Path]:
+    """A module's file and those of the project modules it imports (what a code version hashes)."""
+    return _project_sources(module)
+
+
 PROJECT_PACKAGES = ("modules", "utils")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout holding modules/, utils/, dashboards/
 
