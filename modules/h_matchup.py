@@ -44,12 +44,13 @@ def streaks(win: pd.Series, team: pd.Series) -> pd.Series:
 def late_runs_allowed(long: pd.DataFrame, games: pd.DataFrame) -> pd.DataFrame:
     """Per team-game: runs and innings the other side batted from the seventh on, the runs above
     the previous season's league rate, and the innings that count (none without such a rate)."""
-    by_id = games.set_index("game_id")
+    columns = [f"{batting}_bat_late_{name}" for name in ("runs", "innings") for batting in ("home", "away")]
+    by_id = games.set_index("game_id")[columns].reindex(long["game_id"])  # one lookup of the keys, not four
     home = long["is_home"].to_numpy()
     frame = pd.DataFrame({"season": long["season"]}, index=long.index)
     for name in ("runs", "innings"):
-        side = {batting: by_id[f"{batting}_bat_late_{name}"].reindex(long["game_id"]).to_numpy(
-            dtype="float64", na_value=np.nan) for batting in ("home", "away")}
+        side = {batting: by_id[f"{batting}_bat_late_{name}"].to_numpy(dtype="float64", na_value=np.nan)
+                for batting in ("home", "away")}
         frame[name] = np.where(home, side["away"], side["home"])  # what the other side batted
     above, innings = above_last_season(frame["season"], long["played"], frame["runs"], frame["innings"])
     return pd.DataFrame({"late_above": above, "late_innings": innings})
@@ -113,7 +114,8 @@ def build_matchup(games: pd.DataFrame, m: MatchupFeatures, player_games: pd.Data
     # the day he pitched, of a game whose result was known that day (a suspended game's first part is not
     # known until its completion, and a night before that completion cannot see it)
     relief = pitched[pitched["played"] & ~pitched["started"]]
-    yesterday = relief[relief["result_date"] <= relief["appear_date"]]
+    yesterday = relief[(relief["result_date"] <= relief["appear_date"])
+                       & relief["pitcher"].isin(closer.dropna().astype(str).unique().tolist())]  # closers' days only
     pitched_days = set(zip(yesterday["pitcher"], yesterday["appear_date"] + pd.Timedelta(days=1)))
     feats["closer_pitched_1d"] = [float((c, d) in pitched_days) for c, d in zip(closer, at["date"])]
     feats["streak"] = now["streak"].fillna(0)
