@@ -109,16 +109,24 @@ def event_seasons(data: DataConfig, as_of_season: int, train_seasons: int) -> li
     return list(range(first, min(data.last_season or as_of_season, as_of_season) + 1))
 
 
-def player_lines_before(lines: pd.DataFrame, games: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
-    """The as-of rule for player lines: games before the date, less those suspended before it and
-    completed on or after it (their result is not known yet; `split_as_of` hides it the same way)."""
+def hidden_games(games: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+    """The games suspended before the date and completed on or after it, by date, game number and each
+    team: their result is not known yet (`split_as_of` hides it the same way), nor their players' lines."""
     day = pd.Timestamp(as_of)
     completed = pd.to_datetime(games["completion_info"].str.slice(0, 8), format="%Y%m%d", errors="coerce")
     pending = games[(games["date"] < day) & completed.notna() & (completed >= day)]
     number = pending["game_number"].astype("string").replace({"A": "1", "B": "2"}).astype("Int16")
     hidden = pd.concat([pd.DataFrame({"date": pending["date"], "game_number": number, "team": pending[side]})
                         for side in ("home_team", "visiting_team")], ignore_index=True).drop_duplicates()
-    hidden = hidden.assign(_hidden=True)
+    return hidden.assign(_hidden=True)
+
+
+def player_lines_before(lines: pd.DataFrame, games: pd.DataFrame | None, as_of: dt.date,
+                        hidden: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The as-of rule for player lines: games before the date, less those suspended before it and
+    completed on or after it (`hidden_games`, of `games` or given)."""
+    day = pd.Timestamp(as_of)
+    hidden = hidden_games(games, as_of) if hidden is None else hidden
     keep = lines[lines["date"] < day]
     flagged = keep.merge(hidden.astype({"date": "datetime64[ms]", "team": "string"}), how="left",
                          on=["date", "game_number", "team"])["_hidden"].fillna(False).to_numpy(dtype=bool)
@@ -202,10 +210,13 @@ def ingest_from(sources: Sources, as_of: dt.date, schedule: ScheduleSettings, li
     games["source"] = games["source"].astype("string")
     games["game_pk"] = games["game_pk"].astype("Int64")
     quarantine = pd.concat([p.quarantine for p in parsed], ignore_index=True)
+    del parsed  # the seasons are in `games` now: a night holds one copy of history, not two
     if len(quarantine):  # E reports each line; one summary here keeps a normal night's log short
         log.info("quarantined %d game-log line(s), e.g. %s line %s: %s", len(quarantine), quarantine["source"].iloc[0],
                  quarantine["line_number"].iloc[0], quarantine["reason"].iloc[0])
     history, day_schedule = split_as_of(games, as_of)
+    hidden = hidden_games(games, as_of)
+    del games
     read_seasons = [s for s in event_seasons(data, season_now, train_seasons) if s not in live_seasons]
     if sources.events is None:
         events = ParsedEvents(to_frame([], season_now), quarantine_frame([]))
@@ -213,7 +224,9 @@ def ingest_from(sources: Sources, as_of: dt.date, schedule: ScheduleSettings, li
         events = read_player_games(sources.events, read_seasons, season_now, teams, parse_cache, usable_cores())
         quarantine = pd.concat([quarantine, events.quarantine], ignore_index=True)
     lines = pd.concat([events.lines, *live_lines], ignore_index=True) if live_lines else events.lines
-    player_games = player_lines_before(lines, games, as_of)
+    del events, live_lines
+    player_games = player_lines_before(lines, None, as_of, hidden)
+    del lines
     if schedule_is_live or slate is not None:  # a live as-of season's slate is the Stats API's, replayed or not
         day_schedule = api.day_schedule(as_of, ids, slate)
     lahman_pitching = sources.lahman.pitching()

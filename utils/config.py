@@ -195,7 +195,9 @@ class RunConfig(Frozen):
     modules: list[str] | None = None
     overwrite_policy: OverwritePolicy = "warn"
     executor: Executor = "prefect"
-    max_workers: PositiveInt = 4
+    max_workers: PositiveInt = Field(
+        1, description="modules run at once; their pandas work mostly holds the GIL, so on two cores a second one "
+        "gains about a second a night and costs half a gigabyte (docs/performance.md)")
     reuse_history: bool = Field(
         True, description="feature stages keep their rows of games dated before the first day their inputs changed;"
         " false rebuilds every row")
