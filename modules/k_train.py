@@ -258,14 +258,14 @@ def cached_fit(table: pd.DataFrame, day: dt.date, mcfg: ModelConfig, psi_bins: i
                keep: bool = True) -> dict:
     """train_models as of `day`, reused while everything it reads is the same: its training rows (every
     row known before `day`, features and results), the model settings, the drift bins, the code of K and
-    what it imports, and the versions of the libraries that fit. One fit a season is kept (publishing
-    the next drops it). `keep=False` (run.reuse_history: false) fits again; LightGBM is deterministic,
-    so the bytes are the same."""
+    what it imports, and the versions of the libraries that fit. One fit a retrain day is kept (a
+    backtest's walk reads them too; about 0.4 MB each). `keep=False` (run.reuse_history: false) fits
+    again; LightGBM is deterministic, so the bytes are the same."""
     import lightgbm
     import sklearn
 
     rows = training_rows(table, day, mcfg.train_seasons)
-    store, stem = ContentCache(fits), f"fit-{day.year}"
+    store, stem = ContentCache(fits), f"fit-{day.isoformat()}"
     key = ContentCache.key(json.dumps([day.isoformat(), mcfg.model_dump(mode="json"), psi_bins,
                                        [lightgbm.__version__, sklearn.__version__, np.__version__, pd.__version__]]),
                            *(path.read_bytes() for path in project_sources(__name__)),

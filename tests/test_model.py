@@ -182,3 +182,21 @@ def test_walk_forward_keeps_a_tie_as_a_missing_result_and_meets_its_contract(mcf
     out = walk_forward(table, 2022, 60, mcfg)
     assert len(out) == len(season) and out["home_win"].dtype == "Int64" and out["home_win"].isna().sum() == 1
     validate_frame(load_contract(ROOT / "schemas", "backtest"), out)
+
+
+def test_a_walk_forward_reads_kept_fits_and_predicts_the_same(mcfg, tmp_path, monkeypatch):
+    """The backtest's retrain days read K's kept fits (the nightly's, or an earlier walk's): the same
+    predictions as fitting each, and no fit the second time."""
+    from modules import k_train
+    from utils.flows import backtest
+
+    table = synthetic_table()
+    fitted = backtest.walk_forward(table, 2022, 60, mcfg)
+    first = backtest.walk_forward(table, 2022, 60, mcfg, fits=tmp_path)
+    calls = []
+    monkeypatch.setattr(k_train, "train_models", lambda *a, **k: calls.append(a[1]))
+    again = backtest.walk_forward(table, 2022, 60, mcfg, fits=tmp_path)
+    pd.testing.assert_frame_equal(first, fitted, check_exact=True)
+    pd.testing.assert_frame_equal(again, fitted, check_exact=True)
+    assert calls == [] and len(list(tmp_path.glob("fit-2022-*.json"))) == len(backtest.retrain_dates(
+        table[table["season"] == 2022], 60))

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from modules.k_train import train_models
-from modules.models import PREDICTION_COLUMNS, predict
+from modules.k_train import cached_fit, train_models
+from modules.models import PREDICTION_COLUMNS, predict, trained_models
 from utils.engine.progress import progress
 from utils.monitoring.evaluation import calibration_bins, calibration_table, calibration_test, run_metrics, win_metrics
 
@@ -25,9 +25,11 @@ def retrain_dates(season_games: pd.DataFrame, every_days: int) -> list[pd.Timest
 
 
 def walk_forward(table: pd.DataFrame, season: int, every_days: int, mcfg, psi_bins: int = 10,
-                 on_retrain=None) -> pd.DataFrame:
+                 on_retrain=None, fits: Path | None = None) -> pd.DataFrame:
     """Every game of the season, each predicted by models trained only on games before its retrain date.
-    `on_retrain(date, models)` sees each retrain's models (bench/bench_alerts.py keeps their cards)."""
+    `on_retrain(date, models)` sees each retrain's models (bench/bench_alerts.py keeps their cards).
+    With `fits` (a cache folder), each retrain day's models are K's kept fit of that day when its
+    training rows are the same (`k_train.cached_fit`): the nightly runs' fits, or an earlier backtest's."""
     games = table[table["season"] == season]
     if games.empty:
         raise ValueError(f"model_table: no games in season {season}")
@@ -39,7 +41,8 @@ def walk_forward(table: pd.DataFrame, season: int, every_days: int, mcfg, psi_bi
             window = games[(games["date"] >= start) & (games["date"] < end)]
             if window.empty:
                 continue
-            models = train_models(table, start.date(), mcfg, psi_bins)
+            models = train_models(table, start.date(), mcfg, psi_bins) if fits is None else trained_models(
+                **cached_fit(table, start.date(), mcfg, psi_bins, fits))
             if on_retrain is not None:
                 on_retrain(start, models)
             scored = predict(models, window, f"{models.chosen}@{start.date().isoformat()}")
@@ -167,7 +170,8 @@ def run_backtest(base, season: int, today: dt.date) -> tuple[dict, Path]:
             if failed:
                 raise BacktestError(f"module {failed[0].module} ({failed[0].name}) failed: {failed[0].error}")
             predictions = walk_forward(store.read_frame("model_table"), season, cfg.model.retrain_every_days,
-                                       cfg.model, cfg.monitoring.psi_bins)
+                                       cfg.model, cfg.monitoring.psi_bins, fits=store.cache_dir("models")
+                                       if cfg.run.reuse_history else None)
             summary = {"season": season, "retrain_every_days": cfg.model.retrain_every_days, **summarize(predictions)}
             with staged_writes() as staging:  # the season's table and its summary, together or not at all
                 record = store.write_frame("backtest", predictions)
