@@ -45,8 +45,11 @@ def build_context(games: pd.DataFrame, since: pd.Timestamp | None = None) -> pd.
     everything = team_games(games)
     everything["utc_offset"] = everything["game_id"].map(pd.Series(park_offsets(games).to_numpy(),
                                                                    index=games["game_id"]))
-    # Schedules are public in advance, but the rule is simplest kept uniform: only earlier dates count.
-    seen = everything.assign(seen_date=everything["date"], games_so_far=everything.groupby("team").cumcount() + 1)
+    # Schedules are public in advance, but the rule is simplest kept uniform: only earlier dates count,
+    # counted in date order (a suspended game counts on its first day, however late its result comes).
+    by_date = everything.sort_values(["team", "date", "game_number", "game_id"], kind="stable")
+    seen = everything.assign(seen_date=everything["date"],
+                             games_so_far=by_date.groupby("team").cumcount().reindex(everything.index) + 1)
     long = from_day(everything, since)
     prev = as_of_join(long, seen, ["team"], ["seen_date", "park_id", "utc_offset", "games_so_far"],
                       event_time="date")

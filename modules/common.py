@@ -55,10 +55,11 @@ def as_of_join(at: pd.DataFrame, events: pd.DataFrame, by: list[str], values: li
     `at` with no earlier event get NaN. Returns `at`'s rows in their original order.
     """
     key = by[0]
-    if len(at) * 8 < len(events) and not pd.api.types.is_numeric_dtype(events[key]) \
+    if len(at) * 8 < len(events) and at[key].notna().all() and not pd.api.types.is_numeric_dtype(events[key]) \
             and not pd.api.types.is_numeric_dtype(at[key]):
-        # a few rows (a night's, when earlier rows are kept): only their keys' events, not all history
-        events = events[events[key].isin(at[key].dropna().astype(str).unique().tolist())]
+        # a few rows (a night's, when earlier rows are kept): only their keys' events, not all history;
+        # compared as the join below compares them, as strings
+        events = events[events[key].astype("string").isin(at[key].astype("string").unique())]
     ev = events.dropna(subset=[event_time])[by + [event_time] + values]
     ev = ev.sort_values(by + [event_time], kind="stable").drop_duplicates(by + [event_time], keep="last")
     ev[event_time] = ev[event_time].astype("datetime64[ns]")  # merge_asof needs one time unit on both sides

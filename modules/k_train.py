@@ -261,13 +261,17 @@ def cached_fit(table: pd.DataFrame, day: dt.date, mcfg: ModelConfig, psi_bins: i
     what it imports, and the versions of the libraries that fit. One fit a retrain day is kept (a
     backtest's walk reads them too; about 0.4 MB each). `keep=False` (run.reuse_history: false) fits
     again; LightGBM is deterministic, so the bytes are the same."""
+    import platform
+
     import lightgbm
+    import scipy
     import sklearn
 
     rows = training_rows(table, day, mcfg.train_seasons)
     store, stem = ContentCache(fits), f"fit-{day.isoformat()}"
     key = ContentCache.key(json.dumps([day.isoformat(), mcfg.model_dump(mode="json"), psi_bins,
-                                       [lightgbm.__version__, sklearn.__version__, np.__version__, pd.__version__]]),
+                                       [lightgbm.__version__, sklearn.__version__, scipy.__version__, np.__version__,
+                                        pd.__version__, platform.python_version()]]),
                            *(path.read_bytes() for path in project_sources(__name__)),
                            pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes(),
                            json.dumps([str(c) for c in rows.columns]))

@@ -45,7 +45,8 @@ def test_day_digests_change_on_exactly_the_days_whose_rows_change():
     # a day's rows in another order are another day: sums are taken in the rows' order
     swapped = base.iloc[[1, 0, 2, 3]]
     assert history.first_changed(before, {"games": history.day_digests(swapped)}) == "2023-06-01"
-    # rows of other days interleaved differently are the same days
+    # rows of other days interleaved differently are the same days (A writes rows in one order: season by
+    # season, each in its files' order; utils/engine/history.py says why that matters)
     interleaved = base.iloc[[0, 2, 1, 3]]
     assert history.first_changed(before, {"games": history.day_digests(interleaved)}) is None
     # a second dated input counts too, and the earliest change wins
@@ -222,3 +223,34 @@ def test_another_pandas_rebuilds_every_row(week, monkeypatch):
         run_stage(cfg, REGISTRY["C"])
     assert (f"every row built (changed since the rows were built: pandas {real['pandas']} -> 0.0)"
             in _built(records)["C"])
+
+
+def test_a_well_hashed_record_of_another_shape_costs_a_full_rebuild(week):
+    cfg = _cfg(week["incremental"], week["mirror"], week["cache"], week["last"])
+    store, spec = ArtifactStore.from_config(cfg), REGISTRY["D"]
+    run_stage(cfg, spec)  # a record of today's outputs
+    outputs = {n: store.meta(n)["sha256"] for n in spec.outputs}
+    history.ContentCache(store.cache_dir("history")).publish(  # hashed right, but no key and no days
+        history._stem(spec, store), outputs[spec.outputs[0]][:16],
+        {".json": history.json.dumps({"version": history.MANIFEST_VERSION, "outputs": outputs}).encode()})
+    with logged("mlb.runner", logging.INFO) as records:
+        run_stage(cfg, spec)
+    assert "every row built (its record cannot be read)" in _built(records)["D"]
+
+
+def test_a_suspended_game_counts_on_its_own_day_whenever_its_result_comes(week):
+    """C's games in the last seven days count a game on the day it was played: a game suspended on D0
+    and completed days later changes no row dated before its completion, pending or completed."""
+    from modules.c_context import build_context
+
+    games = ArtifactStore(week["incremental"], Path(__file__).parent.parent / "schemas").read("games")
+    d0 = pd.Timestamp("2023-05-10")
+    next_day = set(games.loc[games["date"] == d0 + pd.Timedelta(days=1), ["home_team", "away_team"]].stack())
+    target = games.index[(games["date"] == d0) & games["home_team"].isin(next_day)][0]  # its team plays the next day
+    pending = games[games["date"] <= d0 + pd.Timedelta(days=1)].copy()
+    pending.loc[target, ["played", "result_date"]] = [False, pd.NaT]
+    completed = games[games["date"] <= d0 + pd.Timedelta(days=5)].copy()
+    completed.loc[target, "result_date"] = d0 + pd.Timedelta(days=3)
+    early = build_context(pending)
+    late = build_context(completed).set_index("game_id").loc[early["game_id"]].reset_index()
+    pd.testing.assert_frame_equal(early, late, check_exact=True)

@@ -176,11 +176,18 @@ def run_stage(cfg, stage: str | ModuleSpec, registry: Registry | None = None,
         if reuse.since is None:
             log.info("%s: every row built (%s)", spec.id, reuse.reason)
         else:
-            values = {name: history.merge(reuse.kept[name], values[name], arguments[history.ROWS_INPUT], reuse.since)
-                      for name in spec.outputs}
-            new = len(result.values[spec.outputs[0]])
-            log.info("%s: %d row(s) from %s on built, %d kept (%s)", spec.id, new, reuse.since,
-                     len(values[spec.outputs[0]]) - new, reuse.reason)
+            try:
+                values = {name: history.merge(reuse.kept[name], values[name], arguments[history.ROWS_INPUT],
+                                              reuse.since) for name in spec.outputs}
+            except ArtifactError as exc:  # kept rows that do not fit tonight's games: build every row instead
+                log.warning("%s: %s; building every row", spec.id, exc)
+                arguments["since"], reuse.since = None, None
+                result = stage_outputs(spec, spec.load()(**arguments))
+                values = dict(result.values)
+            else:
+                new = len(result.values[spec.outputs[0]])
+                log.info("%s: %d row(s) from %s on built, %d kept (%s)", spec.id, new, reuse.since,
+                         len(values[spec.outputs[0]]) - new, reuse.reason)
     with staged_writes() as staging:
         records = [store.write(name, values[name], made) for name in spec.outputs]
         staging.commit()
