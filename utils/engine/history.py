@@ -3,7 +3,8 @@
 A game's feature row depends on the results known before the game's date and on the rows of its own
 day (the as-of rule, which the leakage tests prove), so the row of a game dated before every change
 to the stage's inputs is what a from-scratch build would make again, byte for byte. A stage that
-declares `history` (its dated inputs, each with a `date` column) is run like this:
+declares `history` (its dated inputs, each with a `date` column; the first has one row per output row,
+matched on `history_key`, and gives their order) is run like this:
 
 - Each run records in the cache a manifest of the outputs it wrote (`history-<stage>-<root>-<key>.json`,
   one per stage and artifacts root, keyed by the output's SHA-256): a digest of every day's input rows
@@ -15,7 +16,7 @@ declares `history` (its dated inputs, each with a `date` column) is run like thi
   first day whose digest differs (a new result, a corrected game, a season the Stats API supplied
   and Retrosheet has now published) is `since`: the stage function computes only the rows of games
   dated on or after it (`since=`), the runner keeps the previous rows of the games before it, and
-  puts them in the games table's order. Any other difference, a missing or damaged manifest, or
+  puts them in the order of the first dated input's rows. Any other difference, a missing or damaged manifest, or
   `run.reuse_history: false` rebuilds every row.
 
 The kept rows are read from the outputs' own hash-checked files, so nothing is reused that a
@@ -41,7 +42,6 @@ log = logging.getLogger("mlb.history")
 
 MANIFEST_VERSION = 1
 DATE_COLUMN = "date"
-ROWS_INPUT = "games"  # one output row per game of this input, in its order
 
 
 def _stem(spec: ModuleSpec, store: ArtifactStore) -> str:
@@ -189,21 +189,22 @@ def describe(cfg, store: ArtifactStore, spec: ModuleSpec, made: dict) -> str:
             f"the rest rebuilt")
 
 
-def merge(kept, new, games, since: str):
-    """The previous rows of the games dated before `since`, then the new rows, in `games`' order."""
+def merge(kept, new, rows, since: str, key: str):
+    """The previous rows of the `rows` (the stage's first dated input, one output row each, matched on
+    `key`) dated before `since`, then the new rows, in `rows`' order."""
     import pandas as pd
 
-    ids = games["game_id"].astype(str).to_numpy()
-    before = (pd.to_datetime(games[DATE_COLUMN]) < pd.Timestamp(since)).to_numpy()
-    old = kept.set_axis(kept["game_id"].astype(str).to_numpy())
+    ids = rows[key].astype(str).to_numpy()
+    before = (pd.to_datetime(rows[DATE_COLUMN]) < pd.Timestamp(since)).to_numpy()
+    old = kept.set_axis(kept[key].astype(str).to_numpy())
     missing = sorted(set(ids[before]) - set(old.index))
     if missing:
-        raise ArtifactError(f"the kept rows lack game(s) {missing[:3]}")
+        raise ArtifactError(f"the kept rows lack {key} {missing[:3]}")
     old = old.loc[ids[before]]
-    fresh = new.set_axis(new["game_id"].astype(str).to_numpy())
+    fresh = new.set_axis(new[key].astype(str).to_numpy())
     both = pd.concat([old, fresh.astype(old.dtypes.to_dict())]) if len(fresh) else old
     if both.index.has_duplicates:
-        raise ArtifactError(f"game(s) {sorted(set(both.index[both.index.duplicated()]))[:3]} built twice")
+        raise ArtifactError(f"{key} {sorted(set(both.index[both.index.duplicated()]))[:3]} built twice")
     return both.loc[ids].reset_index(drop=True)
 
 

@@ -177,8 +177,8 @@ def run_stage(cfg, stage: str | ModuleSpec, registry: Registry | None = None,
             log.info("%s: every row built (%s)", spec.id, reuse.reason)
         else:
             try:
-                values = {name: history.merge(reuse.kept[name], values[name], arguments[history.ROWS_INPUT],
-                                              reuse.since) for name in spec.outputs}
+                values = {name: history.merge(reuse.kept[name], values[name], arguments[spec.history[0]],
+                                              reuse.since, spec.history_key) for name in spec.outputs}
             except ArtifactError as exc:  # kept rows that do not fit tonight's games: build every row instead
                 log.warning("%s: %s; building every row", spec.id, exc)
                 arguments["since"], reuse.since = None, None

@@ -57,9 +57,11 @@ class ModuleSpec:
     reserved: bool = False
     orphan: bool = False
     appends: tuple[str, ...] = ()  # outputs that extend their previous version, passed in as inputs too
-    # dated inputs (a `date` column each): the stage keeps its rows of games dated before the first day
-    # these changed and computes the rest (`since=`), one output row per game (utils/engine/history.py)
+    # dated inputs (a `date` column each): the stage keeps its output rows dated before the first day these
+    # changed and computes the rest (`since=`); the first input has one row per output row, matched on
+    # `history_key` (utils/engine/history.py)
     history: tuple[str, ...] = ()
+    history_key: str = ""
 
     @property
     def module(self) -> str:
@@ -128,9 +130,9 @@ class Registry:
             if late:
                 raise ValueError(f"stage {spec.id} reads {late[0]}, made by {self.producer[late[0]]}, which is "
                                  f"registered after it: list producers first")
-            if spec.history and not set(spec.history) | {"games"} <= set(spec.inputs):
-                raise ValueError(f"stage {spec.id} keeps history by inputs {list(spec.history)}: each, and games "
-                                 f"(whose rows its output follows), must be among its inputs")
+            if spec.history and (not set(spec.history) <= set(spec.inputs) or not spec.history_key):
+                raise ValueError(f"stage {spec.id} keeps history by inputs {list(spec.history)}: each must be among "
+                                 f"its inputs, and history_key must name the column its rows are matched on")
 
     def __iter__(self):
         return iter(self.specs.values())
