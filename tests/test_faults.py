@@ -633,6 +633,22 @@ def test_a_signal_stops_the_run_promptly_and_records_where(tmp_path, sig, code, 
     assert not ArtifactStore(tmp_path, TOY_SCHEMAS).resolve_output_path("doubled").exists()
 
 
+def test_a_signal_that_lands_on_a_module_s_thread_still_stops_the_run_promptly(tmp_path):
+    """Python runs a signal's handler on the main thread only when it wakes: the thread pool's main
+    thread must not sleep until the running module ends (a flaky CI run once waited out a minute)."""
+    import time
+
+    script = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); import pipeline; "
+              f"from tests.toy_modules import toy_registry; "
+              f"pipeline.REGISTRY = toy_registry('signalled_on_its_thread'); pipeline.main(sys.argv[1:])")
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", script, *toy_args(tmp_path)], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert time.monotonic() - started < 30  # the module sleeps 60 s after the signal
+    assert proc.returncode == 143, proc.stderr
+    assert "error: interrupted by SIGTERM during D (doubled)" in proc.stderr.strip().splitlines()[-1]
+
+
 @pytest.mark.slow
 def test_ctrl_c_while_a_reads_the_play_by_play_on_worker_processes_is_one_line_and_leaves_nothing(mirror, tmp_path):
     """A terminal's Ctrl-C goes to every process of the job: the workers printed KeyboardInterrupt

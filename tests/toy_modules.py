@@ -52,6 +52,16 @@ def sleepy(numbers: pd.DataFrame) -> pd.DataFrame:
     return doubled(numbers)
 
 
+def signalled_on_its_thread(numbers: pd.DataFrame) -> pd.DataFrame:
+    """A SIGTERM delivered to the module's own thread, not the main one (the kernel may pick any thread
+    for a signal sent to the process), then a minute's work."""
+    import threading
+
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+    time.sleep(60)
+    return doubled(numbers)
+
+
 def killed(numbers: pd.DataFrame) -> pd.DataFrame:
     os.kill(os.getpid(), signal.SIGKILL)
     raise AssertionError("unreachable")

@@ -15,6 +15,9 @@ from utils.engine.plan import Plan
 log = logging.getLogger("mlb.runner")
 
 
+WAKE_SECONDS = 0.5
+
+
 def run_legacy(ctx: RunContext, plan: Plan, max_workers: int) -> None:
     """concurrent.futures: start each module as soon as everything it reads is done."""
     remaining = list(plan.modules)
@@ -27,7 +30,9 @@ def run_legacy(ctx: RunContext, plan: Plan, max_workers: int) -> None:
                 if all(u in done for u in ups):
                     remaining.remove(module_id)
                     running[pool.submit(run_module, ctx, ctx.registry[module_id])] = module_id
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            # a timeout, not a bare wait: a SIGTERM the kernel hands to a module's thread only sets a flag, and
+            # the main thread runs the handler when it wakes (a module of a minute would hold it that long)
+            finished, _ = wait(running, timeout=WAKE_SECONDS, return_when=FIRST_COMPLETED)
             for future in finished:
                 done.add(running.pop(future))
                 future.result()
