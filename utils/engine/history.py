@@ -16,8 +16,8 @@ matched on `history_key`, and gives their order) is run like this:
   first day whose digest differs (a new result, a corrected game, a season the Stats API supplied
   and Retrosheet has now published) is `since`: the stage function computes only the rows of games
   dated on or after it (`since=`), the runner keeps the previous rows of the games before it, and
-  puts them in the order of the first dated input's rows. Any other difference, a missing or damaged manifest, or
-  `run.reuse_history: false` rebuilds every row.
+  puts them in the order of the first dated input's rows. Any other difference, a missing or damaged
+  manifest, or `run.reuse_history: false` rebuilds every row.
 
 The kept rows are read from the outputs' own hash-checked files, so nothing is reused that a
 from-scratch build would not make again; the tests compare the two, night after night. One thing the
@@ -86,11 +86,12 @@ def libraries() -> dict[str, str]:
     return {name: version(name) for name in ("numpy", "pandas", "pyarrow")}
 
 
-def lineage_key(spec: ModuleSpec, made: dict, frames: dict[str, Any]) -> dict:
-    """What the rows are made from besides the days of the dated inputs."""
-    return {"code": made["code"], "params": made["params"], "libraries": libraries(),
-            "inputs": {n: h for n, h in made["inputs"].items() if n not in spec.history},
-            "columns": {n: columns_digest(frames[n]) for n in spec.history}}
+def lineage_key(spec: ModuleSpec, made: dict, frames: dict[str, Any] | None = None) -> dict:
+    """What the rows are made from besides the days of the dated inputs (without the dated inputs'
+    columns when their frames are not given: the dry run reads no input)."""
+    key = {"code": made["code"], "params": made["params"], "libraries": libraries(),
+           "inputs": {n: h for n, h in made["inputs"].items() if n not in spec.history}}
+    return key if frames is None else {**key, "columns": {n: columns_digest(frames[n]) for n in spec.history}}
 
 
 def _differences(old: dict, new: dict) -> list[str]:
@@ -178,8 +179,7 @@ def describe(cfg, store: ArtifactStore, spec: ModuleSpec, made: dict) -> str:
     old, why = previous_manifest(store, spec)
     if old is None:
         return f"every row rebuilt: {why}"
-    now = {"code": made["code"], "params": made["params"], "libraries": libraries(),
-           "inputs": {n: h for n, h in made["inputs"].items() if n not in spec.history}}
+    now = lineage_key(spec, made)
     changed = [d for d in _differences(old["key"], {**now, "columns": old["key"].get("columns", {})})
                if d != "what it is made from"]
     if changed:

@@ -1,4 +1,5 @@
-"""Running one module: load its inputs from the catalog, call its stage function, validate and write its
+"""Running one module: load its inputs from the catalog, call its stage function (on the rows not kept
+from its last run, for a stage that keeps history: utils/engine/history.py), validate and write its
 outputs together with their lineage (`run_stage`, the one way a stage function runs); and, inside a run,
 the module with the overwrite policy and its phase status (`run_module`), which both executors call.
 """
@@ -147,7 +148,8 @@ def stage_outputs(spec: ModuleSpec, result: Any) -> StageOutput:
 def run_stage(cfg, stage: str | ModuleSpec, registry: Registry | None = None,
               store: ArtifactStore | None = None) -> ModuleResult:
     """The one way a stage runs: load its inputs from the catalog, bind its parameters from the config,
-    call its function, validate and write its outputs together (or none), each with its lineage.
+    call its function (`since=` the first changed day, for a stage that keeps history, and put its kept
+    rows back), validate and write its outputs together (or none), each with its lineage.
     `stage` is a spec, or an id of `registry`."""
     if not isinstance(stage, ModuleSpec):
         if registry is None:

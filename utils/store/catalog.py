@@ -9,7 +9,7 @@ pipeline writes or deletes can land outside the root, whatever was linked there.
     <root>/data/<name>.<suffix> (+ .meta.json)   artifacts and their sidecars
     <root>/runs/<run_id>/                         each run's status copy, manifest, dvc.lock
     <root>/backtest/<season>/                     a season's backtest: a catalog of its own
-    <root>/cache/<name>/                          downloads and parsed seasons, keyed by content (a
+    <root>/cache/<name>/                          downloads, parsed seasons, fits, kept rows' records: by content (a
                                                   backtest's catalog uses its parent root's)
     <root>/metrics/, <root>/logs/                 Prometheus textfile, last success; run logs
     <root>/.phase_status.yaml, <root>/.run.lock   the latest run's status; one run at a time
