@@ -114,7 +114,7 @@ def marcel_pitching(lahman: pd.DataFrame, regress_ip: float) -> pd.DataFrame:
     sums = lagged.groupby(["retro_id", "target"])[cols].sum()
     prior_ip = regress_ip * MARCEL_WEIGHTS[0]  # innings of exactly-league pitching added to every line
     out = pd.DataFrame(index=sums.index)
-    out["fip"] = 9 * sums["fip_above"] / (sums["ip"] + prior_ip)
+    out["fip"] = sums["fip_above"] / (sums["ip"] + prior_ip)  # (13 HR + 3 BB - 2 K) / IP: runs a nine, as ERA
     out["era"] = 9 * sums["er_above"] / (sums["ip"] + prior_ip)
     out["kbb"] = sums["kbb_above"] / (sums["bfp"] + prior_ip * BATTERS_PER_INNING)
     out["ip_per_gs"] = ((sums["ip"] + LEAGUE_IP_PER_START * PRIOR_STARTS)
@@ -242,8 +242,8 @@ def starter_form(starts: pd.DataFrame, pitched: pd.DataFrame, prior: pd.DataFram
     out = pd.DataFrame(index=starts.index)
     for view, frame in (("form", state), ("season", season)):
         sums = {col: frame[f"{'last' if view == 'form' else 'season'}_{col}"].fillna(0) for col in cols}
-        # FIP above the league (runs a nine innings; prior_fip is nine times that scale, as its Marcel sums are)
-        out[f"{view}_fip"] = (sums["fip_above"] + prior["fip"] / 9 * prior_ip) / (sums["ip"] + prior_ip)
+        # FIP above the league, in runs a nine innings (the Marcel prior's scale)
+        out[f"{view}_fip"] = (sums["fip_above"] + prior["fip"] * prior_ip) / (sums["ip"] + prior_ip)
         out[f"{view}_kbb"] = (sums["kbb_above"] + prior["kbb"] * prior_bf) / (sums["bf"] + prior_bf)
     n = state["last_starts"].fillna(0)
     ip_per_start = state["last_outs"].fillna(0) / 3
@@ -256,7 +256,7 @@ def starter_form(starts: pd.DataFrame, pitched: pd.DataFrame, prior: pd.DataFram
     history = decayed_state(seen_sorted, "pitcher", rated, p.rating_halflife_days)
     decayed = decayed_at(starts[known], history, "pitcher", rated, p.rating_halflife_days).reindex(starts.index)
     rating_ip, rating_bf = p.rating_prior_ip, p.rating_prior_ip * BATTERS_PER_INNING
-    out["rating_fip"] = ((decayed["fip_above"].fillna(0) + prior["fip"] / 9 * rating_ip)
+    out["rating_fip"] = ((decayed["fip_above"].fillna(0) + prior["fip"] * rating_ip)
                          / (decayed["ip"].fillna(0) + rating_ip))
     out["rating_kbb"] = (decayed["kbb_above"].fillna(0) + prior["kbb"] * rating_bf) / (decayed["bf"].fillna(0)
                                                                                          + rating_bf)

@@ -274,3 +274,20 @@ def test_the_closer_s_day_before_ignores_a_game_whose_result_comes_later():
     games.loc[games["game_id"] == "BOS202405020", "result_date"] = pd.Timestamp("2024-05-02")  # an ordinary game
     assert build_matchup(games, MatchupFeatures(), lines).set_index("game_id").loc[
         "BOS202405030", "mu_home_closer_pitched_1d"] == 1
+
+
+def test_the_marcel_prior_puts_fip_and_era_on_the_same_runs_a_nine_scale():
+    from modules.f_starters import marcel_pitching
+
+    # One season, two pitchers of 90 innings: the league's FIP part is (13*20 + 3*60 - 2*160) / 180 = 0.6667.
+    # "ace": 5 HR, 20 BB, 100 SO: (65 + 60 - 200) / 90 = -0.8333, 1.5 runs a nine better than the league.
+    # His ERA: 20 ER in 90 innings is 2.0 against the league's 60 in 180 (3.0): 1.0 better.
+    lahman = pd.DataFrame({"retro_id": ["ace", "bum"], "season": [2023, 2023], "ip_outs": [270, 270],
+                           "er": [20, 40], "hr": [5, 15], "bb": [20, 40], "hbp": [0, 0], "so": [100, 60],
+                           "bfp": [360, 400], "gs": [15, 15]})
+    prior = marcel_pitching(lahman, regress_ip=0.0).loc[("ace", 2024)]
+    assert prior["fip"] == pytest.approx(-1.5)  # not nine times it: runs_saved weighs FIP 0.7 to ERA's 0.3
+    assert prior["era"] == pytest.approx(-1.0)
+    # his innings count 5 times (the last season's weight), and so do the league's added: 90 more halve both
+    regressed = marcel_pitching(lahman, regress_ip=90.0).loc[("ace", 2024)]
+    assert regressed["fip"] == pytest.approx(-0.75) and regressed["era"] == pytest.approx(-0.5)
