@@ -8,7 +8,7 @@ from prefect.client.schemas.schedules import CronSchedule
 from prefect.flows import Flow
 
 from tests.conftest import ROOT
-from utils.flows.nightly import NIGHTLY_CRON, NIGHTLY_TIMEZONE
+from utils.flows.nightly import GAME_TIME_CRON, GAME_TIME_OVERRIDES, NIGHTLY_CRON, NIGHTLY_TIMEZONE
 
 
 def test_prefect_deployment_points_at_the_nightly_flow_with_a_valid_schedule():
@@ -24,14 +24,32 @@ def test_prefect_deployment_points_at_the_nightly_flow_with_a_valid_schedule():
     assert set(deployment["parameters"]) <= set(flow.parameters.properties)
 
 
-def test_readme_crontab_line_is_valid_and_logs_to_a_file():
+def test_the_game_time_deployment_runs_the_same_flow_with_confirmed_lineups():
+    from utils.config import build_config
+
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    morning, game_time = (next(d for d in spec["deployments"] if d["name"] == n) for n in ("nightly", "game-time"))
+    assert game_time["entrypoint"] == morning["entrypoint"]
+    schedule = game_time["schedules"][0]
+    cron = CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
+    assert (cron.cron, cron.timezone) == (GAME_TIME_CRON, NIGHTLY_TIMEZONE)
+    assert game_time["parameters"]["overrides"] == GAME_TIME_OVERRIDES
+    # the override is a real, valid setting that turns the mode on
+    cfg = build_config(yaml.safe_load((ROOT / "config.yaml").read_text()), GAME_TIME_OVERRIDES)
+    assert cfg.run.lineups == "confirmed" and build_config(yaml.safe_load((ROOT / "config.yaml").read_text()),
+                                                           []).run.lineups == "expected"
+
+
+def test_readme_crontab_lines_are_valid_and_log_to_a_file():
     readme = (ROOT / "README.md").read_text()
-    line = re.search(r"^\s*(\S+ \S+ \S+ \S+ \S+) (cd \S+ && (\S+) run .*)$", readme, flags=re.M)
-    assert line, "README must show the crontab line"
-    CronSchedule(cron=line.group(1), timezone=NIGHTLY_TIMEZONE)
-    assert line.group(1) == NIGHTLY_CRON
-    assert ">> " in line.group(2) and "2>&1" in line.group(2)
-    # the console script that exits with the pipeline's own code, not make (whose code is 2 for any failure)
-    assert line.group(3) == ".venv/bin/mlb-pipeline"
+    lines = re.findall(r"^\s*(\S+ \S+ \S+ \S+ \S+) (cd \S+ && (\S+) run(.*))$", readme, flags=re.M)
+    assert len(lines) == 2, "README must show the morning's and the game-time run's crontab lines"
+    for (when, command, script, args), (cron, extra) in zip(lines, [(NIGHTLY_CRON, ""), (GAME_TIME_CRON,
+                                                                                     GAME_TIME_OVERRIDES[0])]):
+        CronSchedule(cron=when, timezone=NIGHTLY_TIMEZONE)
+        assert when == cron and (f"--set {extra}" in args if extra else "--set" not in args)
+        assert ">> " in command and "2>&1" in command
+        # the console script that exits with the pipeline's own code, not make (whose code is 2 for any failure)
+        assert script == ".venv/bin/mlb-pipeline"
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["mlb-pipeline"] == "pipeline:main"

@@ -1,9 +1,12 @@
-"""The nightly job as a Prefect flow, for a Prefect deployment (prefect.yaml) or `flow.serve`.
+"""The nightly job as a Prefect flow, for a Prefect deployment (prefect.yaml) or `serve`.
 
-    python -m utils.flows.nightly --serve     # one long-running process; runs at 06:15 New York time
+    python -m utils.flows.nightly --serve     # one long-running process: 06:15 and 16:30 New York time
 
-Both it and the crontab line in the README run `pipeline.py run` for today's date; the run lock
-keeps a late run and the next one from overlapping.
+Two runs a day, as the README's crontab lines: the morning's (`nightly`) with each team's expected
+nine, and the game-time run (`game-time`, `run.lineups=confirmed`) once most lineups are posted,
+two to four hours before the evening's first pitches. Both run `pipeline.py run` for today's date;
+the run lock keeps a late run and the next one from overlapping, and the prediction log keeps the
+two apart.
 """
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from prefect import flow
 
 NIGHTLY_CRON = "15 6 * * *"
 NIGHTLY_TIMEZONE = "America/New_York"
+GAME_TIME_CRON = "30 16 * * *"  # a 19:05 first pitch's lineups are posted by then; day games' long before
+GAME_TIME_OVERRIDES = ["run.lineups=confirmed"]
 
 
 @flow(name="mlb-nightly", log_prints=True)
@@ -35,7 +40,14 @@ def main() -> None:
     parser.add_argument("--config", default="config.yaml")
     opts = parser.parse_args()
     if opts.serve:
-        mlb_nightly.serve(name="nightly", cron=NIGHTLY_CRON, parameters={"config_path": opts.config})
+        from prefect import serve
+        from prefect.schedules import Cron
+
+        serve(mlb_nightly.to_deployment(name="nightly", schedules=[Cron(NIGHTLY_CRON, timezone=NIGHTLY_TIMEZONE)],
+                                        parameters={"config_path": opts.config}),
+              mlb_nightly.to_deployment(name="game-time",
+                                        schedules=[Cron(GAME_TIME_CRON, timezone=NIGHTLY_TIMEZONE)],
+                                        parameters={"config_path": opts.config, "overrides": GAME_TIME_OVERRIDES}))
     else:
         mlb_nightly(opts.config)
 
