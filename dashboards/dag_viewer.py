@@ -86,7 +86,9 @@ else:
     else:  # a replayed night's games came from Retrosheet: no gamePk to show
         st.dataframe(table.dropna(axis=1, how="all") if table["gamePk"].isna().all() else table, hide_index=True)
     band = data.brier_band(store)
-    caption = f"Model {version}; P(home win) is calibrated, runs are expected runs."
+    posted = (table["lineups"] != "expected").any()
+    mode = "game-time run, posted lineups" if posted else "morning run, expected lineups"
+    caption = f"Model {version} ({mode}); P(home win) is calibrated, runs are expected runs."
     if band:
         where = "inside" if band["inside"] else "outside"
         caption += (f" Brier over the last 30 days: {band['live']:.4f} on {band['games']} games, expected "

@@ -122,7 +122,8 @@ def quality_history(runs: list[RunStatus]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["as_of", "run", *keys])
 
 
-GAME_COLUMNS = ["away", "away starter", "home", "home starter", "P(home win)", "away runs", "home runs", "gamePk"]
+GAME_COLUMNS = ["away", "away starter", "home", "home starter", "P(home win)", "away runs", "home runs", "gamePk",
+                "lineups"]
 
 
 def published_predictions(store: ArtifactStore) -> tuple[str, dict] | None:
@@ -140,9 +141,18 @@ def published_predictions(store: ArtifactStore) -> tuple[str, dict] | None:
     return "predictions", {"as_of": store.meta("predictions")["as_of"], "model_version": version, "games": games}
 
 
+def lineups_used(game: dict, mode: str) -> str:
+    """What a game's prediction knew of the nines: "expected" (the morning run), "posted" (both sides'
+    posted lineups, the game-time run), or which side was still on its expected nine."""
+    if mode != "confirmed":
+        return "expected"
+    posted = [side for side in ("away", "home") if game.get(f"{side}_lineup") == "posted"]
+    return {2: "posted", 0: "none posted yet"}.get(len(posted), f"{posted[0]} posted only")
+
+
 def tonight(store: ArtifactStore) -> tuple[pd.DataFrame, str, str | None, str] | None:
     """(the published games in use, their as-of date, the model version, the artifact they came from):
-    names where known, else codes; None before the first predictions."""
+    names where known, else codes, and the lineups each prediction used; None before the first predictions."""
     found = published_predictions(store)
     if found is None:
         return None
@@ -155,7 +165,8 @@ def tonight(store: ArtifactStore) -> tuple[pd.DataFrame, str, str | None, str] |
     rows = [{"away": named(g, "away", "team"), "away starter": named(g, "away", "starter"),
              "home": named(g, "home", "team"), "home starter": named(g, "home", "starter"),
              "P(home win)": round(g["p_home_win"], 3), "away runs": round(g["exp_away_runs"], 1),
-             "home runs": round(g["exp_home_runs"], 1), "gamePk": g["game_pk"]} for g in published["games"]]
+             "home runs": round(g["exp_home_runs"], 1), "gamePk": g["game_pk"],
+             "lineups": lineups_used(g, published.get("lineups", "expected"))} for g in published["games"]]
     return pd.DataFrame(rows, columns=GAME_COLUMNS), published["as_of"], published["model_version"], source
 
 

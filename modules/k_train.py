@@ -110,21 +110,23 @@ class Fitter:
         return out
 
 
-def train_models(table: pd.DataFrame, as_of: dt.date, mcfg, psi_bins: int = 10) -> TrainedModels:
+def train_models(table: pd.DataFrame, as_of: dt.date, mcfg, psi_bins: int = 10,
+                 lineups: str = "expected") -> TrainedModels:
     """Fit every candidate on the same time-ordered split; publish the best by validation Brier.
-    OpenMP gets at most `model.num_threads`, fewer on a busy machine (utils/engine/threads.py)."""
+    The features are `run.lineups`' (`models.feature_columns`: the confirmed lineup's only in the
+    game-time run). OpenMP gets at most `model.num_threads`, fewer on a busy machine (utils/engine/threads.py)."""
     with openmp_threads(mcfg.num_threads):
-        return _fit_candidates(table, as_of, mcfg, psi_bins)
+        return _fit_candidates(table, as_of, mcfg, psi_bins, lineups)
 
 
-def _fit_candidates(table: pd.DataFrame, as_of: dt.date, mcfg, psi_bins: int) -> TrainedModels:
+def _fit_candidates(table: pd.DataFrame, as_of: dt.date, mcfg, psi_bins: int, lineups: str) -> TrainedModels:
     rows = training_rows(table, as_of, mcfg.train_seasons)
     if len(rows) < 500:
         raise ValueError(f"model_table: only {len(rows)} decided games before {as_of}; need at least 500 to train")
     missing = [c for c in mcfg.logistic_features if c not in rows.columns]
     if missing:
         raise ValueError(f"model.logistic_features: {missing} are not model_table columns")
-    features = feature_columns(rows)
+    features = feature_columns(rows, lineups)
     _, cal, val = split_by_time(len(rows), mcfg.holdout_fraction)
     fitter = Fitter(rows, features, mcfg)
     y = fitter.y
@@ -226,16 +228,17 @@ def fit_day(table: pd.DataFrame, as_of: dt.date, every_days: int) -> dt.date:
 
 
 def train(model_table: pd.DataFrame, as_of: dt.date, model: ModelConfig, psi_bins: int, drift_config: DriftConfig,
-          cache: Path, fits: Path, keep_fits: bool = True) -> StageOutput:
+          cache: Path, fits: Path, keep_fits: bool = True, lineups: str = "expected") -> StageOutput:
     """The published models (LightGBM text files), what prediction needs beside them, the card, and
     each feature's normal drift (learnt once a season, then read from the cache). The models are fit
     as of the season's retrain day (`fit_day`); the nights until the next one read the same fit from
     the cache (`cached_fit`: keyed by its training rows, so a corrected game refits it)."""
     day = fit_day(model_table, as_of, model.retrain_every_days)
-    published = cached_fit(model_table, day, model, psi_bins, fits, keep_fits)
+    published = cached_fit(model_table, day, model, psi_bins, fits, keep_fits, lineups)
     card = published["model_card"]
     features = published["model_params"]["features"]
-    baseline = cached_baseline(model_table, features, as_of, drift_config, psi_bins, model.train_seasons, cache)
+    baseline = cached_baseline(model_table, features, as_of, drift_config, psi_bins, model.train_seasons, cache,
+                               lineups)
     chosen = card["candidates"][card["chosen"]]["validation"]
     return StageOutput({**published, "drift_baseline": baseline},
                        {"validation_brier": chosen["brier"], "validation_log_loss": chosen["log_loss"],
@@ -255,12 +258,13 @@ FIT_FILES = ("win_model", "home_runs_model", "away_runs_model")
 
 
 def cached_fit(table: pd.DataFrame, day: dt.date, mcfg: ModelConfig, psi_bins: int, fits: Path,
-               keep: bool = True) -> dict:
+               keep: bool = True, lineups: str = "expected") -> dict:
     """train_models as of `day`, reused while everything it reads is the same: its training rows (every
     row known before `day`, features and results), the model settings, the drift bins, the code of K and
     what it imports, and the versions of the libraries that fit. One fit a retrain day is kept (a
     backtest's walk reads them too; about 0.4 MB each). `keep=False` (run.reuse_history: false) fits
-    again; LightGBM is deterministic, so the bytes are the same."""
+    again; LightGBM is deterministic, so the bytes are the same. The two lineup modes' fits are kept
+    side by side (the morning's and the game-time run's)."""
     import platform
 
     import lightgbm
@@ -268,8 +272,8 @@ def cached_fit(table: pd.DataFrame, day: dt.date, mcfg: ModelConfig, psi_bins: i
     import sklearn
 
     rows = training_rows(table, day, mcfg.train_seasons)
-    store, stem = ContentCache(fits), f"fit-{day.isoformat()}"
-    key = ContentCache.key(json.dumps([day.isoformat(), mcfg.model_dump(mode="json"), psi_bins,
+    store, stem = ContentCache(fits), f"fit-{lineups}-{day.isoformat()}"
+    key = ContentCache.key(json.dumps([day.isoformat(), lineups, mcfg.model_dump(mode="json"), psi_bins,
                                        [lightgbm.__version__, sklearn.__version__, scipy.__version__, np.__version__,
                                         pd.__version__, platform.python_version()]]),
                            *(path.read_bytes() for path in project_sources(__name__)),
@@ -285,7 +289,7 @@ def cached_fit(table: pd.DataFrame, day: dt.date, mcfg: ModelConfig, psi_bins: i
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 log.warning("%s: discarding a kept fit of another shape (%s); fitting again",
                             store.path(f"{stem}-{key}.json"), " ".join(str(exc).split())[:160])
-    published = fit_outputs(train_models(table, day, mcfg, psi_bins))
+    published = fit_outputs(train_models(table, day, mcfg, psi_bins, lineups))
     document = {**{name: published[name].decode() for name in FIT_FILES},
                 "model_params": published["model_params"], "model_card": published["model_card"]}
     try:
@@ -297,7 +301,7 @@ def cached_fit(table: pd.DataFrame, day: dt.date, mcfg: ModelConfig, psi_bins: i
 
 
 def cached_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg: DriftConfig, bins: int,
-                    train_seasons: int, cache: Path) -> dict:
+                    train_seasons: int, cache: Path, lineups: str = "expected") -> dict:
     """drift.fit_baseline, reused while the seasons it reads, the features, the settings and the code
     that measures are the same: it reads only seasons before the as-of season, so it is fit on a
     season's first night and read after. The key hashes every row of those seasons (a corrected past
@@ -308,7 +312,8 @@ def cached_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cf
     digest.update(json.dumps([as_of.year, cfg.model_dump(mode="json"), bins, train_seasons, features]).encode())
     digest.update(Path(drift.__file__).read_bytes())
     digest.update(pd.util.hash_pandas_object(past, index=False).to_numpy().tobytes())
-    store, stem, key = ContentCache(cache), f"drift-baseline-{as_of.year}", digest.hexdigest()[:16]
+    # one a lineup mode: the morning's and the game-time run's features differ
+    store, stem, key = ContentCache(cache), f"drift-baseline-{lineups}-{as_of.year}", digest.hexdigest()[:16]
     cached = _read_baseline(store, f"{stem}-{key}.json")
     if cached is not None:
         return {**cached, "as_of": as_of.isoformat()}

@@ -111,23 +111,58 @@ def evaluate(log_table: pd.DataFrame, table: pd.DataFrame, as_of: dt.date, noise
     return summary
 
 
+def with_lineup_modes(log_table: pd.DataFrame) -> pd.DataFrame:
+    """A prediction log with its lineup columns: rows logged before there were two runs a day were
+    the nightly's, made with the expected nines."""
+    out = log_table.copy()
+    for col in LINEUP_COLUMNS:
+        out[col] = (out[col] if col in out.columns else pd.Series(pd.NA, index=out.index)).astype("string") \
+            .fillna("expected")
+    return out
+
+
 def append_log(previous: pd.DataFrame | None, predictions: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
-    """The prediction log: every prediction ever published; a re-run for a date replaces that date's rows."""
-    new = predictions.assign(predicted_for=pd.Timestamp(as_of))
+    """The prediction log: every prediction ever published, a date's morning (expected lineups) and
+    game-time (confirmed) runs apart; a re-run of a date in the same mode replaces that run's rows."""
+    new = with_lineup_modes(predictions.assign(predicted_for=pd.Timestamp(as_of)))
     if previous is None or previous.empty:
         return new.reset_index(drop=True)
-    kept = previous[previous["predicted_for"] != pd.Timestamp(as_of)]
-    return pd.concat([kept, new], ignore_index=True).sort_values(["predicted_for", "game_id"]).reset_index(drop=True)
+    previous = with_lineup_modes(previous)
+    mode = new["lineups"].iloc[0] if len(new) else None
+    replaced = (previous["predicted_for"] == pd.Timestamp(as_of)) & (
+        previous["lineups"] == mode if mode is not None else True)
+    kept = previous[~replaced]
+    return pd.concat([kept, new], ignore_index=True).sort_values(["predicted_for", "lineups", "game_id"],
+                                                                 kind="stable").reset_index(drop=True)
+
+
+def with_lineups(predictions: pd.DataFrame, schedule: pd.DataFrame, lineups: str) -> pd.DataFrame:
+    """The run's lineup mode, and for each side whether its prediction used the posted nine or the
+    expected one (a lineup not posted yet, or a run in the expected mode)."""
+    key = (schedule["home_team"].astype("string") + schedule["date"].dt.strftime("%Y%m%d")
+           + game_number(schedule["game_number"]).astype("string"))
+    out = predictions.copy()
+    out["lineups"] = pd.Series([lineups] * len(out), index=out.index, dtype="string")
+    for side, prefix in (("away", "v"), ("home", "h")):
+        cols = [f"{prefix}_player{slot}_id" for slot in range(1, 10)]
+        posted = schedule.reindex(columns=cols).notna().all(axis=1).to_numpy() & (lineups == "confirmed")
+        source = pd.Series(np.where(posted, "posted", "expected"), index=key.to_numpy())
+        source = source[~source.index.duplicated()]
+        out[f"{side}_lineup"] = out["game_id"].map(source).fillna("expected").astype("string")
+    return out
 
 
 # What a reader of the predictions wants beside the codes: the Stats API's gamePk (null where the game
 # came from Retrosheet), the teams' and the starters' names (null where the source has none).
 NAME_COLUMNS = ["game_pk", "away_team_name", "home_team_name", "away_starter_name", "home_starter_name"]
+# The run's lineup mode and, for each side, the nine its prediction used ("posted" or "expected").
+LINEUP_COLUMNS = ["lineups", "away_lineup", "home_lineup"]
 # The published table (CSV and JSON, and `mlb-pipeline predictions`): away side first, as a scoreboard reads.
 PUBLIC_COLUMNS = ["date", "game_number", "game_pk", "game_id", "away_team", "away_team_name", "away_starter_id",
                   "away_starter_name", "home_team", "home_team_name", "home_starter_id", "home_starter_name",
-                  "p_home_win", "exp_away_runs", "exp_home_runs", "as_of", "model_version"]
-GAME_FIELDS = [c for c in PUBLIC_COLUMNS if c not in ("as_of", "model_version")]  # a game's, in the JSON
+                  "p_home_win", "exp_away_runs", "exp_home_runs", "as_of", "model_version", *LINEUP_COLUMNS]
+# a game's, in the JSON (which gives the as-of date, the model and the lineup mode once)
+GAME_FIELDS = [c for c in PUBLIC_COLUMNS if c not in ("as_of", "model_version", "lineups")]
 
 
 def _named_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
@@ -156,17 +191,18 @@ def with_names(predictions: pd.DataFrame, schedule: pd.DataFrame) -> pd.DataFram
 
 def public_table(predictions: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
     """Predictions (tonight's, or a night's rows of the prediction log) as the published table."""
-    out = _named_dtypes(predictions.reindex(columns=[*GAME_FIELDS, "model_version"]))
+    out = _named_dtypes(with_lineup_modes(predictions).reindex(columns=[c for c in PUBLIC_COLUMNS if c != "as_of"]))
     out.insert(PUBLIC_COLUMNS.index("as_of"), "as_of", pd.Series(pd.Timestamp(as_of), index=out.index,
                                                                    dtype="datetime64[ns]"))
     return out.sort_values(["date", "game_id"], kind="stable").reset_index(drop=True)
 
 
-def public_document(table: pd.DataFrame, as_of: dt.date, version: str) -> dict:
-    """The published table as one JSON document: the as-of date and model version once, a game an object."""
+def public_document(table: pd.DataFrame, as_of: dt.date, version: str, lineups: str) -> dict:
+    """The published table as one JSON document: the as-of date, the model version and the lineup mode
+    once, a game an object (with the nine each side's prediction used)."""
     games = [{k: _plain(v) for k, v in row.items()}
-             for row in table.drop(columns=["as_of", "model_version"]).to_dict("records")]
-    return {"as_of": as_of.isoformat(), "model_version": version, "games": games}
+             for row in table.drop(columns=["as_of", "model_version", "lineups"]).to_dict("records")]
+    return {"as_of": as_of.isoformat(), "model_version": version, "lineups": lineups, "games": games}
 
 
 def _plain(value):
@@ -180,23 +216,32 @@ def _plain(value):
     return float(value) if isinstance(value, (float, np.floating)) else str(value)
 
 
-def published_night(store: ArtifactStore, day: dt.date | None, fmt: str) -> str:
-    """A night's predictions as `fmt` ('table', 'csv' or 'json'), the latest run's night by default. The
-    night the run published is printed from its published files, byte for byte; an earlier one is built
-    from the prediction log, which keeps every night. ArtifactError naming the log when there is none."""
+def published_night(store: ArtifactStore, day: dt.date | None, fmt: str, lineups: str | None = None) -> str:
+    """A night's predictions as `fmt` ('table', 'csv' or 'json'), the latest run's night by default; of
+    the run in `lineups` mode, by default the latest run's, or for an earlier night the game-time run's
+    (confirmed) where there was one. The night and mode the latest run published are printed from its
+    published files, byte for byte; another is built from the prediction log, which keeps every run.
+    ArtifactError naming the log when there is none."""
     path = store.resolve_output_path("prediction_log")
     latest = store.read_if_present("predictions_json")
-    log_table = store.read_frame("prediction_log") if path.exists() else None
+    log_table = with_lineup_modes(store.read_frame("prediction_log")) if path.exists() else None
     if latest is None and (log_table is None or log_table.empty):
         raise ArtifactError(f"{path}: no predictions yet; make some with `mlb-pipeline run`")
     if day is None:
         day = dt.date.fromisoformat(latest["as_of"]) if latest else log_table["predicted_for"].max().date()
-    if latest and latest["as_of"] == day.isoformat():
+    if latest and latest["as_of"] == day.isoformat() and lineups in (None, latest.get("lineups", "expected")):
         if fmt in ("csv", "json"):
             return store.read_bytes(f"predictions_{fmt}").decode()
         table = pd.DataFrame(latest["games"], columns=GAME_FIELDS)
-        return render(table, day, latest["model_version"])
+        return render(table, day, latest["model_version"], latest.get("lineups", "expected"))
     rows = log_table[log_table["predicted_for"] == pd.Timestamp(day)] if log_table is not None else None
+    if rows is not None and not rows.empty:
+        modes = set(rows["lineups"])
+        mode = lineups or ("confirmed" if "confirmed" in modes else "expected")
+        if mode not in modes:
+            raise ArtifactError(f"{path}: no {mode}-lineup predictions for {day} (logged: "
+                                f"{', '.join(sorted(modes))})")
+        rows = rows[rows["lineups"] == mode]
     if rows is None or rows.empty:
         nights = sorted(set(log_table["predicted_for"].dt.date)) if log_table is not None else []
         known = f"{len(nights)} night(s) from {nights[0]} to {nights[-1]}" if nights else "none"
@@ -205,20 +250,28 @@ def published_night(store: ArtifactStore, day: dt.date | None, fmt: str) -> str:
     if fmt == "csv":
         return csv_text(table)
     if fmt == "json":
-        return json_text(public_document(table, day, version))
-    return render(table, day, version)
+        return json_text(public_document(table, day, version, mode))
+    return render(table, day, version, mode)
 
 
-def render(table: pd.DataFrame, day: dt.date, version: str | None) -> str:
-    """The published table for a person: names where known, else codes; P = the home team's win probability."""
-    head = f"{day} · {len(table)} game{'s' * (len(table) != 1)} · model {version or '-'}"
+def render(table: pd.DataFrame, day: dt.date, version: str | None, lineups: str = "expected") -> str:
+    """The published table for a person: names where known, else codes; P = the home team's win
+    probability; in a game-time run, a side marked * was predicted with its expected nine (none posted)."""
+    head = f"{day} · {len(table)} game{'s' * (len(table) != 1)} · model {version or '-'} · {lineups} lineups"
+    if lineups == "confirmed" and len(table):
+        sides = table.reindex(columns=["away_lineup", "home_lineup"]).fillna("expected").to_numpy().ravel()
+        posted = int((sides == "posted").sum())
+        head += f" ({posted} of {len(sides)} posted" + ("; * expected nine)" if posted < len(sides) else ")")
     if table.empty:
         return head + "\nno games"
 
     def first(row: dict, *keys: str) -> str:  # the first known of a name, a code, or "TBD"
         return next((printable(row[k]) for k in keys if not pd.isna(row[k])), "TBD")
 
-    lines = [tuple(f"{first(r, f'{side}_team_name', f'{side}_team')} "
+    def unposted(row: dict, side: str) -> str:
+        return "*" if lineups == "confirmed" and row.get(f"{side}_lineup") != "posted" else ""
+
+    lines = [tuple(f"{first(r, f'{side}_team_name', f'{side}_team')}{unposted(r, side)} "
                    f"({first(r, f'{side}_starter_name', f'{side}_starter_id')})" for side in ("away", "home"))
              + (f"{r['p_home_win']:.3f}", f"{r['exp_away_runs']:.1f}-{r['exp_home_runs']:.1f}",
                 "" if pd.isna(r["game_pk"]) else str(int(r["game_pk"])))
@@ -245,20 +298,24 @@ def predict_and_monitor(model_table: pd.DataFrame, win_model: bytes, home_runs_m
                         away_runs_model: bytes, model_params: dict, model_card: dict, drift_baseline: dict,
                         schedule: pd.DataFrame, prediction_log: pd.DataFrame | None,
                         drift_history: pd.DataFrame | None, as_of: dt.date,
-                        input_hashes: dict[str, str]) -> StageOutput:
+                        input_hashes: dict[str, str], lineups: str = "expected") -> StageOutput:
     """The as-of date's predictions, the log of every prediction so far, the evaluation of those whose
     results are known, the drift report with the sources' health, and the drift history."""
     models = trained_models(win_model, home_runs_model, away_runs_model, model_params, model_card)
     today = model_table[(model_table["date"] == pd.Timestamp(as_of)) & ~model_table["played"]]
     version = model_version(models.chosen, input_hashes)
-    predictions = with_names(predict(models, today, version), schedule)
+    predictions = with_lineups(with_names(predict(models, today, version), schedule), schedule, lineups)
     if predictions.empty:
         log.info("no games scheduled on %s: writing an empty predictions table", as_of)
     history = append_log(prediction_log, predictions, as_of)
-    evaluation = evaluate(history, model_table, as_of, model_card["validation_noise"])
+    mine = history[history["lineups"] == lineups]  # this mode's runs: the two of a day score apart
+    evaluation = evaluate(mine, model_table, as_of, model_card["validation_noise"])
+    evaluation["lineups"] = lineups
     report, tonight = drift_report(models, drift_baseline, model_table, as_of, drift_history)
+    earlier = None if prediction_log is None else with_lineup_modes(prediction_log)
     report["sources"] = source_health(model_table, len(schedule[schedule["date"] == pd.Timestamp(as_of)]),
-                                      predictions, prediction_log, as_of)
+                                      predictions, None if earlier is None else earlier[earlier["lineups"] == lineups],
+                                      as_of)
     metrics = {"games_predicted": len(predictions), "evaluated": evaluation["evaluated"]}
     for key in ("max_score", "prediction_psi"):
         if report[key] is not None:
@@ -269,7 +326,8 @@ def predict_and_monitor(model_table: pd.DataFrame, win_model: bytes, home_runs_m
                         "runs_mae_30d": recent["runs"]["mae"], "runs_rmse_30d": recent["runs"]["rmse"]})
     public = public_table(predictions, as_of)
     return StageOutput({"predictions": predictions, "predictions_csv": public,
-                        "predictions_json": public_document(public, as_of, version), "prediction_log": history,
+                        "predictions_json": public_document(public, as_of, version, lineups),
+                        "prediction_log": history,
                         "evaluation": evaluation, "drift_report": report,
                         "drift_history": drift.append_history(drift_history, tonight, as_of)},
                        metrics)

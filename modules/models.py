@@ -9,13 +9,18 @@ import pandas as pd
 
 from utils.monitoring.evaluation import EPS
 
-FEATURE_PREFIXES = ("ctx_", "form_", "sp_", "lu_", "elo_", "mu_")
+FEATURE_PREFIXES = ("ctx_", "form_", "sp_", "lu_", "elo_", "mu_", "nine_")
+# Features only a known lineup carries (the game's own nine): the game-time run's models use them, the
+# nightly's do not (its lineups are not posted yet). Every past game has them, from the game log.
+CONFIRMED_PREFIXES = ("nine_",)
 
 BASELINE = "elo_p_home"
 
 
-def feature_columns(table: pd.DataFrame) -> list[str]:
-    return [c for c in table.columns if c.startswith(FEATURE_PREFIXES)]
+def feature_columns(table: pd.DataFrame, lineups: str = "expected") -> list[str]:
+    """The model's features for `run.lineups`: with "expected", none of the confirmed lineup's."""
+    return [c for c in table.columns if c.startswith(FEATURE_PREFIXES)
+            and (lineups == "confirmed" or not c.startswith(CONFIRMED_PREFIXES))]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ REGISTRY = Registry([
                "completed games; every player's line from the play-by-play or the box scores; Lahman pitching and "
                "batting lines; the as-of date's schedule; the MLBAM-Retrosheet id mapping used",
                params={"as_of": "run.as_of", "retrosheet": "sources.retrosheet", "schedule": "sources.schedule",
-                       "live": "sources.live", "data": "data", "train_seasons": "model.train_seasons"},
+                       "live": "sources.live", "data": "data", "train_seasons": "model.train_seasons",
+                       "lineups": "run.lineups"},
                resources={"download_cache": "cache:retrosheet", "parse_cache": "cache:parsed",
                           "statsapi_cache": "cache:statsapi", "retry": "config:sources.retry"}),
     ModuleSpec("B", "clean", "modules.b_clean:clean", ("raw_gamelogs", "schedule"), ("games",),
@@ -57,7 +58,7 @@ REGISTRY = Registry([
                "LightGBM win classifier + Poisson run models, calibrated; candidates compared in the card; "
                "each feature's normal drift",
                params={"as_of": "run.as_of", "model": "model", "psi_bins": "monitoring.psi_bins",
-                       "drift_config": "monitoring.drift"},
+                       "drift_config": "monitoring.drift", "lineups": "run.lineups"},
                resources={"cache": "cache:drift", "fits": "cache:models", "keep_fits": "config:run.reuse_history"}),
     ModuleSpec("L", "predict_monitor", "modules.l_predict_monitor:predict_and_monitor",
                ("model_table", "win_model", "home_runs_model", "away_runs_model", "model_params", "model_card",
@@ -66,6 +67,6 @@ REGISTRY = Registry([
                 "drift_history"),
                "predictions for the as-of date (also as CSV and JSON, with names), evaluation of earlier ones "
                "against their noise, drift scores and the sources' health",
-               params={"as_of": "run.as_of"}, resources={"input_hashes": "input_hashes"},
+               params={"as_of": "run.as_of", "lineups": "run.lineups"}, resources={"input_hashes": "input_hashes"},
                appends=("prediction_log", "drift_history")),
 ])

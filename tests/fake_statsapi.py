@@ -70,11 +70,14 @@ def _int(value) -> int:
 
 class FakeSeason:
     def __init__(self, games: pd.DataFrame, lines: pd.DataFrame, as_of: dt.date, people: pd.DataFrame,
-                 unknown: dict[str, dict] | None = None):
+                 unknown: dict[str, dict] | None = None, posted: set[str] = frozenset()):
         """`games`: one season's game-log rows before `as_of` (results hidden for those completed on
-        or after it) plus the day's slate (pregame fields only); `lines`: the season's player lines;
-        `unknown`: Retrosheet ids to serve as people Lahman does not know (debutants), id -> record."""
+        or after it) plus the day's slate (pregame fields; with its starting nines where a team has
+        posted them); `lines`: the season's player lines; `unknown`: Retrosheet ids to serve as people
+        Lahman does not know (debutants), id -> record; `posted`: the teams whose lineups are posted on
+        the day (their slate game's box score lists the nine, as the real one does before the game)."""
         self.as_of = as_of
+        self.posted = set(posted)
         ids = set(lines["player_id"].dropna())
         for col in [c for c in games.columns if c.endswith("_id") and not c.startswith("ump")]:
             ids |= set(games[col].dropna())
@@ -89,7 +92,8 @@ class FakeSeason:
                 self.people[pid] = person_record(pid, lahman.loc[rid].rename(rid))
         games = games.sort_values(["date", "game_number", "home_team"], kind="stable").reset_index(drop=True)
         self.listings: dict[dt.date, list[dict]] = {}
-        self.boxes: dict[int, dict] = {}
+        self.boxes: dict[int, dict] = {}  # final games'
+        self.pregame: dict[int, dict] = {}  # the slate's, before the first pitch
         by_game: dict[tuple, list[dict]] = {}
         for record in lines.to_dict("records"):
             key = (record["date"], int(record["game_number"]), record["team"])
@@ -125,6 +129,7 @@ class FakeSeason:
                 entry["teams"][side]["probablePitcher"] = starter
         if date >= self.as_of:  # the day's slate: not played yet
             self.listings.setdefault(date, []).append({**entry, "status": SCHEDULED})
+            self.pregame[pk] = self._pregame_box(game)
             return
         if pd.isna(game.home_score):  # suspended before the day, completed on or after it
             self.listings.setdefault(date, []).append({**entry, "status": SUSPENDED})
@@ -244,6 +249,30 @@ class FakeSeason:
                 "bench": [], "bullpen": [], "note": []}
         return out
 
+    def _pregame_box(self, game) -> dict:
+        """A game's box score before the first pitch: no line yet; a team that has posted its lineup
+        lists its nine with each one's batting slot ("100".."900") and position, as the real API does
+        (tests/test_statsapi_answers.py reads a real one the same way)."""
+        out = {"copyright": "generated from Retrosheet data for the tests", "teams": {}, "officials": [], "info": []}
+        for side, prefix, team in (("away", "v", game.visiting_team), ("home", "h", game.home_team)):
+            players, order = {}, []
+            if team in self.posted:
+                for slot in range(1, 10):
+                    rid, pos = getattr(game, f"{prefix}_player{slot}_id"), getattr(game, f"{prefix}_player{slot}_pos")
+                    pid = self.mlbam[rid]
+                    order.append(pid)
+                    players[f"ID{pid}"] = {
+                        "person": self._person(rid), "jerseyNumber": "0", "battingOrder": f"{slot}00",
+                        "position": {"code": str(int(pos)), "abbreviation": ""},
+                        "stats": {"batting": {}, "pitching": {}, "fielding": {}},
+                        "gameStatus": {"isCurrentBatter": False, "isCurrentPitcher": False, "isOnBench": False,
+                                       "isSubstitute": False}}
+            out["teams"][side] = {"team": {"id": TEAM_IDS[team], "name": team}, "players": players,
+                                  "teamStats": {"batting": {}, "pitching": {}, "fielding": {}},
+                                  "battingOrder": order, "batters": list(order), "pitchers": [], "info": [],
+                                  "bench": [], "bullpen": [], "note": []}
+        return out
+
     # -- the endpoints ---------------------------------------------------------------------------
     def schedule(self, start: dt.date, end: dt.date) -> dict:
         dates = [{"date": d.isoformat(), "totalGames": len(g), "games": g}
@@ -314,7 +343,7 @@ class FakeStatsApiServer:
                 self.holding.set()
                 self.released.wait(120)
                 return
-            body = self.season.boxes.get(pk)
+            body = self.season.boxes.get(pk) or self.season.pregame.get(pk)
         elif path == "/api/v1/people":
             key = "people"
             body = self.season.people_records([int(i) for i in query.get("personIds", "").split(",") if i])
@@ -348,13 +377,14 @@ def load_season(mirror, season: int) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def as_of_morning(games: pd.DataFrame, lines: pd.DataFrame, as_of: dt.date, people: pd.DataFrame,
-                  unknown: dict[str, dict] | None = None) -> FakeSeason:
-    """What the Stats API answers on the morning of `as_of`, from a whole season of Retrosheet data."""
+                  unknown: dict[str, dict] | None = None, posted: set[str] = frozenset()) -> FakeSeason:
+    """What the Stats API answers on the morning of `as_of`, from a whole season of Retrosheet data;
+    with `posted`, at game time: those teams have posted their lineups (the game log's starting nines)."""
     from modules.a_ingest import player_lines_before, split_as_of
 
-    history, slate = split_as_of(games, as_of)
+    history, slate = split_as_of(games, as_of, "confirmed")
     return FakeSeason(pd.concat([history, slate], ignore_index=True), player_lines_before(lines, games, as_of),
-                      as_of, people, unknown)
+                      as_of, people, unknown, posted)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -114,9 +114,9 @@ def test_a_cache_entry_linked_out_of_the_root_is_not_followed(tmp_path, caplog):
     (tmp_path / "outside.json.sha256").write_text(hashlib.sha256(outside.read_bytes()).hexdigest() + "\n")
     cache = tmp_path / "cache"
     cache.mkdir()
-    entry = cache / "drift-baseline-2024-0.json"
+    entry = cache / "drift-baseline-expected-2024-0.json"
     entry.symlink_to(outside)
-    (cache / "drift-baseline-2024-0.json.sha256").symlink_to(tmp_path / "outside.json.sha256")
+    (cache / "drift-baseline-expected-2024-0.json.sha256").symlink_to(tmp_path / "outside.json.sha256")
     with caplog.at_level(logging.WARNING):
         assert read_verified(entry) is None
     assert "symbolic link" in caplog.text

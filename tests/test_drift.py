@@ -132,8 +132,8 @@ def test_the_baseline_is_fit_once_a_season_and_refit_when_a_past_game_changes(ta
     corrected = past.copy()
     corrected.loc[100, "elo_diff"] += 1.0  # a corrected result of 2019
     cached_baseline(corrected, FEATURES, dt.date(2024, 5, 3), config(), 10, 12, tmp_path)
-    assert len(calls) == 2 and len(list(tmp_path.glob("drift-baseline-2024-*.json"))) == 1
-    entry = next(tmp_path.glob("drift-baseline-2024-*.json"))
+    assert len(calls) == 2 and len(list(tmp_path.glob("drift-baseline-expected-2024-*.json"))) == 1
+    entry = next(tmp_path.glob("drift-baseline-expected-2024-*.json"))
     entry.write_text(entry.read_text().replace("0.", "9.", 1))  # damaged in the cache
     with caplog.at_level(logging.WARNING):
         cached_baseline(corrected, FEATURES, dt.date(2024, 5, 4), config(), 10, 12, tmp_path)
@@ -197,7 +197,7 @@ def test_a_cache_that_cannot_be_written_or_read_costs_a_warning_not_the_models(t
     cache = tmp_path / "cache"
     cache.mkdir()
     cached_baseline(past, FEATURES, dt.date(2024, 5, 1), config(), 10, 12, cache)
-    entry = next(cache.glob("drift-baseline-2024-*.json"))
+    entry = next(cache.glob("drift-baseline-expected-2024-*.json"))
     old_shape = json.loads(entry.read_text())
     old_shape["features"]["elo_diff"]["shift"] = 2.5  # one number: the shape before per-bucket normals
     write_verified(entry, json.dumps(old_shape).encode())

@@ -291,3 +291,19 @@ def test_the_marcel_prior_puts_fip_and_era_on_the_same_runs_a_nine_scale():
     # his innings count 5 times (the last season's weight), and so do the league's added: 90 more halve both
     regressed = marcel_pitching(lahman, regress_ip=90.0).loc[("ace", 2024)]
     assert regressed["fip"] == pytest.approx(-0.75) and regressed["era"] == pytest.approx(-0.5)
+
+
+def test_the_platoon_share_counts_the_batters_with_the_edge_over_the_starter_they_face():
+    from modules.f_starters import PLATOON_SHARE, platoon_share
+
+    bats = pd.Series({"l1": "L", "l2": "L", "r1": "R", "s1": "B"}, dtype="string")
+    throws = pd.Series({"lefty": "L", "righty": "R"}, dtype="string")
+    nine = ["l1", "l2", "r1", "s1", "r1", "r1", "l1", "l2", "nobody"]  # 4 L, 3 R, a switch hitter, one unknown
+    ids = pd.DataFrame([nine, nine, nine], columns=[f"home_lineup_{s}" for s in range(1, 10)], dtype="string")
+    share = platoon_share(ids, pd.Series(["righty", "lefty", "debutant"], dtype="string"), bats, throws)
+    # a right-hander: the four lefties and the switch hitter have the edge, the unknown counts half
+    assert share[0] == pytest.approx(5.5 / 9)
+    # a left-hander: the three righties and the switch hitter
+    assert share[1] == pytest.approx(4.5 / 9)
+    # a starter whose hand is not known: the league's share
+    assert share[2] == PLATOON_SHARE

@@ -160,7 +160,13 @@ def test_prediction_log_replaces_a_re_run_date():
     log = append_log(None, first, dt.date(2024, 7, 1))
     log = append_log(log, pd.DataFrame({"game_id": ["B"], "p_home_win": [0.6]}), dt.date(2024, 7, 2))
     log = append_log(log, pd.DataFrame({"game_id": ["B2"], "p_home_win": [0.7]}), dt.date(2024, 7, 2))
-    assert log["game_id"].tolist() == ["A", "B2"]
+    assert log["game_id"].tolist() == ["A", "B2"] and set(log["lineups"]) == {"expected"}
+    # the game-time run of the same day is kept beside the morning's, and its own re-run replaces it
+    for p in (0.8, 0.9):
+        log = append_log(log, pd.DataFrame({"game_id": ["B2"], "p_home_win": [p], "lineups": ["confirmed"]}),
+                         dt.date(2024, 7, 2))
+    assert log[["game_id", "lineups", "p_home_win"]].values.tolist() == [
+        ["A", "expected", 0.5], ["B2", "confirmed", 0.9], ["B2", "expected", 0.7]]
 
 
 def test_off_day_gives_an_empty_prediction_table(mcfg):
@@ -198,5 +204,5 @@ def test_a_walk_forward_reads_kept_fits_and_predicts_the_same(mcfg, tmp_path, mo
     again = backtest.walk_forward(table, 2022, 60, mcfg, fits=tmp_path)
     pd.testing.assert_frame_equal(first, fitted, check_exact=True)
     pd.testing.assert_frame_equal(again, fitted, check_exact=True)
-    assert calls == [] and len(list(tmp_path.glob("fit-2022-*.json"))) == len(backtest.retrain_dates(
+    assert calls == [] and len(list(tmp_path.glob("fit-expected-2022-*.json"))) == len(backtest.retrain_dates(
         table[table["season"] == 2022], 60))

@@ -12,7 +12,7 @@ def test_every_game_with_every_namespaced_feature(tiny_store):
     assert len(table) == 6 and table["home_win"].isna().tolist() == [False] * 5 + [True]
     features = [c for c in table.columns if c not in i_assemble.KEYS + i_assemble.LABELS]
     assert result.metrics["features"] == len(features)
-    assert all(c.startswith(("ctx_", "form_", "sp_", "lu_", "elo_", "mu_")) for c in features)
+    assert all(c.startswith(("ctx_", "form_", "sp_", "lu_", "elo_", "mu_", "nine_")) for c in features)
 
 
 def test_a_feature_table_missing_a_game_fails_the_stage_naming_it(tiny_store):

@@ -175,6 +175,11 @@ def test_features_for_day_d_ignore_results_of_day_d_and_later(mirror):
         later, ["losing_pitcher_id", "winning_pitcher_id"]].to_numpy()
     for col in ("home_bat_so", "away_bat_bb", "home_bat_late_runs", "away_bat_late_innings"):  # box-score lines
         changed.loc[later, col] = changed.loc[later, col] + 2
+    # who started after D (D's own nines are known before its games, as a posted lineup): swapped sides
+    after = changed["date"] > pd.Timestamp(AS_OF)
+    nines = [f"lineup_{slot}" for slot in range(1, 10)] + ["catcher_id"]
+    changed.loc[after, [f"home_{c}" for c in nines] + [f"away_{c}" for c in nines]] = changed.loc[
+        after, [f"away_{c}" for c in nines] + [f"home_{c}" for c in nines]].to_numpy()
     day = games.loc[games["date"] == pd.Timestamp(AS_OF), "game_id"]
     original, rewritten = all_features(games, lines), all_features(changed, new_lines)
     pd.testing.assert_frame_equal(original.loc[day], rewritten.loc[day])
@@ -186,7 +191,8 @@ def test_features_for_day_d_ignore_results_of_day_d_and_later(mirror):
                                             pd.Timestamp(AS_OF + dt.timedelta(days=19))), "game_id"]
     moved = (original.loc[later] != rewritten.loc[later]).any()
     from_lines = ["sp_diff_form_fip", "sp_diff_form_kbb", "sp_diff_rating_fip", "mu_pen_fip_diff", "lu_diff_woba",
-                  "lu_diff_rating", "sp_diff_last_pitches", "mu_pen_pitches_1d_diff"]
+                  "lu_diff_rating", "sp_diff_last_pitches", "mu_pen_pitches_1d_diff", "nine_diff_woba",
+                  "nine_diff_rating", "nine_diff_regulars", "nine_diff_catcher", "nine_diff_platoon"]
     assert moved[from_lines].all(), moved[moved].index.tolist()
     # lines alone (results as they were) move them too: the player-line features read the lines
     only_lines = all_features(games, new_lines)

@@ -9,13 +9,16 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import zipfile
 
 import pytest
 
 from tests.conftest import EVENTS
 from tests.real_statsapi import ANSWERS, answers, crosswalk, field_differences, gamelog, line_differences, read_json
+from utils.sources.common import STATSAPI_TEAMS
 from utils.sources.crosswalk import normalise
+from utils.sources.gamelogs import FIELD_NAMES
 from utils.sources.statsapi import is_final, player_lines, slate_frame
 
 # (answer, field or 'column player', the reader's value, Retrosheet's), and why
@@ -163,3 +166,58 @@ def test_the_fake_api_answers_a_real_game_as_the_real_api_did(recorded, name):
     lines_real = player_lines(real.game, real.box, real.date, None, lambda pid: real.ids[int(pid)])
     lines_fake = player_lines(game, fake.boxes[game["gamePk"]], real.date, None, lambda pid: retro[int(pid)])
     assert sorted(lines_fake, key=lambda r: r["player_id"]) == sorted(lines_real, key=lambda r: r["player_id"])
+
+
+class RecordedApi:
+    """The two endpoints `posted_nines` asks: a recorded game's box score and its people records."""
+
+    def __init__(self, box: dict, people: list[dict]):
+        self.box, self.records = box, {int(p["id"]): p for p in people}
+
+    def boxscore(self, pk: int, season: int, keep: bool = True) -> dict:
+        assert keep is False  # a lineup can change until the game begins: never kept
+        return self.box
+
+    def people(self, ids: list[int]) -> dict[int, dict]:
+        return {pid: self.records[pid] for pid in ids if pid in self.records}
+
+
+def test_a_posted_lineup_reads_as_the_game_log_s_starting_nine(recorded):
+    """The game-time run reads each side's posted nine from the game's box score, which lists it from
+    the moment a team posts it (`posted_nines`). Every recorded feed (the game in its 6th inning, and
+    the final ones) carries the nine as posted: slots, Retrosheet ids and positions equal the game log's
+    starting nine, the designated hitter's 10 included."""
+    from utils.sources.statsapi import LiveIds, posted_nines
+
+    feeds = [a for a in recorded if a.name.startswith("feed_live_")]
+    assert any(not a.final for a in feeds) and len(feeds) >= 4
+    for answer in feeds:
+        feed = read_json(ANSWERS / answer.name)
+        ids = LiveIds(crosswalk())
+        fields = posted_nines(RecordedApi(answer.box, list(feed["gameData"]["players"].values())),
+                              [answer.game], answer.date, ids)[answer.game["gamePk"]]
+        code = STATSAPI_TEAMS[answer.game["teams"]["home"]["team"]["id"]]
+        line = [r for r in gamelog(answer.date.year) if r[0] == answer.date.strftime("%Y%m%d") and r[6] == code
+                and r[1] == ("0" if answer.game["doubleHeader"] == "N" else str(answer.game["gameNumber"]))]
+        assert len(line) == 1, answer.name
+        retro = dict(zip(FIELD_NAMES, line[0]))
+        expected = {f"{side}_player{slot}_{part}": (retro[f"{side}_player{slot}_{part}"] if part == "id"
+                                                    else int(retro[f"{side}_player{slot}_{part}"]))
+                    for side in ("v", "h") for slot in range(1, 10) for part in ("id", "pos")}
+        assert fields == expected, answer.name
+
+
+def test_a_lineup_not_posted_yet_leaves_its_side_to_the_expected_nine(recorded):
+    """Before a team posts, its box score lists no batting slot: that side has no fields (and the run
+    predicts it with the expected nine); the other side's posted nine still reads."""
+    from utils.sources.statsapi import LiveIds, posted_nines
+
+    answer = next(a for a in recorded if a.name == "feed_live_718096.json")
+    feed = read_json(ANSWERS / answer.name)
+    box = json.loads(json.dumps(answer.box))
+    for entry in box["teams"]["home"]["players"].values():
+        entry.pop("battingOrder", None)
+    box["teams"]["home"]["battingOrder"] = []
+    fields = posted_nines(RecordedApi(box, list(feed["gameData"]["players"].values())), [answer.game],
+                          answer.date, LiveIds(crosswalk()))[answer.game["gamePk"]]
+    assert {k[0] for k in fields} == {"v"} and len(fields) == 18

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 OverwritePolicy = Literal["warn", "skip", "fail", "overwrite"]
 Executor = Literal["prefect", "legacy"]
+Lineups = Literal["expected", "confirmed"]
 PositiveInt = Annotated[int, Field(gt=0)]
 
 
@@ -198,6 +199,10 @@ class RunConfig(Frozen):
     max_workers: PositiveInt = Field(
         1, description="modules run at once; their pandas work mostly holds the GIL, so on two cores a second one "
         "gains about a second a night and costs half a gigabyte (docs/performance.md)")
+    lineups: Lineups = Field(
+        "expected", description="expected: each team's starting nine in its previous game (the nightly run); "
+        "confirmed: the nine each team posted (the game-time run; a game with none posted yet uses the expected "
+        "nine, and its prediction says so). Replays and backtests take the posted nine from the game log")
     reuse_history: bool = Field(
         True, description="feature stages keep their rows of games dated before the first day their inputs changed;"
         " false rebuilds every row")

@@ -25,11 +25,12 @@ def retrain_dates(season_games: pd.DataFrame, every_days: int) -> list[pd.Timest
 
 
 def walk_forward(table: pd.DataFrame, season: int, every_days: int, mcfg, psi_bins: int = 10,
-                 on_retrain=None, fits: Path | None = None) -> pd.DataFrame:
+                 on_retrain=None, fits: Path | None = None, lineups: str = "expected") -> pd.DataFrame:
     """Every game of the season, each predicted by models trained only on games before its retrain date.
     `on_retrain(date, models)` sees each retrain's models (bench/bench_alerts.py keeps their cards).
     With `fits` (a cache folder), each retrain day's models are K's kept fit of that day when its
-    training rows are the same (`k_train.cached_fit`): the nightly runs' fits, or an earlier backtest's."""
+    training rows are the same (`k_train.cached_fit`): the nightly runs' fits, or an earlier backtest's.
+    `lineups` "confirmed" scores the game-time run: its models use each game's posted nine (the game log's)."""
     games = table[table["season"] == season]
     if games.empty:
         raise ValueError(f"model_table: no games in season {season}")
@@ -41,8 +42,8 @@ def walk_forward(table: pd.DataFrame, season: int, every_days: int, mcfg, psi_bi
             window = games[(games["date"] >= start) & (games["date"] < end)]
             if window.empty:
                 continue
-            models = train_models(table, start.date(), mcfg, psi_bins) if fits is None else trained_models(
-                **cached_fit(table, start.date(), mcfg, psi_bins, fits))
+            models = train_models(table, start.date(), mcfg, psi_bins, lineups) if fits is None else trained_models(
+                **cached_fit(table, start.date(), mcfg, psi_bins, fits, lineups=lineups))
             if on_retrain is not None:
                 on_retrain(start, models)
             scored = predict(models, window, f"{models.chosen}@{start.date().isoformat()}")
@@ -154,11 +155,17 @@ def run_backtest(base, season: int, today: dt.date) -> tuple[dict, Path]:
     as_of = season_as_of(season, today)
     stages = REGISTRY.ancestors(REGISTRY.producer["model_table"])
     try:
-        root = Catalog(base.paths.artifacts, base.paths.schemas).backtest(season).root
+        catalog = Catalog(base.paths.artifacts, base.paths.schemas)
+        root = catalog.backtest(season).root
+        # the features are the same in both lineup modes (every past game has its posted nine): one table
         cfg = build_config(base.model_dump(mode="json"), [
             f"paths.artifacts={root}", f"paths.cache_root={base.paths.cache_root or base.paths.artifacts}",
-            f"run.as_of={as_of.isoformat()}", "run.executor=legacy", f"run.modules=[{','.join(stages)}]"])
+            f"run.as_of={as_of.isoformat()}", "run.executor=legacy", f"run.modules=[{','.join(stages)}]",
+            "run.lineups=expected"])
         store = ArtifactStore.from_config(cfg)
+        lineups = base.run.lineups
+        out = store if lineups == "expected" else ArtifactStore(catalog.backtest(season, lineups).root,
+                                                                base.paths.schemas)
         lock = RunLock(root).acquire()
     except (ArtifactError, LockHeld, LockError) as exc:
         raise BacktestError(str(exc)) from None
@@ -171,11 +178,12 @@ def run_backtest(base, season: int, today: dt.date) -> tuple[dict, Path]:
                 raise BacktestError(f"module {failed[0].module} ({failed[0].name}) failed: {failed[0].error}")
             predictions = walk_forward(store.read_frame("model_table"), season, cfg.model.retrain_every_days,
                                        cfg.model, cfg.monitoring.psi_bins, fits=store.cache_dir("models")
-                                       if cfg.run.reuse_history else None)
-            summary = {"season": season, "retrain_every_days": cfg.model.retrain_every_days, **summarize(predictions)}
+                                       if cfg.run.reuse_history else None, lineups=lineups)
+            summary = {"season": season, "lineups": lineups, "retrain_every_days": cfg.model.retrain_every_days,
+                       **summarize(predictions)}
             with staged_writes() as staging:  # the season's table and its summary, together or not at all
-                record = store.write_frame("backtest", predictions)
-                store.write_json("backtest_summary", summary)
+                record = out.write_frame("backtest", predictions)
+                out.write_json("backtest_summary", summary)
                 staging.commit()
     except (ValueError, ArtifactError, OSError) as exc:
         raise BacktestError(" ".join(str(exc).split())) from None
@@ -205,11 +213,14 @@ def load_backtests(cfg, seasons: list[int]) -> dict[int, pd.DataFrame]:
     frames = {}
     for year in dict.fromkeys(seasons):
         try:
-            store = ArtifactStore(Catalog(cfg.paths.artifacts, cfg.paths.schemas).backtest(year).root,
+            lineups = cfg.run.lineups
+            store = ArtifactStore(Catalog(cfg.paths.artifacts, cfg.paths.schemas).backtest(year, lineups).root,
                                   cfg.paths.schemas)
             if not store.resolve_output_path("backtest").exists():
-                raise BacktestError(f"{store.resolve_output_path('backtest')}: no backtest of {year}; "
-                                    f"run `python pipeline.py backtest --season {year}` first")
+                mode = "" if lineups == "expected" else f" --set run.lineups={lineups}"
+                raise BacktestError(f"{store.resolve_output_path('backtest')}: no backtest of {year}"
+                                    f"{' with ' + lineups + ' lineups' if mode else ''}; "
+                                    f"run `python pipeline.py backtest --season {year}{mode}` first")
             frames[year] = store.read_frame("backtest")
         except ArtifactError as exc:
             raise BacktestError(str(exc)) from None

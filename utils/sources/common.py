@@ -226,4 +226,8 @@ SCHEDULE_FIELDS = ["season", "date", "game_number", "day_of_week", "visiting_tea
                    "h_starting_pitcher_name"]
 # ...and what a reader of the predictions wants beside them: the Stats API's gamePk (null where the game
 # came from Retrosheet) and the teams' names.
-SCHEDULE_COLUMNS = SCHEDULE_FIELDS + ["game_pk", "visiting_team_name", "home_team_name"]
+# The posted starting nines, in batting order with each one's position (1-9, 10 the designated hitter), as
+# the game log's fields name them: filled in `run.lineups: confirmed` where a team has posted its lineup.
+LINEUP_FIELDS = [f"{side}_player{slot}_{part}" for side in ("v", "h") for slot in range(1, 10)
+                 for part in ("id", "pos")]
+SCHEDULE_COLUMNS = SCHEDULE_FIELDS + ["game_pk", "visiting_team_name", "home_team_name"] + LINEUP_FIELDS

@@ -192,16 +192,19 @@ class StatsApi:
             self.cache.put(name, json.dumps(doc, separators=(",", ":")).encode())
         return doc
 
-    def day_schedule(self, day: dt.date, ids: LiveIds, slate: list[dict] | None = None) -> pd.DataFrame:
+    def day_schedule(self, day: dt.date, ids: LiveIds, slate: list[dict] | None = None,
+                     posted: bool = False) -> pd.DataFrame:
         """The day's games with probable pitchers by id (`slate`: the day's listing when a season's
-        backfill has it already; else one request)."""
+        backfill has it already; else one request), and with `posted` each side's starting nine where
+        its lineup is posted (`posted_nines`: a box score a game)."""
         params = schedule_params(day, day)
         try:
             if slate is None:
                 slate = [g for g in self.schedule(day, day) if g["_listed"] == day.isoformat()]
             ids.learn(self, [int(t["probablePitcher"]["id"]) for g in slate for t in g["teams"].values()
                              if (t.get("probablePitcher") or {}).get("id") is not None])
-            return slate_frame(slate, day, lambda pitcher: ids.get(pitcher.get("id")))
+            nines = posted_nines(self, slate, day, ids) if posted else {}
+            return slate_frame(slate, day, lambda pitcher: ids.get(pitcher.get("id")), nines)
         except (PayloadShapeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             reason = str(exc) if isinstance(exc, PayloadShapeError) else \
                 f"unexpected schedule payload ({type(exc).__name__}: {exc})"
@@ -741,9 +744,49 @@ def _game_pk(game: dict, label: str) -> int:
     return pk
 
 
-def slate_frame(games: list[dict], day: dt.date, pitcher_ids: Callable[[dict], str | None]) -> pd.DataFrame:
+def posted_nines(api: StatsApi, slate: list[dict], day: dt.date, ids: LiveIds) -> dict[int, dict[str, object]]:
+    """gamePk -> the schedule's lineup fields of each side that has posted its nine. Teams post their
+    lineup a few hours before the first pitch, and the game's box score carries it from then on: each
+    starter's `battingOrder` ("100".."900") and his position, as in a final box score (`starting_nine`).
+    A side with no lineup yet, or a box score that does not read, is left out: its game is predicted
+    with the expected nine, and says so. The box score is asked for afresh (a lineup can change until
+    the game begins); a final game's stored one is read from the cache."""
+    out: dict[int, dict[str, object]] = {}
+    for game in slate:
+        if _state(game).startswith(("Postponed", "Cancelled")) or not isinstance(game.get("gamePk"), int):
+            continue
+        pk = game["gamePk"]
+        try:
+            box = api.boxscore(pk, day.year, keep=False)
+        except (SourceError, OSError) as exc:
+            log.warning("game %s of %s: no box score to read its lineups from (%s); predicted with the expected "
+                        "nines", pk, day, " ".join(str(exc).split())[:200])
+            continue
+        fields: dict[str, object] = {}
+        for side, prefix in (("away", "v"), ("home", "h")):
+            team = box["teams"][side]
+            if not any(str((e or {}).get("battingOrder") or "").endswith("00") for e in team["players"].values()):
+                continue  # not posted yet: no player has a batting slot
+            try:
+                nine = starting_nine(team, str(pk))
+            except (PayloadShapeError, KeyError, TypeError, ValueError) as exc:
+                log.warning("game %s of %s: the %s lineup does not read (%s); predicted with the expected nine",
+                            pk, day, side, " ".join(str(exc).split())[:200])
+                continue
+            ids.learn(api, [pid for _, pid, _ in nine])
+            for slot, pid, position in nine:
+                fields[f"{prefix}_player{slot}_id"] = ids.id(pid)
+                fields[f"{prefix}_player{slot}_pos"] = int(position) if position else pd.NA
+        if fields:
+            out[pk] = fields
+    return out
+
+
+def slate_frame(games: list[dict], day: dt.date, pitcher_ids: Callable[[dict], str | None],
+                nines: dict[int, dict[str, object]] | None = None) -> pd.DataFrame:
     """The day's regular-season games (postponed and cancelled ones left out) as the schedule's
-    columns: teams and leagues, park, day or night, doubleheader game, probable pitchers by id."""
+    columns: teams and leagues, park, day or night, doubleheader game, probable pitchers by id, and
+    each side's posted nine where `nines` (gamePk -> lineup fields) has it."""
     if len(games) > MAX_GAMES_A_DAY:
         raise PayloadShapeError(f"{len(games)} games on {day}, more than any day's slate ({MAX_GAMES_A_DAY})")
     rows = []
@@ -774,12 +817,15 @@ def slate_frame(games: list[dict], day: dt.date, pitcher_ids: Callable[[dict], s
             "park_id": park_code(game, day.year), "v_starting_pitcher_id": side["away"][2],
             "v_starting_pitcher_name": side["away"][1], "h_starting_pitcher_id": side["home"][2],
             "h_starting_pitcher_name": side["home"][1], "game_pk": _game_pk(game, label),
+            **(nines or {}).get(game.get("gamePk"), {}),
         })
     frame = pd.DataFrame(rows, columns=SCHEDULE_COLUMNS)
-    for col in ("season", "visiting_game_number", "home_game_number", "game_pk"):
+    integers = ("season", "visiting_game_number", "home_game_number", "game_pk",
+                *(c for c in SCHEDULE_COLUMNS if c.endswith("_pos")))
+    for col in integers:
         frame[col] = frame[col].astype("Int64")
     for col in SCHEDULE_COLUMNS:
-        if col not in ("season", "date", "visiting_game_number", "home_game_number", "game_pk"):
+        if col not in ("date", *integers):
             frame[col] = frame[col].astype("string")
     frame["date"] = pd.to_datetime(frame["date"]).astype("datetime64[ms]")
     return frame

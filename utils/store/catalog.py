@@ -109,9 +109,13 @@ class Catalog:
         return sorted(d.name for d in runs.iterdir() if RUN_ID.fullmatch(d.name) and not d.is_symlink()
                       and d.is_dir())
 
-    def backtest(self, season: int) -> Catalog:
-        """The catalog of a season's backtest, `<root>/backtest/<season>/`."""
-        return Catalog(self._under("backtest", str(int(season))), self.schema_dir, self.cache_root)
+    def backtest(self, season: int, lineups: str = "expected") -> Catalog:
+        """The catalog of a season's backtest, `<root>/backtest/<season>/`; the walk of the game-time run's
+        models (`run.lineups: confirmed`) is kept beside it in `<season>-confirmed/`."""
+        if lineups not in ("expected", "confirmed"):
+            raise ValueError(f"run.lineups: {lineups!r} is not expected or confirmed")
+        name = str(int(season)) if lineups == "expected" else f"{int(season)}-{lineups}"
+        return Catalog(self._under("backtest", name), self.schema_dir, self.cache_root)
 
     def backtest_seasons(self) -> list[int]:
         folder = self._under("backtest")
