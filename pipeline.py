@@ -195,6 +195,7 @@ def cleanup(
 
 
 Format = Enum("Format", {f: f for f in ("table", "csv", "json")}, type=str)
+Lineups = Enum("Lineups", {m: m for m in ("expected", "confirmed")}, type=str)
 
 
 @app.command()
@@ -202,10 +203,13 @@ def predictions(
     date: Annotated[Optional[str], typer.Option("--date", help="the night, YYYY-MM-DD (default: the latest run's)")]
     = None,
     fmt: Annotated[Format, typer.Option("--format", help="table for a person; csv and json as published")] = "table",
+    lineups: Annotated[Optional[Lineups], typer.Option(
+        "--lineups", help="the morning run's (expected) or the game-time run's (confirmed); default: the latest "
+        "run's, or for an earlier night the game-time run's where there was one")] = None,
     config: ConfigOpt = Path("config.yaml"),
     set_: SetOpt = None,
 ) -> None:
-    """A night's predictions: teams, starters, home win probability, expected runs, gamePk."""
+    """A night's predictions: teams, starters, home win probability, expected runs, gamePk, lineups used."""
     import datetime as dt
     import re
 
@@ -218,7 +222,8 @@ def predictions(
         day = dt.date.fromisoformat(date) if date is not None else None
     except ValueError:
         raise typer.BadParameter(f"'{date}' is not a date (YYYY-MM-DD)", param_hint="--date") from None
-    text = published_night(ArtifactStore.from_config(config_from_cli(config, set_)), day, fmt.value)
+    text = published_night(ArtifactStore.from_config(config_from_cli(config, set_)), day, fmt.value,
+                           lineups.value if lineups is not None else None)
     typer.echo(text, nl=fmt.value == "table")
 
 

@@ -1,4 +1,6 @@
 """L · predict and monitor, run through its main(cfg) after K on a synthetic model table."""
+import pandas as pd
+
 from modules import k_train, l_predict_monitor
 
 
@@ -57,3 +59,46 @@ def test_the_published_predictions_carry_names_and_agree_with_the_parquet(synthe
         game = by_id[row.game_id]
         assert game["p_home_win"] == row.p_home_win and game["exp_home_runs"] == row.exp_home_runs
         assert game["game_pk"] == row.game_pk and game["away_starter_name"] is None  # no name: null, not "nan"
+
+
+def test_a_game_time_run_is_logged_beside_the_morning_s_and_says_which_nines_it_used(synthetic_store):
+    """The morning run, then the game-time run (run.lineups=confirmed) with one game's lineups posted
+    and another's home side only: each prediction says which nine each side's used, the log keeps
+    both runs of the day, and `predictions` shows either."""
+    import json
+
+    from tests.synthetic_table import schedule
+    from utils.config import build_config
+
+    cfg, store = synthetic_store
+    k_train.main(cfg)
+    l_predict_monitor.main(cfg)
+    morning = store.read_frame("predictions")
+    assert set(morning["lineups"]) == {"expected"} and set(morning["home_lineup"]) == {"expected"}
+    sched = schedule(store.read_frame("model_table"))
+    for slot in range(1, 10):  # the first game: both nines posted; the second: the home nine only
+        sched[f"h_player{slot}_id"] = pd.array([f"h{slot}", f"h{slot}", None], dtype="string")
+        sched[f"v_player{slot}_id"] = pd.array([f"v{slot}", None, None], dtype="string")
+    store.write_frame("schedule", sched)
+    game_time = build_config(cfg.model_dump(mode="json"), ["run.lineups=confirmed"])
+    k_train.main(game_time)
+    l_predict_monitor.main(game_time)
+    tonight = store.read_frame("predictions").sort_values("game_id")
+    keys = sched["home_team"] + sched["date"].dt.strftime("%Y%m%d") + sched["game_number"].astype(str)
+    sides = {k: (a, h) for k, a, h in zip(keys, ["posted", "expected", "expected"], ["posted", "posted", "expected"])}
+    assert {r.game_id: (r.away_lineup, r.home_lineup) for r in tonight.itertuples()} == sides
+    assert set(tonight["lineups"]) == {"confirmed"}
+    log = store.read_frame("prediction_log")
+    assert sorted(log["lineups"].value_counts().items()) == [("confirmed", 3), ("expected", 3)]
+    assert store.read_json("evaluation")["lineups"] == "confirmed"
+    # the game-time run again replaces its own rows only
+    l_predict_monitor.main(game_time)
+    assert len(store.read_frame("prediction_log")) == 6
+    # what a person reads: the latest run (game time), marked; the morning's from the log on request
+    text = l_predict_monitor.published_night(store, None, "table")
+    assert "confirmed lineups (3 of 6 posted; * expected nine)" in text.splitlines()[0]
+    assert text.count("*") == 1 + 3  # the header's note and the three sides not posted
+    expected = json.loads(l_predict_monitor.published_night(store, None, "json", "expected"))
+    assert expected["lineups"] == "expected" and {g["home_lineup"] for g in expected["games"]} == {"expected"}
+    assert {g["game_id"]: g["p_home_win"] for g in expected["games"]} == dict(zip(morning["game_id"],
+                                                                                   morning["p_home_win"]))
