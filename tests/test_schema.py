@@ -97,3 +97,21 @@ def test_an_artifact_name_that_is_a_path_is_refused_before_any_file_is_read(tmp_
     for name in ("../../x", "../x", "X", "a/b", ""):
         with pytest.raises(SchemaError, match="not an artifact name"):
             load_contract(schemas, name)
+
+
+def test_every_contract_that_names_the_feature_prefixes_names_all_of_them():
+    """The feature prefixes live in modules/models.py; a contract that spells them out (the model table,
+    the model's feature list, the drift history) must spell every one, or a new module's features fail
+    at the first run that writes them (the confirmed lineups' nine_* once did, at K)."""
+    import re
+
+    from modules.models import FEATURE_PREFIXES
+
+    expected = "^(" + "|".join(p.rstrip("_") for p in FEATURE_PREFIXES) + ")_"
+    found = {}
+    for path in sorted((ROOT / "schemas").glob("*.schema.json")):
+        for pattern in re.findall(r'"\^\(((?:[a-z]+\|)+[a-z]+)\)_"', path.read_text()):
+            if "ctx" in pattern.split("|"):
+                found[path.name] = "^(" + pattern + ")_"
+    assert {"model_table.schema.json", "model_params.schema.json", "drift_history.schema.json"} <= set(found)
+    assert {name: p for name, p in found.items() if p != expected} == {}
