@@ -174,8 +174,8 @@ def lineup_talent(games: pd.DataFrame, talent: pd.Series, season_lines: pd.DataF
     the team's last REGULAR_GAMES games each of the nine started; rested regulars lower it) and its
     catcher's share of those games behind the plate (`catcher`), and with `hands` (batters' sides,
     pitchers' hands by id) its share with the platoon edge over the opposing starter (`platoon`):
-    `nine_*`. A game whose nine is not known takes the expected nine's (and the league's platoon share:
-    the expected nine faced another starter)."""
+    `nine_*`. A game whose nine is not known takes the expected nine's, each measured as of its date
+    and against its starter."""
     rows = []
     lines = season_lines if season_lines is not None and len(season_lines) else None
     history = None if lines is None or rating is None else decayed_state(lines, "batter", ["above", "pa"], rating[0])
@@ -208,7 +208,9 @@ def lineup_talent(games: pd.DataFrame, talent: pd.Series, season_lines: pd.DataF
         platoon = platoon_share(ids, other, *hands) if hands is not None else np.full(len(games), PLATOON_SHARE)
         rows.append(pd.DataFrame({"game_id": games["game_id"], "date": games["date"],
                                   "result_date": games["result_date"], "played": games["played"] & known,
-                                  "known": known, "team": team, "is_home": side == "home",
+                                  "known": known, "team": team, "is_home": side == "home", "opponent_starter": other,
+                                  **{f"p{slot}": ids[f"{side}_lineup_{slot}"] for slot in range(1, 10)},
+                                  "catcher_id": games[f"{side}_catcher_id"],
                                   "woba": values.mean(axis=1), "rating": rated.mean(axis=1),
                                   "regulars": starts.share(team, ids, games["date"]).mean(axis=1),
                                   "catcher": starts.share(team, games[[f"{side}_catcher_id"]], games["date"],
@@ -216,17 +218,28 @@ def lineup_talent(games: pd.DataFrame, talent: pd.Series, season_lines: pd.DataF
                                   "platoon": platoon}))
     long = pd.concat(rows, ignore_index=True)
     at = from_day(long, since)
-    nine = ["woba", "rating", "regulars", "catcher"]
-    previous = as_of_join(at, long[long["played"]], ["team"], nine)
+    previous = as_of_join(at, long[long["played"]], ["team"], ["woba", "rating"])
     out = pd.DataFrame({"game_id": at["game_id"], "is_home": at["is_home"], "woba": previous["woba"].fillna(0.0)})
     if rating is not None:
         out["rating"] = previous["rating"].fillna(0.0)
     own = at["known"].to_numpy(dtype=bool)
-    defaults = {"woba": 0.0, "rating": 0.0, "regulars": REGULAR_SHARE, "catcher": CATCHER_SHARE}
-    for col in nine:
-        out[f"nine_{col}"] = np.where(own, at[col], previous[col]).astype(float)
+    # a nine not known: the expected one (the previous game's), its woba and rating as lu_*, and how regular
+    # it is, its catcher and its platoon edge measured tonight, against tonight's starter
+    stand_in = previous[["woba", "rating"]].assign(regulars=np.nan, catcher=np.nan, platoon=np.nan)
+    if (~own).any():
+        expected_nine = [f"p{slot}" for slot in range(1, 10)]
+        fill = at[~own]
+        who = as_of_join(fill, long[long["played"]], ["team"], expected_nine + ["catcher_id"])
+        stand_in.loc[~own, "regulars"] = starts.share(fill["team"], who[expected_nine], fill["date"]).mean(axis=1)
+        stand_in.loc[~own, "catcher"] = starts.share(fill["team"], who[["catcher_id"]], fill["date"],
+                                                     catcher=True)[:, 0]
+        if hands is not None:
+            stand_in.loc[~own, "platoon"] = platoon_share(who[expected_nine], fill["opponent_starter"], *hands)
+    defaults = {"woba": 0.0, "rating": 0.0, "regulars": REGULAR_SHARE, "catcher": CATCHER_SHARE,
+                "platoon": PLATOON_SHARE}
+    for col in defaults:
+        out[f"nine_{col}"] = np.where(own, at[col], stand_in[col]).astype(float)
         out[f"nine_{col}"] = out[f"nine_{col}"].fillna(defaults[col])
-    out["nine_platoon"] = np.where(own, at["platoon"], PLATOON_SHARE).astype(float)
     return out
 
 

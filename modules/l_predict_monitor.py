@@ -121,17 +121,16 @@ def with_lineup_modes(log_table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def append_log(previous: pd.DataFrame | None, predictions: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+def append_log(previous: pd.DataFrame | None, predictions: pd.DataFrame, as_of: dt.date,
+               lineups: str = "expected") -> pd.DataFrame:
     """The prediction log: every prediction ever published, a date's morning (expected lineups) and
-    game-time (confirmed) runs apart; a re-run of a date in the same mode replaces that run's rows."""
-    new = with_lineup_modes(predictions.assign(predicted_for=pd.Timestamp(as_of)))
+    game-time (confirmed) runs apart; a re-run of a date in the same mode replaces that run's rows
+    (and only those: a game-time run with nothing left to predict keeps the morning's)."""
+    new = with_lineup_modes(predictions.assign(predicted_for=pd.Timestamp(as_of), lineups=lineups))
     if previous is None or previous.empty:
         return new.reset_index(drop=True)
     previous = with_lineup_modes(previous)
-    mode = new["lineups"].iloc[0] if len(new) else None
-    replaced = (previous["predicted_for"] == pd.Timestamp(as_of)) & (
-        previous["lineups"] == mode if mode is not None else True)
-    kept = previous[~replaced]
+    kept = previous[(previous["predicted_for"] != pd.Timestamp(as_of)) | (previous["lineups"] != lineups)]
     return pd.concat([kept, new], ignore_index=True).sort_values(["predicted_for", "lineups", "game_id"],
                                                                  kind="stable").reset_index(drop=True)
 
@@ -307,7 +306,7 @@ def predict_and_monitor(model_table: pd.DataFrame, win_model: bytes, home_runs_m
     predictions = with_lineups(with_names(predict(models, today, version), schedule), schedule, lineups)
     if predictions.empty:
         log.info("no games scheduled on %s: writing an empty predictions table", as_of)
-    history = append_log(prediction_log, predictions, as_of)
+    history = append_log(prediction_log, predictions, as_of, lineups)
     mine = history[history["lineups"] == lineups]  # this mode's runs: the two of a day score apart
     evaluation = evaluate(mine, model_table, as_of, model_card["validation_noise"])
     evaluation["lineups"] = lineups

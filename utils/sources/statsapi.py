@@ -769,11 +769,11 @@ def posted_nines(api: StatsApi, slate: list[dict], day: dt.date, ids: LiveIds) -
                 continue  # not posted yet: no player has a batting slot
             try:
                 nine = starting_nine(team, str(pk))
-            except (PayloadShapeError, KeyError, TypeError, ValueError) as exc:
+                ids.learn(api, [pid for _, pid, _ in nine])  # new players' people records (a request)
+            except (PayloadShapeError, KeyError, TypeError, ValueError, SourceError, OSError) as exc:
                 log.warning("game %s of %s: the %s lineup does not read (%s); predicted with the expected nine",
                             pk, day, side, " ".join(str(exc).split())[:200])
                 continue
-            ids.learn(api, [pid for _, pid, _ in nine])
             for slot, pid, position in nine:
                 fields[f"{prefix}_player{slot}_id"] = ids.id(pid)
                 fields[f"{prefix}_player{slot}_pos"] = int(position) if position else pd.NA
