@@ -56,8 +56,9 @@ DEBUT_KBB = -0.02  # strikeouts minus walks per batter below the league for the 
 LINEUP_PRIOR_PA = 25
 UNKNOWN_BATTER = -0.01  # wOBA below the league for a batter with no Lahman line
 REGULAR_GAMES = 10  # a team's recent games behind its regulars: the share of them each of a nine started
-REGULAR_SHARE, CATCHER_SHARE = 0.8, 0.6  # the nine's and the catcher's share where no game is known before
-PLATOON_SHARE = 0.55  # about the share of a nine with the platoon edge over the starter it faces
+# Where nothing is known, the means of 2016-2019's games: the nine's share of its team's last ten starts
+# (0.70), its catcher's (0.52), and the share of a nine with the platoon edge over the starter it faces (0.56).
+REGULAR_SHARE, CATCHER_SHARE, PLATOON_SHARE = 0.70, 0.52, 0.56
 DAY_SPAN, GAME_SPAN = 1 << 20, 1 << 20  # key widths: days since 1800 (~82,000) and a team's games (~25,000)
 FORM_PRIOR_STARTS = 3  # starts of his Marcel length added to his recent ones
 LEAGUE_PITCHES_PER_START = 90.0  # a debutant's "last time out"
