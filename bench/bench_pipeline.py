@@ -104,6 +104,9 @@ def main() -> None:
             next_night = (dt.date.fromisoformat(opts.as_of) + dt.timedelta(days=1)).isoformat()
             results["nightly_A_to_L_legacy"] = measure(pipeline("run", "--legacy-executor", "--as-of", next_night,
                                                                 *common), work)
+            # the same day's game-time run: the morning's feature rows kept, its own models fit or read
+            results["nightly_A_to_L_legacy_game_time"] = measure(pipeline(
+                "run", "--legacy-executor", "--as-of", next_night, *common, "--set", "run.lineups=confirmed"), work)
         if wanted("prefect"):
             results["nightly_A_to_L_legacy"] = measure(pipeline("run", "--legacy-executor", "--as-of", opts.as_of,
                                                                 *common), work)
