@@ -180,9 +180,12 @@ def lineup_talent(games: pd.DataFrame, talent: pd.Series, season_lines: pd.DataF
     rows = []
     lines = season_lines if season_lines is not None and len(season_lines) else None
     history = None if lines is None or rating is None else decayed_state(lines, "batter", ["above", "pa"], rating[0])
-    starts = RecentStarts(games)
-    if since is not None:
-        games = games[_lineups_read(games, since)]
+    if since is None:
+        starts = RecentStarts(games)
+    else:
+        read = games[_lineups_read(games, since)]
+        starts = RecentStarts(games, read["date"].min() if len(read) else since)  # asked from that day on
+        games = read
     for side in ("home", "away"):
         ids = games[[f"{side}_lineup_{slot}" for slot in range(1, 10)]]
         season = games["season"].astype("int64")
@@ -272,9 +275,11 @@ def platoon_share(ids: pd.DataFrame, starter: pd.Series, bats: pd.Series, throws
 class RecentStarts:
     """Who started each team's recent games: for a player and a day, the share of his team's last
     REGULAR_GAMES games decided before the day that he started (in the lineup, or `catcher`: behind
-    the plate). One sorted array of team games and one of starts; each question is a binary search."""
+    the plate). One sorted array of team games and one of starts; each question is a binary search.
+    Asked only about days from `first` on, it keeps each team's last REGULAR_GAMES games before it and
+    those after (a night's questions need a few weeks of games, not every season's)."""
 
-    def __init__(self, games: pd.DataFrame):
+    def __init__(self, games: pd.DataFrame, first: pd.Timestamp | None = None):
         played = games[games["played"]]
         sides = []
         for side in ("home", "away"):
@@ -283,43 +288,46 @@ class RecentStarts:
                                        "game_id": played["game_id"], **{f"p{slot}": played[f"{side}_lineup_{slot}"]
                                                                         for slot in range(1, 10)},
                                        "catcher": played[f"{side}_catcher_id"]}))
-        team_games = pd.concat(sides, ignore_index=True).sort_values(["team", "result_date", "date", "game_id"],
-                                                                     kind="stable")
-        self.teams = {t: i for i, t in enumerate(team_games["team"].dropna().unique())}
-        code = team_games["team"].map(self.teams).to_numpy(dtype="int64")
+        team_games = pd.concat(sides, ignore_index=True)
+        if first is not None:
+            later = team_games["result_date"] >= first
+            earlier = team_games[~later].sort_values(["team", "result_date", "date", "game_id"], kind="stable")
+            team_games = pd.concat([earlier.groupby("team", sort=False).tail(REGULAR_GAMES), team_games[later]])
+        team_games = team_games.sort_values(["team", "result_date", "date", "game_id"], kind="stable")
+        self.teams = pd.Index(team_games["team"].dropna().unique())
+        code = self.teams.get_indexer(team_games["team"]).astype("int64")
         self.game_keys = code * DAY_SPAN + _days(team_games["result_date"])
         number = team_games.groupby("team", sort=False).cumcount().to_numpy(dtype="int64")
-        players = pd.concat([team_games[f"p{slot}"] for slot in range(1, 10)] + [team_games["catcher"]])
-        self.players = {p: i for i, p in enumerate(players.dropna().astype(str).unique())}
+        slots = [f"p{slot}" for slot in range(1, 10)]
+        self.players = pd.Index(pd.concat([team_games[c] for c in [*slots, "catcher"]]).dropna().unique())
         self.start_keys = {}
-        for catcher, cols in ((False, [f"p{slot}" for slot in range(1, 10)]), (True, ["catcher"])):
-            ids = pd.concat([team_games[c] for c in cols]).astype("string")
-            mask = ids.notna().to_numpy()
-            who = ids[mask].map(self.players).to_numpy(dtype="int64")
+        for catcher, cols in ((False, slots), (True, ["catcher"])):
+            who = np.concatenate([self.players.get_indexer(team_games[c]) for c in cols]).astype("int64")
+            mask = who >= 0
             team = np.tile(code, len(cols))[mask]
-            self.start_keys[catcher] = np.sort((team * len(self.players) + who) * GAME_SPAN
+            self.start_keys[catcher] = np.sort((team * len(self.players) + who[mask]) * GAME_SPAN
                                                + np.tile(number, len(cols))[mask])
 
     def share(self, team: pd.Series, ids: pd.DataFrame, date: pd.Series, catcher: bool = False) -> np.ndarray:
         """rows x columns of `ids`: each player's share of his team's last REGULAR_GAMES games before `date`
         (NaN where the team has none, or the player is not known)."""
-        code = team.astype("string").map(self.teams)
-        known_team = code.notna().to_numpy()
-        code = code.fillna(0).to_numpy(dtype="int64")
+        code = self.teams.get_indexer(team.astype("string")).astype("int64")
+        known_team = code >= 0
+        code = np.where(known_team, code, 0)
         day = _days(date)
         before = (np.searchsorted(self.game_keys, code * DAY_SPAN + day)
                   - np.searchsorted(self.game_keys, code * DAY_SPAN))
-        window = np.minimum(before, REGULAR_GAMES).astype(float)
+        window = np.minimum(before, REGULAR_GAMES)
         out = np.full(ids.shape, np.nan)
         keys = self.start_keys[catcher]
         for j, col in enumerate(ids.columns):
-            who = ids[col].astype("string").map(self.players)
-            ok = known_team & who.notna().to_numpy() & (before > 0)
-            base = (code * len(self.players) + who.fillna(0).to_numpy(dtype="int64")) * GAME_SPAN
-            count = np.searchsorted(keys, base + before) - np.searchsorted(keys, base + before - window.astype("int64"))
-            out[:, j] = np.where(ok, count / np.where(window > 0, window, 1), np.nan)
-            # a player the team never started in those games: 0 (a known team with games before)
-            out[:, j] = np.where(known_team & (before > 0) & ids[col].notna().to_numpy() & ~ok, 0.0, out[:, j])
+            named = ids[col].notna().to_numpy()
+            who = self.players.get_indexer(ids[col].astype("string")).astype("int64")
+            base = (code * len(self.players) + np.maximum(who, 0)) * GAME_SPAN
+            count = np.searchsorted(keys, base + before) - np.searchsorted(keys, base + before - window)
+            # a player the team did not start in those games (or ever): 0, for a known team with games before
+            count = np.where(who >= 0, count, 0)
+            out[:, j] = np.where(known_team & (before > 0) & named, count / np.maximum(window, 1), np.nan)
         return out
 
 
