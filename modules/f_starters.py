@@ -1,4 +1,5 @@
-"""F · starters: the starting pitcher (`sp_*`) and the expected starting nine (`lu_*`).
+"""F · starters: the starting pitcher (`sp_*`), the expected starting nine (`lu_*`) and the game's own
+nine where it is known before the first pitch (`nine_*`, the game-time run's: docs/lineups.md).
 
 Game logs have no per-pitcher innings, so a pitcher's previous starts are described by what his
 team allowed in them, the decisions and complete games, and his skill in them by the strikeouts
@@ -258,7 +259,7 @@ def hand_of(lines: pd.DataFrame, column: str) -> pd.Series:
 def platoon_share(ids: pd.DataFrame, starter: pd.Series, bats: pd.Series, throws: pd.Series) -> np.ndarray:
     """Each row's share of its nine with the platoon edge over the opposing starter: a left-handed batter
     against a right-hander, a right-handed one against a left-hander, a switch hitter against either.
-    A batter whose side is not known counts half; a starter whose hand is not known gives the league's
+    A batter whose side is not known counts half; a starter whose hand is not known gives the mean
     share (PLATOON_SHARE)."""
     def lookup(hand: pd.Series, who: pd.Series) -> np.ndarray:
         return hand.astype(object).reindex(who.astype(object).to_numpy()).to_numpy(dtype=object)
@@ -403,7 +404,8 @@ def starter_form(starts: pd.DataFrame, pitched: pd.DataFrame, prior: pd.DataFram
 def build_starter_features(games: pd.DataFrame, lahman: pd.DataFrame, batting: pd.DataFrame,
                            p: PitcherFeatures, player_games: pd.DataFrame | None = None,
                            since: pd.Timestamp | None = None) -> pd.DataFrame:
-    """Per game (dated on or after `since`), both starters' features and both expected lineups'."""
+    """Per game (dated on or after `since`), both starters' features, both expected lineups' and both
+    nines' (`lineup_talent`)."""
     throws, bats = hand_of(lahman, "throws"), hand_of(batting, "bats")
     lahman, batting = lahman.drop(columns="throws", errors="ignore"), batting.drop(columns="bats", errors="ignore")
     starts = starts_table(games)
