@@ -29,6 +29,7 @@ from utils.sources.common import (
     SCHEDULE_FIELDS,
     RetrosheetSource,
     http_get,
+    posted_nine,
     with_retries,
 )
 from utils.sources.crosswalk import Crosswalk, mapping_frame
@@ -270,9 +271,7 @@ def ingest_from(sources: Sources, as_of: dt.date, schedule: ScheduleSettings, li
     counts = {"games": len(history), "quarantined": len(quarantine), "scheduled": len(day_schedule),
               "player_lines": len(player_games)}
     if lineups == "confirmed":  # sides whose nine is posted, of the day's games' sides
-        counts["lineups_posted"] = int(sum(day_schedule.reindex(columns=[f"{side}_player{slot}_id" for slot in
-                                                                         range(1, 10)]).notna().all(axis=1).sum()
-                                           for side in ("v", "h")))
+        counts["lineups_posted"] = int(sum(posted_nine(day_schedule, side).sum() for side in ("v", "h")))
     if api is not None:
         counts["statsapi_requests"] = api.requests
     return StageOutput(outputs, counts)

@@ -16,6 +16,7 @@ from utils.engine.stages import ModuleResult, StageOutput
 from utils.monitoring import drift
 from utils.monitoring.drift import psi
 from utils.monitoring.evaluation import calibration_table, calibration_test, run_metrics, standard_errors, win_metrics
+from utils.sources.common import posted_nine
 from utils.store.artifacts import ArtifactStore, csv_text, json_text
 from utils.store.catalog import ArtifactError
 
@@ -138,13 +139,11 @@ def append_log(previous: pd.DataFrame | None, predictions: pd.DataFrame, as_of: 
 def with_lineups(predictions: pd.DataFrame, schedule: pd.DataFrame, lineups: str) -> pd.DataFrame:
     """The run's lineup mode, and for each side whether its prediction used the posted nine or the
     expected one (a lineup not posted yet, or a run in the expected mode)."""
-    key = (schedule["home_team"].astype("string") + schedule["date"].dt.strftime("%Y%m%d")
-           + game_number(schedule["game_number"]).astype("string"))
+    key = schedule_game_ids(schedule)
     out = predictions.copy()
     out["lineups"] = pd.Series([lineups] * len(out), index=out.index, dtype="string")
     for side, prefix in (("away", "v"), ("home", "h")):
-        cols = [f"{prefix}_player{slot}_id" for slot in range(1, 10)]
-        posted = schedule.reindex(columns=cols).notna().all(axis=1).to_numpy() & (lineups == "confirmed")
+        posted = posted_nine(schedule, prefix).to_numpy() & (lineups == "confirmed")
         source = pd.Series(np.where(posted, "posted", "expected"), index=key.to_numpy())
         source = source[~source.index.duplicated()]
         out[f"{side}_lineup"] = out["game_id"].map(source).fillna("expected").astype("string")
@@ -172,15 +171,19 @@ def _named_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def schedule_game_ids(schedule: pd.DataFrame) -> pd.Series:
+    """Each schedule row's game_id, as B keys the game."""
+    return (schedule["home_team"].astype("string") + schedule["date"].dt.strftime("%Y%m%d")
+            + game_number(schedule["game_number"]).astype("string"))
+
+
 def with_names(predictions: pd.DataFrame, schedule: pd.DataFrame) -> pd.DataFrame:
     """The predictions with the schedule's gamePk and names, matched by game_id (B's key)."""
     # a schedule written before these columns existed (a stage run alone after an upgrade) gives nulls
     schedule = schedule.reindex(columns=list(dict.fromkeys([*schedule.columns, "game_pk", "visiting_team_name",
                                                              "home_team_name"])))
-    key = (schedule["home_team"].astype("string") + schedule["date"].dt.strftime("%Y%m%d")
-           + game_number(schedule["game_number"]).astype("string"))
     info = pd.DataFrame({
-        "game_id": key, "game_pk": schedule["game_pk"].astype("Int64"),
+        "game_id": schedule_game_ids(schedule), "game_pk": schedule["game_pk"].astype("Int64"),
         "away_team_name": schedule["visiting_team_name"], "home_team_name": schedule["home_team_name"],
         "away_starter_name": schedule["v_starting_pitcher_name"],
         "home_starter_name": schedule["h_starting_pitcher_name"],

@@ -231,3 +231,8 @@ SCHEDULE_FIELDS = ["season", "date", "game_number", "day_of_week", "visiting_tea
 LINEUP_FIELDS = [f"{side}_player{slot}_{part}" for side in ("v", "h") for slot in range(1, 10)
                  for part in ("id", "pos")]
 SCHEDULE_COLUMNS = SCHEDULE_FIELDS + ["game_pk", "visiting_team_name", "home_team_name"] + LINEUP_FIELDS
+
+
+def posted_nine(schedule, prefix: str):
+    """Per schedule row, whether side `prefix` ("v" or "h") has its whole nine posted (a bool Series)."""
+    return schedule.reindex(columns=[f"{prefix}_player{slot}_id" for slot in range(1, 10)]).notna().all(axis=1)
