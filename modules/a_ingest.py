@@ -33,7 +33,7 @@ from utils.sources.common import (
     with_retries,
 )
 from utils.sources.crosswalk import Crosswalk, mapping_frame
-from utils.sources.events import FIRST_EVENT_SEASON, ParsedEvents, to_frame
+from utils.sources.events import FIRST_EVENT_SEASON, VS_LEFT, ParsedEvents, to_frame
 from utils.sources.gamelogs import FIELD_NAMES, IngestError, Parsed, parse_gamelog
 from utils.sources.quarantine import quarantine_frame
 from utils.sources.seasons import fetch_published, known_team_codes, parse_cached, read_player_games
@@ -306,13 +306,17 @@ def read_live_season(api: StatsApi, season: int, as_of: dt.date, ids: LiveIds, k
 
 
 def live_lines_frame(rows: list[dict], season: int) -> pd.DataFrame:
-    """Box-score player lines with player_games' columns and types (those of the event files' rows)."""
+    """Box-score player lines with player_games' columns and types (those of the event files' rows). A box
+    score has no play-by-play, so the counts against left-handers (bl_*) are not known: null."""
     frame = pd.DataFrame(rows)
     empty = to_frame([], season)
     out = pd.DataFrame({"season": pd.array([season] * len(frame), dtype="Int16")})
     for col in empty.columns[1:]:
-        out[col] = frame[col].astype(empty[col].dtype) if col not in ("date", "appear_date") else \
-            pd.to_datetime(frame[col]).astype("datetime64[ms]")
+        if col not in frame.columns and col in VS_LEFT.values():
+            out[col] = pd.array([pd.NA] * len(frame), dtype=empty[col].dtype)
+        else:
+            out[col] = frame[col].astype(empty[col].dtype) if col not in ("date", "appear_date") else \
+                pd.to_datetime(frame[col]).astype("datetime64[ms]")
     return out
 
 

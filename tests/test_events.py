@@ -187,3 +187,43 @@ def test_a_malformed_game_is_quarantined_not_a_crash_and_bad_settings_are_refuse
                        ("paths.cache_root", "/nonexistent/elsewhere")):
         with pytest.raises(ConfigError, match=key.split(".")[-1]):
             build_config({}, [f"{key}={value}"])
+
+
+def test_each_batter_s_results_against_left_handers_are_the_plate_appearances_lefties_were_charged_with():
+    """bl_*: a batter's counts against left-handed pitchers, by the hands in the zip's rosters. Per game
+    and side, the batters' bl_pa is the batters faced (p_tbf) of the other side's left-handed pitchers."""
+    from utils.sources.events import VS_LEFT, roster_throws
+
+    payload = (EVENTS / "2023eve.zip").read_bytes()
+    throws = roster_throws(event_members(payload, "2023eve.zip", (".ROS",)))
+    assert throws["rodoc001"] == "L" and throws["coleg001"] == "R" and throws["cortn001"] == "L"
+    data = member(2023, "2023NYA.EVA")
+    lines = to_frame(parse_event_file(data, 2023, "x", None, throws)[0], 2023)
+    for counted, left in VS_LEFT.items():
+        assert (lines[left] <= lines[counted]).all(), left
+    lefties = lines["player_id"].map(throws).eq("L") & lines["p_g"].eq(1)
+    faced = lines[lefties].groupby(["event_game_id", "is_home"])["p_tbf"].sum()
+    batted = lines.groupby(["event_game_id", "is_home"])["bl_pa"].sum()
+    against = batted.rename(index={True: False, False: True}, level="is_home")  # the other side's batters
+    assert (faced.reindex(against.index, fill_value=0) == against).all()
+    assert 0.15 < lines["bl_pa"].sum() / lines["b_pa"].sum() < 0.45  # lefties face about a quarter of batters
+    # every pitcher a lefty: each line's counts are its whole line; none a lefty: all zero
+    every = to_frame(parse_event_file(data, 2023, "x", None, dict.fromkeys(throws, "L"))[0], 2023)
+    none = to_frame(parse_event_file(data, 2023, "x", None, dict.fromkeys(throws, "R"))[0], 2023)
+    for counted, left in VS_LEFT.items():
+        assert (every[left] == every[counted]).all(), left
+        assert (none[left] == 0).all(), left
+
+
+def test_a_batter_on_both_teams_of_one_game_has_his_counts_on_the_line_chadwick_credits():
+    """Danny Jansen batted for Toronto in a game suspended on 2024-06-26 and was Boston's catcher when it
+    was finished in August; Chadwick's box score credits all his plate appearances to his first line."""
+    from utils.sources.events import roster_throws
+
+    payload = (EVENTS / "2024eve.zip").read_bytes()
+    throws = roster_throws(event_members(payload, "2024eve.zip", (".ROS",)))
+    lines = to_frame(parse_event_file(member(2024, "2024BOS.EVA"), 2024, "x", None, dict.fromkeys(throws, "L"))[0],
+                     2024)
+    jansen = lines[(lines["event_game_id"] == "BOS202406260") & (lines["player_id"] == "jansd001")]
+    assert len(jansen) == 2 and jansen["b_pa"].sum() > 0
+    assert (jansen["bl_pa"] == jansen["b_pa"]).all()

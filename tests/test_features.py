@@ -203,18 +203,19 @@ def test_assembly_refuses_a_column_made_twice_or_outside_its_prefix():
 def player_lines(rows):
     """rows: (date, team, opponent, is_home, player, started, outs, batters, strikeouts, walks, home runs,
     pitches, saves) -> player_games rows (pitchers only)."""
-    from utils.sources.events import COLUMNS, COUNTS
+    from utils.sources.events import COLUMNS, COUNTS, VS_LEFT
 
     out = []
     for date, team, opp, home, player, gs, outs, tbf, so, bb, hr, pitches, sv in rows:
-        row = {c: 0 for c in COUNTS.values()}
+        row = {c: 0 for c in [*COUNTS.values(), *VS_LEFT.values()]}
         row.update(season=int(date[:4]), event_game_id=f"{team if home else opp}{date.replace('-', '')}0",
                    date=pd.Timestamp(date), game_number=0, appear_date=pd.Timestamp(date), team=team, opponent=opp,
                    is_home=home, player_id=player, slot=0, seq=1, p_g=1, p_gs=gs, p_out=outs, p_tbf=tbf, p_so=so,
                    p_bb=bb, p_hr=hr, p_pitch=pitches, p_sv=sv)
         out.append(row)
     frame = pd.DataFrame(out)[COLUMNS]
-    return frame.astype({c: "Int16" for c in ["season", "game_number", "slot", "seq", *COUNTS.values()]}).astype(
+    return frame.astype({c: "Int16" for c in ["season", "game_number", "slot", "seq", *COUNTS.values(),
+                                              *VS_LEFT.values()]}).astype(
         {"date": "datetime64[ms]", "appear_date": "datetime64[ms]"})
 
 

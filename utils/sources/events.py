@@ -3,11 +3,13 @@
 Each `YYYYeve.zip` (Retrosheet's `events/` folder, or a local folder laid out the same way) holds
 one event file per home team. `chadwickpy`, a port of the Chadwick tools, replays each game and
 gives every player's batting and pitching line in it (its `cwdaily`): the same lines Retrosheet's
-box scores print, checked on 2023 against Lahman's season totals for all 863 pitchers.
+box scores print, checked on 2023 against Lahman's season totals for all 863 pitchers. A second
+walk through each replayed game counts every batter's results against left-handed pitchers
+(`VS_LEFT`, the pitchers' hands from the zip's own roster files): the platoon splits F regresses.
 
 Each game is read on its own, so a game Chadwick cannot replay (or warns about) is quarantined
 with its file, the line of its `id` record and the reason, and the season's other games stay. A
-season takes about 27 s of one core; the parse is cached by the zip's SHA-256, like the game logs,
+season takes about 30 s of one core; the parse is cached by the zip's SHA-256, like the game logs,
 and cold seasons are spread over worker processes.
 """
 from __future__ import annotations
@@ -34,7 +36,11 @@ COUNTS = {"B_PA": "b_pa", "B_AB": "b_ab", "B_H": "b_h", "B_2B": "b_2b", "B_3B": 
           "P_G": "p_g", "P_GS": "p_gs", "P_GF": "p_gf", "P_SV": "p_sv", "P_OUT": "p_out", "P_TBF": "p_tbf",
           "P_R": "p_r", "P_ER": "p_er", "P_H": "p_h", "P_HR": "p_hr", "P_BB": "p_bb", "P_IBB": "p_ibb",
           "P_SO": "p_so", "P_HP": "p_hp", "P_IR": "p_ir", "P_IRS": "p_irs", "P_PITCH": "p_pitch"}
-COLUMNS = ["season", *KEYS.values(), *COUNTS.values()]
+# Each batter's plate appearances and their results against left-handed pitchers (the pitcher charged
+# with each, by his hand in the zip's rosters or a `padj` record); against right-handers is the rest.
+VS_LEFT = {"b_pa": "bl_pa", "b_h": "bl_h", "b_2b": "bl_2b", "b_3b": "bl_3b", "b_hr": "bl_hr", "b_bb": "bl_bb",
+           "b_ibb": "bl_ibb", "b_hp": "bl_hp"}
+COLUMNS = ["season", *KEYS.values(), *COUNTS.values(), *VS_LEFT.values()]
 # where a cwdaily line (KEYS, then COUNTS) has the player, whether he pitched, and his pitches
 _PLAYER, _PITCHED, _PITCH = (list(KEYS) + list(COUNTS)).index("PLAYER_ID"), len(KEYS) + list(COUNTS).index("P_G"), -1
 MAX_EVENT_FILE_BYTES = 16_000_000  # a home team's season is about 1.5 MB; a member far larger is a zip bomb
@@ -108,18 +114,67 @@ def _with_pitches(lines: list[str], counts: dict[str, int]) -> list[str]:
     return out
 
 
+def left_handed_results(game, throws: dict[str, str]) -> dict[str, list[int]]:
+    """Each batter's VS_LEFT counts in one replayed game (chadwickpy's Game): every plate appearance
+    credited as Chadwick's box score credits it (the charged batter and pitcher), counted where the
+    charged pitcher throws left-handed."""
+    from chadwickpy.gameiter import GameIter
+    from chadwickpy.parse import Ev, is_batter
+
+    results = {Ev.SINGLE: (1,), Ev.DOUBLE: (1, 2), Ev.TRIPLE: (1, 3), Ev.HOMERUN: (1, 4), Ev.WALK: (5,),
+               Ev.INTENTIONALWALK: (5, 6), Ev.HITBYPITCH: (7,)}  # indexes into VS_LEFT's counts
+    counts: dict[str, list[int]] = {}
+    it = GameIter(game)
+    while it.event is not None:
+        data, event = it.data, it.event
+        if event.event_text != "NP" and is_batter(data):
+            pitcher = it.state.charged_pitcher(data)
+            hand = event.pitcher_hand if event.pitcher_hand != " " else throws.get(pitcher or "", "?")
+            if hand == "L":
+                line = counts.setdefault(it.state.charged_batter(event.batter, data), [0] * len(VS_LEFT))
+                for index in (0, *results.get(data.event_type, ())):
+                    line[index] += 1
+        it.next()
+    return counts
+
+
+def _with_left(lines: list[str], counts: dict[str, list[int]]) -> list[str]:
+    """cwdaily lines with each player's VS_LEFT counts appended (zeros for one who never faced a lefty).
+    A player with two lines in a game (who batted for both teams of a suspended game finished after a
+    trade) has them on his first, where Chadwick's box score credits all his plate appearances."""
+    zeros = [0] * len(VS_LEFT)
+    out = []
+    for line in lines:
+        player = line.split(",")[_PLAYER].strip('"')
+        out.append(line + "," + ",".join(map(str, counts.pop(player, zeros))))
+    return out
+
+
+def roster_throws(payload_members: list[tuple[str, bytes]]) -> dict[str, str]:
+    """player id -> throwing hand from a season zip's roster files (`TTTYYYY.ROS`: id, last, first,
+    bats, throws, team, position); a player on two teams' rosters has the same hand on both."""
+    throws: dict[str, str] = {}
+    for _name, data in payload_members:
+        for row in data.decode("latin-1").splitlines():
+            fields = row.split(",")
+            if len(fields) >= 5 and fields[4].strip() in ("L", "R", "B"):
+                throws[fields[0].strip()] = fields[4].strip()
+    return throws
+
+
 def _fields() -> tuple[int, ...]:
     from chadwickpy.tools.daily import COLUMNS as CWDAILY
 
     return tuple(CWDAILY.index(name) for name in [*KEYS, *COUNTS])
 
 
-def event_members(payload: bytes, where: str) -> list[tuple[str, bytes]]:
-    """(name, bytes) of each event file (`*.EVA`, `*.EVN`) in a season's zip; EventsError naming the
-    zip if it is not a sound one, holds none, or a member unpacks past any season's size."""
+def event_members(payload: bytes, where: str, kinds: tuple[str, ...] = (".EVA", ".EVN")) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each event file (`*.EVA`, `*.EVN`; or of other `kinds`, the rosters' `.ROS`) in a
+    season's zip; EventsError naming the zip if it is not a sound one, holds no event file, or a member
+    unpacks past any season's size."""
     try:
         with zipfile.ZipFile(io.BytesIO(payload)) as archive:
-            members = sorted(n for n in archive.namelist() if n.upper().endswith((".EVA", ".EVN")))
+            members = sorted(n for n in archive.namelist() if n.upper().endswith(kinds))
             if len(members) > MAX_EVENT_FILES:
                 raise EventsError(f"{where}: {len(members)} event files, more than any season's "
                                   f"({MAX_EVENT_FILES} at most)")
@@ -137,15 +192,17 @@ def event_members(payload: bytes, where: str) -> list[tuple[str, bytes]]:
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, OSError, ValueError, zlib.error, RuntimeError,
             NotImplementedError) as exc:
         raise EventsError(f"{where}: corrupt or truncated zip ({' '.join(str(exc).split())})") from None
-    if not files:
+    if not files and kinds == (".EVA", ".EVN"):
         raise EventsError(f"{where}: no event file (*.EVA, *.EVN) inside")
     return files
 
 
 def parse_event_file(data: bytes, season: int, source: str, known_teams: set[str] | None = None,
-                     ) -> tuple[list[str], list[dict]]:
-    """One event file -> (cwdaily CSV lines, quarantined games). Each game is replayed on its own."""
-    from chadwickpy.tools.daily import daily_lines
+                     throws: dict[str, str] | None = None) -> tuple[list[str], list[dict]]:
+    """One event file -> (cwdaily CSV lines with each batter's VS_LEFT counts, quarantined games). Each
+    game is replayed on its own; `throws` (roster_throws) gives the pitchers' hands."""
+    from chadwickpy.tools.daily import game_lines
+    from chadwickpy.tools.tools import iterate_games
 
     fields = _fields()
     lines: list[str] = []
@@ -165,7 +222,10 @@ def parse_event_file(data: bytes, season: int, source: str, known_teams: set[str
             game_id = chunk[3:chunk.find(b"\n") if b"\n" in chunk else None].decode("latin-1").strip()
             collect.messages.clear()
             try:
-                game = list(daily_lines(chunk, fields=fields))
+                game, left = [], {}
+                for replay, _visitors, _home in iterate_games(chunk):
+                    game = list(game_lines(replay, fields=fields))
+                    left = left_handed_results(replay, throws or {})
             except Exception as exc:  # noqa: BLE001 - any failure of the third-party replay is this game's
                 game, reason = [], f"Chadwick cannot replay game {game_id}: {type(exc).__name__}: {exc}"
             else:
@@ -181,7 +241,7 @@ def parse_event_file(data: bytes, season: int, source: str, known_teams: set[str
                             "reason": " ".join(reason.split())[:300],
                             "text": chunk[:200].decode("latin-1").splitlines()[0]})
                 continue
-            lines.extend(_with_pitches(game, pitch_counts(chunk)))
+            lines.extend(_with_left(_with_pitches(game, pitch_counts(chunk)), left))
     finally:
         chadwick.removeHandler(collect)
         chadwick.propagate = propagate
@@ -208,7 +268,7 @@ def _game_problem(lines: list[str], season: int, known_teams: set[str] | None) -
 
 def to_frame(lines: list[str], season: int) -> pd.DataFrame:
     """cwdaily lines -> typed rows of the player_games contract."""
-    names = [*KEYS.values(), *COUNTS.values()]
+    names = [*KEYS.values(), *COUNTS.values(), *VS_LEFT.values()]
     if not lines:
         frame = pd.DataFrame({name: pd.Series(dtype=object) for name in names})
     else:
@@ -221,7 +281,7 @@ def to_frame(lines: list[str], season: int) -> pd.DataFrame:
         out[name] = pd.to_datetime(frame[name], format="%Y%m%d", errors="coerce").astype("datetime64[ms]").to_numpy()
     out["game_number"] = pd.to_numeric(frame["game_number"]).astype("Int16").array
     out["is_home"] = frame["is_home"].astype(str).eq("1").to_numpy()
-    for name in ("slot", "seq", *COUNTS.values()):
+    for name in ("slot", "seq", *COUNTS.values(), *VS_LEFT.values()):
         values = pd.to_numeric(frame[name].where(frame[name] != ""), errors="coerce")
         out[name] = values.where(values.between(0, MAX_COUNT)).astype("Int16").array
     return out[COLUMNS]
@@ -233,8 +293,9 @@ def parse_event_zip(payload: bytes, season: int, where: str, known_teams: set[st
 
     lines: list[str] = []
     bad: list[dict] = []
+    throws = roster_throws(event_members(payload, where, (".ROS",)))
     for name, data in event_members(payload, where):
-        good, rejected = parse_event_file(data, season, f"{where}:{name}", known_teams)
+        good, rejected = parse_event_file(data, season, f"{where}:{name}", known_teams, throws)
         lines.extend(good)
         bad.extend(rejected)
     return ParsedEvents(to_frame(lines, season), quarantine_frame(bad))
