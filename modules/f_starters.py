@@ -57,13 +57,20 @@ DEBUT_KBB = -0.02  # strikeouts minus walks per batter below the league for the 
 LINEUP_PRIOR_PA = 25
 UNKNOWN_BATTER = -0.01  # wOBA below the league for a batter with no Lahman line
 REGULAR_GAMES = 10  # a team's recent games behind its regulars: the share of them each of a nine started
+REGULAR_STARTS = 3  # starts of those ten that make a batter one of the team's strongest recent nine's candidates
 # Where nothing is known, the means of 2016-2019's games: the nine's share of its team's last ten starts
 # (0.70), its catcher's (0.52), and the share of a nine with the platoon edge over the starter it faces (0.56).
 REGULAR_SHARE, CATCHER_SHARE, PLATOON_SHARE = 0.70, 0.52, 0.56
+# each side's nine_{side}_* and their nine_diff_*
+NINE_FEATURES = ("woba", "rating", "regulars", "catcher", "platoon", "split", "rest")
 DAY_SPAN, GAME_SPAN = 1 << 20, 1 << 20  # key widths: days since 1800 (~82,000) and a team's games (~25,000)
 FORM_PRIOR_STARTS = 3  # starts of his Marcel length added to his recent ones
 LEAGUE_PITCHES_PER_START = 90.0  # a debutant's "last time out"
 WOBA = {"bb": 0.69, "hbp": 0.72, "single": 0.89, "doubles": 1.27, "triples": 1.62, "hr": 2.10}
+# A batter's platoon split (wOBA against left-handers less against right-handers) is mostly noise: his
+# own is regressed to his side's league split by these plate appearances against left-handers (Tango,
+# Lichtman and Dolphin, The Book: about 2,200 for right-handed batters, 1,000 for left-handed ones).
+PLATOON_PRIOR_PA = {"R": 2200.0, "L": 1000.0, "B": 2200.0, "?": 2200.0}
 
 
 def starts_table(games: pd.DataFrame) -> pd.DataFrame:
@@ -143,17 +150,81 @@ def marcel_batting(batting: pd.DataFrame) -> pd.Series:
     return sums["above"] / (sums["pa"] + LINEUP_PRIOR_PA * MARCEL_WEIGHTS[0])
 
 
+def woba_value(lines: pd.DataFrame, prefix: str = "b_") -> pd.Series:
+    """Each line's wOBA value (WOBA's weights) from its `prefix` counts: b_ all, bl_ against left-handers."""
+    stat = {c: lines[f"{prefix}{c}"].astype("float64").fillna(0) for c in ("h", "2b", "3b", "hr", "bb", "ibb", "hp")}
+    singles = stat["h"] - stat["2b"] - stat["3b"] - stat["hr"]
+    return (WOBA["bb"] * (stat["bb"] - stat["ibb"]) + WOBA["hbp"] * stat["hp"] + WOBA["single"] * singles
+            + WOBA["doubles"] * stat["2b"] + WOBA["triples"] * stat["3b"] + WOBA["hr"] * stat["hr"])
+
+
+def platoon_splits(player_games: pd.DataFrame, bats: pd.Series, targets) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each batter's platoon split for each target season, from every play-by-play season before it
+    (a season's lines are all decided before the next begins; a live box score's, with no counts
+    against left-handers, are left out): his wOBA value a plate appearance against left-handed
+    pitchers less against right-handed ones, regressed to his side's league split by PLATOON_PRIOR_PA
+    plate appearances against left-handers. Returns (per (batter, target): `split`, `left_share`: his
+    side's share of plate appearances against left-handers; per (side, target): the league's)."""
+    batted = player_games[player_games["bl_pa"].notna() & (player_games["b_pa"].fillna(0) > 0)]
+    pa, pa_left = batted["b_pa"].astype("float64"), batted["bl_pa"].astype("float64")
+    value, value_left = woba_value(batted), woba_value(batted, "bl_")
+    per = pd.DataFrame({"batter": batted["player_id"].astype(object), "season": batted["season"].astype("int64"),
+                        "pa_l": pa_left, "v_l": value_left, "pa_r": pa - pa_left, "v_r": value - value_left})
+    per = per.groupby(["batter", "season"], sort=False).sum().reset_index()
+    per["side"] = bats.astype(object).reindex(per["batter"].to_numpy()).fillna("?").to_numpy()
+    batters, league = [], []
+    for target in sorted({int(t) for t in targets}):
+        before = per[per["season"] < target]
+        own = before.groupby(["batter", "side"], sort=False)[["pa_l", "v_l", "pa_r", "v_r"]].sum().reset_index()
+        sides = own.groupby("side")[["pa_l", "v_l", "pa_r", "v_r"]].sum()
+        sides.loc["?"] = own[["pa_l", "v_l", "pa_r", "v_r"]].sum()  # a batter whose side is not known
+        lg = pd.DataFrame({"split": sides["v_l"] / sides["pa_l"] - sides["v_r"] / sides["pa_r"],
+                           "left_share": sides["pa_l"] / (sides["pa_l"] + sides["pa_r"])}).fillna(0.0)
+        league.append(lg.assign(season=target).rename_axis("side").reset_index())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            observed = own["v_l"] / own["pa_l"] - own["v_r"] / own["pa_r"]
+        side = own["side"].astype(object)
+        prior = side.map(PLATOON_PRIOR_PA).astype(float).fillna(PLATOON_PRIOR_PA["?"])
+        weight = np.where((own["pa_l"] > 0) & (own["pa_r"] > 0), own["pa_l"] / (own["pa_l"] + prior), 0.0)
+        mean = side.map(lg["split"]).astype(float).fillna(0.0)
+        batters.append(pd.DataFrame({"batter": own["batter"], "season": target,
+                                     "split": weight * observed.fillna(0.0) + (1 - weight) * mean,
+                                     "left_share": side.map(lg["left_share"]).astype(float).fillna(0.0)}))
+    columns = {"batter": object, "season": "int64", "split": float, "left_share": float}
+    by_batter = pd.concat(batters, ignore_index=True) if batters else pd.DataFrame(columns=list(columns))
+    by_side = pd.concat(league, ignore_index=True) if league else pd.DataFrame(columns=["side", "split", "left_share",
+                                                                                         "season"])
+    return (by_batter.astype(columns).set_index(["batter", "season"]),
+            by_side.astype({"season": "int64"}).set_index(["side", "season"]))
+
+
+def platoon_gain(ids: pd.DataFrame, season: pd.Series, starter: pd.Series, bats: pd.Series, throws: pd.Series,
+                 splits: tuple[pd.DataFrame, pd.DataFrame]) -> np.ndarray:
+    """Each row's nine's mean wOBA value a plate appearance against the opposing starter's hand above
+    its own overall lines (`platoon_splits`): a batter's line mixes both hands, so against a left-hander
+    he gains (1 - left share) x his split and against a right-hander loses left share x it. 0 where the
+    starter's hand is not known."""
+    by_batter, by_side = splits
+    hand = throws.astype(object).reindex(starter.astype(object).to_numpy()).to_numpy(dtype=object)
+    year = season.astype("int64").to_numpy()
+    gain = np.zeros(ids.shape)
+    for j, col in enumerate(ids.columns):
+        who = ids[col].astype(object).to_numpy()
+        own = by_batter.reindex(pd.MultiIndex.from_arrays([who, year]))
+        side = bats.astype(object).reindex(who).fillna("?").to_numpy(dtype=object)
+        league = by_side.reindex(pd.MultiIndex.from_arrays([side, year]))
+        split, share = (np.nan_to_num(np.where(own[c].isna().to_numpy(), league[c].to_numpy(dtype=float),
+                                               own[c].to_numpy(dtype=float))) for c in ("split", "left_share"))
+        gain[:, j] = np.where(hand == "L", (1 - share) * split, np.where(hand == "R", -share * split, 0.0))
+    return gain.mean(axis=1)
+
+
 def batting_season(lines: pd.DataFrame) -> pd.DataFrame:
     """Each batter's season so far after each of his games: wOBA value above the league's rate known
     before the game, and plate appearances."""
     batted = lines[lines["played"] & (lines["b_pa"].fillna(0) > 0)]
-    stat = {c: batted[c].astype("float64").fillna(0) for c in ("b_pa", "b_h", "b_2b", "b_3b", "b_hr", "b_bb",
-                                                                 "b_ibb", "b_hp")}
-    singles = stat["b_h"] - stat["b_2b"] - stat["b_3b"] - stat["b_hr"]
-    value = (WOBA["bb"] * (stat["b_bb"] - stat["b_ibb"]) + WOBA["hbp"] * stat["b_hp"] + WOBA["single"] * singles
-             + WOBA["doubles"] * stat["b_2b"] + WOBA["triples"] * stat["b_3b"] + WOBA["hr"] * stat["b_hr"])
-    above, pa = above_league_so_far(batted["game_season"], batted["result_date"], batted["played"], value,
-                                    stat["b_pa"], LEAGUE_PRIOR_IP * 4.3)
+    above, pa = above_league_so_far(batted["game_season"], batted["result_date"], batted["played"],
+                                    woba_value(batted), batted["b_pa"].astype("float64"), LEAGUE_PRIOR_IP * 4.3)
     done = pd.DataFrame({"batter": batted["player_id"], "season": batted["game_season"],
                          "result_date": batted["result_date"], "above": above, "pa": pa})
     done = done.sort_values(["batter", "result_date"], kind="stable")
@@ -164,7 +235,8 @@ def batting_season(lines: pd.DataFrame) -> pd.DataFrame:
 def lineup_talent(games: pd.DataFrame, talent: pd.Series, season_lines: pd.DataFrame | None = None,
                   season_prior_pa: float = 0.0, rating: tuple[float, float] | None = None,
                   since: pd.Timestamp | None = None,
-                  hands: tuple[pd.Series, pd.Series] | None = None) -> pd.DataFrame:
+                  hands: tuple[pd.Series, pd.Series] | None = None,
+                  splits: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Each side's expected lineup (its starting nine in its previous game) as mean wOBA above the
     league: each batter's Marcel line, moved by his season so far (`batting_season`, before the
     date) with `season_prior_pa` plate appearances of the Marcel line against his own (`woba`);
@@ -175,9 +247,11 @@ def lineup_talent(games: pd.DataFrame, talent: pd.Series, season_lines: pd.DataF
     game log's starters for every past game), with how regular it is (`regulars`: the mean share of
     the team's last REGULAR_GAMES games each of the nine started; rested regulars lower it) and its
     catcher's share of those games behind the plate (`catcher`), and with `hands` (batters' sides,
-    pitchers' hands by id) its share with the platoon edge over the opposing starter (`platoon`):
-    `nine_*`. A game whose nine is not known takes the expected nine's, each measured as of its date
-    and against its starter."""
+    pitchers' hands by id) its share with the platoon edge over the opposing starter (`platoon`) and, with
+    `splits` (platoon_splits), its batters' regressed platoon splits against that starter's hand
+    (`split`, platoon_gain), and its rating against its team's strongest recent nine's (`rest`,
+    StrongestNine): `nine_*`. A game whose nine is not known takes the expected nine's, each measured as
+    of its date and against its starter."""
     rows = []
     lines = season_lines if season_lines is not None and len(season_lines) else None
     history = None if lines is None or rating is None else decayed_state(lines, "batter", ["above", "pa"], rating[0])
@@ -211,6 +285,8 @@ def lineup_talent(games: pd.DataFrame, talent: pd.Series, season_lines: pd.DataF
         team = games[f"{side}_team"]
         other = games["away_starter_id" if side == "home" else "home_starter_id"]
         platoon = platoon_share(ids, other, *hands) if hands is not None else np.full(len(games), PLATOON_SHARE)
+        split = platoon_gain(ids, season, other, *hands, splits) if hands is not None and splits is not None \
+            else np.zeros(len(games))
         rows.append(pd.DataFrame({"game_id": games["game_id"], "date": games["date"],
                                   "result_date": games["result_date"], "played": games["played"] & known,
                                   "known": known, "team": team, "is_home": side == "home", "opponent_starter": other,
@@ -220,8 +296,11 @@ def lineup_talent(games: pd.DataFrame, talent: pd.Series, season_lines: pd.DataF
                                   "regulars": starts.share(team, ids, games["date"]).mean(axis=1),
                                   "catcher": starts.share(team, games[[f"{side}_catcher_id"]], games["date"],
                                                           catcher=True)[:, 0],
-                                  "platoon": platoon}))
+                                  "platoon": platoon, "split": split, "season": season,
+                                  "own_starter": games[f"{side}_starter_id"],
+                                  **{f"r{slot}": rated[:, slot - 1] for slot in range(1, 10)}}))
     long = pd.concat(rows, ignore_index=True)
+    strongest = StrongestNine(long[long["played"]])
     at = from_day(long, since)
     previous = as_of_join(at, long[long["played"]], ["team"], ["woba", "rating"])
     out = pd.DataFrame({"game_id": at["game_id"], "is_home": at["is_home"], "woba": previous["woba"].fillna(0.0)})
@@ -230,18 +309,26 @@ def lineup_talent(games: pd.DataFrame, talent: pd.Series, season_lines: pd.DataF
     own = at["known"].to_numpy(dtype=bool)
     # a nine not known: the expected one (the previous game's), its woba and rating as lu_*, and how regular
     # it is, its catcher and its platoon edge measured tonight, against tonight's starter
-    stand_in = previous[["woba", "rating"]].assign(regulars=np.nan, catcher=np.nan, platoon=np.nan)
+    nine, ratings = [f"p{slot}" for slot in range(1, 10)], [f"r{slot}" for slot in range(1, 10)]
+    at = at.assign(rest=strongest.rest(at[nine], at[ratings], at["own_starter"], at["team"], at["date"]))
+    stand_in = previous[["woba", "rating"]].assign(regulars=np.nan, catcher=np.nan, platoon=np.nan, split=np.nan,
+                                                   rest=np.nan)
     if (~own).any():
-        expected_nine = [f"p{slot}" for slot in range(1, 10)]
+        expected_nine = nine
         fill = at[~own]
-        who = as_of_join(fill, long[long["played"]], ["team"], expected_nine + ["catcher_id"])
+        who = as_of_join(fill, long[long["played"]], ["team"], expected_nine + ["catcher_id", "own_starter", *ratings])
+        stand_in.loc[~own, "rest"] = strongest.rest(who[nine], who[ratings], who["own_starter"], fill["team"],
+                                                    fill["date"])
         stand_in.loc[~own, "regulars"] = starts.share(fill["team"], who[expected_nine], fill["date"]).mean(axis=1)
         stand_in.loc[~own, "catcher"] = starts.share(fill["team"], who[["catcher_id"]], fill["date"],
                                                      catcher=True)[:, 0]
         if hands is not None:
             stand_in.loc[~own, "platoon"] = platoon_share(who[expected_nine], fill["opponent_starter"], *hands)
+            if splits is not None:
+                stand_in.loc[~own, "split"] = platoon_gain(who[expected_nine], fill["season"],
+                                                           fill["opponent_starter"], *hands, splits)
     defaults = {"woba": 0.0, "rating": 0.0, "regulars": REGULAR_SHARE, "catcher": CATCHER_SHARE,
-                "platoon": PLATOON_SHARE}
+                "platoon": PLATOON_SHARE, "split": 0.0, "rest": 0.0}
     for col in defaults:
         out[f"nine_{col}"] = np.where(own, at[col], stand_in[col]).astype(float)
         out[f"nine_{col}"] = out[f"nine_{col}"].fillna(defaults[col])
@@ -332,6 +419,82 @@ class RecentStarts:
         return out
 
 
+class StrongestNine:
+    """A team's strongest recent nine on a day: of the batters who started at least REGULAR_STARTS of its
+    last REGULAR_GAMES games decided before the day (its regulars; a starting pitcher who bats starts
+    one game in five, so none is one), the best-rated, each by his rating at his latest of those
+    starts; fewer candidates than places are filled by the best-rated of its other starters. `rest` is a
+    nine's mean rating less that of as many of the strongest as the nine has batters besides its own
+    starting pitcher: below 0 where regulars rest.
+
+    `team_games`: lineup_talent's rows of played games with a known nine (team, dates, p1..p9 and their
+    ratings r1..r9); asked about a day, it needs the team's last REGULAR_GAMES games before it."""
+    CHUNK = 20_000  # questions at a time: each reads up to 90 starts
+
+    def __init__(self, team_games: pd.DataFrame):
+        games = team_games.sort_values(["team", "result_date", "date", "game_id"], kind="stable")
+        self.teams = pd.Index(games["team"].astype("string").dropna().unique())
+        code = self.teams.get_indexer(games["team"].astype("string")).astype("int64")
+        self.keys = code * DAY_SPAN + _days(games["result_date"])
+        ids = games[[f"p{slot}" for slot in range(1, 10)]].astype(object).to_numpy()
+        self.players = pd.Index(pd.unique(ids.ravel()))
+        self.who = self.players.get_indexer(ids.ravel()).reshape(ids.shape).astype("int64")
+        self.ratings = games[[f"r{slot}" for slot in range(1, 10)]].to_numpy(dtype=float)
+
+    def mean_of_best(self, team: pd.Series, date: pd.Series, size: np.ndarray) -> np.ndarray:
+        """Per question: the mean rating of the `size` strongest (NaN where the team has no game before)."""
+        code = self.teams.get_indexer(team.astype("string")).astype("int64")
+        known = code >= 0
+        code = np.where(known, code, 0)
+        end = np.searchsorted(self.keys, code * DAY_SPAN + _days(date))
+        start = np.searchsorted(self.keys, code * DAY_SPAN)
+        out = np.full(len(code), np.nan)
+        if not len(self.keys):
+            return out
+        recent = np.arange(REGULAR_GAMES)
+        for first in range(0, len(code), self.CHUNK):
+            part = slice(first, first + self.CHUNK)
+            n = len(code[part])
+            games = end[part, None] - REGULAR_GAMES + recent  # the last REGULAR_GAMES games, oldest first
+            valid = (games >= start[part, None]) & known[part, None]
+            games = np.where(valid, games, 0)
+            who, rating = self.who[games], self.ratings[games]  # questions x games x slots
+            take = np.broadcast_to(valid[:, :, None], who.shape) & (who >= 0)
+            question = np.broadcast_to(np.arange(n)[:, None, None], who.shape)[take]
+            order = np.broadcast_to(recent[None, :, None], who.shape)[take]
+            who, rating = who[take], rating[take]
+            if not len(who):
+                continue
+            # each (question, player): starts, and his rating at the latest (the last of a sorted run)
+            by = np.lexsort((order, who, question))
+            question, who, rating = question[by], who[by], rating[by]
+            last = np.r_[(question[1:] != question[:-1]) | (who[1:] != who[:-1]), True]
+            starts = np.diff(np.r_[-1, np.flatnonzero(last)])
+            question, rating = question[last], rating[last]
+            regular = starts >= REGULAR_STARTS
+            by = np.lexsort((-rating, ~regular, question))  # per question: regulars first, best first
+            question, rating = question[by], rating[by]
+            rank = np.arange(len(question)) - np.searchsorted(question, question)
+            keep = rank < size[part][question]
+            total = np.bincount(question[keep], weights=rating[keep], minlength=n)
+            count = np.bincount(question[keep], minlength=n)
+            out[part] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        return out
+
+    def rest(self, ids: pd.DataFrame, ratings: pd.DataFrame, own_starter: pd.Series, team: pd.Series,
+             date: pd.Series) -> np.ndarray:
+        """Each nine's mean rating (without its own starting pitcher, where he bats) less its team's
+        strongest recent nine's of the same size; NaN where either is not known."""
+        ids_ = ids.astype(object).to_numpy()
+        named = pd.notna(ids_)
+        pitcher = own_starter.astype(object).fillna("").to_numpy()[:, None]
+        batters = named & (np.where(named, ids_, "") != pitcher)
+        values = ratings.to_numpy(dtype=float)
+        size = batters.sum(axis=1)
+        mean = np.where(size > 0, np.where(batters, values, 0.0).sum(axis=1) / np.maximum(size, 1), np.nan)
+        return mean - self.mean_of_best(team, date, size)
+
+
 def _days(dates: pd.Series) -> np.ndarray:
     """Days since 1800 of a datetime column (a team-game key's time part)."""
     return ((dates.astype("datetime64[ns]") - pd.Timestamp("1800-01-01")).dt.days).to_numpy(dtype="int64")
@@ -339,17 +502,22 @@ def _days(dates: pd.Series) -> np.ndarray:
 
 def _lineups_read(games: pd.DataFrame, since: pd.Timestamp) -> pd.Series:
     """The games whose lineups the rows dated on or after `since` read: those games, the games whose
-    results come on or after it, and the games of each team's last day before it whose lineup is
-    known (its previous game, for a row before any other of these)."""
+    results come on or after it, the games of each team's last day before it whose lineup is known
+    (its previous game, for a row before any other of these), and each team's last REGULAR_GAMES such
+    games (its strongest recent nine's)."""
     events = {}
     for side in ("home", "away"):
         known = games[[f"{side}_lineup_{slot}" for slot in range(1, 10)]].notna().all(axis=1)
         events[side] = games["played"] & known & (games["result_date"] < since)
-    last = pd.concat([games.loc[events[side], [f"{side}_team", "result_date"]].set_axis(["team", "result_date"], axis=1)
-                      for side in events]).groupby("team")["result_date"].max()
+    before = pd.concat([games.loc[events[side], [f"{side}_team", "result_date", "date", "game_id"]]
+                       .set_axis(["team", "result_date", "date", "game_id"], axis=1) for side in events])
+    last = before.groupby("team")["result_date"].max()
     need = (games["date"] >= since) | (games["result_date"] >= since)
     for side in events:
         need |= events[side] & (games["result_date"] == games[f"{side}_team"].map(last))
+    recent = before.sort_values(["team", "result_date", "date", "game_id"], kind="stable").groupby(
+        "team", sort=False).tail(REGULAR_GAMES)
+    need |= games["game_id"].isin(recent["game_id"])
     return need.fillna(False)
 
 
@@ -459,17 +627,20 @@ def build_starter_features(games: pd.DataFrame, lahman: pd.DataFrame, batting: p
     for col in ("prior_fip", "prior_era", "prior_kbb", "prior_ip_per_gs", "runs_saved", "recent_runs_allowed",
                 "rest_days", "long_rest", "game_kbb", "log_starts", *form.columns):
         out[f"sp_diff_{col}"] = out[f"sp_home_{col}"] - out[f"sp_away_{col}"]
+    splits = platoon_splits(player_games if player_games is not None else empty_player_games(), bats,
+                            rows["season"].unique())
     lineups = side_columns(lineup_talent(games, marcel_batting(batting), batting_season(lines), p.season_prior_pa,
-                                         (p.rating_halflife_days, p.batter_rating_prior_pa), since, (bats, throws)),
+                                         (p.rating_halflife_days, p.batter_rating_prior_pa), since, (bats, throws),
+                                         splits),
                            rows, "lu_")
     lineups["lu_diff_woba"] = lineups["lu_home_woba"] - lineups["lu_away_woba"]
     lineups["lu_diff_rating"] = lineups["lu_home_rating"] - lineups["lu_away_rating"]
     # the game's own nine (the confirmed lineups' features): renamed from lu_{side}_nine_* to nine_{side}_*
     lineups = lineups.rename(columns={f"lu_{side}_nine_{col}": f"nine_{side}_{col}" for side in ("home", "away")
-                                      for col in ("woba", "rating", "regulars", "catcher", "platoon")})
+                                      for col in NINE_FEATURES})
     for side in ("home", "away"):  # how far the posted nine is from the expected one
         lineups[f"nine_{side}_rating_change"] = lineups[f"nine_{side}_rating"] - lineups[f"lu_{side}_rating"]
-    for col in ("woba", "rating", "regulars", "catcher", "platoon"):
+    for col in NINE_FEATURES:
         lineups[f"nine_diff_{col}"] = lineups[f"nine_home_{col}"] - lineups[f"nine_away_{col}"]
     return out.merge(lineups, on="game_id", validate="one_to_one")
 

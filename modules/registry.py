@@ -40,7 +40,7 @@ REGISTRY = Registry([
     ModuleSpec("F", "starters", "modules.f_starters:rate_starters",
                ("games", "lahman_pitching", "lahman_batting", "player_games"), ("starter_features",),
                "sp_*: starting pitcher's form from his own lines, rest, Marcel-weighted Lahman line; lu_*: lineup "
-               "talent; nine_*: the posted nine's talent, regulars, catcher and platoon edge",
+               "talent; nine_*: the posted nine's talent, regulars, catcher, platoon edge and splits",
                params={"pitchers": "features.pitchers"}, history=("games", "player_games"), history_key="game_id"),
     ModuleSpec("G", "ratings", "modules.g_ratings:rate_teams", ("games", "starter_features"), ("team_ratings",),
                "elo_*: pre-game team Elo and a starter-adjusted rating (the baseline model)",

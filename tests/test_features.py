@@ -308,3 +308,90 @@ def test_the_platoon_share_counts_the_batters_with_the_edge_over_the_starter_the
     assert share[1] == pytest.approx(4.5 / 9)
     # a starter whose hand is not known: the league's share
     assert share[2] == PLATOON_SHARE
+
+
+def test_a_batter_s_platoon_split_is_his_own_regressed_to_his_side_s_from_seasons_before_the_target():
+    from modules.f_starters import PLATOON_PRIOR_PA, WOBA, platoon_gain, platoon_splits
+    from utils.sources.events import COLUMNS
+
+    def line(season, player, pa, pa_left, hr, hr_left):
+        row = dict.fromkeys(COLUMNS[1:], 0)
+        row.update(season=season, player_id=player, b_pa=pa, b_h=hr, b_hr=hr, bl_pa=pa_left, bl_h=hr_left,
+                   bl_hr=hr_left)
+        return row
+
+    # "righty" (bats R) homers in 30 of 100 plate appearances against lefties and 30 of 300 against
+    # righties over 2020-2021; "lefty" (bats L) in 10 of 50 against lefties and 60 of 200 against righties
+    rows = [line(2020, "righty", 200, 50, 30, 15), line(2021, "righty", 200, 50, 30, 15),
+            line(2021, "lefty", 250, 50, 70, 10),
+            line(2022, "righty", 500, 500, 0, 0)]  # his 2022 says nothing about 2022's split
+    player_games = pd.DataFrame(rows)
+    player_games.loc[len(player_games)] = {**line(2021, "boxed", 100, 0, 5, 0), "bl_pa": None}  # a live box score
+    bats = pd.Series({"righty": "R", "lefty": "L"})
+    by_batter, by_side = platoon_splits(player_games, bats, [2021, 2022])
+    hr = WOBA["hr"]
+    # the league's splits before 2022: right-handed batters 0.30 - 0.10, left-handed 0.20 - 0.30 homers a PA
+    assert by_side.loc[("R", 2022), "split"] == pytest.approx(hr * (0.30 - 0.10))
+    assert by_side.loc[("L", 2022), "split"] == pytest.approx(hr * (0.20 - 0.30))
+    assert by_side.loc[("R", 2022), "left_share"] == pytest.approx(100 / 400)
+    # his own split equals his side's here, so regressing leaves it; "lefty" likewise
+    assert by_batter.loc[("righty", 2022), "split"] == pytest.approx(hr * 0.20)
+    # before 2021 only 2020 counts: 15 of 50 against lefties, 15 of 150 against righties
+    assert by_batter.loc[("righty", 2021), "split"] == pytest.approx(hr * (0.30 - 0.10))
+    assert ("lefty", 2021) not in by_batter.index and ("boxed", 2022) not in by_batter.index
+    # a batter whose split differs from his side's is pulled toward it by PLATOON_PRIOR_PA against lefties
+    skewed = pd.concat([player_games, pd.DataFrame([line(2021, "odd", 400, 100, 0, 0)])], ignore_index=True)
+    split = platoon_splits(skewed, pd.concat([bats, pd.Series({"odd": "R"})]), [2022])[0].loc[("odd", 2022), "split"]
+    league = platoon_splits(skewed, pd.concat([bats, pd.Series({"odd": "R"})]), [2022])[1].loc[("R", 2022), "split"]
+    weight = 100 / (100 + PLATOON_PRIOR_PA["R"])
+    assert split == pytest.approx(weight * 0.0 + (1 - weight) * league)
+    # against a left-handed starter the nine gains (1 - left share) x its splits, against a right-hander
+    # it loses left share x them; a batter with no history takes his side's league split
+    nine = pd.DataFrame([["righty"] * 8 + ["rookie"]] * 3, columns=[f"p{s}" for s in range(1, 10)])
+    throws = pd.Series({"lhp": "L", "rhp": "R"})
+    gain = platoon_gain(nine, pd.Series([2022] * 3), pd.Series(["lhp", "rhp", "unknown"]),
+                        pd.concat([bats, pd.Series({"rookie": "L"})]), throws, (by_batter, by_side))
+    share_r, share_l = by_side.loc[("R", 2022), "left_share"], by_side.loc[("L", 2022), "left_share"]
+    assert gain[0] == pytest.approx((8 * (1 - share_r) * hr * 0.2 + (1 - share_l) * hr * -0.1) / 9)
+    assert gain[1] == pytest.approx((8 * -share_r * hr * 0.2 + -share_l * hr * -0.1) / 9)
+    assert gain[2] == 0.0
+
+
+def test_the_strongest_recent_nine_is_the_best_rated_of_the_regulars_and_a_rested_star_lowers_rest():
+    from modules.f_starters import REGULAR_GAMES, StrongestNine
+
+    regulars = [f"b{i}" for i in range(1, 10)]  # b1 rated 0.09 ... b9 0.01; "star" 0.20 starts 3 of the last 10
+    rating = {f"b{i}": (10 - i) / 100 for i in range(1, 10)} | {"star": 0.20, "sub": -0.05, "pitcher": -0.30}
+    rows = []
+    for day in range(1, 13):  # twelve games; the star plays games 10-12 instead of b9, the sub once instead of b8
+        nine = regulars.copy()
+        if day >= 10:
+            nine[8] = "star"
+        if day == 5:
+            nine[7] = "sub"
+        rows.append({"team": "BOS", "game_id": f"g{day}", "date": pd.Timestamp(2024, 5, day),
+                     "result_date": pd.Timestamp(2024, 5, day),
+                     **{f"p{s}": nine[s - 1] for s in range(1, 10)},
+                     **{f"r{s}": rating[nine[s - 1]] for s in range(1, 10)}})
+    strongest = StrongestNine(pd.DataFrame(rows))
+    ask = pd.DataFrame([regulars[:8] + ["sub"], regulars[:8] + ["pitcher"], regulars[:8] + ["star"]],
+                       columns=[f"p{s}" for s in range(1, 10)])
+    ratings = ask.apply(lambda col: col.map(rating)).set_axis([f"r{s}" for s in range(1, 10)], axis=1)
+    on = pd.Series([pd.Timestamp(2024, 5, 13)] * 3)
+    rest = strongest.rest(ask, ratings, pd.Series([None, "pitcher", None], dtype="string"),
+                          pd.Series(["BOS"] * 3), on)
+    # the last ten games (3-12): the star started 3 (a regular), b9 seven, the sub one (not one)
+    best = sorted([rating["star"]] + [rating[b] for b in regulars], reverse=True)
+    assert REGULAR_GAMES == 10
+    assert rest[0] == pytest.approx((sum(rating[b] for b in regulars[:8]) + rating["sub"]) / 9 - sum(best[:9]) / 9)
+    # a batting starting pitcher is left out of both: eight of the nine against the strongest eight
+    assert rest[1] == pytest.approx(sum(rating[b] for b in regulars[:8]) / 8 - sum(best[:8]) / 8)
+    # the strongest nine itself rests nobody
+    assert rest[2] == pytest.approx(0.0)
+    # before game 12 the star has started two of the last ten: not yet a regular, b9 is
+    early = strongest.rest(ask.iloc[[2]], ratings.iloc[[2]], pd.Series([None], dtype="string"), pd.Series(["BOS"]),
+                           pd.Series([pd.Timestamp(2024, 5, 12)]))
+    assert early[0] == pytest.approx(rating["star"] / 9 - rating["b9"] / 9)
+    # a team with no game before the day: not known
+    assert np.isnan(strongest.rest(ask.iloc[[0]], ratings.iloc[[0]], pd.Series([None], dtype="string"),
+                                   pd.Series(["NYA"]), on.iloc[[0]])[0])

@@ -167,7 +167,8 @@ def test_features_for_day_d_ignore_results_of_day_d_and_later(mirror):
     new_lines = lines.copy()
     later_lines = new_lines["date"] >= pd.Timestamp(AS_OF)
     assert later_lines.sum() > 1000 and (~later_lines).sum() > 1000
-    for col in ("p_so", "p_hr", "p_bb", "p_out", "p_pitch", "p_sv", "b_h", "b_hr", "b_pa", "p_gs"):
+    for col in ("p_so", "p_hr", "p_bb", "p_out", "p_pitch", "p_sv", "b_h", "b_hr", "b_pa", "p_gs",
+                "bl_h", "bl_hr", "bl_pa"):
         new_lines.loc[later_lines, col] = (new_lines.loc[later_lines, col] + 3).astype("Int16")
     changed = games.copy()
     later = changed["date"] >= pd.Timestamp(AS_OF)
@@ -196,7 +197,7 @@ def test_features_for_day_d_ignore_results_of_day_d_and_later(mirror):
     moved = (original.loc[later] != rewritten.loc[later]).any()
     from_lines = ["sp_diff_form_fip", "sp_diff_form_kbb", "sp_diff_rating_fip", "mu_pen_fip_diff", "lu_diff_woba",
                   "lu_diff_rating", "sp_diff_last_pitches", "mu_pen_pitches_1d_diff", "nine_diff_woba",
-                  "nine_diff_rating", "nine_diff_regulars", "nine_diff_catcher", "nine_diff_platoon"]
+                  "nine_diff_rating", "nine_diff_regulars", "nine_diff_catcher", "nine_diff_platoon", "nine_diff_rest"]
     assert moved[from_lines].all(), moved[moved].index.tolist()
     # lines alone (results as they were) move them too: the player-line features read the lines
     only_lines = all_features(games, new_lines)
