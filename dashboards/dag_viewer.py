@@ -178,15 +178,16 @@ with tabs[3]:
     if seasons.empty:
         st.info("No backtests yet: `python pipeline.py backtest --season YYYY`.")
     else:
-        table = seasons[["season", "games", "model_brier", "elo_brier"]].assign(
+        table = seasons[["season", "lineups", "games", "model_brier", "elo_brier"]].assign(
             gain=lambda f: f["elo_brier"] - f["model_brier"])
-        st.markdown("**Brier score per season, model against the Elo baseline**")
+        st.markdown("**Brier score per season, model against the Elo baseline** (lineups: the morning's "
+                    "models, `expected`, or the game-time run's, `confirmed`)")
         st.dataframe(table, hide_index=True)
         diagram = data.reliability(seasons)
         line = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(strokeDash=[4, 4]).encode(x="x", y="y")
         points = alt.Chart(diagram).mark_circle().encode(
             x=alt.X("mean_prediction:Q", title="mean prediction", scale=alt.Scale(domain=[0.2, 0.8])),
             y=alt.Y("observed_rate:Q", title="observed home-win rate", scale=alt.Scale(domain=[0.2, 0.8])),
-            size="n:Q")
-        st.markdown("**Reliability diagram** (pooled over the backtested seasons)")
+            size="n:Q", color="lineups:N")
+        st.markdown("**Reliability diagram** (pooled over the backtested seasons, per lineup mode)")
         st.altair_chart(line + points, use_container_width=True)

@@ -182,27 +182,33 @@ def brier_band(store: ArtifactStore) -> dict | None:
 
 
 def backtests(store: ArtifactStore) -> pd.DataFrame:
-    """One row per backtested season whose summary verifies: model and Elo Brier, with the calibration table."""
+    """One row per backtested season and lineup mode (the morning's models, `expected`, and the game-time
+    run's, `confirmed`) whose summary verifies: model and Elo Brier, with the calibration table."""
     rows = []
-    for season in store.catalog.backtest_seasons():
-        summary = ArtifactStore(store.catalog.backtest(season).root, store.schema_dir).read_if_present(
-            "backtest_summary")
-        if summary is None:
-            continue
-        rows.append({"season": summary["season"], "games": summary["games"], "model_brier": summary["model"]["brier"],
-                     "elo_brier": summary["elo"]["brier"], "calibration": summary["model"]["calibration"]})
-    return pd.DataFrame(rows, columns=["season", "games", "model_brier", "elo_brier", "calibration"])
+    for lineups in ("expected", "confirmed"):
+        for season in store.catalog.backtest_seasons(lineups):
+            summary = ArtifactStore(store.catalog.backtest(season, lineups).root, store.schema_dir).read_if_present(
+                "backtest_summary")
+            if summary is None:
+                continue
+            rows.append({"season": summary["season"], "lineups": lineups, "games": summary["games"],
+                         "model_brier": summary["model"]["brier"], "elo_brier": summary["elo"]["brier"],
+                         "calibration": summary["model"]["calibration"]})
+    return pd.DataFrame(rows, columns=["season", "lineups", "games", "model_brier", "elo_brier", "calibration"])
 
 
 def reliability(backtest_rows: pd.DataFrame) -> pd.DataFrame:
-    """Pooled reliability diagram over the backtested seasons: mean prediction vs observed rate by bin."""
-    bins = [b for cal in backtest_rows["calibration"] for b in cal]
+    """Pooled reliability diagram over the backtested seasons, per lineup mode: mean prediction vs
+    observed rate by bin."""
+    bins = [{**b, "lineups": mode} for mode, cal in zip(backtest_rows["lineups"], backtest_rows["calibration"])
+            for b in cal]
+    columns = ["lineups", "bin", "n", "mean_prediction", "observed_rate"]
     if not bins:
-        return pd.DataFrame(columns=["bin", "n", "mean_prediction", "observed_rate"])
+        return pd.DataFrame(columns=columns)
     frame = pd.DataFrame(bins)
     frame["pred_sum"] = frame["mean_prediction"] * frame["n"]
     frame["obs_sum"] = frame["observed_rate"] * frame["n"]
-    pooled = frame.groupby("bin")[["n", "pred_sum", "obs_sum"]].sum().reset_index()
+    pooled = frame.groupby(["lineups", "bin"])[["n", "pred_sum", "obs_sum"]].sum().reset_index()
     pooled["mean_prediction"] = pooled["pred_sum"] / pooled["n"]
     pooled["observed_rate"] = pooled["obs_sum"] / pooled["n"]
-    return pooled[["bin", "n", "mean_prediction", "observed_rate"]]
+    return pooled[columns]

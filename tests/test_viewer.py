@@ -35,11 +35,12 @@ def viewer_root(mirror, tmp_path_factory, shared_cache):
     tests = {"mean_z": 0.4, "mean_p_value": 0.69, "spiegelhalter_z": -0.2, "spiegelhalter_p_value": 0.84,
              "hosmer_lemeshow": 7.1, "hosmer_lemeshow_p_value": 0.72}
     metrics = {"n": 2430, "brier": 0.2436, "log_loss": 0.68, "accuracy": 0.56}
-    ArtifactStore(root / "backtest" / "2023", ROOT / "schemas").write_json("backtest_summary", {
-        "season": 2023, "retrain_every_days": 7, "games": 2430, "chosen": {"logistic": 2430},
-        "model": {**metrics, "runs": {"mae": 2.47, "rmse": 3.19}, "calibration": calibration,
-                  "calibration_deciles": calibration, "calibration_test": tests},
-        "elo": {**metrics, "brier": 0.2438}})
+    for folder, brier in (("2023", 0.2436), ("2023-confirmed", 0.2433)):  # the morning's and the game-time models
+        ArtifactStore(root / "backtest" / folder, ROOT / "schemas").write_json("backtest_summary", {
+            "season": 2023, "retrain_every_days": 7, "games": 2430, "chosen": {"logistic": 2430},
+            "model": {**metrics, "brier": brier, "runs": {"mae": 2.47, "rmse": 3.19}, "calibration": calibration,
+                      "calibration_deciles": calibration, "calibration_test": tests},
+            "elo": {**metrics, "brier": 0.2438}})
     return root
 
 
@@ -201,7 +202,8 @@ def test_every_panel_on_a_real_run(viewer_root, tmp_path):
     assert sources.loc[sources["check"] == "games predicted", ["value", "of"]].values.tolist() == [[15, 15]]
     # backtests
     seasons = next(d.value for d in at.dataframe if "elo_brier" in d.value.columns)
-    assert seasons["season"].tolist() == [2023] and seasons["gain"].iloc[0] == pytest.approx(0.0002)
+    assert seasons["season"].tolist() == [2023, 2023] and seasons["lineups"].tolist() == ["expected", "confirmed"]
+    assert seasons["gain"].tolist() == pytest.approx([0.0002, 0.0005])
     assert tree(viewer_root) == before  # nothing written, nothing touched
 
 

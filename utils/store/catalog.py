@@ -117,11 +117,15 @@ class Catalog:
         name = str(int(season)) if lineups == "expected" else f"{int(season)}-{lineups}"
         return Catalog(self._under("backtest", name), self.schema_dir, self.cache_root)
 
-    def backtest_seasons(self) -> list[int]:
+    def backtest_seasons(self, lineups: str = "expected") -> list[int]:
+        """The seasons with a backtest folder of the morning's models (`<season>/`) or, with
+        lineups="confirmed", of the game-time run's (`<season>-confirmed/`)."""
         folder = self._under("backtest")
         if not folder.is_dir():
             return []
-        return sorted(int(d.name) for d in folder.iterdir() if d.name.isdigit() and not d.is_symlink())
+        suffix = "" if lineups == "expected" else f"-{lineups}"
+        return sorted(int(d.name.removesuffix(suffix)) for d in folder.iterdir()
+                      if d.name.endswith(suffix) and d.name.removesuffix(suffix).isdigit() and not d.is_symlink())
 
     def cache(self, name: str) -> Path:
         """`<cache root>/cache/<name>/`, created: content-keyed, so a backtest shares its parent's."""
