@@ -246,6 +246,31 @@ def train(model_table: pd.DataFrame, as_of: dt.date, model: ModelConfig, psi_bin
                         "drift_baseline_nights": baseline["nights"]})
 
 
+def describe_fit(cfg, store) -> str:
+    """For the dry run: the retrain day tonight's models are fit as of (from the model table on disk,
+    last night's), and whether a fit and a drift baseline are kept for it and this run's lineup mode.
+    A kept fit is read only if its training rows are unchanged (a corrected game refits it), which
+    tonight's table alone can tell; nothing is written."""
+    as_of, lineups = cfg.run.as_of, cfg.run.lineups
+    try:
+        table = store.read_frame("model_table", columns=["season", "date"])
+    except Exception:  # noqa: BLE001 - no table yet (a first night) or one that does not read
+        table = pd.DataFrame({"season": pd.Series(dtype="int64"), "date": pd.Series(dtype="datetime64[ns]")})
+    day = fit_day(table, as_of, cfg.model.retrain_every_days)
+    folder = store.catalog.cache_root / "cache"
+    fit = sorted((folder / "models").glob(f"fit-{lineups}-{day.isoformat()}-*.json"))
+    baseline = sorted((folder / "drift").glob(f"drift-baseline-{lineups}-{as_of.year}-*.json"))
+    if not getattr(cfg.run, "reuse_history", True):
+        said = f"fits its {lineups} models as of {day} (run.reuse_history is false)"
+    elif fit:
+        said = (f"reads the {lineups} fit kept for {day} ({fit[0].name[:40]}…) if its training rows, settings "
+                f"and code are unchanged")
+    else:
+        said = f"fits its {lineups} models as of {day}: none kept for that day"
+    return said + (f"; drift baseline for {as_of.year} kept" if baseline else
+                   f"; learns the drift baseline for {as_of.year}")
+
+
 def fit_outputs(models: TrainedModels) -> dict:
     return {"win_model": models.win_booster.model_to_string().encode(),
             "home_runs_model": models.home_runs_booster.model_to_string().encode(),

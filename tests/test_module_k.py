@@ -120,3 +120,26 @@ def test_the_nights_until_the_next_retrain_day_read_the_fit_and_a_correction_ref
     # and run.reuse_history: false fits whatever is kept
     k_train.main(cfg.model_copy(update={"run": cfg.run.model_copy(update={"reuse_history": False})}))
     assert fits == [day, day]
+
+
+def test_the_dry_run_says_whether_k_reads_a_kept_fit_or_fits_and_writes_nothing(synthetic_store):
+    from modules.registry import REGISTRY
+    from utils.engine.plan import Plan, describe_outputs
+
+    cfg, store = synthetic_store
+    confirmed = cfg.model_copy(update={"run": cfg.run.model_copy(update={"lineups": "confirmed"})})
+    day = k_train.fit_day(store.read_frame("model_table"), cfg.run.as_of, cfg.model.retrain_every_days)
+    cache = store.catalog.cache_root / "cache"
+    k_train.main(cfg)
+    kept = sorted(p.name for p in cache.rglob("*"))
+    said = k_train.describe_fit(cfg, store)
+    assert said.startswith(f"reads the expected fit kept for {day} (fit-expected-{day}-")
+    assert said.endswith(f"drift baseline for {cfg.run.as_of.year} kept")
+    # the game-time run's models are kept apart: none yet
+    assert k_train.describe_fit(confirmed, store) == (f"fits its confirmed models as of {day}: none kept for that "
+                                                      f"day; learns the drift baseline for {cfg.run.as_of.year}")
+    # the plan shows it beside K's first output
+    plan = Plan(["K"], [["K"]], [])
+    effects = describe_outputs(REGISTRY, plan, store, "overwrite", cfg)
+    assert effects["win_model"] == f"replace; {said}" and effects["model_card"] == "replace"
+    assert sorted(p.name for p in cache.rglob("*")) == kept  # nothing written

@@ -73,7 +73,21 @@ def describe_outputs(registry: Registry, plan: Plan, store: ArtifactStore, polic
                 effects[name] = "append" if name in spec.appends else "replace"
                 if spec.history and cfg is not None:
                     effects[name] += f"; {_history(cfg, spec, store)}"
+        if spec.plan_note and cfg is not None and spec.outputs and policy != "fail":
+            first = spec.outputs[0]
+            effects[first] += f"; {_plan_note(cfg, spec, store)}"
     return effects
+
+
+def _plan_note(cfg, spec, store: ArtifactStore) -> str:
+    """The stage's own word on tonight's work (ModuleSpec.plan_note); a dry run never fails on it."""
+    import importlib
+
+    path, _, attr = spec.plan_note.partition(":")
+    try:
+        return getattr(importlib.import_module(path), attr)(cfg, store)
+    except Exception as exc:  # noqa: BLE001 - a dry run describes; the run itself records any failure
+        return f"cannot tell ({' '.join(str(exc).split())[:160]})"
 
 
 def _history(cfg, spec, store: ArtifactStore) -> str:

@@ -62,6 +62,9 @@ class ModuleSpec:
     # `history_key` (utils/engine/history.py)
     history: tuple[str, ...] = ()
     history_key: str = ""
+    # "package.module:function" (cfg, store) -> str: what the dry run adds about the stage's work beyond
+    # its outputs (K: whether tonight reads a kept fit or fits), told from what is on disk, writing nothing
+    plan_note: str = ""
 
     @property
     def module(self) -> str:
