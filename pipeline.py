@@ -187,11 +187,13 @@ def cleanup(
     config: ConfigOpt = Path("config.yaml"),
     set_: SetOpt = None,
 ) -> None:
-    """Remove run outputs older than retention.days; never the latest good version of an artifact."""
+    """Remove run outputs older than retention.days, and the derived caches' entries unused as long;
+    never the latest good version of an artifact."""
     from utils.engine.cleanup import cleanup_report
 
     cfg = config_from_cli(config, set_)
-    typer.echo(cleanup_report(Path(cfg.paths.artifacts), cfg.retention.days, dry_run))
+    typer.echo(cleanup_report(Path(cfg.paths.artifacts), cfg.retention.days, dry_run,
+                              Path(cfg.paths.cache_root) if cfg.paths.cache_root is not None else None))
 
 
 Format = Enum("Format", {f: f for f in ("table", "csv", "json")}, type=str)

@@ -39,7 +39,8 @@ def test_cleanup_command(tmp_path):
     make_run(tmp_path, 4000)
     make_run(tmp_path, 3000)
     result = CliRunner().invoke(pipeline.app, ["cleanup", "--dry-run", "--set", f"paths.artifacts={tmp_path}"])
-    assert result.exit_code == 0 and "would remove 1 run folder(s) and 0 run log(s) older than 90 days" in result.output
+    assert result.exit_code == 0
+    assert "would remove 1 run folder(s), 0 run log(s) and 0 cache entries older than 90 days" in result.output
     assert cleanup_runs(tmp_path / "nothing", 90) == []
 
 
@@ -68,3 +69,34 @@ def test_old_run_logs_go_and_cron_s_own_log_and_links_stay(tmp_path):
     assert cleanup_logs(tmp_path, 90, dry_run=True, now=NOW) == [old] and old.exists()
     assert cleanup_logs(tmp_path, 90, now=NOW) == [old]
     assert not old.exists() and kept.exists() and cron.exists() and outside.read_text() == "precious\n"
+
+
+def test_derived_cache_entries_unused_for_the_retention_period_go_and_a_read_keeps_one(tmp_path):
+    import os
+
+    from utils.engine.cleanup import cleanup_cache
+    from utils.store.cache import ContentCache
+
+    models, parsed = ContentCache(tmp_path / "cache" / "models"), ContentCache(tmp_path / "cache" / "parsed")
+    for name in ("fit-2023-04-01-aaaa.json", "fit-expected-2024-07-08-bbbb.json", "fit-expected-2024-07-01-cccc.json"):
+        models.put(name, b"{}")
+    parsed.put("ev2023-dddd.parquet", b"lines")
+    long_ago = (NOW - dt.timedelta(days=200)).timestamp()
+    for path in [*(tmp_path / "cache" / "models").iterdir(), *(tmp_path / "cache" / "parsed").iterdir()]:
+        os.utime(path, (long_ago, long_ago))
+    (tmp_path / "cache" / "models" / "fit-expected-2024-07-08-bbbb.json").touch()  # written lately
+    outside = tmp_path / "outside.json"
+    outside.write_text("precious")
+    (tmp_path / "cache" / "models" / "fit-linked.json").symlink_to(outside)
+    # a backtest reads July 1st's fit today: its use keeps it
+    assert models.get("fit-expected-2024-07-01-cccc.json") == b"{}"
+    old = tmp_path / "cache" / "models" / "fit-2023-04-01-aaaa.json"
+    now = dt.datetime.now(dt.timezone.utc)
+    assert cleanup_cache(tmp_path, 90, dry_run=True, now=now) == [old] and old.exists()
+    assert cleanup_cache(tmp_path, 90, now=now) == [old]
+    assert not old.exists() and not old.with_name(old.name + ".sha256").exists()
+    left = sorted(p.name for p in (tmp_path / "cache" / "models").iterdir() if not p.name.endswith(".sha256"))
+    assert left == ["fit-expected-2024-07-01-cccc.json", "fit-expected-2024-07-08-bbbb.json", "fit-linked.json"]
+    assert outside.read_text() == "precious"
+    # the parsed seasons are not a derived cache: left, however old
+    assert (tmp_path / "cache" / "parsed" / "ev2023-dddd.parquet").exists()

@@ -1,5 +1,6 @@
 """Retention: remove run folders (`<root>/runs/<run_id>`) and run logs (`<root>/logs/run-YYYYMMDD.log`)
-older than the retention period.
+older than the retention period, and the entries of the derived caches (`<cache root>/cache/` of K's
+fits, the drift baselines and the stages' kept history) not used for as long.
 
 The current artifacts under `<root>/data` are never touched, and for every artifact the newest
 successful run that wrote it is kept: its manifest (and dvc.lock) names that artifact's latest good
@@ -61,14 +62,50 @@ def cleanup_logs(root: Path, retention_days: int, dry_run: bool = False, now: dt
     return expired
 
 
-def cleanup_report(root: Path, retention_days: int, dry_run: bool) -> str:
-    """`pipeline.py cleanup`: under the run lock, as a run holds it; a line per run folder and a total."""
+# Caches made from the artifacts, cheap to make again and growing with every retrain day and season:
+# K's fits (one a retrain day and lineup mode), the drift baselines and the stages' kept history. The
+# parsed seasons (one entry a season, replaced when its zip changes) and the downloaded answers (the
+# network's, fetched once each) are left alone.
+DERIVED_CACHES = ("models", "drift", "history")
+
+
+def cleanup_cache(cache_root: Path, retention_days: int, dry_run: bool = False,
+                  now: dt.datetime | None = None) -> list[Path]:
+    """Remove (or list) the entries of the DERIVED_CACHES last used before the retention period (a read
+    refreshes an entry's time, ContentCache.get), each with its SHA-256 beside it; oldest first. A
+    folder or entry that is a link is passed over, never followed; an entry being written (no digest
+    yet) is left."""
+    cutoff = ((now or dt.datetime.now(dt.timezone.utc)) - dt.timedelta(days=retention_days)).timestamp()
+    expired = []
+    for name in DERIVED_CACHES:
+        folder = cache_root / "cache" / name
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            digest = entry.with_name(entry.name + ".sha256")
+            if entry.name.endswith(".sha256") or entry.is_symlink() or not entry.is_file() or not digest.is_file():
+                continue
+            used = entry.lstat().st_mtime
+            if used < cutoff:
+                expired.append((used, entry))
+    expired.sort()
+    if not dry_run:
+        for _used, entry in expired:
+            entry.unlink(missing_ok=True)
+            entry.with_name(entry.name + ".sha256").unlink(missing_ok=True)
+    return [entry for _used, entry in expired]
+
+
+def cleanup_report(root: Path, retention_days: int, dry_run: bool, cache_root: Path | None = None) -> str:
+    """`pipeline.py cleanup`: under the run lock, as a run holds it; a line per run folder, log and cache
+    entry, and a total."""
     from utils.store.locking import RunLock
 
     with RunLock(root):
         removed = cleanup_runs(root, retention_days, dry_run=dry_run)
         logs = cleanup_logs(root, retention_days, dry_run=dry_run)
+        cached = cleanup_cache(cache_root or root, retention_days, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
-    lines = [f"{verb} {path}" for path in removed + logs]
-    return "\n".join([*lines, f"{verb} {len(removed)} run folder(s) and {len(logs)} run log(s) older than "
-                              f"{retention_days} days"])
+    lines = [f"{verb} {path}" for path in removed + logs + cached]
+    return "\n".join([*lines, f"{verb} {len(removed)} run folder(s), {len(logs)} run log(s) and {len(cached)} "
+                              f"cache entr{'y' if len(cached) == 1 else 'ies'} older than {retention_days} days"])

@@ -70,7 +70,13 @@ class ContentCache:
         if linked is not None:
             log.warning("%s: a symbolic link inside the cache; never followed, the entry is made again", linked)
             return None
-        return read_verified(path)
+        payload = read_verified(path)
+        if payload is not None:
+            try:  # its last use: cleanup prunes the derived caches' entries unused for the retention period
+                os.utime(path)
+            except OSError:
+                pass
+        return payload
 
     def put(self, name: str, payload: bytes) -> None:
         """Write the entry; a folder on its way that is a link is replaced by a real one (the link's
