@@ -218,13 +218,16 @@ def model_params(models: TrainedModels) -> dict:
 def fit_day(table: pd.DataFrame, as_of: dt.date, every_days: int) -> dt.date:
     """The day the published models are fit as of: the season's last retrain day on or before `as_of`,
     every `every_days` from its first game, as the walk-forward backtests retrain (so a night publishes
-    the models its season's backtest scores); `as_of` itself before the season's first game."""
+    the models its season's backtest scores). Nights whose training rows cannot differ share one fit:
+    before the season's first game, January 1st (the seasons before); after its last game, at most the
+    day after it."""
     dates = table.loc[table["season"] == as_of.year, "date"]
     day = pd.Timestamp(as_of)
     if dates.empty or day < dates.min():
-        return as_of
+        return dt.date(as_of.year, 1, 1)
     first = dates.min()
-    return (first + pd.Timedelta(days=(day - first).days // every_days * every_days)).date()
+    grid = first + pd.Timedelta(days=(day - first).days // every_days * every_days)
+    return min(grid, dates.max() + pd.Timedelta(days=1)).date()
 
 
 def train(model_table: pd.DataFrame, as_of: dt.date, model: ModelConfig, psi_bins: int, drift_config: DriftConfig,

@@ -75,6 +75,8 @@ def test_a_busy_neighbour_takes_a_thread_and_an_idle_machine_gives_them_all():
 
 
 def test_a_night_publishes_the_fit_of_its_season_s_retrain_day_as_the_backtest_does():
+    import datetime as dt
+
     from tests.synthetic_table import model_table
     from utils.flows.backtest import retrain_dates
 
@@ -85,9 +87,18 @@ def test_a_night_publishes_the_fit_of_its_season_s_retrain_day_as_the_backtest_d
         assert k_train.fit_day(table, day.date(), 7) == max(d for d in grid if d <= day).date()
     spring = table[(table["season"] != 2023) | (table["date"] >= "2023-03-30")]  # opening day in the spring
     opening = spring.loc[spring["season"] == 2023, "date"].min()
-    for before in (opening - pd.Timedelta(days=1), pd.Timestamp("2023-01-15")):  # no game yet: the day itself
-        assert k_train.fit_day(spring, before.date(), 7) == before.date()
+    # no game yet: every winter night shares January 1st's fit (the same training rows)
+    for before in (opening - pd.Timedelta(days=1), pd.Timestamp("2023-01-15"), pd.Timestamp("2023-01-01")):
+        assert k_train.fit_day(spring, before.date(), 7) == dt.date(2023, 1, 1)
     assert k_train.fit_day(spring, opening.date(), 7) == opening.date()
+    january, march = (k_train.training_rows(spring, d, 3) for d in (dt.date(2023, 1, 1), (opening - pd.Timedelta(
+        days=1)).date()))
+    pd.testing.assert_frame_equal(january, march)
+    # after the season's last game, the day after it (all its results, the same rows) holds through the autumn
+    ended = table[(table["season"] != 2023) | (table["date"] <= "2023-09-30")]  # the season over by October
+    last = ended.loc[ended["season"] == 2023, "date"].max()
+    autumn = {k_train.fit_day(ended, (last + pd.Timedelta(days=d)).date(), 7) for d in range(7, 90)}
+    assert autumn == {(last + pd.Timedelta(days=1)).date()}
 
 
 def test_the_nights_until_the_next_retrain_day_read_the_fit_and_a_correction_refits(synthetic_store, monkeypatch):
