@@ -215,19 +215,23 @@ def model_params(models: TrainedModels) -> dict:
             "features": models.features, "logistic": models.logistic, "reference": models.reference}
 
 
+SEASON_OVER_DAYS = 7  # days without a game after which a season is over (the All-Star break is four)
+
+
 def fit_day(table: pd.DataFrame, as_of: dt.date, every_days: int) -> dt.date:
     """The day the published models are fit as of: the season's last retrain day on or before `as_of`,
     every `every_days` from its first game, as the walk-forward backtests retrain (so a night publishes
     the models its season's backtest scores). Nights whose training rows cannot differ share one fit:
-    before the season's first game, January 1st (the seasons before); after its last game, at most the
-    day after it."""
+    before the season's first game, January 1st (the seasons before); more than SEASON_OVER_DAYS after
+    its last game (not an All-Star break: the season is over), the day after that game."""
     dates = table.loc[table["season"] == as_of.year, "date"]
     day = pd.Timestamp(as_of)
     if dates.empty or day < dates.min():
         return dt.date(as_of.year, 1, 1)
-    first = dates.min()
-    grid = first + pd.Timedelta(days=(day - first).days // every_days * every_days)
-    return min(grid, dates.max() + pd.Timedelta(days=1)).date()
+    first, last = dates.min(), dates.max()
+    if (day - last).days > SEASON_OVER_DAYS:
+        return (last + pd.Timedelta(days=1)).date()
+    return (first + pd.Timedelta(days=(day - first).days // every_days * every_days)).date()
 
 
 def train(model_table: pd.DataFrame, as_of: dt.date, model: ModelConfig, psi_bins: int, drift_config: DriftConfig,
@@ -260,9 +264,8 @@ def describe_fit(cfg, store) -> str:
     except Exception:  # noqa: BLE001 - no table yet (a first night) or one that does not read
         table = pd.DataFrame({"season": pd.Series(dtype="int64"), "date": pd.Series(dtype="datetime64[ns]")})
     day = fit_day(table, as_of, cfg.model.retrain_every_days)
-    folder = store.catalog.cache_root / "cache"
-    fit = sorted((folder / "models").glob(f"fit-{lineups}-{day.isoformat()}-*.json"))
-    baseline = sorted((folder / "drift").glob(f"drift-baseline-{lineups}-{as_of.year}-*.json"))
+    fit = sorted(store.catalog.cache_path("models").glob(f"fit-{lineups}-{day.isoformat()}-*.json"))
+    baseline = sorted(store.catalog.cache_path("drift").glob(f"drift-baseline-{lineups}-{as_of.year}-*.json"))
     if not getattr(cfg.run, "reuse_history", True):
         said = f"fits its {lineups} models as of {day} (run.reuse_history is false)"
     elif fit:

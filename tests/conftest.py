@@ -58,14 +58,15 @@ def shared_cache(tmp_path_factory) -> list[str]:
 
 def slim_events(folder: Path, teams: tuple[str, ...] = SLIM_TEAMS) -> Path:
     """`YYYYeve.zip` for every season of the mirror, holding only these home teams' event files (bytes
-    unchanged), so a test replays a few teams' games, not a season's."""
+    unchanged) and every team's roster (the pitchers' hands), so a test replays a few teams' games, not
+    a season's."""
     import zipfile
 
     folder.mkdir(parents=True, exist_ok=True)
     for path in sorted(EVENTS.glob("*eve.zip")):
         with zipfile.ZipFile(path) as real, zipfile.ZipFile(folder / path.name, "w", zipfile.ZIP_DEFLATED) as slim:
             for name in real.namelist():
-                if name[4:7] in teams and name.upper().endswith((".EVA", ".EVN")):
+                if (name[4:7] in teams and name.upper().endswith((".EVA", ".EVN"))) or name.upper().endswith(".ROS"):
                     slim.writestr(name, real.read(name))
     return folder
 

@@ -100,3 +100,23 @@ def test_derived_cache_entries_unused_for_the_retention_period_go_and_a_read_kee
     assert outside.read_text() == "precious"
     # the parsed seasons are not a derived cache: left, however old
     assert (tmp_path / "cache" / "parsed" / "ev2023-dddd.parquet").exists()
+
+
+def test_a_linked_cache_folder_is_refused_and_nothing_behind_it_is_removed(tmp_path):
+    import os
+
+    import pytest
+
+    from utils.engine.cleanup import cleanup_cache
+    from utils.store.cache import ContentCache
+    from utils.store.catalog import ArtifactError
+
+    elsewhere = tmp_path / "elsewhere"
+    ContentCache(elsewhere / "models").put("precious.json", b"{}")
+    long_ago = (NOW - dt.timedelta(days=400)).timestamp()
+    os.utime(elsewhere / "models" / "precious.json", (long_ago, long_ago))
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "cache").symlink_to(elsewhere)
+    with pytest.raises(ArtifactError, match="is a symbolic link inside the artifacts root"):
+        cleanup_cache(tmp_path / "root", 90)
+    assert (elsewhere / "models" / "precious.json").exists()

@@ -227,3 +227,17 @@ def test_a_batter_on_both_teams_of_one_game_has_his_counts_on_the_line_chadwick_
     jansen = lines[(lines["event_game_id"] == "BOS202406260") & (lines["player_id"] == "jansd001")]
     assert len(jansen) == 2 and jansen["b_pa"].sum() > 0
     assert (jansen["bl_pa"] == jansen["b_pa"]).all()
+
+
+def test_a_season_zip_without_rosters_leaves_the_counts_against_lefties_unknown(caplog):
+    """No roster file names the pitchers' hands: bl_* are null (not zero: "never faced a lefty"), with a warning."""
+    from utils.sources.events import VS_LEFT
+
+    parsed = parse_event_zip(zipped({"2023NYA.EVA": member(2023, "2023NYA.EVA")}), 2023, "2023eve.zip")
+    assert len(parsed.lines) > 2000 and parsed.lines["b_pa"].notna().all()
+    assert parsed.lines[list(VS_LEFT.values())].isna().all().all()
+    assert "2023eve.zip: no roster file" in caplog.text
+    with_rosters = zipped({"2023NYA.EVA": member(2023, "2023NYA.EVA"), "NYA2023.ROS": member(2023, "NYA2023.ROS"),
+                           **{f"{t}2023.ROS": member(2023, f"{t}2023.ROS") for t in ("BOS", "TOR", "BAL", "TBA")}})
+    counted = parse_event_zip(with_rosters, 2023, "2023eve.zip").lines
+    assert counted["bl_pa"].notna().all() and counted["bl_pa"].sum() > 0

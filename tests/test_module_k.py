@@ -97,8 +97,12 @@ def test_a_night_publishes_the_fit_of_its_season_s_retrain_day_as_the_backtest_d
     # after the season's last game, the day after it (all its results, the same rows) holds through the autumn
     ended = table[(table["season"] != 2023) | (table["date"] <= "2023-09-30")]  # the season over by October
     last = ended.loc[ended["season"] == 2023, "date"].max()
-    autumn = {k_train.fit_day(ended, (last + pd.Timedelta(days=d)).date(), 7) for d in range(7, 90)}
+    autumn = {k_train.fit_day(ended, (last + pd.Timedelta(days=d)).date(), 7) for d in range(8, 90)}
     assert autumn == {(last + pd.Timedelta(days=1)).date()}
+    # a break of a few days mid-season (the table ends at the last game before it) keeps the retrain days
+    for d in range(1, 8):
+        night = last + pd.Timedelta(days=d)
+        assert k_train.fit_day(ended, night.date(), 7) == max(g for g in grid if g <= night).date()
 
 
 def test_the_nights_until_the_next_retrain_day_read_the_fit_and_a_correction_refits(synthetic_store, monkeypatch):

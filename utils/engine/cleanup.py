@@ -74,12 +74,13 @@ def cleanup_cache(cache_root: Path, retention_days: int, dry_run: bool = False,
     """Remove (or list) the entries of the DERIVED_CACHES last used before the retention period (a read
     refreshes an entry's time, ContentCache.get), each with its SHA-256 beside it; oldest first. A
     folder or entry that is a link is passed over, never followed; an entry being written (no digest
-    yet) is left."""
+    yet) is left; a linked `cache/` is refused (ArtifactError), as a linked `runs/` is."""
     cutoff = ((now or dt.datetime.now(dt.timezone.utc)) - dt.timedelta(days=retention_days)).timestamp()
     expired = []
+    catalog = Catalog(cache_root)
     for name in DERIVED_CACHES:
-        folder = cache_root / "cache" / name
-        if folder.is_symlink() or not folder.is_dir():
+        folder = catalog.cache_path(name)  # a link on the way (cache/ itself too) is refused
+        if not folder.is_dir():
             continue
         for entry in folder.iterdir():
             digest = entry.with_name(entry.name + ".sha256")

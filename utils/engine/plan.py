@@ -73,7 +73,8 @@ def describe_outputs(registry: Registry, plan: Plan, store: ArtifactStore, polic
                 effects[name] = "append" if name in spec.appends else "replace"
                 if spec.history and cfg is not None:
                     effects[name] += f"; {_history(cfg, spec, store)}"
-        if spec.plan_note and cfg is not None and spec.outputs and policy != "fail":
+        skipped = policy == "skip" and reason is None  # up to date: the stage does not run
+        if spec.plan_note and cfg is not None and spec.outputs and policy != "fail" and not skipped:
             first = spec.outputs[0]
             effects[first] += f"; {_plan_note(cfg, spec, store)}"
     return effects

@@ -43,6 +43,7 @@ VS_LEFT = {"b_pa": "bl_pa", "b_h": "bl_h", "b_2b": "bl_2b", "b_3b": "bl_3b", "b_
 COLUMNS = ["season", *KEYS.values(), *COUNTS.values(), *VS_LEFT.values()]
 # where a cwdaily line (KEYS, then COUNTS) has the player, whether he pitched, and his pitches
 _PLAYER, _PITCHED, _PITCH = (list(KEYS) + list(COUNTS)).index("PLAYER_ID"), len(KEYS) + list(COUNTS).index("P_G"), -1
+_SLOT = list(KEYS).index("SLOT_CT")
 MAX_EVENT_FILE_BYTES = 16_000_000  # a home team's season is about 1.5 MB; a member far larger is a zip bomb
 MAX_EVENT_FILES = 64  # 30 teams a season (and 26-30 before 1998); more members is not a season's zip
 MAX_COUNT = 999  # no line of one game reaches it (pitches top out near 150)
@@ -138,16 +139,23 @@ def left_handed_results(game, throws: dict[str, str]) -> dict[str, list[int]]:
     return counts
 
 
-def _with_left(lines: list[str], counts: dict[str, list[int]]) -> list[str]:
-    """cwdaily lines with each player's VS_LEFT counts appended (zeros for one who never faced a lefty).
-    A player with two lines in a game (who batted for both teams of a suspended game finished after a
-    trade) has them on his first, where Chadwick's box score credits all his plate appearances."""
+def _with_left(lines: list[str], counts: dict[str, list[int]] | None) -> list[str]:
+    """cwdaily lines with each player's VS_LEFT counts appended (zeros for one who never faced a lefty;
+    empty, not known, without the pitchers' hands). A player with two lines in a game (who batted for
+    both teams of a suspended game finished after a trade) has them on his first batting line, where
+    Chadwick's box score credits all his plate appearances (a pitcher's line that never batted is slot 0)."""
+    if counts is None:
+        return [line + "," * len(VS_LEFT) for line in lines]
     zeros = [0] * len(VS_LEFT)
-    out = []
-    for line in lines:
-        player = line.split(",")[_PLAYER].strip('"')
-        out.append(line + "," + ",".join(map(str, counts.pop(player, zeros))))
-    return out
+    fields = [line.split(",") for line in lines]
+    credited: dict[str, int] = {}
+    for index, parts in enumerate(fields):
+        player = parts[_PLAYER].strip('"')
+        if player not in credited or (fields[credited[player]][_SLOT] == "0" and parts[_SLOT] != "0"):
+            credited[player] = index
+    return [line + "," + ",".join(map(str, counts.get(fields[index][_PLAYER].strip('"'), zeros)
+                                      if credited[fields[index][_PLAYER].strip('"')] == index else zeros))
+            for index, line in enumerate(lines)]
 
 
 def roster_throws(payload_members: list[tuple[str, bytes]]) -> dict[str, str]:
@@ -200,7 +208,8 @@ def event_members(payload: bytes, where: str, kinds: tuple[str, ...] = (".EVA", 
 def parse_event_file(data: bytes, season: int, source: str, known_teams: set[str] | None = None,
                      throws: dict[str, str] | None = None) -> tuple[list[str], list[dict]]:
     """One event file -> (cwdaily CSV lines with each batter's VS_LEFT counts, quarantined games). Each
-    game is replayed on its own; `throws` (roster_throws) gives the pitchers' hands."""
+    game is replayed on its own; `throws` (roster_throws) gives the pitchers' hands: without them the
+    counts against lefties are not known (empty)."""
     from chadwickpy.tools.daily import game_lines
     from chadwickpy.tools.tools import iterate_games
 
@@ -225,7 +234,7 @@ def parse_event_file(data: bytes, season: int, source: str, known_teams: set[str
                 game, left = [], {}
                 for replay, _visitors, _home in iterate_games(chunk):
                     game = list(game_lines(replay, fields=fields))
-                    left = left_handed_results(replay, throws or {})
+                    left = left_handed_results(replay, throws) if throws else None
             except Exception as exc:  # noqa: BLE001 - any failure of the third-party replay is this game's
                 game, reason = [], f"Chadwick cannot replay game {game_id}: {type(exc).__name__}: {exc}"
             else:
@@ -294,6 +303,9 @@ def parse_event_zip(payload: bytes, season: int, where: str, known_teams: set[st
     lines: list[str] = []
     bad: list[dict] = []
     throws = roster_throws(event_members(payload, where, (".ROS",)))
+    if not throws:
+        log.warning("%s: no roster file (TTTYYYY.ROS) names a pitcher's hand; counts against lefties not known",
+                    where)
     for name, data in event_members(payload, where):
         good, rejected = parse_event_file(data, season, f"{where}:{name}", known_teams, throws)
         lines.extend(good)

@@ -73,7 +73,7 @@ class ContentCache:
         payload = read_verified(path)
         if payload is not None:
             try:  # its last use: cleanup prunes the derived caches' entries unused for the retention period
-                os.utime(path)
+                os.utime(path, follow_symlinks=False)
             except OSError:
                 pass
         return payload

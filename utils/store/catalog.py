@@ -129,9 +129,14 @@ class Catalog:
 
     def cache(self, name: str) -> Path:
         """`<cache root>/cache/<name>/`, created: content-keyed, so a backtest shares its parent's."""
-        path = safe_path(self.cache_root, self.cache_root / "cache" / name)
+        path = self.cache_path(name)
         path.mkdir(parents=True, exist_ok=True)
         return safe_path(self.cache_root, path)
+
+    def cache_path(self, name: str) -> Path:
+        """`<cache root>/cache/<name>/` as it is, never created (a dry run's or cleanup's look); a link on
+        the way is refused (ArtifactError)."""
+        return safe_path(self.cache_root, self.cache_root / "cache" / name)
 
     @property
     def metrics_file(self) -> Path:
