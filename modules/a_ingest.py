@@ -153,10 +153,12 @@ def player_lines_before(lines: pd.DataFrame, games: pd.DataFrame | None, as_of: 
     completed on or after it (`hidden_games`, of `games` or given)."""
     day = pd.Timestamp(as_of)
     hidden = hidden_games(games, as_of) if hidden is None else hidden
-    keep = lines[lines["date"] < day]
-    flagged = keep.merge(hidden.astype({"date": "datetime64[ms]", "team": "string"}), how="left",
+    # flags from the key columns alone, one copy of the kept lines at most (the lines are every season's)
+    keys = lines[["date", "game_number", "team"]]
+    flagged = keys.merge(hidden.astype({"date": "datetime64[ms]", "team": "string"}), how="left",
                          on=["date", "game_number", "team"])["_hidden"].fillna(False).to_numpy(dtype=bool)
-    return keep[~flagged].reset_index(drop=True)
+    keep = (lines["date"] < day).to_numpy(dtype=bool) & ~flagged
+    return (lines if keep.all() else lines[keep]).reset_index(drop=True)
 
 
 def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSettings, live: LiveSettings,

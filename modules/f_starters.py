@@ -165,7 +165,11 @@ def platoon_splits(player_games: pd.DataFrame, bats: pd.Series, targets) -> tupl
     pitchers less against right-handed ones, regressed to his side's league split by PLATOON_PRIOR_PA
     plate appearances against left-handers. Returns (per (batter, target): `split`, `left_share`: his
     side's share of plate appearances against left-handers; per (side, target): the league's)."""
-    batted = player_games[player_games["bl_pa"].notna() & (player_games["b_pa"].fillna(0) > 0)]
+    targets = sorted({int(t) for t in targets})
+    counted = [f"{prefix}{c}" for prefix in ("b_", "bl_") for c in ("pa", "h", "2b", "3b", "hr", "bb", "ibb", "hp")]
+    usable = (player_games["bl_pa"].notna() & (player_games["b_pa"].fillna(0) > 0)
+              & (player_games["season"] < (max(targets) if targets else 0)))
+    batted = player_games.loc[usable, ["season", "player_id", *counted]]  # only what a split reads
     pa, pa_left = batted["b_pa"].astype("float64"), batted["bl_pa"].astype("float64")
     value, value_left = woba_value(batted), woba_value(batted, "bl_")
     per = pd.DataFrame({"batter": batted["player_id"].astype(object), "season": batted["season"].astype("int64"),
@@ -173,7 +177,7 @@ def platoon_splits(player_games: pd.DataFrame, bats: pd.Series, targets) -> tupl
     per = per.groupby(["batter", "season"], sort=False).sum().reset_index()
     per["side"] = bats.astype(object).reindex(per["batter"].to_numpy()).fillna("?").to_numpy()
     batters, league = [], []
-    for target in sorted({int(t) for t in targets}):
+    for target in targets:
         before = per[per["season"] < target]
         own = before.groupby(["batter", "side"], sort=False)[["pa_l", "v_l", "pa_r", "v_r"]].sum().reset_index()
         sides = own.groupby("side")[["pa_l", "v_l", "pa_r", "v_r"]].sum()
@@ -429,16 +433,18 @@ class StrongestNine:
 
     `team_games`: lineup_talent's rows of played games with a known nine (team, dates, p1..p9 and their
     ratings r1..r9); asked about a day, it needs the team's last REGULAR_GAMES games before it."""
-    CHUNK = 20_000  # questions at a time: each reads up to 90 starts
+    CHUNK = 5_000  # questions at a time: each reads up to 90 starts
 
     def __init__(self, team_games: pd.DataFrame):
         games = team_games.sort_values(["team", "result_date", "date", "game_id"], kind="stable")
         self.teams = pd.Index(games["team"].astype("string").dropna().unique())
         code = self.teams.get_indexer(games["team"].astype("string")).astype("int64")
         self.keys = code * DAY_SPAN + _days(games["result_date"])
-        ids = games[[f"p{slot}" for slot in range(1, 10)]].astype(object).to_numpy()
-        self.players = pd.Index(pd.unique(ids.ravel()))
-        self.who = self.players.get_indexer(ids.ravel()).reshape(ids.shape).astype("int64")
+        # players as codes (factorized as strings, not as a million Python objects): -1 where not known
+        stacked = pd.concat([games[f"p{slot}"].astype("string") for slot in range(1, 10)], ignore_index=True)
+        codes, players = pd.factorize(stacked)
+        self.players = pd.Index(players)
+        self.who = codes.astype("int64").reshape(9, len(games)).T
         self.ratings = games[[f"r{slot}" for slot in range(1, 10)]].to_numpy(dtype=float)
 
     def mean_of_best(self, team: pd.Series, date: pd.Series, size: np.ndarray) -> np.ndarray:
@@ -485,10 +491,9 @@ class StrongestNine:
              date: pd.Series) -> np.ndarray:
         """Each nine's mean rating (without its own starting pitcher, where he bats) less its team's
         strongest recent nine's of the same size; NaN where either is not known."""
-        ids_ = ids.astype(object).to_numpy()
-        named = pd.notna(ids_)
-        pitcher = own_starter.astype(object).fillna("").to_numpy()[:, None]
-        batters = named & (np.where(named, ids_, "") != pitcher)
+        pitcher = pd.Series(own_starter.astype("string").array, index=ids.index)  # row by row, not by label
+        batters = np.column_stack([(ids[col].notna() & ids[col].astype("string").ne(pitcher).fillna(True)).to_numpy(
+            dtype=bool) for col in ids.columns])
         values = ratings.to_numpy(dtype=float)
         size = batters.sum(axis=1)
         mean = np.where(size > 0, np.where(batters, values, 0.0).sum(axis=1) / np.maximum(size, 1), np.nan)

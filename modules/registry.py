@@ -11,6 +11,13 @@ from __future__ import annotations
 
 from utils.engine.stages import ModuleSpec, Registry
 
+# The player_games columns F reads (keys, batting lines and those against lefties, the pitching it
+# rates): a night loads these alone, about 40% less of the largest input
+STARTER_LINE_COLUMNS = ("season", "date", "game_number", "appear_date", "team", "is_home", "player_id",
+                        *(f"{prefix}{stat}" for prefix in ("b_", "bl_")
+                          for stat in ("pa", "h", "2b", "3b", "hr", "bb", "ibb", "hp")),
+                        "p_g", "p_gs", "p_sv", "p_out", "p_tbf", "p_hr", "p_bb", "p_ibb", "p_hp", "p_so", "p_pitch")
+
 REGISTRY = Registry([
     ModuleSpec("A", "ingest", "modules.a_ingest:ingest", (),
                ("raw_gamelogs", "quarantine", "lahman_pitching", "lahman_batting", "schedule", "player_games",
@@ -41,7 +48,8 @@ REGISTRY = Registry([
                ("games", "lahman_pitching", "lahman_batting", "player_games"), ("starter_features",),
                "sp_*: starting pitcher's form from his own lines, rest, Marcel-weighted Lahman line; lu_*: lineup "
                "talent; nine_*: the posted nine's talent, regulars, catcher, platoon edge and splits",
-               params={"pitchers": "features.pitchers"}, history=("games", "player_games"), history_key="game_id"),
+               params={"pitchers": "features.pitchers"}, history=("games", "player_games"), history_key="game_id",
+               input_columns={"player_games": STARTER_LINE_COLUMNS}),
     ModuleSpec("G", "ratings", "modules.g_ratings:rate_teams", ("games", "starter_features"), ("team_ratings",),
                "elo_*: pre-game team Elo and a starter-adjusted rating (the baseline model)",
                params={"elo": "features.elo"}),

@@ -159,7 +159,8 @@ def run_stage(cfg, stage: str | ModuleSpec, registry: Registry | None = None,
     store = store or ArtifactStore.from_config(cfg)
     arguments, hashes = {}, {}
     for name in spec.inputs:
-        arguments[name], hashes[name] = store.load(name)
+        columns = spec.input_columns.get(name)
+        arguments[name], hashes[name] = store.load(name, list(columns) if columns else None)
     for name in spec.appends:
         arguments[name] = read_appended(store, name)
     params = stage_params(cfg, spec)
@@ -178,12 +179,18 @@ def run_stage(cfg, stage: str | ModuleSpec, registry: Registry | None = None,
         if reuse.since is None:
             log.info("%s: every row built (%s)", spec.id, reuse.reason)
         else:
+            for name in spec.inputs:  # the merge reads the first dated input only: free the rest first
+                if name != spec.history[0]:
+                    arguments[name] = None
             try:
                 values = {name: history.merge(reuse.kept[name], values[name], arguments[spec.history[0]],
                                               reuse.since, spec.history_key) for name in spec.outputs}
             except ArtifactError as exc:  # kept rows that do not fit tonight's games: build every row instead
                 log.warning("%s: %s; building every row", spec.id, exc)
                 arguments["since"], reuse.since = None, None
+                for name in spec.inputs:
+                    columns = spec.input_columns.get(name)
+                    arguments[name], _digest = store.load(name, list(columns) if columns else None)
                 result = stage_outputs(spec, spec.load()(**arguments))
                 values = dict(result.values)
             else:

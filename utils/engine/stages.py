@@ -65,6 +65,9 @@ class ModuleSpec:
     # "package.module:function" (cfg, store) -> str: what the dry run adds about the stage's work beyond
     # its outputs (K: whether tonight reads a kept fit or fits), told from what is on disk, writing nothing
     plan_note: str = ""
+    # input -> the only columns the stage reads of it (a table): loaded alone, so a night holds less (the
+    # input's hash and lineage are the whole file's, as for any input)
+    input_columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def module(self) -> str:
