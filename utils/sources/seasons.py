@@ -95,7 +95,7 @@ def known_team_codes(teams: pd.DataFrame, season: int) -> set[str]:
     return set(teams.loc[teams["yearID"] == year, "teamIDretro"].dropna())
 
 
-EVENTS_PARSER_VERSION = "4"  # bump when utils/sources/events.py's rows change: it invalidates the cached seasons
+EVENTS_PARSER_VERSION = "5"  # bump when utils/sources/events.py's rows change: it invalidates the cached seasons
 
 
 def fetch_published(source: SeasonFiles, season: int, season_now: int, missing_ok: bool = False,
