@@ -338,17 +338,19 @@ def cached_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cf
     season's first night and read after. The key hashes every row of those seasons (a corrected past
     game refits it) and utils/monitoring/drift.py's source. A cache that cannot be read or written costs a refit
     or a warning, never the night's models."""
-    past = table[table["season"] < as_of.year]
+    before = (table["season"] < as_of.year).to_numpy(dtype=bool)
     digest = hashlib.sha256()
     digest.update(json.dumps([as_of.year, cfg.model_dump(mode="json"), bins, train_seasons, features]).encode())
     digest.update(Path(drift.__file__).read_bytes())
-    digest.update(pd.util.hash_pandas_object(past, index=False).to_numpy().tobytes())
+    for column in table.columns:  # column by column: a night holds one column of those seasons, not a copy of them
+        digest.update(json.dumps(str(column)).encode())
+        digest.update(pd.util.hash_pandas_object(table[column][before], index=False).to_numpy().tobytes())
     # one a lineup mode: the morning's and the game-time run's features differ
     store, stem, key = ContentCache(cache), f"drift-baseline-{lineups}-{as_of.year}", digest.hexdigest()[:16]
     cached = _read_baseline(store, f"{stem}-{key}.json")
     if cached is not None:
         return {**cached, "as_of": as_of.isoformat()}
-    baseline = drift.fit_baseline(past, features, as_of, cfg, bins, train_seasons)
+    baseline = drift.fit_baseline(table[before], features, as_of, cfg, bins, train_seasons)
     try:
         store.publish(stem, key, {".json": json.dumps(baseline, sort_keys=True).encode()})
     except OSError as exc:

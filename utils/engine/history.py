@@ -200,12 +200,14 @@ def merge(kept, new, rows, since: str, key: str):
     missing = sorted(set(ids[before]) - set(old.index))
     if missing:
         raise ArtifactError(f"the kept rows lack {key} {missing[:3]}")
-    old = old.loc[ids[before]]
+    wanted = pd.Index(ids[before])
+    if not old.index.equals(wanted):  # reordered (or rows dropped) only when they are not already so: a copy less
+        old = old.loc[wanted]
     fresh = new.set_axis(new[key].astype(str).to_numpy())
     both = pd.concat([old, fresh.astype(old.dtypes.to_dict())]) if len(fresh) else old
     if both.index.has_duplicates:
         raise ArtifactError(f"{key} {sorted(set(both.index[both.index.duplicated()]))[:3]} built twice")
-    return both.loc[ids].reset_index(drop=True)
+    return (both if both.index.equals(pd.Index(ids)) else both.loc[ids]).reset_index(drop=True)
 
 
 def record(store: ArtifactStore, spec: ModuleSpec, reuse: Reuse, records) -> None:
