@@ -165,6 +165,12 @@ def stage_outputs(spec: ModuleSpec, result: Any) -> StageOutput:
     return result if isinstance(result, StageOutput) else StageOutput(values)
 
 
+def _load_input(store: ArtifactStore, spec: ModuleSpec, name: str) -> tuple[Any, str]:
+    """An input as the stage reads it (only its `input_columns`, where it names some) and its file's hash."""
+    columns = spec.input_columns.get(name)
+    return store.load(name, list(columns) if columns else None)
+
+
 def run_stage(cfg, stage: str | ModuleSpec, registry: Registry | None = None,
               store: ArtifactStore | None = None) -> ModuleResult:
     """The one way a stage runs: load its inputs from the catalog, bind its parameters from the config,
@@ -179,8 +185,7 @@ def run_stage(cfg, stage: str | ModuleSpec, registry: Registry | None = None,
     store = store or ArtifactStore.from_config(cfg)
     arguments, hashes = {}, {}
     for name in spec.inputs:
-        columns = spec.input_columns.get(name)
-        arguments[name], hashes[name] = store.load(name, list(columns) if columns else None)
+        arguments[name], hashes[name] = _load_input(store, spec, name)
     for name in spec.appends:
         arguments[name] = read_appended(store, name)
     params = stage_params(cfg, spec)
@@ -209,8 +214,7 @@ def run_stage(cfg, stage: str | ModuleSpec, registry: Registry | None = None,
                 log.warning("%s: %s; building every row", spec.id, exc)
                 arguments["since"], reuse.since = None, None
                 for name in spec.inputs:
-                    columns = spec.input_columns.get(name)
-                    arguments[name], digest = store.load(name, list(columns) if columns else None)
+                    arguments[name], digest = _load_input(store, spec, name)
                     if digest != hashes[name]:  # the lineage names the input as first read
                         raise ArtifactError(f"{name} changed while {spec.id} ran; run it again")
                 result = stage_outputs(spec, spec.load()(**arguments))

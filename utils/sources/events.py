@@ -148,14 +148,13 @@ def _with_left(lines: list[str], counts: dict[str, list[int]] | None) -> list[st
         return [line + "," * len(VS_LEFT) for line in lines]
     zeros = [0] * len(VS_LEFT)
     fields = [line.split(",") for line in lines]
-    credited: dict[str, int] = {}
-    for index, parts in enumerate(fields):
-        player = parts[_PLAYER].strip('"')
-        if player not in credited or (fields[credited[player]][_SLOT] == "0" and parts[_SLOT] != "0"):
+    players = [parts[_PLAYER].strip('"') for parts in fields]
+    credited: dict[str, int] = {}  # player -> the index of the line his counts go on
+    for index, player in enumerate(players):
+        if player not in credited or (fields[credited[player]][_SLOT] == "0" and fields[index][_SLOT] != "0"):
             credited[player] = index
-    return [line + "," + ",".join(map(str, counts.get(fields[index][_PLAYER].strip('"'), zeros)
-                                      if credited[fields[index][_PLAYER].strip('"')] == index else zeros))
-            for index, line in enumerate(lines)]
+    return [line + "," + ",".join(map(str, counts.get(player, zeros) if credited[player] == index else zeros))
+            for index, (line, player) in enumerate(zip(lines, players))]
 
 
 def roster_throws(payload_members: list[tuple[str, bytes]]) -> dict[str, str]:
