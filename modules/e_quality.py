@@ -7,6 +7,7 @@ visible on the morning after it appears without ever blocking the predictions.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from modules.common import empty_player_games, lines_of_games
@@ -25,12 +26,16 @@ def play_by_play_coverage(games: pd.DataFrame, player_games: pd.DataFrame) -> di
     and the lines that match no game of the table."""
     played = games[games["played"]]
     lines = lines_of_games(player_games, games)
-    # runs charged to each side's pitchers, by the game's row: object keys hash in C (arrow strings do not)
-    ids = played["game_id"].astype(object).to_numpy()
-    charged = {home: lines[lines["is_home"] == home].groupby(lines["game_id"].astype(object))["p_r"].sum()
-               for home in (True, False)}
-    home_allowed = pd.Series(charged[True]).reindex(ids).to_numpy(dtype=float, na_value=float("nan"))
-    away_allowed = pd.Series(charged[False]).reindex(ids).to_numpy(dtype=float, na_value=float("nan"))
+    # runs charged to each side's pitchers, by the game's row (NaN: no line of that side)
+    row = pd.Categorical(lines["game_id"], categories=played["game_id"]).codes  # -1: not a played game
+    runs = lines["p_r"].to_numpy(dtype=float, na_value=0.0)
+    is_home = lines["is_home"].to_numpy(dtype=bool)
+    allowed = {}
+    for home in (True, False):
+        mine = (is_home == home) & (row >= 0)
+        count = np.bincount(row[mine], minlength=len(played))
+        allowed[home] = np.where(count > 0, np.bincount(row[mine], weights=runs[mine], minlength=len(played)), np.nan)
+    home_allowed, away_allowed = allowed[True], allowed[False]
     covered = ~pd.isna(home_allowed) | ~pd.isna(away_allowed)
     disagree = covered & ((home_allowed != played["away_score"].to_numpy(dtype=float, na_value=float("nan")))
                           | (away_allowed != played["home_score"].to_numpy(dtype=float, na_value=float("nan"))))

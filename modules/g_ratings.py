@@ -45,14 +45,16 @@ def build_ratings(games: pd.DataFrame, k: float, home_advantage: float, reversio
     as_ = order["away_score"].to_numpy(dtype="float64", na_value=np.nan)
     result_dates = order["result_date"].to_numpy()
     pending: list[tuple[np.datetime64, str, str, float]] = []  # (result date, team, team, points) not yet applied
+    next_due = None  # the earliest result date pending: the list is walked only on a day that reaches it
     for i in range(len(order)):
         day = dates[i]
-        if pending:
+        if next_due is not None and next_due < day:
             due = [p for p in pending if p[0] < day]
             pending = [p for p in pending if p[0] >= day]
-            for _, h, a, points in due:
+            for _, h, a, points in due:  # in the order the games were played, as always
                 ratings[h] += points
                 ratings[a] -= points
+            next_due = min((p[0] for p in pending), default=None)
         for team in (home[i], away[i]):
             if team not in ratings:
                 ratings[team], season_of[team] = initial, season[i]
@@ -66,6 +68,7 @@ def build_ratings(games: pd.DataFrame, k: float, home_advantage: float, reversio
             outcome = 1.0 if hs[i] > as_[i] else 0.0
             factor = mov_multiplier(hs[i] - as_[i], diff if outcome else -diff) if mov else 1.0
             pending.append((result_dates[i], home[i], away[i], k * factor * (outcome - expected)))
+            next_due = result_dates[i] if next_due is None else min(next_due, result_dates[i])
     out = pd.DataFrame({"game_id": order["game_id"].to_numpy(), "elo_home_pre": home_pre, "elo_away_pre": away_pre},
                        index=order.index).reindex(games.index)
     hfa = np.where(games["is_neutral"].to_numpy(), 0.0, home_advantage)

@@ -254,3 +254,16 @@ def test_a_suspended_game_counts_on_its_own_day_whenever_its_result_comes(week):
     early = build_context(pending)
     late = build_context(completed).set_index("game_id").loc[early["game_id"]].reset_index()
     pd.testing.assert_frame_equal(early, late, check_exact=True)
+
+
+def test_merge_keeps_the_rows_before_the_day_and_refuses_a_kept_row_missing():
+    rows = pd.DataFrame({"game_id": ["a1", "b1", "a2", "b2"], "date": pd.to_datetime(
+        ["2023-06-01", "2023-06-01", "2023-06-02", "2023-06-02"])})
+    kept = pd.DataFrame({"game_id": ["b1", "a1", "zz"], "v": [2.0, 1.0, 9.0]})  # another order, one row no more
+    new = pd.DataFrame({"game_id": ["b2", "a2"], "v": [4.0, 3.0]})
+    merged = history.merge(kept, new, rows, "2023-06-02", "game_id")
+    assert merged["game_id"].tolist() == ["a1", "b1", "a2", "b2"] and merged["v"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    from utils.store.artifacts import ArtifactError
+
+    with pytest.raises(ArtifactError, match=r"the kept rows lack game_id \['b1'\]"):
+        history.merge(kept.iloc[1:], new, rows, "2023-06-02", "game_id")

@@ -130,8 +130,12 @@ def _check_column(contract: Contract, column: str, series, rule: dict[str, Any])
         if bad.any():
             raise SchemaError(f"{where} has value {values[bad].iloc[0]!r} outside enum {rule['enum']}")
     if "pattern" in rule:
+        import numpy as np
+
         search = re.compile(rule["pattern"]).search  # JSON Schema patterns are unanchored searches
-        bad = ~values.astype(str).map(lambda v: search(v) is not None).astype(bool)
+        codes, distinct = pd.factorize(values.astype(str))  # each distinct value searched once
+        matches = np.fromiter((search(v) is not None for v in distinct.tolist()), dtype=bool, count=len(distinct))
+        bad = pd.Series(~matches[codes], index=values.index)
         if bad.any():
             raise SchemaError(f"{where} has value {values[bad].iloc[0]!r} not matching pattern {rule['pattern']}")
 
