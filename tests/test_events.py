@@ -241,3 +241,40 @@ def test_a_season_zip_without_rosters_leaves_the_counts_against_lefties_unknown(
                            **{f"{t}2023.ROS": member(2023, f"{t}2023.ROS") for t in ("BOS", "TOR", "BAL", "TBA")}})
     counted = parse_event_zip(with_rosters, 2023, "2023eve.zip").lines
     assert counted["bl_pa"].notna().all() and counted["bl_pa"].sum() > 0
+
+
+def test_the_lines_without_fielding_are_chadwickpys_own_byte_for_byte():
+    """utils/sources/chadwick_box builds the box scores without crediting fielders: the lines it gives for a
+    team's season (Boston 2023, with a suspended game whose substitutes appear on the day it was resumed)
+    are the ones chadwickpy's own cwdaily gives, and a game without a fielder at a position still logs
+    chadwickpy's messages (the quarantine's reason)."""
+    import logging
+
+    from chadwickpy.tools.daily import game_lines as chadwicks
+    from chadwickpy.tools.tools import iterate_games
+
+    from tests.conftest import logged
+    from utils.sources.chadwick_box import game_lines
+    from utils.sources.events import _fields
+
+    fields, data = _fields(), member(2023, "2023BOS.EVA")
+    # each from its own reading of the file: a replay changes its game (the first to read a resumed
+    # game's `suspended` comment takes it)
+    ours = [list(game_lines(replay, fields)) for replay, _visitors, _home in iterate_games(data)]
+    theirs = [list(chadwicks(replay, fields=fields)) for replay, _visitors, _home in iterate_games(data)]
+    assert len(ours) == 81 and [i for i in range(81) if ours[i] != theirs[i]] == []
+    resumed = [line for game in ours for line in game if line.startswith('"BOS202307210"')]
+    assert {line.split(",")[3] for line in resumed} == {'"20230721"', '"20230722"'}  # appeared on either day
+    first = member(2023, "2023BOS.EVA").split(b"\nid,")[0]
+    catcher = next(line.rstrip(b"\r") for line in first.split(b"\n")
+                   if line.startswith(b"start,") and line.rstrip(b"\r").endswith(b",2"))
+    broken = first.replace(catcher, catcher[:-1] + b"12")  # a catcher listed as a pinch runner
+    with logged("chadwickpy", logging.ERROR) as mine:
+        for replay, _visitors, _home in iterate_games(broken):
+            list(game_lines(replay, fields))
+    with logged("chadwickpy", logging.ERROR) as chadwickpys:
+        for replay, _visitors, _home in iterate_games(broken):
+            list(chadwicks(replay, fields=fields))
+    said = [r.getMessage() for r in mine]
+    assert any("no entry for fielder at position 2" in message for message in said), said[:3]
+    assert said == [r.getMessage() for r in chadwickpys][:len(said)]

@@ -9,8 +9,9 @@ walk through each replayed game counts every batter's results against left-hande
 
 Each game is read on its own, so a game Chadwick cannot replay (or warns about) is quarantined
 with its file, the line of its `id` record and the reason, and the season's other games stay. A
-season takes about 30 s of one core; the parse is cached by the zip's SHA-256, like the game logs,
-and cold seasons are spread over worker processes.
+season takes about 15 s of one core (utils/sources/chadwick_box.py builds the box scores without the
+fielding chadwickpy also credits); the parse is cached by the zip's SHA-256, like the game logs, and
+cold seasons are spread over worker processes.
 """
 from __future__ import annotations
 
@@ -209,8 +210,9 @@ def parse_event_file(data: bytes, season: int, source: str, known_teams: set[str
     """One event file -> (cwdaily CSV lines with each batter's VS_LEFT counts, quarantined games). Each
     game is replayed on its own; `throws` (roster_throws) gives the pitchers' hands: without them the
     counts against lefties are not known (empty)."""
-    from chadwickpy.tools.daily import game_lines
     from chadwickpy.tools.tools import iterate_games
+
+    from utils.sources.chadwick_box import game_lines
 
     fields = _fields()
     lines: list[str] = []
@@ -232,7 +234,7 @@ def parse_event_file(data: bytes, season: int, source: str, known_teams: set[str
             try:
                 game, left = [], {}
                 for replay, _visitors, _home in iterate_games(chunk):
-                    game = list(game_lines(replay, fields=fields))
+                    game = list(game_lines(replay, fields))
                     left = left_handed_results(replay, throws) if throws else None
             except Exception as exc:  # noqa: BLE001 - any failure of the third-party replay is this game's
                 game, reason = [], f"Chadwick cannot replay game {game_id}: {type(exc).__name__}: {exc}"
