@@ -311,7 +311,7 @@ class FakeStatsApiServer:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1/schedule"
 
     def __enter__(self) -> FakeStatsApiServer:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:

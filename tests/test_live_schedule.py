@@ -93,7 +93,7 @@ class FakeStatsApi(http.server.BaseHTTPRequestHandler):
 def statsapi():
     FakeStatsApi.statuses, FakeStatsApi.seen = [], []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeStatsApi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/api/v1/schedule"
     server.shutdown()
 
@@ -177,13 +177,13 @@ def test_a_transient_failure_is_asked_again_with_backoff_and_a_404_is_not(statsa
     assert len(FakeStatsApi.seen) == 4 and waits == [2.0, 4.0, 8.0]
 
 
-def test_the_configured_retries_reach_the_live_schedule(statsapi, mirror, tmp_path):
+def test_the_configured_retries_reach_the_live_schedule(statsapi, mirror, tmp_path, shared_cache):
     """Through the command line: sources.retry.retries=1 survives one 503 and not two."""
     common = ["run", "--modules", "A", "--legacy-executor", "--as-of", DAY.isoformat(),
               "--set", f"sources.schedule.statsapi_url={statsapi}", "--set", "sources.schedule.mode=live",
               "--set", f"sources.retrosheet.base_url={mirror}", "--set", "data.first_season=2024",
               "--set", f"paths.artifacts={tmp_path}", "--set", "sources.retry.retries=1",
-              "--set", "sources.retry.backoff_seconds=0"]
+              "--set", "sources.retry.backoff_seconds=0", *shared_cache]
     FakeStatsApi.statuses = [503]
     assert run_pipeline(*common).returncode == 0
     assert [p.split("?")[0] for p in FakeStatsApi.seen] == ["/api/v1/schedule"] * 2 + ["/api/v1/people"]
