@@ -22,6 +22,9 @@ KEYS = ["game_id", "date", "result_date", "season", "game_number", "home_team", 
 LABELS = ["home_win", "home_score", "away_score"]
 
 
+MATCHED = "_matched"  # merge's indicator: which games a feature table has no row for
+
+
 class AssemblyError(ValueError):
     """Feature tables that cannot be joined safely."""
 
@@ -29,6 +32,8 @@ class AssemblyError(ValueError):
 def assemble(games: pd.DataFrame, features: dict[str, pd.DataFrame]) -> pd.DataFrame:
     owner: dict[str, str] = {}
     table = games[KEYS + LABELS].copy()
+    if table["game_id"].duplicated().any():
+        raise AssemblyError(f"games: duplicate game_id {table.loc[table['game_id'].duplicated(), 'game_id'].iloc[0]}")
     for name, frame in features.items():
         prefix = FEATURE_SOURCES[name]
         for col in frame.columns:
@@ -42,10 +47,11 @@ def assemble(games: pd.DataFrame, features: dict[str, pd.DataFrame]) -> pd.DataF
         if frame["game_id"].duplicated().any():
             first = frame.loc[frame["game_id"].duplicated(), "game_id"].iloc[0]
             raise AssemblyError(f"{name}: duplicate game_id {first}")
-        missing = set(games["game_id"]) - set(frame["game_id"])
-        if missing:
-            raise AssemblyError(f"{name}: no row for {len(missing)} game(s), e.g. {sorted(missing)[0]}")
-        table = table.merge(frame, on="game_id", how="left", validate="one_to_one")
+        table = table.merge(frame, on="game_id", how="left", indicator=MATCHED)  # one to one: both sides checked
+        missing = table.loc[table[MATCHED] == "left_only", "game_id"]
+        if len(missing):
+            raise AssemblyError(f"{name}: no row for {missing.nunique()} game(s), e.g. {missing.min()}")
+        table = table.drop(columns=MATCHED)
     return table
 
 

@@ -23,3 +23,17 @@ def test_a_feature_table_missing_a_game_fails_the_stage_naming_it(tiny_store):
     with pytest.raises(AssemblyError, match=r"matchup_features: no row for 1 game\(s\), e.g. BOS202404040"):
         i_assemble.main(cfg)
     assert store.verify("model_table") == before  # the last good table stays
+
+
+def test_a_duplicated_game_or_feature_row_is_refused_naming_it(tiny_store):
+    cfg, store = tiny_store
+    games = store.read_frame("games")
+    features = {name: store.read_frame(name) for name in i_assemble.FEATURE_SOURCES}
+    first = games["game_id"].iloc[0]
+    with pytest.raises(AssemblyError, match=f"games: duplicate game_id {first}"):
+        i_assemble.assemble(games.iloc[[0, 0, 1]], features)
+    ratings = features["team_ratings"]
+    with pytest.raises(AssemblyError, match=f"team_ratings: duplicate game_id {first}"):
+        i_assemble.assemble(games, {**features, "team_ratings": ratings.iloc[[0, *range(len(ratings))]]})
+    table = i_assemble.assemble(games, features)  # one row a game, none lost or doubled by the joins
+    assert table["game_id"].tolist() == games["game_id"].tolist() and "_matched" not in table.columns
