@@ -57,7 +57,8 @@ def server():
     servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), Misbehaving) for _ in range(2)]
     for s in servers:
         s.daemon_threads = True
-        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()  # a quick shutdown
+        # polling for shutdown every 50 ms: a teardown waits no longer
+        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     Misbehaving.seen = []
     yield [f"http://127.0.0.1:{s.server_address[1]}" for s in servers]
     for s in servers:

@@ -4,14 +4,16 @@ import re
 import tomllib
 
 import yaml
-from prefect.client.schemas.schedules import CronSchedule
-from prefect.flows import Flow
 
 from tests.conftest import ROOT
-from utils.flows.nightly import GAME_TIME_CRON, GAME_TIME_OVERRIDES, NIGHTLY_CRON, NIGHTLY_TIMEZONE
 
 
 def test_prefect_deployment_points_at_the_nightly_flow_with_a_valid_schedule():
+    from prefect.client.schemas.schedules import CronSchedule  # prefect is imported by the tests that use it
+    from prefect.flows import Flow
+
+    from utils.flows.nightly import NIGHTLY_CRON, NIGHTLY_TIMEZONE
+
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     deployment = next(d for d in spec["deployments"] if d["name"] == "nightly")
     path, _, name = deployment["entrypoint"].partition(":")
@@ -25,7 +27,10 @@ def test_prefect_deployment_points_at_the_nightly_flow_with_a_valid_schedule():
 
 
 def test_the_game_time_deployment_runs_the_same_flow_with_confirmed_lineups():
+    from prefect.client.schemas.schedules import CronSchedule
+
     from utils.config import build_config
+    from utils.flows.nightly import GAME_TIME_CRON, GAME_TIME_OVERRIDES, NIGHTLY_TIMEZONE
 
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     morning, game_time = (next(d for d in spec["deployments"] if d["name"] == n) for n in ("nightly", "game-time"))
@@ -49,6 +54,10 @@ def test_the_game_time_deployment_runs_the_same_flow_with_confirmed_lineups():
 
 
 def test_readme_crontab_lines_are_valid_and_log_to_a_file():
+    from prefect.client.schemas.schedules import CronSchedule
+
+    from utils.flows.nightly import GAME_TIME_CRON, GAME_TIME_OVERRIDES, NIGHTLY_CRON, NIGHTLY_TIMEZONE
+
     readme = (ROOT / "README.md").read_text()
     lines = re.findall(r"^\s*(\S+ \S+ \S+ \S+ \S+) (cd \S+ && (\S+) run(.*))$", readme, flags=re.M)
     assert len(lines) == 2, "README must show the morning's and the game-time run's crontab lines"

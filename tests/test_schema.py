@@ -48,7 +48,8 @@ def test_error_names_artifact_column_and_rule():
         validate_frame(toy(), pd.DataFrame({"n": pd.array([1, None], dtype="Int64"), "label": ["a", "b"]}))
     # each distinct value is searched once; the error names the first row's value that fails
     with pytest.raises(SchemaError) as err:
-        validate_frame(toy(), pd.DataFrame({"n": [1, 2, 3, 4], "label": pd.array(["a", "Bc", "c", "Dd"], dtype="string")}))
+        labels = pd.array(["a", "Bc", "c", "Dd"], dtype="string")
+        validate_frame(toy(), pd.DataFrame({"n": [1, 2, 3, 4], "label": labels}))
     assert str(err.value) == "numbers: column 'label' has value 'Bc' not matching pattern ^[a-z]$"
     with pytest.raises(SchemaError, match=r"duplicate key \{'label': 'a'\}"):
         validate_frame(toy(), pd.DataFrame({"n": [1, 2], "label": ["a", "a"]}))
