@@ -17,6 +17,10 @@ STARTER_LINE_COLUMNS = ("season", "date", "game_number", "appear_date", "team", 
                         *(f"{prefix}{stat}" for prefix in ("b_", "bl_")
                           for stat in ("pa", "h", "2b", "3b", "hr", "bb", "ibb", "hp")),
                         "p_g", "p_gs", "p_sv", "p_out", "p_tbf", "p_hr", "p_bb", "p_ibb", "p_hp", "p_so", "p_pitch")
+# H reads the pitching lines (the relievers' work); E the runs charged to each side's pitchers
+RELIEF_LINE_COLUMNS = ("date", "game_number", "appear_date", "team", "is_home", "player_id",
+                       "p_g", "p_gs", "p_sv", "p_out", "p_tbf", "p_hr", "p_bb", "p_ibb", "p_hp", "p_so", "p_pitch")
+COVERAGE_LINE_COLUMNS = ("season", "date", "game_number", "team", "is_home", "player_id", "p_r")
 
 REGISTRY = Registry([
     ModuleSpec("A", "ingest", "modules.a_ingest:ingest", (),
@@ -43,7 +47,7 @@ REGISTRY = Registry([
                ("data_quality_report",),
                "coverage (game logs and play-by-play), duplicates, nulls, quarantined lines, anomalies (read by the "
                "viewer only)",
-               orphan=True),
+               orphan=True, input_columns={"player_games": COVERAGE_LINE_COLUMNS}),
     ModuleSpec("F", "starters", "modules.f_starters:rate_starters",
                ("games", "lahman_pitching", "lahman_batting", "player_games"), ("starter_features",),
                "sp_*: starting pitcher's form from his own lines, rest, Marcel-weighted Lahman line; lu_*: lineup "
@@ -55,7 +59,8 @@ REGISTRY = Registry([
                params={"elo": "features.elo"}),
     ModuleSpec("H", "matchup", "modules.h_matchup:describe_matchups", ("games", "player_games"),
                ("matchup_features",), "mu_*: bullpen quality and fatigue from relievers' lines, head-to-head, streaks",
-               params={"matchup": "features.matchup"}, history=("games", "player_games"), history_key="game_id"),
+               params={"matchup": "features.matchup"}, history=("games", "player_games"), history_key="game_id",
+               input_columns={"player_games": RELIEF_LINE_COLUMNS}),
     ModuleSpec("I", "assemble", "modules.i_assemble:assemble_table",
                ("games", "context_features", "team_form_features", "starter_features", "team_ratings",
                 "matchup_features"),

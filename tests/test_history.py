@@ -267,3 +267,23 @@ def test_merge_keeps_the_rows_before_the_day_and_refuses_a_kept_row_missing():
 
     with pytest.raises(ArtifactError, match=r"the kept rows lack game_id \['b1'\]"):
         history.merge(kept.iloc[1:], new, rows, "2023-06-02", "game_id")
+
+
+def test_a_stage_that_loads_some_columns_of_an_input_writes_what_all_of_them_give(week, tmp_path):
+    """`input_columns` (E, F, H read part of player_games): on the slice's real lines, each such stage
+    writes the very bytes it writes when it loads every column, so no column it reads is left out."""
+    import dataclasses
+    import shutil
+
+    shutil.copytree(week["incremental"] / "data", tmp_path / "data")
+    cfg = _cfg(tmp_path, week["mirror"], week["cache"], week["last"], "run.reuse_history=false")
+    store = ArtifactStore.from_config(cfg)
+    assert len(store.read_frame("player_games")) > 10_000
+    projected = [spec for spec in REGISTRY if spec.input_columns]
+    assert {spec.id for spec in projected} == {"E", "F", "H"}
+    for spec in projected:
+        written = []
+        for which in (spec, dataclasses.replace(spec, input_columns={})):
+            run_stage(cfg, which)
+            written.append([store.resolve_output_path(name).read_bytes() for name in spec.outputs])
+        assert written[0] == written[1], spec.id
