@@ -153,11 +153,13 @@ def player_lines_before(lines: pd.DataFrame, games: pd.DataFrame | None, as_of: 
     completed on or after it (`hidden_games`, of `games` or given)."""
     day = pd.Timestamp(as_of)
     hidden = hidden_games(games, as_of) if hidden is None else hidden
-    # flags from the key columns alone, one copy of the kept lines at most (the lines are every season's)
-    keys = lines[["date", "game_number", "team"]]
-    flagged = keys.merge(hidden.astype({"date": "datetime64[ms]", "team": "string"}), how="left",
-                         on=["date", "game_number", "team"])["_hidden"].fillna(False).to_numpy(dtype=bool)
-    keep = (lines["date"] < day).to_numpy(dtype=bool) & ~flagged
+    keep = (lines["date"] < day).to_numpy(dtype=bool)
+    if len(hidden):  # most nights no suspended game waits for its end: no line to flag
+        # flags from the key columns alone, one copy of the kept lines at most (the lines are every season's)
+        keys = lines[["date", "game_number", "team"]]
+        flagged = keys.merge(hidden.astype({"date": "datetime64[ms]", "team": "string"}), how="left",
+                             on=["date", "game_number", "team"])["_hidden"].fillna(False).to_numpy(dtype=bool)
+        keep = keep & ~flagged
     return (lines if keep.all() else lines[keep]).reset_index(drop=True)
 
 

@@ -145,6 +145,8 @@ def test_lines_of_the_as_of_date_and_of_games_completed_on_or_after_it_are_not_k
                         "completion_info": [None, "20240715,TOR,0,0,3", "20240712,TOR,0,0,3"]})
     kept = player_lines_before(lines, log.astype({"completion_info": "string"}), dt.date(2024, 7, 14))
     assert sorted(kept["event_game_id"]) == ["NYA202407130", "TOR202407110"]  # not D, not the one completed after
+    later = player_lines_before(lines, log.astype({"completion_info": "string"}), dt.date(2024, 7, 16))
+    assert sorted(later["event_game_id"]) == sorted(g for g, _d, _t in rows)  # none waits: every line before it
 
 
 def test_a_season_is_parsed_once_and_then_read_from_the_cache(tmp_path, monkeypatch):
