@@ -54,7 +54,7 @@ def build_ratings(games: pd.DataFrame, k: float, home_advantage: float, reversio
             for _, h, a, points in due:  # in the order the games were played, as always
                 ratings[h] += points
                 ratings[a] -= points
-            next_due = min((p[0] for p in pending), default=None)
+            next_due = min((p[0] for p in pending if not np.isnat(p[0])), default=None)
         for team in (home[i], away[i]):
             if team not in ratings:
                 ratings[team], season_of[team] = initial, season[i]
@@ -68,7 +68,8 @@ def build_ratings(games: pd.DataFrame, k: float, home_advantage: float, reversio
             outcome = 1.0 if hs[i] > as_[i] else 0.0
             factor = mov_multiplier(hs[i] - as_[i], diff if outcome else -diff) if mov else 1.0
             pending.append((result_dates[i], home[i], away[i], k * factor * (outcome - expected)))
-            next_due = result_dates[i] if next_due is None else min(next_due, result_dates[i])
+            if not np.isnat(result_dates[i]):  # a result never known is never due (nor was it before)
+                next_due = result_dates[i] if next_due is None else min(next_due, result_dates[i])
     out = pd.DataFrame({"game_id": order["game_id"].to_numpy(), "elo_home_pre": home_pre, "elo_away_pre": away_pre},
                        index=order.index).reindex(games.index)
     hfa = np.where(games["is_neutral"].to_numpy(), 0.0, home_advantage)

@@ -112,7 +112,7 @@ def _read_events(folder, cache_dir, counter, start):
     def counted(jobs, workers):
         with open(counter, "a") as handle:
             handle.write(f"{os.getpid()} {len(jobs)}\n")
-        time.sleep(1.5)  # the other process arrives while this one parses (both are started and waiting)
+        time.sleep(3.0)  # the other process arrives while this one parses
         return real(jobs, workers)
 
     a.parse_many = counted

@@ -200,10 +200,12 @@ def test_a_walk_forward_reads_kept_fits_and_predicts_the_same(mcfg, tmp_path, mo
     from utils.flows import backtest
 
     table = synthetic_table()
-    fitted = backtest.walk_forward(table, 2022, 60, mcfg, fits=tmp_path)  # an empty cache: it fits each day
+    fitted = backtest.walk_forward(table, 2022, 60, mcfg)
+    first = backtest.walk_forward(table, 2022, 60, mcfg, fits=tmp_path)
     calls = []
     monkeypatch.setattr(k_train, "train_models", lambda *a, **k: calls.append(a[1]))
     again = backtest.walk_forward(table, 2022, 60, mcfg, fits=tmp_path)
+    pd.testing.assert_frame_equal(first, fitted, check_exact=True)
     pd.testing.assert_frame_equal(again, fitted, check_exact=True)
     assert calls == [] and len(list(tmp_path.glob("fit-expected-2022-*.json"))) == len(backtest.retrain_dates(
         table[table["season"] == 2022], 60))

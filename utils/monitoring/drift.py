@@ -161,8 +161,8 @@ def fit_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg, 
             night_stats[f"{name}|shift"] = None if moved is None else abs(moved)
         return night_stats
 
-    # the nights are independent, and numpy's quantiles and searches let go of the GIL: one thread a
-    # core measures them in about half the time, in the same order, to the same bits
+    # the nights are independent, and numpy's quantiles and searches let go of the GIL: two threads (not
+    # more than the cores) measure them in about half the time, in the same order, to the same bits
     with ThreadPoolExecutor(max_workers=max(1, min(workers, os.cpu_count() or 1))) as pool:
         seen = [stats for stats in pool.map(measured, baseline_nights(table, as_of, cfg)) if stats is not None]
     frame = pd.DataFrame(seen)

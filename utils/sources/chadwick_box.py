@@ -8,24 +8,33 @@ the box score: a resumed game's `suspended` comment is read by the first iterato
 `box_create` is chadwickpy's own `box_create` and `iterate_game` (chadwickpy 0.4.0, `box.py`, a
 derivative of Chadwick's `box.c`: Copyright (c) 2002-2026 Dr T L Turocy and the Chadwick Baseball
 Bureau, GPL-2.0-or-later) with the fielding credits left out. The check that every position has a
-fielder stays and logs chadwickpy's own messages, so a game chadwickpy would warn about is
-quarantined still. tests/test_events.py holds the lines to chadwickpy's own `game_lines`, byte for
+fielder (and the others `fielder_stats` makes) stays and logs or raises as chadwickpy does, so a game
+chadwickpy would quarantine is quarantined still; with another chadwickpy than 0.4.0 its own
+`game_lines` is used. tests/test_events.py holds the lines to chadwickpy's own `game_lines`, byte for
 byte; every season 2000-2024 parses to the same bytes, in about a third less time.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from importlib.metadata import version
 
 from chadwickpy import box as cw
 from chadwickpy.parse import runs_on_play
+from chadwickpy.tools import daily
 from chadwickpy.tools.daily import FIELDS, cut_at_nul
 
 log = logging.getLogger("chadwickpy")  # chadwickpy's logger: its messages are the quarantine's reasons
+COPIED_FROM = "0.4.0"  # the chadwickpy whose box.py these functions follow (requirements.lock pins it)
+_COPIED_FROM_THIS_VERSION = version("chadwickpy") == COPIED_FROM
 
 
 def game_lines(game, fields: tuple[int, ...]) -> Iterator[str]:
-    """`chadwickpy.tools.daily.game_lines(game, fields=fields)`, ASCII: one replay, no fielding credits."""
+    """`chadwickpy.tools.daily.game_lines(game, fields=fields)`, ASCII: one replay, no fielding credits
+    (another chadwickpy than the one these functions were copied from: its own game_lines)."""
+    if not _COPIED_FROM_THIS_VERSION:
+        yield from daily.game_lines(game, fields=fields)
+        return
     at = cw.GameIter(game)  # made before the box score, as chadwickpy makes it: the order is not idle
     box = box_create(game)
     for team in (0, 1):
@@ -70,15 +79,23 @@ def box_create(game) -> cw.Boxscore:
 
 
 def _fielders_known(box: cw.Boxscore, gi) -> None:
-    """The first check of chadwickpy's `fielder_stats`: every position has a fielder in the box."""
-    state = gi.state
+    """chadwickpy's `fielder_stats` without its credits: what it checks, in its order, with its own message
+    or error (a position without a fielder; a passed ball with no pitcher charged; a double or triple
+    play's fielder not in the game), so a game it would quarantine is quarantined for the same reason."""
+    d, state = gi.data, gi.state
+    bt = state.batting_team
     for pos in range(1, 10):
-        player = cw.find_current_player(box, state.fielders[pos][1 - state.batting_team], False)
+        player = cw.find_current_player(box, state.fielders[pos][1 - bt], False)
         if player is None or player.fielding[pos] is None:
             log.error("ERROR: In %s, no entry for fielder at position %d at event %d.", gi.game.game_id, pos,
                       state.event_count)
             cw._log_play(gi)
             return
+        if pos == 2 and d.pb_flag:
+            cw._deref(cw.find_pitcher(box, state.charged_pitcher(d)))
+    if d.dp_flag or d.tp_flag:
+        for i in range(d.num_touches):
+            cw._deref(cw.find_current_player(box, state.fielders[d.touches[i]][1 - bt], False))
 
 
 def _iterate_game(box: cw.Boxscore, game) -> None:
