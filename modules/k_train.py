@@ -24,7 +24,7 @@ import pandas as pd
 from modules.models import Calibrator, TrainedModels, feature_columns, logistic_logit, raw_probability
 from utils.config import DriftConfig, ModelConfig
 from utils.engine.stages import ModuleResult, StageOutput, project_sources
-from utils.engine.threads import openmp_threads
+from utils.engine.threads import openmp_threads, threads_free
 from utils.monitoring import drift
 from utils.monitoring.evaluation import calibration_table, prediction_noise, run_metrics, run_noise, win_metrics
 from utils.store.cache import ContentCache
@@ -245,7 +245,7 @@ def train(model_table: pd.DataFrame, as_of: dt.date, model: ModelConfig, psi_bin
     card = published["model_card"]
     features = published["model_params"]["features"]
     baseline = cached_baseline(model_table, features, as_of, drift_config, psi_bins, model.train_seasons, cache,
-                               lineups)
+                               lineups, threads_free(model.num_threads))  # the fit's thread budget, free cores only
     chosen = card["candidates"][card["chosen"]]["validation"]
     return StageOutput({**published, "drift_baseline": baseline},
                        {"validation_brier": chosen["brier"], "validation_log_loss": chosen["log_loss"],
@@ -332,7 +332,7 @@ def cached_fit(table: pd.DataFrame, day: dt.date, mcfg: ModelConfig, psi_bins: i
 
 
 def cached_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg: DriftConfig, bins: int,
-                    train_seasons: int, cache: Path, lineups: str = "expected") -> dict:
+                    train_seasons: int, cache: Path, lineups: str = "expected", workers: int = 1) -> dict:
     """drift.fit_baseline, reused while the seasons it reads, the features, the settings and the code
     that measures are the same: it reads only seasons before the as-of season, so it is fit on a
     season's first night and read after. The key hashes every row of those seasons (a corrected past
@@ -350,7 +350,7 @@ def cached_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cf
     cached = _read_baseline(store, f"{stem}-{key}.json")
     if cached is not None:
         return {**cached, "as_of": as_of.isoformat()}
-    baseline = drift.fit_baseline(table[before], features, as_of, cfg, bins, train_seasons)
+    baseline = drift.fit_baseline(table[before], features, as_of, cfg, bins, train_seasons, workers)
     try:
         store.publish(stem, key, {".json": json.dumps(baseline, sort_keys=True).encode()})
     except OSError as exc:

@@ -210,14 +210,14 @@ def test_a_cache_that_cannot_be_written_or_read_costs_a_warning_not_the_models(t
 def test_the_opening_nights_share_one_reference_a_season_and_threads_change_nothing(table, baseline, monkeypatch):
     """A season's opening nights (too few games in the same weeks before) fall back to every earlier
     season's rows: the same rows, so their reference is measured once a season; the nights are
-    measured on threads, and the baseline is the one measured on one."""
+    measured on threads, and the baseline is the one measured on one (the fixture's)."""
     sizes = []
     real = drift.reference_matrix
     monkeypatch.setattr(drift, "reference_matrix", lambda values, *a: sizes.append(len(values)) or real(values, *a))
-    serial = drift.fit_baseline(table[table["season"] < 2024], FEATURES, dt.date(2024, 3, 1), config(), 10, 12,
-                                workers=1)
-    assert serial == baseline
+    threaded = drift.fit_baseline(table[table["season"] < 2024], FEATURES, dt.date(2024, 3, 1), config(), 10, 12,
+                                  workers=2)
+    assert threaded == baseline
     earlier = {year: int((table["season"] < year).sum()) for year in (2021, 2022, 2023)}
     fallbacks = [n for n in sizes if n in earlier.values()]
     assert len(fallbacks) == len(set(fallbacks)) >= 2  # one each season that has them, never twice
-    assert len(sizes) - len(fallbacks) < serial["nights"]  # the other nights each measure their own
+    assert len(sizes) - len(fallbacks) < threaded["nights"]  # the other nights each measure their own

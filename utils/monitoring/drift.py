@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -115,7 +114,7 @@ def baseline_nights(table: pd.DataFrame, as_of: dt.date, cfg) -> list[pd.Timesta
 
 
 def fit_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg, bins: int,
-                 train_seasons: int, workers: int = 2) -> dict:
+                 train_seasons: int, workers: int = 1) -> dict:
     """Each feature's normal, from ordinary nights of past seasons measured as L measures tonight:
     the `quantile` of its 30-day PSI and of its tonight's |shift|, each per window-size bucket
     (opening week's few games, and its counters at zero, are their own normal). Only seasons before
@@ -161,9 +160,9 @@ def fit_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg, 
             night_stats[f"{name}|shift"] = None if moved is None else abs(moved)
         return night_stats
 
-    # the nights are independent, and numpy's quantiles and searches let go of the GIL: two threads (not
-    # more than the cores) measure them in about half the time, in the same order, to the same bits
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, os.cpu_count() or 1))) as pool:
+    # the nights are independent, and numpy's quantiles and searches let go of the GIL: `workers` threads
+    # (K gives the cores free now) measure them in less time, in the same order, to the same bits
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         seen = [stats for stats in pool.map(measured, baseline_nights(table, as_of, cfg)) if stats is not None]
     frame = pd.DataFrame(seen)
     edges = list(cfg.window_games_buckets)
