@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 
+from tests import local_server
 from utils.sources.common import STATSAPI_TEAMS
 from utils.sources.statsapi import PLAYER_BATTING, PLAYER_PITCHING, TEAM_BATTING, VENUES
 
@@ -311,13 +312,12 @@ class FakeStatsApiServer:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1/schedule"
 
     def __enter__(self) -> FakeStatsApiServer:
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        local_server.start(self.server)
         return self
 
     def __exit__(self, *exc) -> None:
         self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
+        local_server.stop(self.server)
 
     def release(self) -> None:
         self.hold_after = None

@@ -4,7 +4,6 @@ import datetime as dt
 import json
 import re
 import subprocess
-import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
@@ -13,6 +12,7 @@ import pytest
 import yaml
 
 from phase_status import OutputStatus, PhaseStatus, RunStatus
+from tests import local_server
 from tests.conftest import ROOT, wait_for
 from tests.monitoring_servers import DASHBOARDS, Servers, binary
 from tests.test_metrics import drift_report, evaluation, feature
@@ -84,14 +84,13 @@ class Webhook:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        local_server.start(self.server)
 
     def at(self, path: str) -> list[dict]:
         return [body for p, body in list(self.received) if p == path]
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        local_server.stop(self.server)
 
 
 def push_night(gateway: str, root, run_id: str, features: dict) -> None:

@@ -245,7 +245,7 @@ def test_a_season_zip_without_rosters_leaves_the_counts_against_lefties_unknown(
     assert counted["bl_pa"].notna().all() and counted["bl_pa"].sum() > 0
 
 
-def test_the_lines_without_fielding_are_chadwickpys_own_byte_for_byte(monkeypatch):
+def test_the_lines_without_fielding_are_chadwickpys_own_byte_for_byte():
     """utils/sources/chadwick_box builds the box scores without crediting fielders: the lines it gives for a
     team's season (Boston 2023, with a suspended game whose substitutes appear on the day it was resumed)
     are the ones chadwickpy's own cwdaily gives, and a game without a fielder at a position still logs
@@ -265,14 +265,6 @@ def test_the_lines_without_fielding_are_chadwickpys_own_byte_for_byte(monkeypatc
     ours = [list(game_lines(replay, fields)) for replay, _visitors, _home in iterate_games(data)]
     theirs = [list(chadwicks(replay, fields=fields)) for replay, _visitors, _home in iterate_games(data)]
     assert len(ours) == 81 and [i for i in range(81) if ours[i] != theirs[i]] == []
-    import utils.sources.chadwick_box as box
-
-    assert box._COPIED_FROM_THIS_VERSION  # the pinned chadwickpy; with another, its own game_lines is used
-    monkeypatch.setattr(box, "_COPIED_FROM_THIS_VERSION", False)
-    monkeypatch.setattr(box.daily, "game_lines", lambda game, fields: iter([f"chadwickpy's {game.game_id}"]))
-    replay = next(iterate_games(data))[0]
-    assert list(game_lines(replay, fields)) == [f"chadwickpy's {replay.game_id}"]
-    monkeypatch.undo()
     resumed = [line for game in ours for line in game if line.startswith('"BOS202307210"')]
     assert {line.split(",")[3] for line in resumed} == {'"20230721"', '"20230722"'}  # appeared on either day
     first = member(2023, "2023BOS.EVA").split(b"\nid,")[0]
@@ -288,3 +280,21 @@ def test_the_lines_without_fielding_are_chadwickpys_own_byte_for_byte(monkeypatc
     said = [r.getMessage() for r in mine]
     assert any("no entry for fielder at position 2" in message for message in said), said[:3]
     assert said == [r.getMessage() for r in chadwickpys][:len(said)]
+
+
+def test_another_chadwickpy_version_gives_its_own_lines(monkeypatch):
+    """chadwick_box copies chadwickpy 0.4.0's box score; under any other version chadwickpy's own
+    game_lines is used, so a changed chadwickpy cannot be paired with a stale copy."""
+    from chadwickpy.tools.tools import iterate_games
+
+    import utils.sources.chadwick_box as box
+    from utils.sources.events import _fields
+
+    fields, data = _fields(), member(2023, "2023BOS.EVA")
+    replay = next(iterate_games(data))[0]
+    assert box._COPIED_FROM_THIS_VERSION  # the lock pins the version the copy was made from
+    assert list(box.game_lines(replay, fields))[0] != f"chadwickpy's {replay.game_id}"
+    monkeypatch.setattr(box, "_COPIED_FROM_THIS_VERSION", False)
+    monkeypatch.setattr(box.daily, "game_lines", lambda game, fields: iter([f"chadwickpy's {game.game_id}"]))
+    replay = next(iterate_games(data))[0]
+    assert list(box.game_lines(replay, fields)) == [f"chadwickpy's {replay.game_id}"]

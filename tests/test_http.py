@@ -3,11 +3,11 @@ server that drips a byte at a time, redirects to another host or scheme."""
 from __future__ import annotations
 
 import http.server
-import threading
 import time
 
 import pytest
 
+from tests import local_server
 from utils.sources.common import SourceError, http_get
 
 
@@ -54,16 +54,9 @@ class Misbehaving(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), Misbehaving) for _ in range(2)]
-    for s in servers:
-        s.daemon_threads = True
-        # polling for shutdown every 50 ms: a teardown waits no longer
-        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     Misbehaving.seen = []
-    yield [f"http://127.0.0.1:{s.server_address[1]}" for s in servers]
-    for s in servers:
-        s.shutdown()
-        s.server_close()
+    with local_server.serving(Misbehaving) as one, local_server.serving(Misbehaving) as two:
+        yield [f"http://127.0.0.1:{s.server_address[1]}" for s in (one, two)]
 
 
 def test_a_huge_answer_is_cut_off_at_the_cap_not_read_whole(server):

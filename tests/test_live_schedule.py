@@ -2,10 +2,10 @@
 import datetime as dt
 import http.server
 import json
-import threading
 
 import pytest
 
+from tests import local_server
 from tests.conftest import ROOT, free_port, run_pipeline
 from utils.sources.common import SourceError
 from utils.sources.crosswalk import Crosswalk
@@ -92,10 +92,8 @@ class FakeStatsApi(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def statsapi():
     FakeStatsApi.statuses, FakeStatsApi.seen = [], []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeStatsApi)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/api/v1/schedule"
-    server.shutdown()
+    with local_server.serving(FakeStatsApi) as server:
+        yield f"http://127.0.0.1:{server.server_address[1]}/api/v1/schedule"
 
 
 @pytest.mark.slow
