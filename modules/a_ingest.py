@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
 import logging
 from pathlib import Path
@@ -36,7 +37,13 @@ from utils.sources.crosswalk import Crosswalk, mapping_frame
 from utils.sources.events import FIRST_EVENT_SEASON, VS_LEFT, ParsedEvents, to_frame
 from utils.sources.gamelogs import FIELD_NAMES, IngestError, Parsed, parse_gamelog
 from utils.sources.quarantine import quarantine_frame
-from utils.sources.seasons import fetch_published, known_team_codes, parse_cached, read_player_games
+from utils.sources.seasons import (
+    fetch_published,
+    known_team_codes,
+    parse_cached,
+    parse_seasons_cached,
+    read_player_games,
+)
 from utils.sources.statsapi import LiveIds, SeasonListing, StatsApi, day_slate, read_season
 
 log = logging.getLogger("mlb.a_ingest")
@@ -47,12 +54,20 @@ LAHMAN_COLUMNS = ["retro_id", "season", "g", "gs", "ip_outs", "h", "er", "hr", "
 BATTING_COLUMNS = ["retro_id", "season", "pa", "ab", "h", "doubles", "triples", "hr", "bb", "hbp", "sf"]
 
 
+def rows_where(frame: pd.DataFrame, keep) -> pd.DataFrame:
+    """frame[keep], as a slice when the kept rows are the first ones (history before a date, the seasons
+    in order): no row is copied column by column."""
+
+    kept = int(keep.sum())
+    return frame.iloc[:kept] if keep[:kept].all() else frame[keep]
+
+
 def split_as_of(games: pd.DataFrame, as_of: dt.date, lineups: str = "expected") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(history before as_of, as_of's schedule). History hides results not known by as_of. With
     `lineups` "confirmed" the schedule carries each side's starting nine as posted before the game,
     which is what the game log records (its starters in batting order and their positions)."""
     day = pd.Timestamp(as_of)
-    history = games[games["date"] < day].copy()
+    history = rows_where(games, (games["date"] < day).to_numpy(dtype=bool)).copy()
     completed = pd.to_datetime(history["completion_info"].str.slice(0, 8), format="%Y%m%d", errors="coerce")
     pending = completed.notna() & (completed >= day)
     result_fields = [n for n in FIELD_NAMES if n not in PREGAME_FIELDS]
@@ -147,6 +162,13 @@ def hidden_games(games: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
     return hidden.assign(_hidden=True)
 
 
+def not_empty(season: int, parsed: Parsed, where: str) -> None:
+    """A past season's game log holds games (the as-of season's may not yet)."""
+    if parsed.games.empty:
+        raise IngestError(f"{where}: GL{season}.TXT holds no readable game "
+                          f"({len(parsed.quarantine)} quarantined lines); a past season cannot be empty")
+
+
 def player_lines_before(lines: pd.DataFrame, games: pd.DataFrame | None, as_of: dt.date,
                         hidden: pd.DataFrame | None = None) -> pd.DataFrame:
     """The as-of rule for player lines: games before the date, less those suspended before it and
@@ -160,7 +182,7 @@ def player_lines_before(lines: pd.DataFrame, games: pd.DataFrame | None, as_of: 
         flagged = keys.merge(hidden.astype({"date": "datetime64[ms]", "team": "string"}), how="left",
                              on=["date", "game_number", "team"])["_hidden"].fillna(False).to_numpy(dtype=bool)
         keep = keep & ~flagged
-    return (lines if keep.all() else lines[keep]).reset_index(drop=True)
+    return rows_where(lines, keep).reset_index(drop=True)
 
 
 def ingest(as_of: dt.date, retrosheet: RetrosheetSettings, schedule: ScheduleSettings, live: LiveSettings,
@@ -206,7 +228,7 @@ def ingest_from(sources: Sources, as_of: dt.date, schedule: ScheduleSettings, li
                           f"{season_now}: no season to ingest")
     schedule_is_live = live_schedule(schedule.mode, as_of, today_in(schedule.timezone))
     results_live = live.results == "on" or (live.results == "auto" and schedule_is_live)
-    parsed, live_seasons = [], []
+    published, live_seasons = [], []
     with progress("game logs", len(seasons)) as step:
         for season in seasons:
             step(str(season))
@@ -216,13 +238,14 @@ def ingest_from(sources: Sources, as_of: dt.date, schedule: ScheduleSettings, li
                 if results_live:
                     live_seasons.append(season)
                 continue
-            payload, where = fetched
-            season_games = parse_cached(payload, season, where, known_team_codes(teams, season), parse_cache)
-            if season_games.games.empty and season != season_now:
-                raise IngestError(f"{where}: GL{season}.TXT holds no readable game "
-                                  f"({len(season_games.quarantine)} quarantined lines); a past season cannot be empty")
-            parsed.append(Parsed(season_games.games.assign(source="retrosheet", game_pk=pd.NA),
-                                 season_games.quarantine))
+            published.append((season, *fetched))
+    known = functools.partial(known_team_codes, teams)
+    # the past seasons read as one kept entry (a night's settled history); the as-of season on its own
+    settled = [one for one in published if one[0] != season_now]
+    parsed = [parse_seasons_cached(settled, known, parse_cache, check=not_empty)] if settled else []
+    parsed += [parse_cached(payload, season, where, known(season), parse_cache)
+               for season, payload, where in published if season == season_now]
+    parsed = [Parsed(one.games.assign(source="retrosheet", game_pk=pd.NA), one.quarantine) for one in parsed]
     people = sources.lahman.people()
     api, ids = None, None
     if results_live or schedule_is_live:  # the crosswalk only where the Stats API is read

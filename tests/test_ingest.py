@@ -207,6 +207,44 @@ def test_parsed_seasons_are_cached_by_the_zip_s_content(mirror, tmp_path):
     assert len(now) == 4 and now != cached
 
 
+def test_the_settled_seasons_are_read_as_one_kept_entry_equal_to_their_parses(mirror, tmp_path, monkeypatch):
+    """parse_seasons_cached: a night's past seasons are one cached file, equal to the seasons' own parses
+    in order, each quarantined line naming its own zip's place; a changed zip makes a new entry, and
+    another span of seasons (a backtest's) keeps its own."""
+    from tests.test_faults import rezip
+    from utils.sources import seasons as cached_seasons
+
+    def known(season: int) -> set[str]:
+        return {"NYA", "BOS", "TOR"}  # most lines are quarantined: unknown teams
+
+    fetched = [(season, (mirror / f"gl{season}.zip").read_bytes(), f"at/{season}/gl{season}.zip")
+               for season in (2021, 2022, 2023)]
+    one = [cached_seasons.parse_cached(payload, season, where, known(season), tmp_path)
+           for season, payload, where in fetched]
+    together = cached_seasons.parse_seasons_cached(fetched, known, tmp_path)
+    pd.testing.assert_frame_equal(together.games, pd.concat([p.games for p in one], ignore_index=True))
+    pd.testing.assert_frame_equal(together.quarantine, pd.concat([p.quarantine for p in one], ignore_index=True))
+    assert set(together.quarantine["source"]) == {where for _, _, where in fetched}
+    [entry] = [path for path in tmp_path.glob("glseasons2021to2023-*.parquet") if ".q." not in path.name]
+    # read again: the one entry, no season parsed or read on its own; from another place, it names that one
+    monkeypatch.setattr(cached_seasons, "parse_cached", lambda *a: pytest.fail("a season parsed on its own"))
+    moved = [(season, payload, f"moved/gl{season}.zip") for season, payload, _ in fetched]
+    again = cached_seasons.parse_seasons_cached(moved, known, tmp_path)
+    pd.testing.assert_frame_equal(again.games, together.games)
+    assert again.quarantine["source"].tolist() == [f"moved/gl{season}.zip" for season in together.quarantine["season"]]
+    monkeypatch.undo()
+    # one season's zip changes: a new entry replaces the old, made from the seasons' parses
+    (tmp_path / "edited").mkdir()
+    rezip(mirror, tmp_path / "edited", 2022, lambda lines: lines[:100])
+    edited = [fetched[0], (2022, (tmp_path / "edited" / "gl2022.zip").read_bytes(), fetched[1][2]), fetched[2]]
+    changed = cached_seasons.parse_seasons_cached(edited, known, tmp_path)
+    assert (changed.games["season"] == 2022).sum() < (together.games["season"] == 2022).sum()
+    assert not entry.exists() and len(list(tmp_path.glob("glseasons2021to2023-*.parquet"))) == 2  # rows, quarantine
+    # a backtest's span is another entry beside it
+    cached_seasons.parse_seasons_cached(fetched[:2], known, tmp_path)
+    assert len(list(tmp_path.glob("glseasons*.parquet"))) == 4  # rows and quarantine of each span
+
+
 def test_a_season_before_first_season_is_a_config_error_not_a_crash(mirror, tmp_path):
     from tests.conftest import run_pipeline
 

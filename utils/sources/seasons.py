@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -40,6 +41,47 @@ def parse_cached(payload: bytes, season: int, where: str, known: set[str], cache
         parsed = parse_gamelog(read_season_zip(payload, season, where), season, where, known)
         write_cached_frames(cache, f"gl{season}", key, (parsed.games, parsed.quarantine), where)
     return parsed
+
+
+SEASONS_VERSION = "1"  # bump when parse_seasons_cached's entry changes shape
+
+
+def parse_seasons_cached(fetched: list[tuple[int, bytes, str]], known: Callable[[int], set[str]], cache_dir: Path,
+                         check: Callable[[int, Parsed, str], None] | None = None) -> Parsed:
+    """Several seasons' game logs, (season, zip bytes, where) in order, as one Parsed: each season's parse
+    (`parse_cached`, then `check`ed), and the seasons' rows together kept as one more entry, keyed by each
+    season's key, so a night reads one file for its settled seasons instead of one a season. The entry is
+    named by the first and last season (a backtest's earlier span keeps its own); a changed zip, parser or
+    team list makes a new one from the seasons' parses, which are kept. The quarantine's sources name each
+    season's `where`, as `parse_cached`'s do."""
+    cache = ContentCache(cache_dir)
+    stem = f"glseasons{fetched[0][0]}to{fetched[-1][0]}"
+    keys = [cache_key(payload, PARSER_VERSION, known(season)) for season, payload, _ in fetched]
+    key = ContentCache.key(SEASONS_VERSION, *(f"{season}:{k}" for (season, _, _), k in zip(fetched, keys)))
+    where = {season: w for season, _, w in fetched}
+    cached = read_cached_frames(cache, stem, key, "")
+    if cached is not None:
+        rows, quarantine = cached
+        seasons = quarantine["season"].astype("Int64")
+        if seasons.isin(list(where)).all():  # each line names its own zip's place
+            prefix = seasons.map(where).astype("string")
+            return Parsed(rows, quarantine.assign(source=(prefix + quarantine["source"]).astype("string")))
+        log.warning("%s: discarding a kept entry whose quarantine names a season it does not hold", cache.path(stem))
+    games, lines = [], []
+    with progress("game logs", len(fetched)) as step:
+        for season, payload, at in fetched:
+            step(str(season))
+            one = parse_cached(payload, season, at, known(season), cache_dir)
+            if check is not None:
+                check(season, one, at)
+            games.append(one.games)
+            lines.append(one.quarantine.assign(source=one.quarantine["source"].str.removeprefix(at)))
+    rows = pd.concat(games, ignore_index=True)
+    quarantine = pd.concat(lines, ignore_index=True).astype({"source": "string"})
+    del games, lines
+    write_cached_frames(cache, stem, key, (rows, quarantine), "")
+    prefix = quarantine["season"].astype("Int64").map(where).astype("string")
+    return Parsed(rows, quarantine.assign(source=(prefix + quarantine["source"]).astype("string")))
 
 
 def cache_key(payload: bytes, version: str, known: set[str]) -> str:
