@@ -55,6 +55,23 @@ def test_day_digests_change_on_exactly_the_days_whose_rows_change():
                                         "player_games": history.day_digests(changed)}) == "2023-06-02"
 
 
+def test_an_input_s_digests_are_computed_once_for_its_file_and_columns(monkeypatch):
+    frame = _frame(["2023-06-01", "2023-06-02"], [1.0, 2.0])
+    calls = []
+    real = history.day_digests
+    monkeypatch.setattr(history, "day_digests", lambda f: calls.append(list(f.columns)) or real(f))
+    first = history.input_day_digests(frame, "sha-of-the-file")
+    assert first == real(frame) and history.input_day_digests(frame, "sha-of-the-file") == first
+    assert len(calls) == 1  # the second stage reading that file's columns reuses them
+    history.input_day_digests(frame[["date"]], "sha-of-the-file")  # other columns: other digests
+    history.input_day_digests(frame, "sha-of-another-file")
+    history.input_day_digests(frame, None)  # no file hash: digested every time
+    history.input_day_digests(frame, None)
+    assert calls == [["date", "v"], ["date"], ["date", "v"], ["date", "v"], ["date", "v"]]
+    first["2023-06-01"] = "changed by its caller"
+    assert history.input_day_digests(frame, "sha-of-the-file")["2023-06-01"] != "changed by its caller"
+
+
 def test_a_row_with_no_date_is_refused():
     with pytest.raises(ValueError, match="1 row"):
         history.day_digests(pd.DataFrame({"date": pd.to_datetime(["2023-06-01", None]), "v": [1, 2]}))

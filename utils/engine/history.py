@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,28 @@ def day_digests(frame) -> dict[str, str]:
     unique, starts = np.unique(days, return_index=True)
     ends = np.r_[starts[1:], len(rows)].astype(int)
     return {str(day): hashlib.sha256(rows[s:e].tobytes()).hexdigest()[:16] for day, s, e in zip(unique, starts, ends)}
+
+
+_DIGESTS: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}  # the last few inputs' (file hash, columns)
+_DIGESTS_LOCK = threading.Lock()
+
+
+def input_day_digests(frame, sha256: str | None) -> dict[str, str]:
+    """`day_digests` of an input loaded from the file with this SHA-256: computed once a process for the
+    same file and columns (C, D, F and H each plan on `games`). A frame whose file hash is not known is
+    digested every time."""
+    if not sha256:
+        return day_digests(frame)
+    key = (sha256, tuple(str(c) for c in frame.columns))
+    with _DIGESTS_LOCK:
+        known = _DIGESTS.get(key)
+    if known is None:
+        known = day_digests(frame)
+        with _DIGESTS_LOCK:
+            while len(_DIGESTS) >= 8:  # a run's dated inputs, a few column sets each
+                _DIGESTS.pop(next(iter(_DIGESTS)))
+            _DIGESTS[key] = known
+    return dict(known)
 
 
 def columns_digest(frame) -> str:
@@ -145,7 +168,7 @@ def previous_manifest(store: ArtifactStore, spec: ModuleSpec) -> tuple[dict | No
 def plan(cfg, store: ArtifactStore, spec: ModuleSpec, frames: dict[str, Any], made: dict) -> Reuse:
     """Which rows this run rebuilds (`since`), given the inputs loaded for it and its lineage `made`."""
     manifest = {"version": MANIFEST_VERSION, "stage": spec.id, "key": lineage_key(spec, made, frames),
-                "days": {n: day_digests(frames[n]) for n in spec.history}}
+                "days": {n: input_day_digests(frames[n], made.get("inputs", {}).get(n)) for n in spec.history}}
     if not getattr(cfg.run, "reuse_history", True):
         return Reuse(None, "run.reuse_history is false", manifest)
     old, why = previous_manifest(store, spec)
