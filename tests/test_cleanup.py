@@ -81,6 +81,7 @@ def test_derived_cache_entries_unused_for_the_retention_period_go_and_a_read_kee
     for name in ("fit-2023-04-01-aaaa.json", "fit-expected-2024-07-08-bbbb.json", "fit-expected-2024-07-01-cccc.json"):
         models.put(name, b"{}")
     parsed.put("ev2023-dddd.parquet", b"lines")
+    parsed.put("glseasons1990to2018-eeee.parquet", b"a backtest's span of seasons")
     long_ago = (NOW - dt.timedelta(days=200)).timestamp()
     for path in [*(tmp_path / "cache" / "models").iterdir(), *(tmp_path / "cache" / "parsed").iterdir()]:
         os.utime(path, (long_ago, long_ago))
@@ -92,13 +93,15 @@ def test_derived_cache_entries_unused_for_the_retention_period_go_and_a_read_kee
     assert models.get("fit-expected-2024-07-01-cccc.json") == b"{}"
     old = tmp_path / "cache" / "models" / "fit-2023-04-01-aaaa.json"
     now = dt.datetime.now(dt.timezone.utc)
-    assert cleanup_cache(tmp_path, 90, dry_run=True, now=now) == [old] and old.exists()
-    assert cleanup_cache(tmp_path, 90, now=now) == [old]
+    span = tmp_path / "cache" / "parsed" / "glseasons1990to2018-eeee.parquet"
+    assert sorted(cleanup_cache(tmp_path, 90, dry_run=True, now=now)) == sorted([old, span]) and old.exists()
+    assert sorted(cleanup_cache(tmp_path, 90, now=now)) == sorted([old, span])
     assert not old.exists() and not old.with_name(old.name + ".sha256").exists()
+    assert not span.exists() and not span.with_name(span.name + ".sha256").exists()
     left = sorted(p.name for p in (tmp_path / "cache" / "models").iterdir() if not p.name.endswith(".sha256"))
     assert left == ["fit-expected-2024-07-01-cccc.json", "fit-expected-2024-07-08-bbbb.json", "fit-linked.json"]
     assert outside.read_text() == "precious"
-    # the parsed seasons are not a derived cache: left, however old
+    # the parsed seasons are not a derived cache (the seasons read together are): left, however old
     assert (tmp_path / "cache" / "parsed" / "ev2023-dddd.parquet").exists()
 
 

@@ -63,10 +63,12 @@ def cleanup_logs(root: Path, retention_days: int, dry_run: bool = False, now: dt
 
 
 # Caches made from the artifacts, cheap to make again and growing with every retrain day and season:
-# K's fits (one a retrain day and lineup mode), the drift baselines and the stages' kept history. The
-# parsed seasons (one entry a season, replaced when its zip changes) and the downloaded answers (the
-# network's, fetched once each) are left alone.
+# K's fits (one a retrain day and lineup mode), the drift baselines and the stages' kept history; and
+# in parsed/, the past seasons' game logs read together (one a span of seasons: a year's nights, each
+# backtest season). The parsed seasons (one entry a season, replaced when its zip changes) and the
+# downloaded answers (the network's, fetched once each) are left alone.
 DERIVED_CACHES = ("models", "drift", "history")
+DERIVED_ENTRIES = {"parsed": "glseasons"}  # folder: the name its derived entries start with
 
 
 def cleanup_cache(cache_root: Path, retention_days: int, dry_run: bool = False,
@@ -78,13 +80,15 @@ def cleanup_cache(cache_root: Path, retention_days: int, dry_run: bool = False,
     cutoff = ((now or dt.datetime.now(dt.timezone.utc)) - dt.timedelta(days=retention_days)).timestamp()
     expired = []
     catalog = Catalog(cache_root)
-    for name in DERIVED_CACHES:
+    for name in (*DERIVED_CACHES, *DERIVED_ENTRIES):
         folder = catalog.cache_path(name)  # a link on the way (cache/ itself too) is refused
         if not folder.is_dir():
             continue
         for entry in folder.iterdir():
             digest = entry.with_name(entry.name + ".sha256")
             if entry.name.endswith(".sha256") or entry.is_symlink() or not entry.is_file() or not digest.is_file():
+                continue
+            if name in DERIVED_ENTRIES and not entry.name.startswith(DERIVED_ENTRIES[name]):
                 continue
             used = entry.lstat().st_mtime
             if used < cutoff:
