@@ -181,7 +181,7 @@ def test_the_configured_retries_reach_the_live_schedule(statsapi, mirror, tmp_pa
               "--set", f"sources.schedule.statsapi_url={statsapi}", "--set", "sources.schedule.mode=live",
               "--set", f"sources.retrosheet.base_url={mirror}", "--set", "data.first_season=2024",
               "--set", f"paths.artifacts={tmp_path}", "--set", "sources.retry.retries=1",
-              "--set", "sources.retry.backoff_seconds=0", *shared_cache]
+              "--set", "sources.retry.backoff_seconds=0", "--set", "sources.retrosheet.events_url=off", *shared_cache]
     FakeStatsApi.statuses = [503]
     assert run_pipeline(*common).returncode == 0
     assert [p.split("?")[0] for p in FakeStatsApi.seen] == ["/api/v1/schedule"] * 2 + ["/api/v1/people"]
