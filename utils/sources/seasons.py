@@ -68,7 +68,7 @@ def parse_seasons_cached(fetched: list[tuple[int, bytes, str]], known: Callable[
             return Parsed(rows, quarantine.assign(source=(prefix + quarantine["source"]).astype("string")))
         log.warning("%s: discarding a kept entry whose quarantine names a season it does not hold", cache.path(stem))
     games, lines = [], []
-    with progress("game logs", len(fetched)) as step:
+    with progress("parsing game logs", len(fetched)) as step:
         for season, payload, at in fetched:
             step(str(season))
             one = parse_cached(payload, season, at, known(season), cache_dir)
