@@ -57,6 +57,7 @@ def test_day_digests_change_on_exactly_the_days_whose_rows_change():
 
 def test_an_input_s_digests_are_computed_once_for_its_file_and_columns(monkeypatch):
     frame = _frame(["2023-06-01", "2023-06-02"], [1.0, 2.0])
+    monkeypatch.setattr(history, "_DIGESTS", {})  # nothing remembered from another test
     calls = []
     real = history.day_digests
     monkeypatch.setattr(history, "day_digests", lambda f: calls.append(list(f.columns)) or real(f))

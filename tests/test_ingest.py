@@ -207,32 +207,53 @@ def test_parsed_seasons_are_cached_by_the_zip_s_content(mirror, tmp_path):
     assert len(now) == 4 and now != cached
 
 
-def test_the_settled_seasons_are_read_as_one_kept_entry_equal_to_their_parses(mirror, tmp_path, monkeypatch):
-    """parse_seasons_cached: a night's past seasons are one cached file, equal to the seasons' own parses
-    in order, each quarantined line naming its own zip's place; a changed zip makes a new entry, and
-    another span of seasons (a backtest's) keeps its own."""
+def test_the_settled_seasons_are_read_as_one_kept_entry_equal_to_their_parses(mirror, tmp_path, monkeypatch, caplog):
+    """parse_seasons_cached: a night's past seasons are one cached file, and what it gives writes the
+    very bytes the seasons read one by one give (rows and quarantine, whose long text columns the
+    Parquet writer pages by their pieces), each quarantined line naming its own zip's place; a changed
+    zip makes a new entry, another span of seasons (a backtest's) keeps its own, and an entry that is
+    not its seasons' rows in order is made again."""
+    import io
+
     from tests.test_faults import rezip
     from utils.sources import seasons as cached_seasons
+    from utils.store.artifacts import parquet_bytes
+    from utils.store.cache import ContentCache
 
     def known(season: int) -> set[str]:
-        return {"NYA", "BOS", "TOR"}  # most lines are quarantined: unknown teams
+        return {"NYA", "BOS", "TOR"}  # most lines are quarantined (unknown teams): megabytes of text
+
+    def written(parsed) -> list[bytes]:
+        return [parquet_bytes(parsed.games), parquet_bytes(parsed.quarantine)]
 
     fetched = [(season, (mirror / f"gl{season}.zip").read_bytes(), f"at/{season}/gl{season}.zip")
                for season in (2021, 2022, 2023)]
+    for season, payload, where in fetched:  # each season's parse made, then read back as a night read it
+        cached_seasons.parse_cached(payload, season, where, known(season), tmp_path)
     one = [cached_seasons.parse_cached(payload, season, where, known(season), tmp_path)
            for season, payload, where in fetched]
-    together = cached_seasons.parse_seasons_cached(fetched, known, tmp_path)
-    pd.testing.assert_frame_equal(together.games, pd.concat([p.games for p in one], ignore_index=True))
-    pd.testing.assert_frame_equal(together.quarantine, pd.concat([p.quarantine for p in one], ignore_index=True))
-    assert set(together.quarantine["source"]) == {where for _, _, where in fetched}
+    by_season = written(cached_seasons.Parsed(pd.concat([p.games for p in one], ignore_index=True),
+                                              pd.concat([p.quarantine for p in one], ignore_index=True)))
+    assert sum(len(p.quarantine) for p in one) > 5000 and len(by_season[1]) > 100_000
+    together = cached_seasons.parse_seasons_cached(fetched, known, tmp_path)  # the entry made
+    assert written(together) == by_season
     [entry] = [path for path in tmp_path.glob("glseasons2021to2023-*.parquet") if ".q." not in path.name]
-    # read again: the one entry, no season parsed or read on its own; from another place, it names that one
+    # read again: the one entry, no season parsed or read on its own, the same bytes; from another
+    # place, each line names that one
     monkeypatch.setattr(cached_seasons, "parse_cached", lambda *a: pytest.fail("a season parsed on its own"))
+    assert written(cached_seasons.parse_seasons_cached(fetched, known, tmp_path)) == by_season
     moved = [(season, payload, f"moved/gl{season}.zip") for season, payload, _ in fetched]
     again = cached_seasons.parse_seasons_cached(moved, known, tmp_path)
     pd.testing.assert_frame_equal(again.games, together.games)
     assert again.quarantine["source"].tolist() == [f"moved/gl{season}.zip" for season in together.quarantine["season"]]
     monkeypatch.undo()
+    # an entry whose rows are not its seasons' in order (hashed right): made again, the same bytes
+    shuffled = pd.read_parquet(entry).iloc[::-1]
+    buffer = io.BytesIO()
+    shuffled.to_parquet(buffer, index=False)
+    ContentCache(tmp_path).put(entry.name, buffer.getvalue())
+    assert written(cached_seasons.parse_seasons_cached(fetched, known, tmp_path)) == by_season
+    assert "discarding a kept entry whose rows are not its seasons' in order" in caplog.text
     # one season's zip changes: a new entry replaces the old, made from the seasons' parses
     (tmp_path / "edited").mkdir()
     rezip(mirror, tmp_path / "edited", 2022, lambda lines: lines[:100])

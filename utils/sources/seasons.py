@@ -1,7 +1,9 @@
 """A season's files through a `SeasonFiles` source, parsed once: the game logs (`parse_cached`) and the
 play-by-play (`read_player_games`) of every season, each parse kept in the content-keyed cache
 (utils/store/cache.py) by its zip's bytes, its parser's version and the team codes it checks against,
-and claimed while it is made, so two runs needing the same cold season parse it once.
+and claimed while it is made, so two runs needing the same cold season parse it once; and the past
+seasons' game logs together (`parse_seasons_cached`), one entry a span of seasons, made from those
+parses without a claim (two runs making it at once write the same bytes).
 """
 from __future__ import annotations
 
@@ -52,36 +54,55 @@ def parse_seasons_cached(fetched: list[tuple[int, bytes, str]], known: Callable[
     (`parse_cached`, then `check`ed), and the seasons' rows together kept as one more entry, keyed by each
     season's key, so a night reads one file for its settled seasons instead of one a season. The entry is
     named by the first and last season (a backtest's earlier span keeps its own); a changed zip, parser or
-    team list makes a new one from the seasons' parses, which are kept. The quarantine's sources name each
-    season's `where`, as `parse_cached`'s do."""
+    team list makes a new one from the seasons' parses, which are kept (two runs making it at once each
+    write the same bytes). The quarantine's sources name each season's `where`, as `parse_cached`'s do.
+
+    What it gives is laid out as the seasons' own frames concatenated, one piece a season: a text column's
+    pieces decide where the Parquet writer cuts its pages, so a table written from it has the bytes the
+    seasons read one by one give. `check` runs on each season parsed or read on its own: an entry is made
+    only of checked seasons."""
+    if not fetched:
+        raise ValueError("parse_seasons_cached: no season given")
     cache = ContentCache(cache_dir)
     stem = f"glseasons{fetched[0][0]}to{fetched[-1][0]}"
     keys = [cache_key(payload, PARSER_VERSION, known(season)) for season, payload, _ in fetched]
     key = ContentCache.key(SEASONS_VERSION, *(f"{season}:{k}" for (season, _, _), k in zip(fetched, keys)))
-    where = {season: w for season, _, w in fetched}
+    seasons = [season for season, _, _ in fetched]
     cached = read_cached_frames(cache, stem, key, "")
     if cached is not None:
-        rows, quarantine = cached
-        seasons = quarantine["season"].astype("Int64")
-        if seasons.isin(list(where)).all():  # each line names its own zip's place
-            prefix = seasons.map(where).astype("string")
-            return Parsed(rows, quarantine.assign(source=(prefix + quarantine["source"]).astype("string")))
-        log.warning("%s: discarding a kept entry whose quarantine names a season it does not hold", cache.path(stem))
-    games, lines = [], []
+        rows, quarantine = (_by_season(frame, seasons) for frame in cached)
+        if rows is not None and quarantine is not None:
+            return Parsed(pd.concat(rows, ignore_index=True), pd.concat(
+                [lines.assign(source=(where + lines["source"]).astype("string"))
+                 for (_, _, where), lines in zip(fetched, quarantine)], ignore_index=True))
+        log.warning("%s: discarding a kept entry whose rows are not its seasons' in order", cache.path(stem))
+    parsed = []
     with progress("parsing game logs", len(fetched)) as step:
-        for season, payload, at in fetched:
+        for season, payload, where in fetched:
             step(str(season))
-            one = parse_cached(payload, season, at, known(season), cache_dir)
+            one = parse_cached(payload, season, where, known(season), cache_dir)
             if check is not None:
-                check(season, one, at)
-            games.append(one.games)
-            lines.append(one.quarantine.assign(source=one.quarantine["source"].str.removeprefix(at)))
-    rows = pd.concat(games, ignore_index=True)
-    quarantine = pd.concat(lines, ignore_index=True).astype({"source": "string"})
-    del games, lines
-    write_cached_frames(cache, stem, key, (rows, quarantine), "")
-    prefix = quarantine["season"].astype("Int64").map(where).astype("string")
-    return Parsed(rows, quarantine.assign(source=(prefix + quarantine["source"]).astype("string")))
+                check(season, one, where)
+            parsed.append(one)
+    relative = [one.quarantine.assign(source=one.quarantine["source"].str.removeprefix(where))
+                for one, (_, _, where) in zip(parsed, fetched)]
+    together = Parsed(pd.concat([one.games for one in parsed], ignore_index=True),
+                      pd.concat([one.quarantine for one in parsed], ignore_index=True))
+    del parsed
+    write_cached_frames(cache, stem, key, (together.games, pd.concat(relative, ignore_index=True)), "")
+    return together
+
+
+def _by_season(frame: pd.DataFrame, seasons: list[int]) -> list[pd.DataFrame] | None:
+    """The frame's rows of each season, in order (a slice each, empty for a season without rows); None
+    when its rows are not grouped by those seasons in that order."""
+    import numpy as np
+
+    rank = frame["season"].astype("Int64").map({season: i for i, season in enumerate(seasons)})
+    if rank.isna().any() or not rank.is_monotonic_increasing:
+        return None
+    starts = np.searchsorted(rank.to_numpy(dtype="int64"), np.arange(len(seasons) + 1))
+    return [frame.iloc[starts[i]:starts[i + 1]] for i in range(len(seasons))]
 
 
 def cache_key(payload: bytes, version: str, known: set[str]) -> str:

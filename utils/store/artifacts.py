@@ -205,6 +205,13 @@ def json_text(document: Any) -> str:
     return json.dumps(document, indent=1, sort_keys=True, default=str) + "\n"
 
 
+def parquet_bytes(frame) -> bytes:
+    """A table artifact's bytes: Parquet, zstd, no index."""
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False, engine="pyarrow", compression="zstd")
+    return buffer.getvalue()
+
+
 class ArtifactStore:
     """Artifacts under one root: `<root>/data/<name>.parquet|.json` plus a `.meta.json` sidecar."""
 
@@ -340,9 +347,7 @@ class ArtifactStore:
         """Validate against the contract, then write atomically; the old file survives any failure."""
         contract = self.contract(name)
         validate_frame(contract, frame)
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False, engine="pyarrow", compression="zstd")
-        return self._commit(name, contract, buffer.getvalue(), len(frame), lineage)
+        return self._commit(name, contract, parquet_bytes(frame), len(frame), lineage)
 
     def write_csv(self, name: str, frame, lineage: dict | None = None) -> ArtifactRecord:
         """A table for tools that read CSV: validated as a table, dates as YYYY-MM-DD, nulls empty."""
