@@ -32,42 +32,70 @@ def toy_cfg(tmp_path) -> PipelineConfig:
                          "run": {"as_of": "2024-07-14", "executor": "legacy", "max_workers": 2}})
 
 
+def session_root(tmp_path_factory) -> Path:
+    """The test session's own temporary folder: with pytest-xdist, the one holding every worker's."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def session_lock(path: Path):
+    """Held by one process of the session at a time (the workers of pytest-xdist share what it guards)."""
+    import fcntl
+
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def mirror(tmp_path_factory) -> Path:
     """Retrosheet's folders as the pipeline reads them: `gamelogs/` (links to the real game logs) and,
-    beside it, `events/` with four home teams' real event files a season (`slim_events`)."""
+    beside it, `events/` with four home teams' real event files a season (`slim_events`). Made once a
+    session, for every worker: its zips are the same bytes wherever they are made, so the parses the
+    workers share (`shared_cache`) are keyed alike."""
     if not (MIRROR / "gl2024.zip").exists() or not (EVENTS / "2024eve.zip").exists():
         pytest.fail(f"the Retrosheet mirror is missing at {MIRROR.parent}: tests read the real data from ../shared")
-    root = tmp_path_factory.mktemp("retrosheet")
-    (root / "gamelogs").mkdir()
-    for path in MIRROR.glob("gl*.zip"):
-        (root / "gamelogs" / path.name).symlink_to(path)
-    slim_events(root / "events")
+    root = session_root(tmp_path_factory) / "retrosheet"
+    with session_lock(session_root(tmp_path_factory) / "retrosheet.lock"):
+        if not (root / "done").exists():
+            (root / "gamelogs").mkdir(parents=True, exist_ok=True)
+            for path in MIRROR.glob("gl*.zip"):
+                link = root / "gamelogs" / path.name
+                if not link.is_symlink():
+                    link.symlink_to(path)
+            slim_events(root / "events")
+            (root / "done").touch()
     return root / "gamelogs"
 
 
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory) -> list[str]:
-    """`--set paths.cache_root=<this worker's pytest folder>`, which holds every test's artifacts: the runs
+    """`--set paths.cache_root=<the session's pytest folder>`, which holds every test's artifacts: the runs
     that add it read one cache/ (parsed seasons, drift baselines), as a backtest's seasons share their
-    parent's, so a session parses each slice of the mirror once. The cache is content-keyed and claimed
-    while made, so what a run reads is what it would have parsed. test_real_pipeline's runs keep their
-    own cache: the honest cold build."""
-    return ["--set", f"paths.cache_root={tmp_path_factory.getbasetemp()}"]
+    parent's, so a session parses each slice of the mirror once, whichever worker needs it first (the
+    cache is content-keyed and claimed while made, across processes). test_real_pipeline's runs keep
+    their own cache: the honest cold build."""
+    return ["--set", f"paths.cache_root={session_root(tmp_path_factory)}"]
 
 
 def slim_events(folder: Path, teams: tuple[str, ...] = SLIM_TEAMS) -> Path:
     """`YYYYeve.zip` for every season of the mirror, holding only these home teams' event files (bytes
     unchanged) and every team's roster (the pitchers' hands), so a test replays a few teams' games, not
-    a season's."""
+    a season's. Each member keeps its entry in the real zip (name, date, compression): the same zip
+    bytes wherever and whenever it is made."""
     import zipfile
 
     folder.mkdir(parents=True, exist_ok=True)
     for path in sorted(EVENTS.glob("*eve.zip")):
         with zipfile.ZipFile(path) as real, zipfile.ZipFile(folder / path.name, "w", zipfile.ZIP_DEFLATED) as slim:
-            for name in real.namelist():
+            for info in real.infolist():
+                name = info.filename
                 if (name[4:7] in teams and name.upper().endswith((".EVA", ".EVN"))) or name.upper().endswith(".ROS"):
-                    slim.writestr(name, real.read(name))
+                    slim.writestr(info, real.read(info))
     return folder
 
 

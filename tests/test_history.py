@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from modules.registry import REGISTRY
-from tests.conftest import logged
+from tests.conftest import logged, session_root
 from utils.config import build_config
 from utils.engine import history
 from utils.engine.one_stage import run_stage
@@ -134,7 +134,7 @@ def week(tmp_path_factory, mirror):
     """Two of the nights, the second compared with a from-scratch build (the first builds every row, a
     from-scratch build itself; the slow test walks all seven and compares each), on the session's parsed
     seasons."""
-    return _walk(tmp_path_factory.mktemp("history"), mirror, tmp_path_factory.getbasetemp(), NIGHTS[:2], NIGHTS[1:2])
+    return _walk(tmp_path_factory.mktemp("history"), mirror, session_root(tmp_path_factory), NIGHTS[:2], NIGHTS[1:2])
 
 
 def _assert_equal_and_incremental(walk: dict) -> None:
