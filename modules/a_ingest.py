@@ -57,7 +57,6 @@ BATTING_COLUMNS = ["retro_id", "season", "pa", "ab", "h", "doubles", "triples", 
 def rows_where(frame: pd.DataFrame, keep) -> pd.DataFrame:
     """frame[keep], as a slice when the kept rows are the first ones (history before a date, the seasons
     in order): no row is copied column by column."""
-
     kept = int(keep.sum())
     return frame.iloc[:kept] if keep[:kept].all() else frame[keep]
 

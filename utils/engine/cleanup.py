@@ -73,11 +73,11 @@ DERIVED_ENTRIES = {"parsed": "glseasons"}  # folder: the name its derived entrie
 
 def cleanup_cache(cache_root: Path, retention_days: int, dry_run: bool = False,
                   now: dt.datetime | None = None) -> list[Path]:
-    """Remove (or list) the entries of the DERIVED_CACHES (and the DERIVED_ENTRIES of other folders) last
-    used before the retention period (a read
-    refreshes an entry's time, ContentCache.get), each with its SHA-256 beside it; oldest first. A
-    folder or entry that is a link is passed over, never followed; an entry being written (no digest
-    yet) is left; a linked `cache/` is refused (ArtifactError), as a linked `runs/` is."""
+    """Remove (or list) the entries of the DERIVED_CACHES, and the DERIVED_ENTRIES of other folders, last
+    used before the retention period (a read refreshes an entry's time, ContentCache.get), each with its
+    SHA-256 beside it; oldest first. A folder or entry that is a link is passed over, never followed; an
+    entry being written (no digest yet) is left; a linked `cache/` is refused (ArtifactError), as a
+    linked `runs/` is."""
     cutoff = ((now or dt.datetime.now(dt.timezone.utc)) - dt.timedelta(days=retention_days)).timestamp()
     expired = []
     catalog = Catalog(cache_root)
