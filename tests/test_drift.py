@@ -221,3 +221,23 @@ def test_the_opening_nights_share_one_reference_a_season_and_threads_change_noth
     fallbacks = [n for n in sizes if n in earlier.values()]
     assert len(fallbacks) == len(set(fallbacks)) >= 2  # one each season that has them, never twice
     assert len(sizes) - len(fallbacks) < threaded["nights"]  # the other nights each measure their own
+
+
+def test_a_night_that_fails_stops_the_baseline_without_measuring_the_rest(table, monkeypatch):
+    """The nights are measured on threads: the first error is raised once the nights already under way
+    end, not after every other night of the baseline is measured (Executor.map cancels the nights not
+    started when its results are left)."""
+    measured = []
+    real = drift.psi
+
+    def failing(ref, values):
+        measured.append(1)
+        if len(measured) == 1:
+            raise ValueError("a night that cannot be measured")
+        return real(ref, values)
+
+    monkeypatch.setattr(drift, "psi", failing)
+    with pytest.raises(ValueError, match="a night that cannot be measured"):
+        drift.fit_baseline(table[table["season"] < 2024], FEATURES, dt.date(2024, 3, 1), config(), 10, 12, workers=2)
+    nights = len(drift.baseline_nights(table[table["season"] < 2024], dt.date(2024, 3, 1), config()))
+    assert nights > 20 and len(measured) <= 4 * len(FEATURES)  # a few nights at most, of many
