@@ -38,19 +38,6 @@ def session_root(tmp_path_factory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
-@contextlib.contextmanager
-def session_lock(path: Path):
-    """Held by one process of the session at a time (the workers of pytest-xdist share what it guards)."""
-    import fcntl
-
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 @pytest.fixture(scope="session")
 def mirror(tmp_path_factory) -> Path:
     """Retrosheet's folders as the pipeline reads them: `gamelogs/` (links to the real game logs) and,
@@ -59,8 +46,10 @@ def mirror(tmp_path_factory) -> Path:
     workers share (`shared_cache`) are keyed alike."""
     if not (MIRROR / "gl2024.zip").exists() or not (EVENTS / "2024eve.zip").exists():
         pytest.fail(f"the Retrosheet mirror is missing at {MIRROR.parent}: tests read the real data from ../shared")
+    from utils.store.cache import ContentCache
+
     root = session_root(tmp_path_factory) / "retrosheet"
-    with session_lock(session_root(tmp_path_factory) / "retrosheet.lock"):
+    with ContentCache(session_root(tmp_path_factory)).claim("retrosheet"):  # one worker makes it, the others wait
         if not (root / "done").exists():
             (root / "gamelogs").mkdir(parents=True, exist_ok=True)
             for path in MIRROR.glob("gl*.zip"):

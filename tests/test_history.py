@@ -160,8 +160,8 @@ def test_consecutive_nights_equal_the_from_scratch_build_byte_for_byte(week):
 
 
 @pytest.mark.slow
-def test_a_week_of_nights_equals_the_from_scratch_build_byte_for_byte(tmp_path, mirror, shared_cache):
-    _assert_equal_and_incremental(_walk(tmp_path, mirror, Path(shared_cache[1].split("=", 1)[1]), NIGHTS))
+def test_a_week_of_nights_equals_the_from_scratch_build_byte_for_byte(tmp_path, tmp_path_factory, mirror):
+    _assert_equal_and_incremental(_walk(tmp_path, mirror, session_root(tmp_path_factory), NIGHTS))
 
 
 def _corrected_mirror(mirror: Path, folder: Path, day: str) -> Path:
