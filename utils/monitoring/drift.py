@@ -113,6 +113,57 @@ def baseline_nights(table: pd.DataFrame, as_of: dt.date, cfg) -> list[pd.Timesta
     return list(dates.iloc[::cfg.night_every_days])
 
 
+class Bins:
+    """`reference_matrix` of many columns at once, for columns whose values are all finite, given as a
+    columns x rows matrix (each column's values contiguous, summed in the order `column.mean()` sums
+    them): each column's distinct quantile edges packed first in its row and padded with +inf (`widths`
+    says how many are real), the share of the rows in each bin (padded with zeros), the means and the
+    standard deviations. `psis` and `shifts` measure every column of a night at once, to the bits `psi`
+    and `shift` give column by column (a test holds them to it): every sum adds the same values in the
+    same order."""
+
+    def __init__(self, columns: np.ndarray, bins: int):
+        columns = np.ascontiguousarray(columns)  # a fancy-indexed one may not be: its sums would add in another order
+        cuts = np.sort(np.quantile(columns, np.linspace(0, 1, bins + 1)[1:-1], axis=1).T, axis=1)
+        fresh = np.ones(cuts.shape, dtype=bool)
+        fresh[:, 1:] = cuts[:, 1:] != cuts[:, :-1]  # np.unique's distinct values of each column
+        self.widths = fresh.sum(axis=1)
+        self.edges = np.full(cuts.shape, np.inf)
+        self.edges[np.nonzero(fresh)[0], (np.cumsum(fresh, axis=1) - 1)[fresh]] = cuts[fresh]
+        self.shares = self._counts(columns) / columns.shape[1]
+        self.mean, self.std = columns.mean(axis=1), columns.std(axis=1)
+
+    def _counts(self, columns: np.ndarray) -> np.ndarray:
+        """Per column, its values in each bin (`np.searchsorted(edges, value, side="right")` is the bin: the
+        edges at or below the value), from how many values reach each edge (none reach the padding)."""
+        reach = np.zeros((len(columns), self.edges.shape[1] + 2), dtype=np.int64)
+        reach[:, 0] = columns.shape[1]
+        for k in range(self.edges.shape[1]):
+            reach[:, k + 1] = (columns >= self.edges[:, k:k + 1]).sum(axis=1)
+        return reach[:, :-1] - reach[:, 1:]
+
+    def psis(self, columns: np.ndarray) -> list[float | None]:
+        """`psi` of each column's values (columns x rows) against its bins."""
+        if columns.shape[1] == 0:
+            return [None] * len(self.widths)
+        actual = np.clip(self._counts(columns) / columns.shape[1], 1e-4, None)
+        expected = np.clip(self.shares, 1e-4, None)
+        terms = (actual - expected) * np.log(actual / expected)  # zero in the padding
+        out = np.empty(len(self.widths))
+        for width in np.unique(self.widths):  # each row summed over its own bins, as psi sums them
+            same = self.widths == width
+            out[same] = terms[same, :width + 1].sum(axis=1)
+        return out.tolist()
+
+    def shifts(self, columns: np.ndarray) -> list[float | None]:
+        """|`shift`| of each column's values (columns x rows)."""
+        if columns.shape[1] == 0:
+            return [None] * len(self.widths)
+        spread = np.maximum(self.std, 1e-6 * (np.abs(self.mean) + 1.0))
+        means = np.ascontiguousarray(columns).mean(axis=1)
+        return np.abs((means - self.mean) / (spread / math.sqrt(columns.shape[1]))).tolist()
+
+
 def fit_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg, bins: int,
                  train_seasons: int, workers: int = 1) -> dict:
     """Each feature's normal, from ordinary nights of past seasons measured as L measures tonight:
@@ -121,21 +172,30 @@ def fit_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg, 
     the as-of season are read, and a night's reference comes only from seasons before its own."""
     watched = [f for f in features if f not in cfg.exclude]
     values = table[watched].to_numpy(dtype=float)
+    # the columns whose every value is finite are measured all at once (`Bins`), any other one by itself
+    finite = np.isfinite(values).all(axis=0)
+    together, alone = np.flatnonzero(finite), np.flatnonzero(~finite)
+    columns = np.ascontiguousarray(values[:, together].T)
     date = table["date"].to_numpy(dtype="datetime64[ns]")
     result = table["result_date"].to_numpy(dtype="datetime64[ns]")  # NaT (unplayed) compares False
     season = table["season"].to_numpy(dtype="int64")
     day_of_year = table["date"].dt.day_of_year.to_numpy()
     known = (table["played"] & table["home_win"].notna() & ~table["is_forfeit"]).to_numpy(dtype=bool)
+
+    def references(rows: np.ndarray) -> tuple[Bins | None, dict]:
+        return (Bins(columns.compress(rows, axis=1), bins) if len(together) else None,
+                reference_matrix(values[rows][:, alone], [watched[i] for i in alone], bins) if len(alone) else {})
+
     # A season's opening nights fall back to the same rows (every earlier season's, ten times a typical
     # night's): their reference is measured once a season, and reused while the rows are the very same.
-    fallbacks: dict[int, tuple[np.ndarray, dict]] = {}
+    fallbacks: dict[int, tuple[np.ndarray, tuple]] = {}
     lock = threading.Lock()
 
-    def fallback_reference(year: int, rows: np.ndarray) -> dict:
+    def fallback_reference(year: int, rows: np.ndarray) -> tuple[Bins | None, dict]:
         with lock:
             kept = fallbacks.get(year)
             if kept is None or not np.array_equal(kept[0], rows):
-                kept = fallbacks[year] = (rows, reference_matrix(values[rows], watched, bins))
+                kept = fallbacks[year] = (rows, references(rows))
             return kept[1]
 
     def measured(night: pd.Timestamp) -> dict | None:
@@ -150,14 +210,22 @@ def fit_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg, 
         rows = before & (season < year) if fallback else same
         if not rows.any():
             return None
-        ref = fallback_reference(year, rows) if fallback else reference_matrix(values[rows], watched, bins)
+        grouped, single = fallback_reference(year, rows) if fallback else references(rows)
         in_window = (season == year) & (date > when - np.timedelta64(WINDOW_DAYS, "D")) & (date <= when)
-        last, tonight = values[in_window], values[in_window & (date == when)]
-        night_stats = {"season": year, "games": len(last)}
-        for i, name in enumerate(watched):
-            night_stats[f"{name}|psi"] = psi(ref[name], last[:, i])
-            moved = shift(ref[name], tonight[:, i])
-            night_stats[f"{name}|shift"] = None if moved is None else abs(moved)
+        tonight = date[in_window] == when  # of the window's games
+        psis, shifts = [None] * len(watched), [None] * len(watched)
+        if grouped is not None:
+            last = columns.compress(in_window, axis=1)
+            for i, p, s in zip(together, grouped.psis(last), grouped.shifts(last.compress(tonight, axis=1))):
+                psis[i], shifts[i] = p, s
+        for i in alone:
+            last = values[in_window, i]
+            psis[i] = psi(single[watched[i]], last)
+            moved = shift(single[watched[i]], last[tonight])
+            shifts[i] = None if moved is None else abs(moved)
+        night_stats = {"season": year, "games": int(in_window.sum())}
+        for name, p, s in zip(watched, psis, shifts):
+            night_stats[f"{name}|psi"], night_stats[f"{name}|shift"] = p, s
         return night_stats
 
     # the nights are independent, and numpy's quantiles and searches let go of the GIL: `workers` threads
