@@ -472,13 +472,15 @@ class StrongestNine:
             if not len(who):
                 continue
             # each (question, player): starts, and his rating at the latest (the last of a sorted run)
-            by = np.lexsort((order, who, question))
+            by = np.argsort((question * len(self.players) + who) * REGULAR_GAMES + order, kind="stable")  # one key
             question, who, rating = question[by], who[by], rating[by]
             last = np.r_[(question[1:] != question[:-1]) | (who[1:] != who[:-1]), True]
             starts = np.diff(np.r_[-1, np.flatnonzero(last)])
             question, rating = question[last], rating[last]
             regular = starts >= REGULAR_STARTS
-            by = np.lexsort((-rating, ~regular, question))  # per question: regulars first, best first
+            # per question: regulars first, best first (np.lexsort's order, by two stable sorts instead of three)
+            by = np.argsort(-rating, kind="stable")
+            by = by[np.argsort((question * 2 + ~regular)[by], kind="stable")]
             question, rating = question[by], rating[by]
             rank = np.arange(len(question)) - np.searchsorted(question, question)
             keep = rank < size[part][question]

@@ -171,11 +171,15 @@ def fit_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg, 
     (opening week's few games, and its counters at zero, are their own normal). Only seasons before
     the as-of season are read, and a night's reference comes only from seasons before its own."""
     watched = [f for f in features if f not in cfg.exclude]
-    values = table[watched].to_numpy(dtype=float)
+    columns = np.empty((len(watched), len(table)))  # a feature a row, its values contiguous
+    for i, name in enumerate(watched):
+        columns[i] = table[name].to_numpy(dtype=float)
     # the columns whose every value is finite are measured all at once (`Bins`), any other one by itself
-    finite = np.isfinite(values).all(axis=0)
+    finite = np.isfinite(columns).all(axis=1)
     together, alone = np.flatnonzero(finite), np.flatnonzero(~finite)
-    columns = np.ascontiguousarray(values[:, together].T)
+    values = columns[alone].T  # games x the other columns
+    if len(alone):
+        columns = columns[together]
     date = table["date"].to_numpy(dtype="datetime64[ns]")
     result = table["result_date"].to_numpy(dtype="datetime64[ns]")  # NaT (unplayed) compares False
     season = table["season"].to_numpy(dtype="int64")
@@ -184,7 +188,7 @@ def fit_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg, 
 
     def references(rows: np.ndarray) -> tuple[Bins | None, dict]:
         return (Bins(columns.compress(rows, axis=1), bins) if len(together) else None,
-                reference_matrix(values[rows][:, alone], [watched[i] for i in alone], bins) if len(alone) else {})
+                reference_matrix(values[rows], [watched[i] for i in alone], bins) if len(alone) else {})
 
     # A season's opening nights fall back to the same rows (every earlier season's, ten times a typical
     # night's): their reference is measured once a season, and reused while the rows are the very same.
@@ -218,8 +222,8 @@ def fit_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg, 
             last = columns.compress(in_window, axis=1)
             for i, p, s in zip(together, grouped.psis(last), grouped.shifts(last.compress(tonight, axis=1))):
                 psis[i], shifts[i] = p, s
-        for i in alone:
-            last = values[in_window, i]
+        for j, i in enumerate(alone):
+            last = values[in_window, j]
             psis[i] = psi(single[watched[i]], last)
             moved = shift(single[watched[i]], last[tonight])
             shifts[i] = None if moved is None else abs(moved)
