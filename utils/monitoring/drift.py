@@ -152,7 +152,7 @@ class Bins:
         out = np.empty(len(self.widths))
         for width in np.unique(self.widths):  # each row summed over its own bins, as psi sums them
             same = self.widths == width
-            out[same] = terms[same, :width + 1].sum(axis=1)
+            out[same] = np.ascontiguousarray(terms[same, :width + 1]).sum(axis=1)
         return out.tolist()
 
     def shifts(self, columns: np.ndarray) -> list[float | None]:
