@@ -146,6 +146,17 @@ def logged(name: str, level: int = logging.DEBUG):
         logger.setLevel(old_level)
 
 
+@pytest.fixture
+def quick_refusal(monkeypatch):
+    """A run refused because another holds the lock retries its flock PROBE_RETRIES times (for a reader's
+    shared-lock probe to pass) PROBE_WAIT_SECONDS apart: a second in all. The tests that hold the lock
+    for the whole refusal keep every retry but wait a millisecond between them: the refusal and its
+    message are the same, a second sooner."""
+    from utils.store import locking
+
+    monkeypatch.setattr(locking, "PROBE_WAIT_SECONDS", 0.001)
+
+
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory):
     """A real long-lived Prefect server (`prefect server start`, as `make prefect-server` starts it)

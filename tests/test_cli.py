@@ -129,7 +129,7 @@ def test_run_and_status_on_a_toy_registry(tmp_path, monkeypatch):
     assert "error: module D (doubled) failed: numbers.parquet row 2: deliberate failure" in result.output
 
 
-def test_second_run_while_one_holds_the_lock_exits_1(tmp_path, monkeypatch):
+def test_second_run_while_one_holds_the_lock_exits_1(tmp_path, monkeypatch, quick_refusal):
     from utils.store.locking import RunLock
 
     monkeypatch.setattr(pipeline, "REGISTRY", toy_registry())

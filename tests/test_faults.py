@@ -146,7 +146,7 @@ def test_cleanup_never_removes_anything_outside_the_root(tmp_path, capsys):
     assert code == 0 and "removed 0 run folder(s)" in out and (old_run / "keep.txt").exists()
 
 
-def test_restore_and_cleanup_take_the_run_lock(tmp_path, capsys):
+def test_restore_and_cleanup_take_the_run_lock(tmp_path, capsys, quick_refusal):
     with RunLock(tmp_path):
         code, _, err = cli(capsys, "cleanup", "--set", f"paths.artifacts={tmp_path}")
     assert code == 1 and f"another run holds the artifacts root (pid {os.getpid()}" in err

@@ -103,7 +103,7 @@ def test_fail_policy_fails_the_module_whose_output_exists(toy_cfg):
     assert status.phases["D"].status == "skipped"
 
 
-def test_second_run_is_refused_with_the_holder_named(tmp_path):
+def test_second_run_is_refused_with_the_holder_named(tmp_path, quick_refusal):
     with RunLock(tmp_path):
         with pytest.raises(LockHeld, match=rf"another run holds the artifacts root \(pid {os.getpid()} on"):
             RunLock(tmp_path).acquire()
@@ -111,7 +111,7 @@ def test_second_run_is_refused_with_the_holder_named(tmp_path):
     assert not RunLock(tmp_path).is_held()
 
 
-def test_stale_lock_from_a_killed_run_is_taken_over(tmp_path, caplog):
+def test_stale_lock_from_a_killed_run_is_taken_over(tmp_path, caplog, quick_refusal):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time; sys.path.insert(0, {str(ROOT)!r})
         from utils.store.locking import RunLock
