@@ -132,12 +132,16 @@ def test_stale_lock_from_a_killed_run_is_taken_over(tmp_path, caplog, quick_refu
 
 
 def test_runs_lists_each_run_with_its_result_and_versioning(toy_cfg, capsys):
+    import datetime as dt
     import time
 
     import pipeline
 
     ok, store = run(toy_cfg)
-    time.sleep(1.1)  # run ids sort by their start second (the lock keeps real runs further apart)
+    # run ids sort by their start second (the lock keeps real runs further apart): the next run starts
+    # in the next second, no sooner and no later
+    started = dt.datetime.strptime(ok.run_id.split("-")[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+    time.sleep(max(0.0, (started + dt.timedelta(seconds=1) - dt.datetime.now(dt.timezone.utc)).total_seconds()) + 0.01)
     failed, _ = run(toy_cfg, toy_registry(middle="broken"))
     (store.catalog.run_file(ok.run_id, "dvc_lock")).write_text("stages: {}\n")  # as a versioned run keeps it
     with pytest.raises(SystemExit) as done:
