@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -196,27 +197,31 @@ def repo(tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_catalog(tmp_path_factory, mirror):
-    """The tiny league (tests/tiny_league.py) run through A–I by their own main(cfg), once per session;
-    each per-stage test copies it (`tiny_store`) and runs its own stage again."""
-    from tests.tiny_league import tiny_cfg, write_mirror
-    from utils.store.artifacts import staged_writes  # noqa: F401 (main() stages its own writes)
-
-    base = tmp_path_factory.mktemp("tiny")
-    source = write_mirror(base / "mirror", mirror)
-    cfg = tiny_cfg(base / "artifacts", source)
+    """The tiny league (tests/tiny_league.py) run through A–I by their own main(cfg), once per session
+    for every worker (as `mirror`: one worker makes it, under the cache's claim, the others wait for it);
+    each per-stage test copies it (`tiny_store`) and runs its own stage again, so no test writes here."""
     import importlib
 
-    for name in ("a_ingest", "b_clean", "c_context", "d_team_form", "e_quality", "f_starters", "g_ratings",
-                 "h_matchup", "i_assemble"):
-        importlib.import_module(f"modules.{name}").main(cfg)
+    from tests.tiny_league import tiny_cfg, write_mirror
+    from utils.store.artifacts import staged_writes  # noqa: F401 (main() stages its own writes)
+    from utils.store.cache import ContentCache
+
+    base = session_root(tmp_path_factory) / "tiny"
+    with ContentCache(session_root(tmp_path_factory)).claim("tiny"):
+        if not (base / "done").exists():
+            shutil.rmtree(base, ignore_errors=True)  # a worker's half-made one (it failed)
+            source = write_mirror(base / "mirror", mirror)
+            cfg = tiny_cfg(base / "artifacts", source)
+            for name in ("a_ingest", "b_clean", "c_context", "d_team_form", "e_quality", "f_starters", "g_ratings",
+                         "h_matchup", "i_assemble"):
+                importlib.import_module(f"modules.{name}").main(cfg)
+            (base / "done").touch()
     return base
 
 
 @pytest.fixture
 def tiny_store(tiny_catalog, tmp_path):
     """(config, store) over a private copy of the tiny league's catalog."""
-    import shutil
-
     from tests.tiny_league import tiny_cfg
     from utils.store.artifacts import ArtifactStore
 
