@@ -1,7 +1,9 @@
 """Module A and B on the real Retrosheet mirror, and on the bad inputs users will hit."""
 import datetime as dt
+import functools
 import io
 import zipfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -10,15 +12,22 @@ from modules.a_ingest import lahman_pitching_lines, split_as_of
 from modules.b_clean import clean_games
 from tests.conftest import ROOT
 from utils.sources.common import RetrosheetSource, SourceError
-from utils.sources.gamelogs import FIELD_NAMES, FIELDS, IngestError, parse_gamelog, read_season_zip
+from utils.sources.gamelogs import FIELD_NAMES, FIELDS, IngestError, Parsed, parse_gamelog, read_season_zip
 from utils.store.schema import load_contract
 
 NEUTRAL = ["TOK01", "LON01", "SEO01", "MEX02", "SYD01"]
 
 
-def season(mirror, year, known=None):
-    path = mirror / f"gl{year}.zip"
-    return parse_gamelog(read_season_zip(path.read_bytes(), year, str(path)), year, str(path), known)
+@functools.lru_cache(maxsize=None)
+def _parsed(path: Path, year: int) -> Parsed:
+    return parse_gamelog(read_season_zip(path.read_bytes(), year, str(path)), year, str(path))
+
+
+def season(mirror, year):
+    """The season's game log parsed, once a module for all its tests (the parse of the same bytes is the
+    same rows: test_parsed_seasons_are_cached_by_the_zip_s_content); each caller gets its own copy."""
+    parsed = _parsed(mirror / f"gl{year}.zip", year)
+    return Parsed(parsed.games.copy(), parsed.quarantine.copy())
 
 
 def games_of(mirror, year, franchise_map=None):
