@@ -44,6 +44,13 @@ def mcfg():
                                    "logistic_features": LOGISTIC}}).model
 
 
+@pytest.fixture(scope="module")
+def trained(mcfg):
+    """The models train_models fits on synthetic_table() before 2022-06-01: fit once for the module's
+    tests that only read them (each test that needs a fit of its own still makes it)."""
+    return train_models(synthetic_table(), dt.date(2022, 6, 1), mcfg)
+
+
 def test_training_rows_respect_the_as_of_date_and_drop_undecided_games():
     table = synthetic_table(400)
     table.loc[5, "is_forfeit"] = True
@@ -56,9 +63,9 @@ def test_training_rows_respect_the_as_of_date_and_drop_undecided_games():
     assert rows["date"].is_monotonic_increasing
 
 
-def test_model_learns_the_signal_and_beats_the_noise_baseline(mcfg):
+def test_model_learns_the_signal_and_beats_the_noise_baseline(trained):
     table = synthetic_table()
-    models = train_models(table, dt.date(2022, 6, 1), mcfg)
+    models = trained
     card = models.card
     assert card["chosen"] in ("lightgbm", "logistic")
     validation = {name: c["validation"]["brier"] for name, c in card["candidates"].items()}
@@ -74,22 +81,21 @@ def test_model_learns_the_signal_and_beats_the_noise_baseline(mcfg):
     assert brier(y, p) < brier(y, held_out["elo_p_home"].to_numpy()) - 0.02
 
 
-def test_same_inputs_and_seed_give_byte_identical_models(mcfg):
-    table = synthetic_table()
-    a = train_models(table, dt.date(2022, 6, 1), mcfg)
-    b = train_models(table, dt.date(2022, 6, 1), mcfg)
+def test_same_inputs_and_seed_give_byte_identical_models(mcfg, trained):
+    a = trained  # fit in its own train_models call, earlier
+    b = train_models(synthetic_table(), dt.date(2022, 6, 1), mcfg)
     assert a.win_booster.model_to_string() == b.win_booster.model_to_string()
     assert a.home_runs_booster.model_to_string() == b.home_runs_booster.model_to_string()
     assert a.card == b.card
 
 
-def test_a_slice_s_fits_sharing_its_bins_are_the_models_each_binning_its_own_would_make(mcfg, monkeypatch):
+def test_a_slice_s_fits_sharing_its_bins_are_the_models_each_binning_its_own_would_make(mcfg, trained, monkeypatch):
     """Fitter bins a slice of rows once (`_dataset`): the win model and both run models on it take the
     first fit's bins. Each fit on a Dataset of its own gives the very same models and card."""
     import lightgbm as lgb
 
     table = synthetic_table()
-    shared = train_models(table, dt.date(2022, 6, 1), mcfg)
+    shared = trained  # the shared bins', as train_models makes them
     made = []
     real = lgb.Dataset
 
@@ -197,8 +203,8 @@ def test_prediction_log_replaces_a_re_run_date():
     assert log[["game_id", "lineups"]].values.tolist() == [["A", "expected"], ["B2", "expected"]]
 
 
-def test_off_day_gives_an_empty_prediction_table(mcfg):
-    models = train_models(synthetic_table(), dt.date(2022, 6, 1), mcfg)
+def test_off_day_gives_an_empty_prediction_table(trained):
+    models = trained
     empty = predict(models, synthetic_table().iloc[:0], "lightgbm-000000000000")
     assert empty.empty and list(empty.columns)[-4:] == ["p_home_win", "exp_home_runs", "exp_away_runs",
                                                         "model_version"]
