@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT, free_port, run_pipeline
 from utils.store.artifacts import ArtifactStore
@@ -135,6 +134,10 @@ def app(root, tmp_path):
     config = tmp_path / "viewer.yaml"
     config.write_text(yaml.safe_dump({"paths": {"artifacts": str(root), "schemas": str(ROOT / "schemas")}}))
     os.environ["MLB_CONFIG"] = str(config)
+    # imported here, not at the top: every run collects this module, and a run that selects none of its
+    # tests (make test-fast: they are all slow) need not load Streamlit (0.2 s a pytest-xdist worker)
+    from streamlit.testing.v1 import AppTest
+
     return AppTest.from_file(APP, default_timeout=60).run()
 
 
