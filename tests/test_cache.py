@@ -109,9 +109,10 @@ def _wait_for_a_waiter(locks, seconds=30.0):
         return
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        inodes = {f":{path.stat().st_ino} " for path in locks.glob("*.lock")}
-        with open("/proc/locks") as table:
-            if any("->" in line and "FLOCK" in line and any(i in line for i in inodes) for line in table):
+        files = {f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"  # as /proc/locks names a file
+                 for st in (path.stat() for path in locks.glob("*.lock"))}
+        with open("/proc/locks") as table:  # "1: -> FLOCK  ADVISORY  WRITE <pid> <maj:min:inode> 0 EOF"
+            if any(f[1:2] == ["->"] and f[6:7] and f[6] in files for f in (line.split() for line in table)):
                 return
         time.sleep(0.01)
 
