@@ -24,8 +24,9 @@ def _parsed(path: Path, year: int) -> Parsed:
 
 
 def season(mirror, year):
-    """The season's game log parsed, once a module for all its tests (the parse of the same bytes is the
-    same rows: test_parsed_seasons_are_cached_by_the_zip_s_content); each caller gets its own copy."""
+    """The season's game log parsed, once a process (a test worker) for all its tests (the parse of the same
+    bytes is the same rows: test_parsed_seasons_are_cached_by_the_zip_s_content); each caller gets its own
+    copy."""
     parsed = _parsed(mirror / f"gl{year}.zip", year)
     return Parsed(parsed.games.copy(), parsed.quarantine.copy())
 

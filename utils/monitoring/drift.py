@@ -171,11 +171,30 @@ def fit_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg, 
     (opening week's few games, and its counters at zero, are their own normal). Only seasons before
     the as-of season are read, and a night's reference comes only from seasons before its own."""
     watched = [f for f in features if f not in cfg.exclude]
+    frame = pd.DataFrame(measure_nights(table, watched, as_of, cfg, bins, train_seasons, workers))
+    edges = list(cfg.window_games_buckets)
+    which = frame["games"].map(lambda g: bucket(g, edges)) if len(frame) else pd.Series(dtype=int)
+    normals = {name: {view: [_normal(_bucket_values(frame, which, f"{name}|{view}", b), view, cfg.quantile)
+                             for b in range(len(edges) + 1)] for view in VIEWS} for name in watched}
+    return {"as_of": as_of.isoformat(), "seasons": sorted({int(y) for y in frame.get("season", [])}),
+            "nights": len(frame),
+            "quantile": cfg.quantile, "window_games_buckets": edges,
+            "bucket_nights": [int((which == b).sum()) if len(frame) else 0 for b in range(len(edges) + 1)],
+            "features": normals, "excluded": dict(cfg.exclude)}
+
+
+def measure_nights(table: pd.DataFrame, watched: list[str], as_of: dt.date, cfg, bins: int, train_seasons: int,
+                   workers: int = 1) -> list[dict]:
+    """`fit_baseline`'s nights, each measured: {"season", "games", "<feature>|psi", "<feature>|shift", ...},
+    in the nights' order (a night without reference rows is left out)."""
     columns = np.empty((len(watched), len(table)))  # a feature a row, its values contiguous
     for i, name in enumerate(watched):
         columns[i] = table[name].to_numpy(dtype=float)
-    # the columns whose every value is finite are measured all at once (`Bins`), any other one by itself
+    # the columns whose every value is finite, and their spread (so every quantile edge is), are measured all at
+    # once (`Bins`), any other one by itself
     finite = np.isfinite(columns).all(axis=1)
+    if columns.shape[1]:
+        finite &= np.isfinite(np.ptp(columns, axis=1))
     together, alone = np.flatnonzero(finite), np.flatnonzero(~finite)
     values = columns[alone].T  # games x the other columns
     if len(alone):
@@ -235,17 +254,7 @@ def fit_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg, 
     # the nights are independent, and numpy's quantiles and searches let go of the GIL: `workers` threads
     # (K gives the cores free now) measure them in less time, in the same order, to the same bits
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        seen = [stats for stats in pool.map(measured, baseline_nights(table, as_of, cfg)) if stats is not None]
-    frame = pd.DataFrame(seen)
-    edges = list(cfg.window_games_buckets)
-    which = frame["games"].map(lambda g: bucket(g, edges)) if len(frame) else pd.Series(dtype=int)
-    normals = {name: {view: [_normal(_bucket_values(frame, which, f"{name}|{view}", b), view, cfg.quantile)
-                             for b in range(len(edges) + 1)] for view in VIEWS} for name in watched}
-    return {"as_of": as_of.isoformat(), "seasons": sorted({int(y) for y in frame.get("season", [])}),
-            "nights": len(frame),
-            "quantile": cfg.quantile, "window_games_buckets": edges,
-            "bucket_nights": [int((which == b).sum()) if len(frame) else 0 for b in range(len(edges) + 1)],
-            "features": normals, "excluded": dict(cfg.exclude)}
+        return [stats for stats in pool.map(measured, baseline_nights(table, as_of, cfg)) if stats is not None]
 
 
 def _bucket_values(frame: pd.DataFrame, which: pd.Series, column: str, b: int) -> pd.Series:
