@@ -17,6 +17,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -258,8 +259,9 @@ def train(model_table: pd.DataFrame, as_of: dt.date, model: ModelConfig, psi_bin
     published = cached_fit(model_table, day, model, psi_bins, fits, keep_fits, lineups)
     card = published["model_card"]
     features = published["model_params"]["features"]
+    # the fit's thread budget, free cores only: looked at (0.3 s in a process's first look) only to fit one
     baseline = cached_baseline(model_table, features, as_of, drift_config, psi_bins, model.train_seasons, cache,
-                               lineups, threads_free(model.num_threads))  # the fit's thread budget, free cores only
+                               lineups, lambda: threads_free(model.num_threads))
     chosen = card["candidates"][card["chosen"]]["validation"]
     return StageOutput({**published, "drift_baseline": baseline},
                        {"validation_brier": chosen["brier"], "validation_log_loss": chosen["log_loss"],
@@ -346,12 +348,14 @@ def cached_fit(table: pd.DataFrame, day: dt.date, mcfg: ModelConfig, psi_bins: i
 
 
 def cached_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cfg: DriftConfig, bins: int,
-                    train_seasons: int, cache: Path, lineups: str = "expected", workers: int = 1) -> dict:
+                    train_seasons: int, cache: Path, lineups: str = "expected",
+                    workers: int | Callable[[], int] = 1) -> dict:
     """drift.fit_baseline, reused while the seasons it reads, the features, the settings and the code
     that measures are the same: it reads only seasons before the as-of season, so it is fit on a
     season's first night and read after. The key hashes every row of those seasons (a corrected past
     game refits it) and utils/monitoring/drift.py's source. A cache that cannot be read or written costs a refit
-    or a warning, never the night's models."""
+    or a warning, never the night's models. `workers`: the threads to fit it on, or what says them when
+    it is fit."""
     before = (table["season"] < as_of.year).to_numpy(dtype=bool)
     digest = hashlib.sha256()
     digest.update(json.dumps([as_of.year, cfg.model_dump(mode="json"), bins, train_seasons, features]).encode())
@@ -364,7 +368,8 @@ def cached_baseline(table: pd.DataFrame, features: list[str], as_of: dt.date, cf
     cached = _read_baseline(store, f"{stem}-{key}.json")
     if cached is not None:
         return {**cached, "as_of": as_of.isoformat()}
-    baseline = drift.fit_baseline(table[before], features, as_of, cfg, bins, train_seasons, workers)
+    baseline = drift.fit_baseline(table[before], features, as_of, cfg, bins, train_seasons,
+                                  workers() if callable(workers) else workers)
     try:
         store.publish(stem, key, {".json": json.dumps(baseline, sort_keys=True).encode()})
     except OSError as exc:

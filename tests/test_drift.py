@@ -193,9 +193,16 @@ def test_the_baseline_is_fit_once_a_season_and_refit_when_a_past_game_changes(ta
     calls = []
     real = drift.fit_baseline
     monkeypatch.setattr(drift, "fit_baseline", lambda *a: calls.append(a[2]) or real(*a))
-    first = cached_baseline(past, FEATURES, dt.date(2024, 5, 1), config(), 10, 12, tmp_path)
-    second = cached_baseline(past, FEATURES, dt.date(2024, 5, 2), config(), 10, 12, tmp_path)
+    looked = []  # the thread budget is looked at (0.3 s in a process's first look) only to fit one
+
+    def budget():
+        looked.append(1)
+        return 1
+
+    first = cached_baseline(past, FEATURES, dt.date(2024, 5, 1), config(), 10, 12, tmp_path, workers=budget)
+    second = cached_baseline(past, FEATURES, dt.date(2024, 5, 2), config(), 10, 12, tmp_path, workers=budget)
     assert len(calls) == 1 and second["as_of"] == "2024-05-02" and second["features"] == first["features"]
+    assert len(looked) == 1
     corrected = past.copy()
     corrected.loc[100, "elo_diff"] += 1.0  # a corrected result of 2019
     cached_baseline(corrected, FEATURES, dt.date(2024, 5, 3), config(), 10, 12, tmp_path)
