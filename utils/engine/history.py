@@ -220,11 +220,11 @@ def merge(kept, new, rows, since: str, key: str):
     ids = rows[key].astype(str).to_numpy()
     before = (pd.to_datetime(rows[DATE_COLUMN]) < pd.Timestamp(since)).to_numpy()
     old = kept.set_axis(kept[key].astype(str).to_numpy())
-    missing = sorted(set(ids[before]) - set(old.index))
-    if missing:
-        raise ArtifactError(f"the kept rows lack {key} {missing[:3]}")
     wanted = pd.Index(ids[before])
     if not old.index.equals(wanted):  # reordered (or rows dropped) only when they are not already so: a copy less
+        missing = wanted.difference(old.index)
+        if len(missing):
+            raise ArtifactError(f"the kept rows lack {key} {list(missing[:3])}")
         old = old.loc[wanted]
     fresh = new.set_axis(new[key].astype(str).to_numpy())
     both = pd.concat([old, fresh.astype(old.dtypes.to_dict())]) if len(fresh) else old
