@@ -416,7 +416,7 @@ class RecentStarts:
             named = ids[col].notna().to_numpy()
             who = self.players.get_indexer(ids[col].astype("string")).astype("int64")
             base = (code * len(self.players) + np.maximum(who, 0)) * GAME_SPAN
-            count = np.searchsorted(keys, base + before) - np.searchsorted(keys, base + before - window)
+            count = _search(keys, base + before) - _search(keys, base + before - window)
             # a player the team did not start in those games (or ever): 0, for a known team with games before
             count = np.where(who >= 0, count, 0)
             out[:, j] = np.where(known_team & (before > 0) & named, count / np.maximum(window, 1), np.nan)
@@ -500,6 +500,15 @@ class StrongestNine:
         size = batters.sum(axis=1)
         mean = np.where(size > 0, np.where(batters, values, 0.0).sum(axis=1) / np.maximum(size, 1), np.nan)
         return mean - self.mean_of_best(team, date, size)
+
+
+def _search(keys: np.ndarray, needles: np.ndarray) -> np.ndarray:
+    """np.searchsorted(keys, needles), the needles looked up in sorted order: a walk through a million
+    keys instead of random jumps, the same positions about three times faster."""
+    order = np.argsort(needles, kind="stable")
+    found = np.empty(len(needles), dtype=np.intp)
+    found[order] = np.searchsorted(keys, needles[order])
+    return found
 
 
 def _days(dates: pd.Series) -> np.ndarray:

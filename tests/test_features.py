@@ -357,6 +357,16 @@ def test_a_batter_s_platoon_split_is_his_own_regressed_to_his_side_s_from_season
     assert gain[2] == 0.0
 
 
+def test_looking_up_needles_in_sorted_order_finds_what_searchsorted_finds():
+    from modules.f_starters import _search
+
+    rng = np.random.default_rng(7)
+    keys = np.sort(rng.integers(0, 500, 2_000))  # many ties: each needle's leftmost position
+    needles = rng.integers(-10, 510, 5_000)
+    assert np.array_equal(_search(keys, needles), np.searchsorted(keys, needles))
+    assert _search(keys, needles[:0]).shape == (0,)
+
+
 def test_the_strongest_recent_nine_is_the_best_rated_of_the_regulars_and_a_rested_star_lowers_rest():
     from modules.f_starters import REGULAR_GAMES, StrongestNine
 
