@@ -90,22 +90,28 @@ def test_same_inputs_and_seed_give_byte_identical_models(mcfg, trained):
 
 
 def test_a_slice_s_fits_sharing_its_bins_are_the_models_each_binning_its_own_would_make(mcfg, trained, monkeypatch):
-    """Fitter bins a slice of rows once (`_dataset`): the win model and both run models on it take the
-    first fit's bins. Each fit on a Dataset of its own gives the very same models and card."""
+    """Fitter bins a slice of rows once (`_dataset`): the win model and both run models on it train on
+    the first fit's binned Dataset, each with its own label and initial scores. Each fit on a Dataset of
+    its own gives the very same models and card."""
     import lightgbm as lgb
 
     table = synthetic_table()
-    shared = trained  # the shared bins', as train_models makes them
-    made = []
-    real = lgb.Dataset
+    shared = trained  # the shared Datasets', as train_models makes them
+    made, fits = [], []
+    real, real_train = lgb.Dataset, lgb.train
 
     def counted(*args, **kwargs):
-        made.append(kwargs.get("reference") is not None)
+        made.append(1)
         return real(*args, **kwargs)
 
+    def train(params, data, **kwargs):
+        fits.append(id(data))
+        return real_train(params, data, **kwargs)
+
     monkeypatch.setattr(lgb, "Dataset", counted)
+    monkeypatch.setattr(lgb, "train", train)
     train_models(table, dt.date(2022, 6, 1), mcfg)
-    assert made.count(False) == 3 and made.count(True) == 4  # three slices binned, four fits reuse the bins
+    assert len(made) == 3 and len(fits) == 7 and len(set(fits)) == 3  # three slices binned, seven fits on them
     monkeypatch.setattr(Fitter, "_dataset", lambda self, part, label, init_score=None: real(
         self.x[part], label[part], init_score=init_score))
     own = train_models(table, dt.date(2022, 6, 1), mcfg)
