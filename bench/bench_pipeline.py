@@ -75,7 +75,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mirror", default=str(ROOT.parent / "shared/data/retrosheet/gamelogs"))
     parser.add_argument("--as-of", default="2024-07-14")
-    parser.add_argument("--only", default=None, help="dry_run | build | skip | nightly | prefect | backtest")
+    parser.add_argument("--only", default=None,
+                        help="dry_run | build | skip | nightly | prefect | backtest | first_night")
+    parser.add_argument("--parsed-from", default=None,
+                        help="first_night: a cache/parsed folder to copy into the new root (the seasons' parses "
+                             "only; without it the night parses every season first)")
     parser.add_argument("--season", default="2023")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="extra config overrides")
     opts = parser.parse_args()
@@ -115,6 +119,13 @@ def main() -> None:
             with prefect_server(work) as api:
                 results["nightly_A_to_L_prefect_long_lived_server"] = measure(pipeline(
                     "run", "--as-of", opts.as_of, *common, "--set", f"run.prefect_api_url={api}"), work)
+        if opts.only == "first_night":
+            # a night in a root of its own with nothing kept but (with --parsed-from) the parsed seasons: every
+            # feature row built, the fit and the drift baseline made (--as-of 2024-03-20: the season's first night)
+            if opts.parsed_from:
+                shutil.copytree(opts.parsed_from, work / "artifacts" / "cache" / "parsed")
+            results[f"first_night_{opts.as_of}_new_root"] = measure(pipeline("run", "--legacy-executor", "--as-of",
+                                                                             opts.as_of, *common), work)
         if wanted("backtest"):
             results[f"backtest_{opts.season}"] = measure(pipeline("backtest", "--season", opts.season, *common), work)
     finally:

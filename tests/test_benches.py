@@ -48,3 +48,15 @@ def test_the_bench_runs_on_a_tiny_slice(script, mirror, tmp_path):
                           capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert expected in proc.stdout, proc.stdout[-2000:]
+
+
+def test_the_first_night_bench_runs_in_a_root_of_its_own(mirror, tmp_path):
+    """`--only first_night`: one night in a new root, its parsed seasons copied from `--parsed-from`."""
+    parsed = tmp_path / "parsed"
+    parsed.mkdir()
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_pipeline.py"), "--mirror", str(mirror),
+                           "--only", "first_night", "--as-of", "2023-04-05", "--parsed-from", str(parsed),
+                           *sets(*SMALL)], cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "first_night_2023-04-05_new_root" in proc.stdout and "peak_mb=" in proc.stdout, proc.stdout[-2000:]
