@@ -9,6 +9,7 @@ from modules.k_train import Fitter, split_by_time, train_models, training_rows
 from modules.l_predict_monitor import append_log, evaluate
 from modules.models import Calibrator, predict
 from utils.config import build_config
+from utils.engine.threads import openmp_threads
 from utils.monitoring.drift import psi
 from utils.monitoring.evaluation import brier
 
@@ -40,8 +41,11 @@ def synthetic_table(n=4000, seed=0, signal=1.2):
 
 @pytest.fixture(scope="module")
 def mcfg():
+    """One LightGBM thread: the tests run on pytest-xdist's workers, one core each, and with two OpenMP
+    threads a fit spins against the other worker for its core (utils/engine/threads.py: several times
+    slower). The models are the same bytes on any thread count (tests/test_module_k.py)."""
     return build_config({"model": {"train_seasons": 12, "lightgbm": {"n_estimators": 60},
-                                   "logistic_features": LOGISTIC}}).model
+                                   "logistic_features": LOGISTIC, "num_threads": 1}}).model
 
 
 @pytest.fixture(scope="module")
@@ -124,12 +128,17 @@ def test_each_holdout_block_is_predicted_only_by_models_fit_before_it(mcfg):
     rows = training_rows(synthetic_table(), dt.date(2022, 6, 1), 12)
     features = [c for c in rows.columns if c.startswith(("ctx_", "form_", "sp_", "lu_", "elo_"))]
     _, cal, val = split_by_time(len(rows), mcfg.holdout_fraction)
-    base = Fitter(rows, features, mcfg).holdout_raw([cal, val])
+
+    def holdout(table: pd.DataFrame) -> dict:
+        with openmp_threads(mcfg.num_threads):  # as train_models fits
+            return Fitter(table, features, mcfg).holdout_raw([cal, val])
+
+    base = holdout(rows)
 
     def flipped(block: slice) -> dict:
         changed = rows.copy()
         changed.loc[changed.index[block], "home_win"] = 1 - changed.loc[changed.index[block], "home_win"]
-        return Fitter(changed, features, mcfg).holdout_raw([cal, val])
+        return holdout(changed)
 
     later = flipped(val)  # results of the validation block cannot reach either block's predictions
     earlier = flipped(cal)  # results of the calibration block reach the validation block's models only
