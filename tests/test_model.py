@@ -225,28 +225,38 @@ def test_off_day_gives_an_empty_prediction_table(trained):
                                                         "model_version"]
 
 
-def test_walk_forward_keeps_a_tie_as_a_missing_result_and_meets_its_contract(mcfg):
-    """A tied game (2016 had one) left home_win null: the column must stay nullable integers."""
-    from tests.conftest import ROOT
+@pytest.fixture(scope="module")
+def tied_walk(mcfg):
+    """synthetic_table() with one 2022 game tied (2016 had one: home_win left null), and its 2022 walk
+    forward fitting every retrain day: made once for the two tests that read it (each reads a copy)."""
     from utils.flows.backtest import walk_forward
-    from utils.store.schema import load_contract, validate_frame
 
     table = synthetic_table()
     season = table[table["season"] == 2022].index
     table.loc[season[5], ["home_win", "is_tie"]] = [pd.NA, True]
-    out = walk_forward(table, 2022, 60, mcfg)
+    return table, walk_forward(table, 2022, 60, mcfg)
+
+
+def test_walk_forward_keeps_a_tie_as_a_missing_result_and_meets_its_contract(tied_walk):
+    """A tied game (2016 had one) left home_win null: the column must stay nullable integers."""
+    from tests.conftest import ROOT
+    from utils.store.schema import load_contract, validate_frame
+
+    table, out = (frame.copy() for frame in tied_walk)
+    season = table[table["season"] == 2022].index
+    assert table["is_tie"].sum() == 1
     assert len(out) == len(season) and out["home_win"].dtype == "Int64" and out["home_win"].isna().sum() == 1
     validate_frame(load_contract(ROOT / "schemas", "backtest"), out)
 
 
-def test_a_walk_forward_reads_kept_fits_and_predicts_the_same(mcfg, tmp_path, monkeypatch):
+def test_a_walk_forward_reads_kept_fits_and_predicts_the_same(mcfg, tied_walk, tmp_path, monkeypatch):
     """The backtest's retrain days read K's kept fits (the nightly's, or an earlier walk's): the same
-    predictions as fitting each, and no fit the second time."""
+    predictions as fitting each (the walk that fit every retrain day: tied_walk's), and no fit the
+    second time."""
     from modules import k_train
     from utils.flows import backtest
 
-    table = synthetic_table()
-    fitted = backtest.walk_forward(table, 2022, 60, mcfg)
+    table, fitted = (frame.copy() for frame in tied_walk)
     first = backtest.walk_forward(table, 2022, 60, mcfg, fits=tmp_path)
     calls = []
     monkeypatch.setattr(k_train, "train_models", lambda *a, **k: calls.append(a[1]))
