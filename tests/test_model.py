@@ -14,6 +14,9 @@ from utils.monitoring.drift import psi
 from utils.monitoring.evaluation import brier
 
 LOGISTIC = ["elo_diff", "lu_diff_woba", "sp_diff_prior_fip", "sp_diff_prior_kbb", "sp_diff_prior_ip_per_gs"]
+# the walk-forward tests' retrain interval: four retrain days of the synthetic 2022 (Jan 1, May 1, Aug 29,
+# Dec 27), each one fit; what they check holds on every retrain day, however many there are
+EVERY_DAYS = 120
 
 
 def synthetic_table(n=4000, seed=0, signal=1.2):
@@ -234,7 +237,7 @@ def tied_walk(mcfg):
     table = synthetic_table()
     season = table[table["season"] == 2022].index
     table.loc[season[5], ["home_win", "is_tie"]] = [pd.NA, True]
-    return table, walk_forward(table, 2022, 60, mcfg)
+    return table, walk_forward(table, 2022, EVERY_DAYS, mcfg)
 
 
 def test_walk_forward_keeps_a_tie_as_a_missing_result_and_meets_its_contract(tied_walk):
@@ -257,11 +260,11 @@ def test_a_walk_forward_reads_kept_fits_and_predicts_the_same(mcfg, tied_walk, t
     from utils.flows import backtest
 
     table, fitted = (frame.copy() for frame in tied_walk)
-    first = backtest.walk_forward(table, 2022, 60, mcfg, fits=tmp_path)
+    first = backtest.walk_forward(table, 2022, EVERY_DAYS, mcfg, fits=tmp_path)
     calls = []
     monkeypatch.setattr(k_train, "train_models", lambda *a, **k: calls.append(a[1]))
-    again = backtest.walk_forward(table, 2022, 60, mcfg, fits=tmp_path)
+    again = backtest.walk_forward(table, 2022, EVERY_DAYS, mcfg, fits=tmp_path)
     pd.testing.assert_frame_equal(first, fitted, check_exact=True)
     pd.testing.assert_frame_equal(again, fitted, check_exact=True)
     assert calls == [] and len(list(tmp_path.glob("fit-expected-2022-*.json"))) == len(backtest.retrain_dates(
-        table[table["season"] == 2022], 60))
+        table[table["season"] == 2022], EVERY_DAYS))
