@@ -13,7 +13,7 @@ from modules.common import lines_of_games
 from tests.conftest import EVENTS
 from utils.config import ConfigError, DataConfig, RetrosheetSettings, build_config
 from utils.sources.common import RetrosheetSource, SourceError
-from utils.sources.events import EventsError, event_members, parse_event_file, parse_event_zip, to_frame
+from utils.sources.events import _GAME_START, EventsError, event_members, parse_event_file, parse_event_zip, to_frame
 from utils.sources.gamelogs import parse_gamelog, read_season_zip
 from utils.sources.seasons import read_player_games
 
@@ -224,8 +224,11 @@ def test_a_batter_on_both_teams_of_one_game_has_his_counts_on_the_line_chadwick_
 
     payload = (EVENTS / "2024eve.zip").read_bytes()
     throws = roster_throws(event_members(payload, "2024eve.zip", (".ROS",)))
-    lines = to_frame(parse_event_file(member(2024, "2024BOS.EVA"), 2024, "x", None, dict.fromkeys(throws, "L"))[0],
-                     2024)
+    # the game's own records of Boston's file: parse_event_file replays each game on its own, so they give
+    # the game the lines the whole file gives it
+    (game,) = [chunk for chunk in _GAME_START.split(member(2024, "2024BOS.EVA"))
+               if chunk.startswith(b"id,BOS202406260")]
+    lines = to_frame(parse_event_file(game, 2024, "x", None, dict.fromkeys(throws, "L"))[0], 2024)
     jansen = lines[(lines["event_game_id"] == "BOS202406260") & (lines["player_id"] == "jansd001")]
     assert len(jansen) == 2 and jansen["b_pa"].sum() > 0
     assert (jansen["bl_pa"] == jansen["b_pa"]).all()
