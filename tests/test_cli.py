@@ -58,6 +58,20 @@ def test_unknown_module_and_bad_date_exit_2():
     assert "Traceback" not in proc.stderr
 
 
+def test_each_error_class_named_for_an_exit_code_exists_and_gives_its_code():
+    """exit_code_for checks only the error classes already imported (a usage error exits without loading
+    pandas for the backtest's): each name it lists is a real exception class, mapped to its code."""
+    import importlib
+
+    from utils.errors import RUN_ERRORS, USAGE_ERRORS, exit_code_for
+
+    for classes, code in ((USAGE_ERRORS, 2), (RUN_ERRORS, 1)):
+        for module, name in classes:
+            cls = getattr(importlib.import_module(module), name)
+            assert issubclass(cls, Exception) and exit_code_for(cls.__new__(cls)) == code, name
+    assert exit_code_for(FileNotFoundError("x")) == 1 and exit_code_for(ValueError("x")) is None
+
+
 @pytest.mark.parametrize("args, names", [
     (["run", "--overwrite-policy", "maybe"], "'--overwrite-policy'"),
     (["run", "--dry-runn"], "--dry-runn (Possible options: --dry-run)"),

@@ -10,20 +10,27 @@ from __future__ import annotations
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
 
+USAGE_ERRORS = (("utils.engine.plan", "PlanError"), ("utils.engine.versioning", "RunNotFound"))
+RUN_ERRORS = (("utils.store.artifacts", "ArtifactError"), ("utils.flows.backtest", "BacktestError"),
+              ("utils.store.locking", "LockError"), ("utils.store.locking", "LockHeld"),
+              ("utils.store.schema", "SchemaError"), ("phase_status", "StatusError"),
+              ("utils.engine.versioning", "VersioningError"))
+
+
+def _loaded(classes: tuple[tuple[str, str], ...]) -> tuple[type, ...]:
+    """The classes whose modules are imported: an exception of a class (or a subclass of one) from a
+    module never imported cannot have been raised, so the check imports nothing (a usage error exits
+    without loading pandas for the backtest's error class)."""
+    import sys
+
+    return tuple(c for module, name in classes if isinstance(c := getattr(sys.modules.get(module), name, None), type))
+
+
 def exit_code_for(exc: BaseException) -> int | None:
     """The exit code of one of the pipeline's own errors; None for anything else."""
-    from phase_status import StatusError
-    from utils.engine.plan import PlanError
-    from utils.engine.versioning import RunNotFound, VersioningError
-    from utils.flows.backtest import BacktestError
-    from utils.store.artifacts import ArtifactError
-    from utils.store.locking import LockError, LockHeld
-    from utils.store.schema import SchemaError
-
-    if isinstance(exc, (PlanError, RunNotFound)):
+    if isinstance(exc, _loaded(USAGE_ERRORS)):
         return 2
-    if isinstance(exc, (ArtifactError, BacktestError, LockError, LockHeld, SchemaError, StatusError,
-                        VersioningError, OSError)):
+    if isinstance(exc, (*_loaded(RUN_ERRORS), OSError)):
         return 1
     return None
 
