@@ -236,6 +236,32 @@ def test_a_damaged_record_costs_a_full_rebuild_never_a_wrong_row(week):
     assert built.read_bytes() == before
 
 
+def test_the_kept_rows_are_read_after_the_stage_function_and_a_changed_file_costs_a_full_rebuild(week, monkeypatch):
+    """The previous output is read for the merge, not held through the stage function (a night's F would
+    carry its old rows through its peak); if it no longer is the file its record describes, every row is
+    built again, with a warning, and the same bytes come out."""
+    import modules.f_starters as f_starters
+
+    cfg = _cfg(week["incremental"], week["mirror"], week["cache"], week["last"])
+    spec = REGISTRY["F"]
+    run_stage(cfg, spec)  # a record of today's outputs
+    built = week["incremental"] / "data" / "starter_features.parquet"
+    before = built.read_bytes()
+    order, real_load, real_rate = [], ArtifactStore.load, f_starters.rate_starters
+    monkeypatch.setattr(ArtifactStore, "load", lambda self, name, *a, **k: order.append(name) or real_load(
+        self, name, *a, **k))
+    monkeypatch.setattr(f_starters, "rate_starters", lambda *a, **k: order.append("rate") or real_rate(*a, **k))
+    run_stage(cfg, spec)
+    assert order.count("rate") == 1 and order.index("rate") < order.index("starter_features")
+    built.write_bytes(before[:-1] + bytes([before[-1] ^ 1]))  # changed after its record was made
+    order.clear()
+    with logged("mlb.runner", logging.WARNING) as records:
+        run_stage(cfg, spec)
+    said = " ".join(r.getMessage() for r in records)
+    assert "starter_features.parquet: SHA-256 mismatch" in said and "building every row" in said, said
+    assert order.count("rate") == 2 and built.read_bytes() == before
+
+
 def test_another_pandas_rebuilds_every_row(week, monkeypatch):
     cfg = _cfg(week["incremental"], week["mirror"], week["cache"], week["last"])
     run_stage(cfg, REGISTRY["C"])  # its record, with this pandas

@@ -135,7 +135,16 @@ class Reuse:
     since: str | None  # rebuild the rows of games dated on or after this day; None: every row
     reason: str
     manifest: dict
-    kept: dict[str, Any] = field(default_factory=dict)  # the previous outputs, whose earlier rows are kept
+    outputs: dict[str, str] = field(default_factory=dict)  # the previous outputs' SHA-256: their earlier rows are kept
+
+    def kept(self, store: ArtifactStore, name: str):
+        """The previous output `name`, whose rows before `since` are kept: read for the merge, after the stage
+        function ran (not held through it: a night's F would carry its 80,000 old rows through its peak), and
+        only if it is still the file the record describes (ArtifactError otherwise)."""
+        frame, digest = store.load(name)
+        if digest != self.outputs[name]:
+            raise ArtifactError(f"{name} changed after its record was made")
+        return frame
 
 
 def previous_manifest(store: ArtifactStore, spec: ModuleSpec) -> tuple[dict | None, str]:
@@ -183,15 +192,8 @@ def plan(cfg, store: ArtifactStore, spec: ModuleSpec, frames: dict[str, Any], ma
         return Reuse(None, "its record cannot be read", manifest)
     if since is None:  # nothing changed: every row is kept (the function still runs, on no game)
         since = "9999-12-31"
-    kept = {}
-    for name in spec.outputs:  # the very files the record describes (their hash checked against it)
-        try:
-            kept[name], digest = store.load(name)
-        except ArtifactError as exc:
-            return Reuse(None, str(exc), manifest)
-        if digest != old["outputs"][name]:
-            return Reuse(None, f"{name} changed after its record was made", manifest)
-    return Reuse(since, f"its inputs are unchanged before {since}", manifest, kept)
+    # the very files the record describes, read for the merge (Reuse.kept checks their hash against it)
+    return Reuse(since, f"its inputs are unchanged before {since}", manifest, dict(old["outputs"]))
 
 
 def describe(cfg, store: ArtifactStore, spec: ModuleSpec, made: dict) -> str:

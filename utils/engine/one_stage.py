@@ -208,7 +208,7 @@ def run_stage(cfg, stage: str | ModuleSpec, registry: Registry | None = None,
                 if name != spec.history[0]:
                     arguments[name] = None
             try:
-                values = {name: history.merge(reuse.kept[name], values[name], arguments[spec.history[0]],
+                values = {name: history.merge(reuse.kept(store, name), values[name], arguments[spec.history[0]],
                                               reuse.since, spec.history_key) for name in spec.outputs}
             except ArtifactError as exc:  # kept rows that do not fit tonight's games: build every row instead
                 log.warning("%s: %s; building every row", spec.id, exc)
