@@ -69,19 +69,22 @@ class Fitter:
     def __post_init__(self):
         self.x = self.rows[self.features].to_numpy(dtype=float)
         self.y = self.rows["home_win"].to_numpy(dtype=float)
-        self._binned: dict[tuple[int, int], object] = {}  # a slice's first Dataset, binned by its first fit
+        self._binned: dict[tuple[int, int, int], object] = {}  # a slice's Dataset, binned by its first fit
 
-    def _dataset(self, part: slice, label: np.ndarray, init_score: np.ndarray | None = None):
-        """A LightGBM Dataset of the rows of `part`. The bins LightGBM finds, and the rows binned by them,
-        depend on the rows and the Dataset parameters alone (the same for every fit here), not on the
-        label or the objective, so a slice's later fits (the win model's, then both run models', on the
-        rows before the hold-out's last block and on every row) train on its first fit's binned Dataset
-        with their own label and initial scores set on it, instead of binning the rows again: the same
-        models, byte for byte (tests/test_model.py). lgb.train returns a booster reloaded from its text,
-        holding nothing of the Dataset, so an earlier model is not changed by a later fit's label."""
+    def _dataset(self, part: slice, label: np.ndarray, settings, init_score: np.ndarray | None = None):
+        """A LightGBM Dataset of the rows of `part` for a fit with `settings` (a LightGBMParams). The bins
+        LightGBM finds, and the rows binned by them, depend on the rows and the Dataset parameters alone,
+        not on the label or the objective. Of the parameters a fit here sets, the only Dataset one is
+        min_child_samples (LightGBM drops the features it can never split at construction,
+        `feature_pre_filter`), so the fits of a slice with the same min_child_samples (by default the win
+        model's and both run models', on the rows before the hold-out's last block and on every row) train
+        on the first one's binned Dataset, with their own label and initial scores set on it, instead of
+        binning the rows again: the same models, byte for byte (tests/test_model.py). lgb.train returns a
+        booster reloaded from its text, holding nothing of the Dataset, so an earlier model is not changed
+        by a later fit's label."""
         import lightgbm as lgb
 
-        key = (part.start, part.stop)
+        key = (part.start, part.stop, settings.min_child_samples)
         data = self._binned.get(key)
         if data is None:  # constructed (binned) by the lgb.train it is passed to
             data = self._binned[key] = lgb.Dataset(self.x[part], label[part], init_score=init_score)
@@ -105,7 +108,7 @@ class Fitter:
 
         init = logistic_logit(self.rows.iloc[part], logistic)
         return lgb.train(lgbm_params(self.mcfg.lightgbm, self.mcfg.seed, "binary"),
-                         self._dataset(part, self.y, init_score=init),
+                         self._dataset(part, self.y, self.mcfg.lightgbm, init_score=init),
                          num_boost_round=self.mcfg.lightgbm.n_estimators)
 
     def runs(self, part: slice, side: str):
@@ -114,7 +117,7 @@ class Fitter:
         target = self.rows[f"{side}_score"].to_numpy(dtype=float)
         params = self.mcfg.runs_lightgbm
         return lgb.train(lgbm_params(params, self.mcfg.seed, "poisson"),
-                         self._dataset(part, target), num_boost_round=params.n_estimators)
+                         self._dataset(part, target, params), num_boost_round=params.n_estimators)
 
     def holdout_raw(self, blocks: list[slice]) -> dict[str, list[np.ndarray]]:
         """Uncalibrated P(home win) of every candidate on each hold-out block, each block predicted

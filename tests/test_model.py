@@ -96,14 +96,22 @@ def test_same_inputs_and_seed_give_byte_identical_models(mcfg, trained):
     assert a.card == b.card
 
 
-def test_a_slice_s_fits_sharing_its_bins_are_the_models_each_binning_its_own_would_make(mcfg, trained, monkeypatch):
-    """Fitter bins a slice of rows once (`_dataset`): the win model and both run models on it train on
-    the first fit's binned Dataset, each with its own label and initial scores. Each fit on a Dataset of
-    its own gives the very same models and card."""
+@pytest.mark.parametrize("runs_min_child", [None, 200])
+def test_a_slice_s_fits_sharing_its_bins_are_the_models_each_binning_its_own_would_make(mcfg, trained, monkeypatch,
+                                                                                          runs_min_child):
+    """Fitter bins a slice of rows once a min_child_samples (`_dataset`; LightGBM's only Dataset parameter a
+    fit here sets): the win model and both run models on it train on the first fit's binned Dataset, each
+    with its own label and initial scores. Each fit on a Dataset of its own gives the very same models and
+    card. Run models with a smaller min_child_samples than the win model's (a Dataset built for the larger
+    one refuses it) bin their own."""
     import lightgbm as lgb
 
     table = synthetic_table()
-    shared = trained  # the shared Datasets', as train_models makes them
+    if runs_min_child is None:
+        shared = trained  # the shared Datasets', as train_models makes them
+    else:
+        mcfg = mcfg.model_copy(update={"runs_lightgbm": mcfg.runs_lightgbm.model_copy(
+            update={"min_child_samples": runs_min_child})})
     made, fits = [], []
     real, real_train = lgb.Dataset, lgb.train
 
@@ -117,9 +125,13 @@ def test_a_slice_s_fits_sharing_its_bins_are_the_models_each_binning_its_own_wou
 
     monkeypatch.setattr(lgb, "Dataset", counted)
     monkeypatch.setattr(lgb, "train", train)
-    train_models(table, dt.date(2022, 6, 1), mcfg)
-    assert len(made) == 3 and len(fits) == 7 and len(set(fits)) == 3  # three slices binned, seven fits on them
-    monkeypatch.setattr(Fitter, "_dataset", lambda self, part, label, init_score=None: real(
+    models = train_models(table, dt.date(2022, 6, 1), mcfg)
+    if runs_min_child is None:  # three slices binned, seven fits on them
+        assert len(made) == 3 and len(fits) == 7 and len(set(fits)) == 3
+    else:  # the run models' two slices binned for them apart
+        shared = models
+        assert len(made) == 5 and len(fits) == 7 and len(set(fits)) == 5
+    monkeypatch.setattr(Fitter, "_dataset", lambda self, part, label, settings, init_score=None: real(
         self.x[part], label[part], init_score=init_score))
     own = train_models(table, dt.date(2022, 6, 1), mcfg)
     for booster in ("win_booster", "home_runs_booster", "away_runs_booster"):
