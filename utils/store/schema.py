@@ -130,35 +130,14 @@ def _check_column(contract: Contract, column: str, series, rule: dict[str, Any])
         if bad.any():
             raise SchemaError(f"{where} has value {values[bad].iloc[0]!r} outside enum {rule['enum']}")
     if "pattern" in rule:
-        bad = pd.Series(~_matching(values.astype(str), rule["pattern"]), index=values.index)
+        import numpy as np
+
+        search = re.compile(rule["pattern"]).search  # JSON Schema patterns are unanchored searches
+        codes, distinct = pd.factorize(values.astype(str))  # each distinct value searched once
+        matches = np.fromiter((search(v) is not None for v in distinct.tolist()), dtype=bool, count=len(distinct))
+        bad = pd.Series(~matches[codes], index=values.index)
         if bad.any():
             raise SchemaError(f"{where} has value {values[bad].iloc[0]!r} not matching pattern {rule['pattern']}")
-
-
-def _matching(texts, pattern: str):
-    """Which of the strings (a column without nulls) `pattern` finds, as Python's re.search says (what
-    jsonschema uses): RE2 through Arrow over the column at once where the two agree, ASCII text without a
-    line break (Python's `$` also matches before a final newline, and its `\\d`, `\\w` take other
-    scripts' digits and letters); Python, each distinct value once, for the rest and for a pattern RE2 does
-    not take (a lookaround, a backreference)."""
-    import numpy as np
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    column = pa.array(texts)
-    try:
-        found = np.array(pc.match_substring_regex(column, pattern).to_numpy(zero_copy_only=False), dtype=bool)
-        left = ~(pc.string_is_ascii(column).to_numpy(zero_copy_only=False)
-                 & ~pc.match_substring(column, "\n").to_numpy(zero_copy_only=False))
-    except pa.ArrowInvalid:
-        found, left = np.zeros(len(column), dtype=bool), np.ones(len(column), dtype=bool)
-    if left.any():
-        search = re.compile(pattern).search
-        codes, distinct = pd.factorize(np.asarray(texts, dtype=object)[left])
-        found[left] = np.fromiter((search(v) is not None for v in distinct.tolist()), dtype=bool,
-                                  count=len(distinct))[codes]
-    return found
 
 
 def validate_frame(contract: Contract, frame) -> None:
