@@ -192,7 +192,11 @@ def plan(cfg, store: ArtifactStore, spec: ModuleSpec, frames: dict[str, Any], ma
         return Reuse(None, "its record cannot be read", manifest)
     if since is None:  # nothing changed: every row is kept (the function still runs, on no game)
         since = "9999-12-31"
-    # the very files the record describes, read for the merge (Reuse.kept checks their hash against it)
+    for name in spec.outputs:  # the very files the record describes: their bytes checked now, read for the merge
+        try:
+            store.read_bytes(name)
+        except ArtifactError as exc:
+            return Reuse(None, str(exc), manifest)
     return Reuse(since, f"its inputs are unchanged before {since}", manifest, dict(old["outputs"]))
 
 
