@@ -505,6 +505,7 @@ class StrongestNine:
 def _search(keys: np.ndarray, needles: np.ndarray) -> np.ndarray:
     """np.searchsorted(keys, needles), the needles looked up in sorted order: a walk through a million
     keys instead of random jumps, the same positions about three times faster."""
+    needles = np.asarray(needles)
     order = np.argsort(needles, kind="stable")
     found = np.empty(len(needles), dtype=np.intp)
     found[order] = np.searchsorted(keys, needles[order])

@@ -11,7 +11,7 @@ INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
 
 USAGE_ERRORS = (("utils.engine.plan", "PlanError"), ("utils.engine.versioning", "RunNotFound"))
-RUN_ERRORS = (("utils.store.artifacts", "ArtifactError"), ("utils.flows.backtest", "BacktestError"),
+RUN_ERRORS = (("utils.store.catalog", "ArtifactError"), ("utils.flows.backtest", "BacktestError"),
               ("utils.store.locking", "LockError"), ("utils.store.locking", "LockHeld"),
               ("utils.store.schema", "SchemaError"), ("phase_status", "StatusError"),
               ("utils.engine.versioning", "VersioningError"))
