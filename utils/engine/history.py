@@ -192,9 +192,9 @@ def plan(cfg, store: ArtifactStore, spec: ModuleSpec, frames: dict[str, Any], ma
         return Reuse(None, "its record cannot be read", manifest)
     if since is None:  # nothing changed: every row is kept (the function still runs, on no game)
         since = "9999-12-31"
-    for name in spec.outputs:  # the very files the record describes: their bytes checked now, read for the merge
+    for name in spec.outputs:  # the very files the record describes: their hash checked now, read for the merge
         try:
-            store.read_bytes(name)
+            store.verify(name)
         except ArtifactError as exc:
             return Reuse(None, str(exc), manifest)
     return Reuse(since, f"its inputs are unchanged before {since}", manifest, dict(old["outputs"]))
