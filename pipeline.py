@@ -249,11 +249,24 @@ def run_cli(args: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run a command; its exit code is raised as SystemExit (a caller in this process may catch it)."""
     from utils.errors import run_app
 
     setup_logging()
     raise SystemExit(run_app(app, _with_command(list(sys.argv[1:] if argv is None else argv)), "pipeline.py"))
 
 
+def cli() -> None:
+    """The process's entry point (`python pipeline.py`, the `mlb-pipeline` script): `main`, then the exit
+    through utils.errors.exit_process, which ends the process once Python's exit work is done (a native
+    library's teardown must not turn a finished run's exit code into a crash)."""
+    from utils.errors import exit_process
+
+    try:
+        main()
+    except SystemExit as done:
+        exit_process(done.code)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -171,3 +171,39 @@ def test_version_and_the_config_from_mlb_config(tmp_path, monkeypatch):
     monkeypatch.setenv("MLB_CONFIG", str(tmp_path / "missing.yaml"))
     proc = run_pipeline("validate-config")
     assert proc.returncode == 2 and "missing.yaml: config file not found" in proc.stderr
+
+
+EXIT_PROBE = """
+import atexit, os, runpy, sys, threading, time
+fd = os.open({log!r}, os.O_WRONLY | os.O_APPEND)
+class Finalized:  # collected only when the interpreter itself finalizes
+    def __del__(self, write=os.write, fd=fd):
+        write(fd, b"finalized\\n")
+keep = Finalized()
+threading.Thread(target=lambda: (time.sleep(0.3), os.write(fd, b"thread\\n"))).start()  # still running at the end
+atexit.register(lambda: os.write(fd, b"atexit\\n"))
+sys.argv = ["pipeline.py", "run", "--modules", "Z"]
+{end}
+"""
+
+
+@pytest.mark.parametrize("end, finalized", [
+    ("runpy.run_path({pipeline!r}, run_name='__main__')", False),  # python pipeline.py ...
+    ("import pipeline; pipeline.main()", True),  # main's SystemExit left to the interpreter: the control
+])
+def test_the_command_line_exits_with_its_code_after_python_s_exit_work_but_not_the_native_teardown(
+        tmp_path, end, finalized):
+    """`python pipeline.py` ends through utils.errors.exit_process: the running thread finishes and the
+    atexit functions run (a normal exit's order), the exit code is the command's, and the interpreter's
+    finalization, after which pyarrow's thread pools are torn down (a SIGABRT now and then), never
+    comes. The control, main() with Python's own exit, finalizes."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "exit.log"
+    log.touch()
+    script = EXIT_PROBE.format(log=str(log), end=end.format(pipeline=str(ROOT / "pipeline.py")))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert proc.returncode == 2 and "unknown module id(s) Z" in proc.stderr, proc.stderr
+    assert log.read_text().splitlines() == ["thread", "atexit"] + (["finalized"] if finalized else [])

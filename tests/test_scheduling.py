@@ -69,4 +69,4 @@ def test_readme_crontab_lines_are_valid_and_log_to_a_file():
         # the console script that exits with the pipeline's own code, not make (whose code is 2 for any failure)
         assert script == ".venv/bin/mlb-pipeline"
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["mlb-pipeline"] == "pipeline:main"
+    assert scripts["mlb-pipeline"] == "pipeline:cli"

@@ -7,6 +7,8 @@ traceback.
 """
 from __future__ import annotations
 
+from typing import NoReturn
+
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
 
@@ -42,6 +44,42 @@ def _click_error(typer_module, name: str) -> type[Exception] | tuple:
 
     usage = next(c for c in typer_module.BadParameter.__mro__ if c.__name__ == "UsageError")
     return usage if name == "UsageError" else getattr(sys.modules[usage.__module__], name, ())
+
+
+def exit_process(code: object = 0) -> NoReturn:
+    """End this process with `code` (a SystemExit's: None is 0, text is printed and exits 1) once Python's
+    own exit work is done, skipping only the native libraries' teardown after it.
+
+    pyarrow's thread pools may abort a process as C++ destroys them at exit while one of their threads
+    is still alive: SIGABRT, "terminate called without an active exception" (apache/arrow#34314, open).
+    On a busy machine it ended some commands after their work and their one-line error were done: a
+    run that did what it should, reported as killed. So the steps the
+    interpreter takes at exit run here, in its order: threading's shutdown (it stops idle executors'
+    threads and waits for the non-daemon ones), the atexit functions (logging's flush, Prefect's log
+    and event drains, coverage's save, multiprocessing's and weakref finalizers), the standard streams
+    flushed; then os._exit, which never reaches the C++ destructors."""
+    import atexit
+    import os
+    import sys
+    import threading
+
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        sys.stderr.write(f"{code}\n")
+        code = 1
+    try:
+        shutdown = getattr(threading, "_shutdown", None)  # what Py_FinalizeEx calls first
+        if shutdown is not None:
+            shutdown()
+        atexit._run_exitfuncs()  # each one's error is printed and the next runs, as at a normal exit
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe (`| head`) or stream: nothing left to say there
+                pass
+        os._exit(code & 0xFF)
 
 
 def run_app(app, args: list[str], prog: str) -> int:
