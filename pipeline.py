@@ -266,6 +266,11 @@ def cli() -> None:
         main()
     except SystemExit as done:
         exit_process(done.code)
+    except Exception:  # a bug: its traceback, as Python prints one, and exit 1
+        import traceback
+
+        traceback.print_exc()
+        exit_process(1)
 
 
 if __name__ == "__main__":

@@ -187,16 +187,17 @@ sys.argv = ["pipeline.py", "run", "--modules", "Z"]
 """
 
 
-@pytest.mark.parametrize("end, finalized", [
-    ("runpy.run_path({pipeline!r}, run_name='__main__')", False),  # python pipeline.py ...
-    ("import pipeline; pipeline.main()", True),  # main's SystemExit left to the interpreter: the control
+@pytest.mark.parametrize("end, code, said, finalized", [
+    ("runpy.run_path({pipeline!r}, run_name='__main__')", 2, "unknown module id(s) Z", False),  # python pipeline.py
+    ("import pipeline; pipeline.main = lambda: 1 / 0; pipeline.cli()", 1, "ZeroDivisionError", False),  # a bug
+    ("import pipeline; pipeline.main()", 2, "unknown module id(s) Z", True),  # Python's own exit: the control
 ])
 def test_the_command_line_exits_with_its_code_after_python_s_exit_work_but_not_the_native_teardown(
-        tmp_path, end, finalized):
+        tmp_path, end, code, said, finalized):
     """`python pipeline.py` ends through utils.errors.exit_process: the running thread finishes and the
-    atexit functions run (a normal exit's order), the exit code is the command's, and the interpreter's
-    finalization, after which pyarrow's thread pools are torn down (a SIGABRT now and then), never
-    comes. The control, main() with Python's own exit, finalizes."""
+    atexit functions run (a normal exit's order), the exit code is the command's (a bug's traceback and
+    1), and the interpreter's finalization, after which pyarrow's thread pools are torn down (a SIGABRT
+    now and then), never comes. The control, main() left to Python's own exit, finalizes."""
     import subprocess
     import sys
 
@@ -205,5 +206,6 @@ def test_the_command_line_exits_with_its_code_after_python_s_exit_work_but_not_t
     script = EXIT_PROBE.format(log=str(log), end=end.format(pipeline=str(ROOT / "pipeline.py")))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
-    assert proc.returncode == 2 and "unknown module id(s) Z" in proc.stderr, proc.stderr
+    assert proc.returncode == code and said in proc.stderr, proc.stderr
+    assert ("Traceback" in proc.stderr) == (code == 1)
     assert log.read_text().splitlines() == ["thread", "atexit"] + (["finalized"] if finalized else [])

@@ -53,11 +53,11 @@ def exit_process(code: object = 0) -> NoReturn:
     pyarrow's thread pools may abort a process as C++ destroys them at exit while one of their threads
     is still alive: SIGABRT, "terminate called without an active exception" (apache/arrow#34314, open).
     On a busy machine it ended some commands after their work and their one-line error were done: a
-    run that did what it should, reported as killed. So the steps the
-    interpreter takes at exit run here, in its order: threading's shutdown (it stops idle executors'
-    threads and waits for the non-daemon ones), the atexit functions (logging's flush, Prefect's log
-    and event drains, coverage's save, multiprocessing's and weakref finalizers), the standard streams
-    flushed; then os._exit, which never reaches the C++ destructors."""
+    run that did what it should, reported as killed. So the steps the interpreter takes at exit run
+    here, in its order: threading's shutdown (it stops idle executors' threads and waits for the
+    non-daemon ones), the atexit functions (logging's flush, Prefect's log and event drains, coverage's
+    save, multiprocessing's and weakref finalizers), the standard streams flushed; then os._exit, which
+    never reaches the C++ destructors."""
     import atexit
     import os
     import sys
