@@ -54,10 +54,12 @@ def exit_process(code: object = 0) -> NoReturn:
     is still alive: SIGABRT, "terminate called without an active exception" (apache/arrow#34314, open).
     On a busy machine it ended some commands after their work and their one-line error were done: a
     run that did what it should, reported as killed. So the steps the interpreter takes at exit run
-    here, in its order: threading's shutdown (it stops idle executors' threads and waits for the
-    non-daemon ones), the atexit functions (logging's flush, Prefect's log and event drains, coverage's
-    save, multiprocessing's and weakref finalizers), the standard streams flushed; then os._exit, which
-    never reaches the C++ destructors."""
+    here, in its order: threading's shutdown (its exit functions: concurrent.futures' executors finish
+    their work, Prefect's log and event services drain; then it waits for the non-daemon threads), the
+    atexit functions (logging's flush, coverage's save, multiprocessing's and weakref finalizers, a
+    temporary Prefect server stopped), the standard streams flushed; then os._exit, which never reaches
+    the C++ destructors. As the interpreter does, an error (or a Ctrl-C) in threading's shutdown is
+    printed and the atexit functions still run."""
     import atexit
     import os
     import sys
@@ -71,13 +73,20 @@ def exit_process(code: object = 0) -> NoReturn:
     try:
         shutdown = getattr(threading, "_shutdown", None)  # what Py_FinalizeEx calls first
         if shutdown is not None:
-            shutdown()
+            try:
+                shutdown()
+            except BaseException:  # noqa: BLE001 - printed and passed over, as the interpreter does
+                import traceback
+
+                sys.stderr.write(f"Exception ignored in: {threading!r}\n")
+                traceback.print_exc()
         atexit._run_exitfuncs()  # each one's error is printed and the next runs, as at a normal exit
     finally:
         for stream in (sys.stdout, sys.stderr):
             try:
-                stream.flush()
-            except (OSError, ValueError):  # a closed pipe (`| head`) or stream: nothing left to say there
+                if stream is not None:  # None: the descriptor was closed when the process started
+                    stream.flush()
+            except Exception:  # noqa: BLE001 - a closed pipe (`| head`) or stream: nothing left to say there
                 pass
         os._exit(code & 0xFF)
 
