@@ -179,6 +179,12 @@ def prefect_api(tmp_path_factory):
         wait_for(lambda: proc.poll() is None and answers(url) is None, f"the Prefect server at {url}", seconds=180)
         yield url
     finally:
+        # this process's runs' last log lines reach the server before it stops: left queued, Prefect's
+        # log worker would try to send them to a closed port as the process exits, with retries (over a
+        # minute), and print "Error logging to API"
+        handlers = sys.modules.get("prefect.logging.handlers")
+        if handlers is not None:
+            handlers.APILogWorker.drain_all(timeout=10)
         stop([proc], grace=20)
         log.close()
 
