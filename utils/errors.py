@@ -68,7 +68,8 @@ def exit_process(code: object = 0) -> NoReturn:
     if code is None:
         code = 0
     elif not isinstance(code, int):
-        sys.stderr.write(f"{code}\n")
+        if sys.stderr is not None:
+            sys.stderr.write(f"{code}\n")
         code = 1
     try:
         shutdown = getattr(threading, "_shutdown", None)  # what Py_FinalizeEx calls first
