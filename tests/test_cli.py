@@ -200,6 +200,7 @@ PIPELINE_PY = "runpy.run_path({pipeline!r}, run_name='__main__')"  # python pipe
     (THREAD + "\nsys.stdout = None", PIPELINE_PY, 2, "unknown module id(s) Z", ["thread", "atexit"]),  # 1>&-
     ("threading._register_atexit(lambda: 1 / 0)", PIPELINE_PY, 2, "Exception ignored in: <module 'threading'",
      ["atexit"]),  # an exit function of threading's fails: printed, and the atexit functions still run
+    ("sys.stderr = None\nthreading._register_atexit(lambda: 1 / 0)", PIPELINE_PY, 2, "", ["atexit"]),  # 2>&-
     (THREAD, "import pipeline; pipeline.main()", 2, "unknown module id(s) Z",
      ["thread", "atexit", "finalized"]),  # main's SystemExit left to Python's own exit: the control
 ])
@@ -221,3 +222,19 @@ def test_the_command_line_exits_with_its_code_after_python_s_exit_work_but_not_t
     assert proc.returncode == code and said in proc.stderr, proc.stderr
     assert ("Traceback" in proc.stderr) == (code == 1 or "ignored" in said)
     assert log.read_text().splitlines() == logged
+
+
+@pytest.mark.parametrize("code", ["3", "256 + 7", "-1", "2**63 - 1", "-2**63", "2**63", "-2**63 - 1", "2**64 + 3",
+                                  "None", "True", "'text'"])
+def test_the_command_line_exits_with_the_status_python_gives_the_same_code(code):
+    """exit_process turns a SystemExit's code into the process's status as Python's own exit does: the
+    low byte of an integer that fits a C long, 255 for one that does not, 0 for None, 1 for text."""
+    import subprocess
+    import sys
+
+    run = lambda end: subprocess.run([sys.executable, "-c", f"import sys; {end}"],  # noqa: E731
+                                     capture_output=True, text=True, cwd=ROOT, timeout=60,
+                                     env={**os.environ, "PYTHONPATH": str(ROOT)})
+    python = run(f"sys.exit({code})")
+    ours = run(f"import pipeline; pipeline.main = lambda: sys.exit({code}); pipeline.cli()")
+    assert (ours.returncode, ours.stderr) == (python.returncode, python.stderr)

@@ -68,8 +68,7 @@ def exit_process(code: object = 0) -> NoReturn:
     if code is None:
         code = 0
     elif not isinstance(code, int):
-        if sys.stderr is not None:
-            sys.stderr.write(f"{code}\n")
+        _to_stderr(lambda: sys.stderr.write(f"{code}\n"))
         code = 1
     try:
         shutdown = getattr(threading, "_shutdown", None)  # what Py_FinalizeEx calls first
@@ -77,10 +76,7 @@ def exit_process(code: object = 0) -> NoReturn:
             try:
                 shutdown()
             except BaseException:  # noqa: BLE001 - printed and passed over, as the interpreter does
-                import traceback
-
-                sys.stderr.write(f"Exception ignored in: {threading!r}\n")
-                traceback.print_exc()
+                _print_ignored(threading)
         atexit._run_exitfuncs()  # each one's error is printed and the next runs, as at a normal exit
     finally:
         for stream in (sys.stdout, sys.stderr):
@@ -89,7 +85,29 @@ def exit_process(code: object = 0) -> NoReturn:
                     stream.flush()
             except Exception:  # noqa: BLE001 - a closed pipe (`| head`) or stream: nothing left to say there
                 pass
-        os._exit(code & 0xFF)
+        # as Python's own exit: the low byte of a code that fits a C long, 255 for one that does not
+        os._exit(code & 0xFF if -2**63 <= code < 2**63 else 0xFF)
+
+
+def _print_ignored(where) -> None:
+    """The error being handled, printed as the interpreter prints one it passes over at exit."""
+    import sys
+    import traceback
+
+    _to_stderr(lambda: (sys.stderr.write(f"Exception ignored in: {where!r}\n"), traceback.print_exc()))
+
+
+def _to_stderr(write) -> None:
+    """`write()` to stderr on the way out; nothing when stderr is closed (None: its descriptor was closed
+    when the process started) or the write fails (a closed pipe): the exit goes on either way."""
+    import sys
+
+    if sys.stderr is None:
+        return
+    try:
+        write()
+    except Exception:  # noqa: BLE001 - nothing can be said there, and the process must still end
+        pass
 
 
 def run_app(app, args: list[str], prog: str) -> int:
