@@ -32,6 +32,7 @@ SMOKE = {  # script -> (its arguments on the tiny slice, a line its output must 
                          "busy"),
     "bench_alerts.py": (lambda m, tmp: ["--seasons", "2023", "--every", "30", "--root", str(tmp),
                                         *sets(f"sources.retrosheet.base_url={m}", *SMALL)], "detected in that run"),
+    "bench_fits.py": (lambda m, tmp: ["--season", "2023", "--mirror", str(m), *sets(*SMALL)], "fits_cold"),
     "bench_backfill.py": (lambda m, tmp: ["--season", "2024", "--rate", "1000", "--mirror", str(m.parent)],
                           "the next night"),
 }
