@@ -295,6 +295,45 @@ def test_one_malformed_line_is_quarantined_when_several_seasons_are_read(mirror,
     assert result.metrics["quarantined"] == 1
 
 
+@pytest.mark.parametrize("field, value, reason", [
+    ("game_number", "7", "game_number '7' is not one of 0, 1, 2, 3, A, B"),
+    ("day_night", "X", "day_night 'X' is not D, N or empty"),
+    ("visiting_team", "at", "visiting_team 'at' is not a three-character team code"),
+    ("visiting_team", "HOME", "visiting_team and home_team are both '{home}'"),
+])
+def test_a_line_the_contract_would_refuse_is_quarantined_and_module_a_goes_on(mirror, tmp_path, field, value, reason):
+    """A game number, day/night code or team code that raw_gamelogs' contract refuses failed module A,
+    and with it the night, naming no file or line; a game a team plays against itself passed. Each is
+    one quarantined line now, and the allowed values are the contract's own."""
+    from modules import a_ingest
+    from utils.sources.gamelogs import DAY_NIGHT, FIELD_NAMES, GAME_NUMBERS
+    from utils.store.artifacts import staged_writes
+    from utils.store.schema import load_contract
+
+    rules = load_contract(ROOT / "schemas", "raw_gamelogs").body["items"]["properties"]
+    assert list(GAME_NUMBERS) == rules["game_number"]["enum"]
+    assert [v or None for v in DAY_NIGHT] == rules["day_night"]["enum"]
+    source = tmp_path / "mirror"
+    source.mkdir()
+    (source / "gl2022.zip").symlink_to(mirror / "gl2022.zip")
+    home = {}
+
+    def edit(lines):
+        fields = lines[70].split(",")
+        home["code"] = fields[FIELD_NAMES.index("home_team")].strip('"')
+        fields[FIELD_NAMES.index(field)] = f'"{home["code"] if value == "HOME" else value}"'
+        return lines[:70] + [",".join(fields)] + lines[71:]
+
+    rezip(mirror, source, 2023, edit)
+    with staged_writes() as staging:
+        result = a_ingest.main(ingest_cfg(tmp_path, source, 2022, "2023-07-01"))
+        staging.commit()
+    quarantine = ArtifactStore(tmp_path / "artifacts", ROOT / "schemas").read_frame("quarantine")
+    assert quarantine[["season", "line_number", "reason"]].values.tolist() == [
+        [2023, 71, reason.format(home=home["code"])]]
+    assert quarantine["source"].iloc[0] == str(source / "gl2023.zip") and result.metrics["quarantined"] == 1
+
+
 def test_an_oversized_count_in_any_field_is_quarantined_naming_it(mirror):
     from utils.sources.gamelogs import FIELD_NAMES, parse_gamelog, read_season_zip
 

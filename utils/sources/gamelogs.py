@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -129,6 +130,13 @@ def parse_gamelog(text: str, season: int, source: str, known_teams: set[str] | N
     return Parsed(out, quarantine_frame(bad))
 
 
+# the values raw_gamelogs' contract allows (tests/test_faults.py holds them to it): a line with another
+# is quarantined here, not left to fail the contract, and with it module A and the night
+GAME_NUMBERS = ("0", "1", "2", "3", "A", "B")  # a single game, a doubleheader's first or second, ...
+DAY_NIGHT = ("D", "N", "")  # "" unknown
+TEAM_CODE = re.compile(r"[A-Z0-9]{3}")
+
+
 def _row_problem(row: list[str], season: int, known_teams: set[str] | None) -> str | None:
     date, visiting, home = row[0], row[3], row[6]
     if len(date) != 8 or not date.isdigit() or int(date[:4]) != season:
@@ -137,6 +145,15 @@ def _row_problem(row: list[str], season: int, known_teams: set[str] | None) -> s
         dt.date(int(date[:4]), int(date[4:6]), int(date[6:]))
     except ValueError:
         return f"date '{date}' does not exist"
+    if row[1] not in GAME_NUMBERS:
+        return f"game_number '{row[1][:30]}' is not one of {', '.join(GAME_NUMBERS)}"
+    if row[12] not in DAY_NIGHT:
+        return f"day_night '{row[12][:30]}' is not D, N or empty"
+    for field, code in (("visiting_team", visiting), ("home_team", home)):
+        if not TEAM_CODE.fullmatch(code):
+            return f"{field} '{code[:30]}' is not a three-character team code"
+    if visiting == home:
+        return f"visiting_team and home_team are both '{home}'"
     for field, value in (("visiting_score", row[9]), ("home_score", row[10])):
         if not value.isdigit() or len(value) > MAX_INTEGER_DIGITS:
             return f"{field} '{value[:30]}' is not a whole number of at most {MAX_INTEGER_DIGITS} digits"

@@ -26,7 +26,7 @@ from utils.store.cache import ContentCache
 log = logging.getLogger("mlb.a_ingest")
 
 
-PARSER_VERSION = "3"  # bump when parse_gamelog's output changes: it invalidates the parsed-season cache
+PARSER_VERSION = "4"  # bump when parse_gamelog's output changes: it invalidates the parsed-season cache
 
 
 def parse_cached(payload: bytes, season: int, where: str, known: set[str], cache_dir: Path) -> Parsed:
