@@ -36,7 +36,7 @@ from utils.sources.common import (
 from utils.sources.crosswalk import Crosswalk, mapping_frame
 from utils.sources.events import FIRST_EVENT_SEASON, VS_LEFT, ParsedEvents, to_frame
 from utils.sources.gamelogs import FIELD_NAMES, IngestError, Parsed, parse_gamelog
-from utils.sources.quarantine import quarantine_frame
+from utils.sources.quarantine import quarantine_before, quarantine_frame
 from utils.sources.seasons import (
     fetch_published,
     known_team_codes,
@@ -262,7 +262,8 @@ def ingest_from(sources: Sources, as_of: dt.date, schedule: ScheduleSettings, li
     games = pd.concat([p.games for p in parsed], ignore_index=True)
     games["source"] = games["source"].astype("string")
     games["game_pk"] = games["game_pk"].astype("Int64")
-    quarantine = pd.concat([p.quarantine for p in parsed], ignore_index=True)
+    # the as-of season's lines about games on or after the day are not seen, as its rows are not
+    quarantine = quarantine_before(pd.concat([p.quarantine for p in parsed], ignore_index=True), as_of)
     del parsed  # the seasons are in `games` now: a night holds one copy of history, not two
     if len(quarantine):  # E reports each line; one summary here keeps a normal night's log short
         log.info("quarantined %d game-log line(s), e.g. %s line %s: %s", len(quarantine), quarantine["source"].iloc[0],
@@ -275,7 +276,7 @@ def ingest_from(sources: Sources, as_of: dt.date, schedule: ScheduleSettings, li
         events = ParsedEvents(to_frame([], season_now), quarantine_frame([]))
     else:
         events = read_player_games(sources.events, read_seasons, season_now, teams, parse_cache, usable_cores())
-        quarantine = pd.concat([quarantine, events.quarantine], ignore_index=True)
+        quarantine = pd.concat([quarantine, quarantine_before(events.quarantine, as_of)], ignore_index=True)
     lines = pd.concat([events.lines, *live_lines], ignore_index=True) if live_lines else events.lines
     del events, live_lines
     player_games = player_lines_before(lines, None, as_of, hidden)

@@ -334,6 +334,51 @@ def test_a_line_the_contract_would_refuse_is_quarantined_and_module_a_goes_on(mi
     assert quarantine["source"].iloc[0] == str(source / "gl2023.zip") and result.metrics["quarantined"] == 1
 
 
+def test_the_quarantine_holds_no_line_about_a_game_on_or_after_the_day(mirror, tmp_path):
+    """A run for day D saw the as-of season's malformed lines about later games in its quarantine (their
+    text holds the result) and E counted them: a replay depended on lines written after its day. A line
+    about an earlier game is kept, and so is one that names no day."""
+    from modules import a_ingest
+    from utils.store.artifacts import staged_writes
+
+    source = tmp_path / "mirror"
+    source.mkdir()
+    (source / "gl2022.zip").symlink_to(mirror / "gl2022.zip")
+    numbers = {}
+
+    def edit(lines):
+        numbers["august"] = next(i for i, line in enumerate(lines) if line.startswith('"20230815"')) + 1
+        numbers["last"] = len(lines) + 1  # the garbled line added at the end
+        cut = lambda line: ",".join(line.split(",")[:150])  # noqa: E731
+        return [cut(line) if i in (70, numbers["august"] - 1) else line for i, line in enumerate(lines)] + [
+            '"2023xx01",garbled']
+
+    rezip(mirror, source, 2023, edit)
+    seen = {}
+    for as_of in ("2023-07-01", "2023-08-15", "2023-08-16"):
+        with staged_writes() as staging:
+            result = a_ingest.main(ingest_cfg(tmp_path / as_of, source, 2022, as_of))
+            staging.commit()
+        quarantine = ArtifactStore(tmp_path / as_of / "artifacts", ROOT / "schemas").read_frame("quarantine")
+        seen[as_of] = quarantine["line_number"].tolist()
+        assert result.metrics["quarantined"] == len(quarantine)
+    last = numbers["last"]
+    assert seen == {"2023-07-01": [71, last], "2023-08-15": [71, last], "2023-08-16": [71, numbers["august"], last]}
+
+
+def test_each_kind_of_quarantined_line_is_dated_by_what_it_says():
+    from utils.sources.quarantine import line_dates, quarantine_frame
+
+    rows = [{"text": '"20240820","0","Tue","ATL"', "reason": "151 fields"},  # a game log's line
+            {"text": "20240821,0,Wed,ATL", "reason": "151 fields"},  # unquoted
+            {"text": "id,BOS202406260", "reason": "Chadwick warned on game BOS202406260"},  # an event file's game
+            {"text": "", "reason": "game 745927 of 2024-06-26 does not read: HTTP 404"},  # a Stats API game
+            {"text": '"2024xx01",garbled', "reason": "date '2024xx01' is not a 2024 date yyyymmdd"}]
+    frame = quarantine_frame([{"season": 2024, "source": "x", "line_number": n, **r} for n, r in enumerate(rows, 1)])
+    assert [d.date().isoformat() if d == d else None for d in line_dates(frame)] == [
+        "2024-08-20", "2024-08-21", "2024-06-26", "2024-06-26", None]
+
+
 def test_an_oversized_count_in_any_field_is_quarantined_naming_it(mirror):
     from utils.sources.gamelogs import FIELD_NAMES, parse_gamelog, read_season_zip
 
