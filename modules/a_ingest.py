@@ -236,6 +236,10 @@ def ingest_from(sources: Sources, as_of: dt.date, schedule: ScheduleSettings, li
             if fetched is None:
                 if results_live:
                     live_seasons.append(season)
+                elif not schedule_is_live:  # nothing would say the day's games: an empty slate, published
+                    raise IngestError(f"{sources.where}: no game log for {season} (gl{season}.zip), which a replay "
+                                      f"of {as_of} reads its games from; Retrosheet publishes a season after it "
+                                      "ends: for one it has not, sources.live.results: on reads the Stats API")
                 continue
             published.append((season, *fetched))
     known = functools.partial(known_team_codes, teams)

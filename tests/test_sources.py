@@ -66,10 +66,14 @@ def test_a_missing_past_season_names_the_source_s_place(tmp_path):
     with pytest.raises(SourceError, match=r"^memory:gl2022.zip: no game log for 2022$"):
         ingest_from(sources, AS_OF, ScheduleSettings(), LiveSettings(), DataConfig(first_season=2022),
                     train_seasons=1, parse_cache=tmp_path)
-    # only the as-of season, not published yet: nothing at all to learn from, named by the source's place
-    with pytest.raises(IngestError, match=r"^memory:: no game log for seasons 2023-2023$"):
-        ingest_from(sources, AS_OF, ScheduleSettings(), LiveSettings(), DataConfig(first_season=2023),
-                    train_seasons=1, parse_cache=tmp_path)
+    # the as-of season, not published yet, on a replayed day: nothing would say the day's games, and an
+    # empty slate would be published over the last good one; named by the source's place
+    for first in (2022, 2023):
+        gamelogs.files = {2022: b"any zip"} if first == 2022 else {}
+        with pytest.raises(IngestError, match=r"^memory:: no game log for 2023 \(gl2023.zip\), which a replay of "
+                                              r"2023-04-04 reads its games from; .* sources.live.results: on reads"):
+            ingest_from(sources, AS_OF, ScheduleSettings(mode="replay"), LiveSettings(),
+                        DataConfig(first_season=first), train_seasons=1, parse_cache=tmp_path)
 
 
 def test_the_configured_sources_check_their_folders_when_first_read(tmp_path):
