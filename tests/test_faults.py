@@ -435,6 +435,10 @@ def test_an_empty_past_season_is_an_error_naming_the_file(mirror, tmp_path):
     (b"retention:\n  days: 99999999999\n", "retention.days: Input should be less than or equal to 36500"),
     (b"sources:\n  schedule:\n    statsapi_url: http://statsapi.mlb.com/api/v1/schedule\n",
      "must be an https:// URL (plain http only on 127.0.0.1)"),
+    # YAML keeps a key's last value: the first run: section's policy was silently dropped
+    (b"run:\n  overwrite_policy: fail\ndata:\n  first_season: 2000\nrun:\n  as_of: 2024-07-14\n",
+     "config.yaml:5: not valid YAML (duplicate key 'run', first on line 1)"),
+    (b"model:\n  seed: 1\n  seed: 2\n", "config.yaml:3: not valid YAML (duplicate key 'seed', first on line 2)"),
 ])
 def test_a_bad_config_file_is_one_line_and_exit_2(tmp_path, capsys, content, message):
     path = tmp_path / "config.yaml"

@@ -18,7 +18,20 @@ PositiveInt = Annotated[int, Field(gt=0)]
 
 class _Loader(yaml.SafeLoader):
     """Safe YAML that leaves dates as text, so Pydantic names the key of an impossible one (2023-02-30)
-    instead of YAML's constructor raising without it."""
+    instead of YAML's constructor raising without it, and refuses a key given twice in one mapping (YAML
+    keeps the last: a second `run:` section would silently drop the first's settings)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, Any] = {}
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if key.value in first:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key '{key.value[:80]}', first on line "
+                            f"{first[key.value].line + 1}", key.start_mark)
+                    first[key.value] = key.start_mark
+        return super().construct_mapping(node, deep)
 
 
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
