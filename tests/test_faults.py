@@ -379,6 +379,46 @@ def test_each_kind_of_quarantined_line_is_dated_by_what_it_says():
         "2024-08-20", "2024-08-21", "2024-06-26", "2024-06-26", None]
 
 
+def test_skip_runs_a_whose_sources_are_outside_the_root_and_keeps_what_comes_out_the_same(
+        mirror, tmp_path, capsys):
+    """Under 'skip', A's outputs were kept as up to date after a game-log zip changed: nothing in the root
+    vouches for the game logs, the play-by-play, Lahman or the Stats API. A runs every time; B, whose
+    lineage is A's outputs' hashes, is kept when they come out the same bytes and rebuilt when not."""
+    source = tmp_path / "mirror"
+    source.mkdir()
+    (source / "gl2023.zip").symlink_to(mirror / "gl2023.zip")
+    (source / "gl2022.zip").symlink_to(mirror / "gl2022.zip")
+    root = tmp_path / "artifacts"
+    args = ["run", "--legacy-executor", "--modules", "A,B", "--as-of", "2023-07-01", "--overwrite-policy", "skip",
+            *[x for kv in (f"paths.artifacts={root}", f"sources.retrosheet.base_url={source}",
+                           "sources.retrosheet.events_url=off", "data.first_season=2022", "versioning.backend=none")
+              for x in ("--set", kv)]]
+
+    def night():
+        code, _, err = cli(capsys, *args)
+        assert code == 0, err
+        phases = load_status(root / STATUS_FILE).phases
+        store = ArtifactStore(root, ROOT / "schemas")
+        return {m: phases[m].status for m in "AB"}, store.meta("raw_gamelogs")["sha256"], store.meta("games")["sha256"]
+
+    first = night()
+    assert first[0] == {"A": "success", "B": "success"}
+    again = night()
+    assert again == ({"A": "success", "B": "skipped"}, first[1], first[2])  # A ran, came out the same: B kept
+    (source / "gl2022.zip").unlink()
+
+    def later_score(lines):
+        fields = lines[5].split(",")
+        fields[10] = str(int(fields[10]) + 1)
+        return lines[:5] + [",".join(fields)] + lines[6:]
+
+    rezip(mirror, source, 2022, later_score)
+    changed = night()
+    assert changed[0] == {"A": "success", "B": "success"} and changed[1] != first[1] and changed[2] != first[2]
+    code, out, _ = cli(capsys, *args, "--dry-run")
+    assert code == 0 and "it reads the game logs, the play-by-play, Lahman, the Stats API from outside" in out
+
+
 def test_an_oversized_count_in_any_field_is_quarantined_naming_it(mirror):
     from utils.sources.gamelogs import FIELD_NAMES, parse_gamelog, read_season_zip
 

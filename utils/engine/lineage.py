@@ -3,7 +3,9 @@
 Each output's sidecar records its stage's lineage: the SHA-256 of every input, the values of the
 config keys bound to the stage, and the stage's code version (the hash of its function's source
 file), as `dvc.lock` records deps and params, and Dagster data and code versions. Under 'skip' an
-output is kept only when all three still match; the dry run says which changed.
+output is kept only when all three still match; the dry run says which changed. A stage that reads
+sources outside the root (A: the game logs, the play-by-play, Lahman, the Stats API) is never kept:
+it runs, and the stages after it are kept when its outputs come out the same bytes.
 """
 from __future__ import annotations
 
@@ -51,6 +53,9 @@ def lineage(spec: ModuleSpec, params: dict[str, Any], input_hashes: dict[str, st
 def stale_reason(cfg, spec: ModuleSpec, store: ArtifactStore) -> str | None:
     """Why the stage's present outputs are not up to date, or None when they are (every output
     hash-valid, from one write, and made from today's inputs, parameters and code)."""
+    if spec.external:  # re-run, its outputs come out the same bytes when its sources did not change, and
+        # the stages after it, whose lineage is those bytes' hashes, are kept
+        return f"it reads {', '.join(spec.external)} from outside the artifacts root, which no hash here vouches for"
     metas = {}
     for name in spec.outputs:
         if store.valid_hash(name) is None:

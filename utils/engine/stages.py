@@ -68,6 +68,9 @@ class ModuleSpec:
     # input -> the only columns the stage reads of it (a table): loaded alone, so a night holds less (the
     # input's hash and lineage are the whole file's, as for any input)
     input_columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # what the stage reads from outside the artifacts root (files, servers): no hash in the root can say
+    # they are unchanged, so 'skip' never keeps its outputs (utils/engine/lineage.py)
+    external: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
