@@ -376,8 +376,8 @@ def season_lines(player_games: pd.DataFrame, kind: str, lahman_last: int, season
 
 
 def main(cfg) -> ModuleResult:
-    """Stage A through the pipeline's runner, as a run does."""
+    """Stage A through the pipeline's runner, as a run does, holding the artifacts root's run lock."""
     from modules.registry import REGISTRY
-    from utils.engine.one_stage import run_stage
+    from utils.engine.one_stage import run_alone
 
-    return run_stage(cfg, REGISTRY["A"])
+    return run_alone(cfg, REGISTRY["A"])

@@ -139,8 +139,8 @@ def clean(raw_gamelogs: pd.DataFrame, schedule: pd.DataFrame, franchise_map: dic
 
 
 def main(cfg) -> ModuleResult:
-    """Stage B through the pipeline's runner, as a run does."""
+    """Stage B through the pipeline's runner, as a run does, holding the artifacts root's run lock."""
     from modules.registry import REGISTRY
-    from utils.engine.one_stage import run_stage
+    from utils.engine.one_stage import run_alone
 
-    return run_stage(cfg, REGISTRY["B"])
+    return run_alone(cfg, REGISTRY["B"])

@@ -81,8 +81,8 @@ def describe_context(games: pd.DataFrame, since: pd.Timestamp | None = None) -> 
 
 
 def main(cfg) -> ModuleResult:
-    """Stage C through the pipeline's runner, as a run does."""
+    """Stage C through the pipeline's runner, as a run does, holding the artifacts root's run lock."""
     from modules.registry import REGISTRY
-    from utils.engine.one_stage import run_stage
+    from utils.engine.one_stage import run_alone
 
-    return run_stage(cfg, REGISTRY["C"])
+    return run_alone(cfg, REGISTRY["C"])

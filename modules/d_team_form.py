@@ -56,8 +56,8 @@ def measure_form(games: pd.DataFrame, form: FormFeatures, since: pd.Timestamp | 
 
 
 def main(cfg) -> ModuleResult:
-    """Stage D through the pipeline's runner, as a run does."""
+    """Stage D through the pipeline's runner, as a run does, holding the artifacts root's run lock."""
     from modules.registry import REGISTRY
-    from utils.engine.one_stage import run_stage
+    from utils.engine.one_stage import run_alone
 
-    return run_stage(cfg, REGISTRY["D"])
+    return run_alone(cfg, REGISTRY["D"])

@@ -122,8 +122,8 @@ def check_quality(games: pd.DataFrame, quarantine: pd.DataFrame, player_games: p
 
 
 def main(cfg) -> ModuleResult:
-    """Stage E through the pipeline's runner, as a run does."""
+    """Stage E through the pipeline's runner, as a run does, holding the artifacts root's run lock."""
     from modules.registry import REGISTRY
-    from utils.engine.one_stage import run_stage
+    from utils.engine.one_stage import run_alone
 
-    return run_stage(cfg, REGISTRY["E"])
+    return run_alone(cfg, REGISTRY["E"])

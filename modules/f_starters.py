@@ -670,8 +670,8 @@ def rate_starters(games: pd.DataFrame, lahman_pitching: pd.DataFrame, lahman_bat
 
 
 def main(cfg) -> ModuleResult:
-    """Stage F through the pipeline's runner, as a run does."""
+    """Stage F through the pipeline's runner, as a run does, holding the artifacts root's run lock."""
     from modules.registry import REGISTRY
-    from utils.engine.one_stage import run_stage
+    from utils.engine.one_stage import run_alone
 
-    return run_stage(cfg, REGISTRY["F"])
+    return run_alone(cfg, REGISTRY["F"])

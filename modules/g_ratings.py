@@ -95,8 +95,8 @@ def rate_teams(games: pd.DataFrame, starter_features: pd.DataFrame, elo: EloConf
 
 
 def main(cfg) -> ModuleResult:
-    """Stage G through the pipeline's runner, as a run does."""
+    """Stage G through the pipeline's runner, as a run does, holding the artifacts root's run lock."""
     from modules.registry import REGISTRY
-    from utils.engine.one_stage import run_stage
+    from utils.engine.one_stage import run_alone
 
-    return run_stage(cfg, REGISTRY["G"])
+    return run_alone(cfg, REGISTRY["G"])

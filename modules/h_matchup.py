@@ -144,8 +144,8 @@ def describe_matchups(games: pd.DataFrame, player_games: pd.DataFrame, matchup: 
 
 
 def main(cfg) -> ModuleResult:
-    """Stage H through the pipeline's runner, as a run does."""
+    """Stage H through the pipeline's runner, as a run does, holding the artifacts root's run lock."""
     from modules.registry import REGISTRY
-    from utils.engine.one_stage import run_stage
+    from utils.engine.one_stage import run_alone
 
-    return run_stage(cfg, REGISTRY["H"])
+    return run_alone(cfg, REGISTRY["H"])

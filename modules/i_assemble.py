@@ -66,8 +66,8 @@ def assemble_table(games: pd.DataFrame, context_features: pd.DataFrame, team_for
 
 
 def main(cfg) -> ModuleResult:
-    """Stage I through the pipeline's runner, as a run does."""
+    """Stage I through the pipeline's runner, as a run does, holding the artifacts root's run lock."""
     from modules.registry import REGISTRY
-    from utils.engine.one_stage import run_stage
+    from utils.engine.one_stage import run_alone
 
-    return run_stage(cfg, REGISTRY["I"])
+    return run_alone(cfg, REGISTRY["I"])

@@ -403,8 +403,8 @@ def _read_baseline(store: ContentCache, name: str) -> dict | None:
 
 
 def main(cfg) -> ModuleResult:
-    """Stage K through the pipeline's runner, as a run does."""
+    """Stage K through the pipeline's runner, as a run does, holding the artifacts root's run lock."""
     from modules.registry import REGISTRY
-    from utils.engine.one_stage import run_stage
+    from utils.engine.one_stage import run_alone
 
-    return run_stage(cfg, REGISTRY["K"])
+    return run_alone(cfg, REGISTRY["K"])

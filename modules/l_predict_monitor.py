@@ -336,8 +336,8 @@ def predict_and_monitor(model_table: pd.DataFrame, win_model: bytes, home_runs_m
 
 
 def main(cfg) -> ModuleResult:
-    """Stage L through the pipeline's runner, as a run does."""
+    """Stage L through the pipeline's runner, as a run does, holding the artifacts root's run lock."""
     from modules.registry import REGISTRY
-    from utils.engine.one_stage import run_stage
+    from utils.engine.one_stage import run_alone
 
-    return run_stage(cfg, REGISTRY["L"])
+    return run_alone(cfg, REGISTRY["L"])

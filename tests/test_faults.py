@@ -146,6 +146,43 @@ def test_cleanup_never_removes_anything_outside_the_root(tmp_path, capsys):
     assert code == 0 and "removed 0 run folder(s)" in out and (old_run / "keep.txt").exists()
 
 
+def test_a_refusal_names_the_lock_s_holder_on_one_line_whatever_its_file_says(tmp_path, quick_refusal):
+    import fcntl
+
+    from utils.store.locking import LockHeld
+
+    lock = tmp_path / ".run.lock"
+    lock.write_text(json.dumps({"pid": 7, "host": "box\nerror: FAKE\x1b[2J", "started_at": "x" * 500}))
+    with open(lock, "rb") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with pytest.raises(LockHeld) as refused:
+            RunLock(tmp_path).acquire()
+    message = str(refused.value)
+    assert len(message.splitlines()) == 1 and message.isprintable() and "pid 7 on box error: FAKE" in message
+    assert len(message) < 300
+
+
+def test_a_module_s_main_takes_the_run_lock(tmp_path, quick_refusal):
+    """`m.main(cfg)`, the README's way to run one stage, wrote its outputs while a run held the root. Each
+    module's main now takes the run lock first: refused while a run holds it, run once it is free."""
+    import importlib
+
+    from modules.registry import REGISTRY
+    from utils.store.locking import LockHeld
+
+    cfg = build_config({"paths": {"artifacts": str(tmp_path)}, "run": {"as_of": "2024-07-14"}})
+    modules = [importlib.import_module(spec.module) for spec in REGISTRY if not spec.reserved]
+    assert len(modules) == 11
+    with RunLock(tmp_path):
+        for module in modules:
+            with pytest.raises(LockHeld, match="another run holds the artifacts root"):
+                module.main(cfg)
+    assert not (tmp_path / "data").exists()  # nothing read or written
+    with pytest.raises(ArtifactError, match="artifact 'games' is missing"):  # past the lock: C reads its input
+        importlib.import_module("modules.c_context").main(cfg)
+    assert not RunLock(tmp_path).is_held()  # and let go of it
+
+
 def test_restore_and_cleanup_take_the_run_lock(tmp_path, capsys, quick_refusal):
     with RunLock(tmp_path):
         code, _, err = cli(capsys, "cleanup", "--set", f"paths.artifacts={tmp_path}")

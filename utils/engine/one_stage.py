@@ -231,6 +231,15 @@ def run_stage(cfg, stage: str | ModuleSpec, registry: Registry | None = None,
     return ModuleResult(records, metrics=dict(result.metrics))
 
 
+def run_alone(cfg, spec: ModuleSpec) -> ModuleResult:
+    """A module's `main(cfg)`: its stage run by itself (`run_stage`) under the artifacts root's run lock,
+    as a run holds it, so it never writes beside a run (LockHeld, naming the holder, while one runs)."""
+    from utils.store.locking import RunLock
+
+    with RunLock(cfg.paths.artifacts):
+        return run_stage(cfg, spec)
+
+
 def pd_timestamp(day: str):
     import pandas as pd
 

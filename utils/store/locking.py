@@ -25,6 +25,12 @@ log = logging.getLogger("mlb.lock")
 PROBE_RETRIES, PROBE_WAIT_SECONDS = 20, 0.05  # a second at most, for a reader's shared-lock probe to pass
 
 
+def _printable(value: object) -> str:
+    """A value read from the lock file, as one short line: the file is anyone's to write, and its text
+    goes into a one-line error (a newline there would print a line of its own)."""
+    return "".join(c if c.isprintable() else " " for c in " ".join(str(value).split()))[:80]
+
+
 class LockHeld(RuntimeError):
     """Another run holds the artifacts root."""
 
@@ -97,8 +103,8 @@ class RunLock:
             self._lock(fd)
             stale = self.holder()
             if stale:
-                log.warning("took over a stale lock left by pid %s (started %s)", stale.get("pid"),
-                            stale.get("started_at"))
+                log.warning("took over a stale lock left by pid %s (started %s)", _printable(stale.get("pid")),
+                            _printable(stale.get("started_at")))
             info = {"pid": os.getpid(), "host": socket.gethostname(),
                     "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
             os.ftruncate(fd, 0)
@@ -120,7 +126,7 @@ class RunLock:
                 return
             except BlockingIOError:
                 if attempt == PROBE_RETRIES - 1:
-                    who = self.holder() or {}
+                    who = {k: _printable(v) for k, v in (self.holder() or {}).items()}
                     raise LockHeld(f"{self.path}: another run holds the artifacts root (pid {who.get('pid', '?')} "
                                    f"on {who.get('host', '?')}, started {who.get('started_at', '?')})") from None
                 time.sleep(PROBE_WAIT_SECONDS)
