@@ -228,6 +228,32 @@ def test_restore_never_reads_outside_and_verifies_before_replacing(repo):
     assert store.verify("summary") == good and store.read_json("summary") == {"total": 3} and third.exists()
 
 
+def test_restore_refuses_another_artifact_s_copy_that_a_forged_run_names(tmp_path):
+    """A run folder's manifest (and dvc.lock) edited to name `numbers`' copy as `summary`'s: the copy
+    matched the manifest's hash, so restore put it in place, sidecar and all. Its sidecar's name and
+    contract are now checked too, before anything is replaced."""
+    import hashlib
+
+    from utils.engine.versioning import VersioningError, restore
+
+    store = ArtifactStore(tmp_path, TOY_SCHEMAS)
+    store.write_frame("numbers", pd.DataFrame({"n": [1, 2], "label": ["a", "b"]}))
+    store.write_json("summary", {"total": 3})
+    other = store.resolve_output_path("numbers").read_bytes(), store.meta_path("numbers").read_bytes()
+    run_dir = tmp_path / "runs" / "20240714T060000Z-abcdef"
+    run_dir.mkdir(parents=True)
+    (run_dir / "manifest.json").write_text(json.dumps({"artifacts": {"summary": hashlib.sha256(other[0]).hexdigest()}}))
+
+    class Forged:  # the version store hands back what the forged lock names: numbers' copy
+        def fetch(self, run, relpath):
+            return other[1] if relpath.endswith(".meta.json") else other[0]
+
+    current = store.verify("summary")
+    with pytest.raises(VersioningError, match="sidecar says it is 'numbers', not 'summary'; the current 'summary'"):
+        restore(store, Forged(), run_dir, "summary")
+    assert store.verify("summary") == current and store.read_json("summary") == {"total": 3}
+
+
 def test_restore_names_a_failed_versioning_step_not_off(tmp_path):
     from utils.engine.versioning import DvcVersionStore, VersioningError
 

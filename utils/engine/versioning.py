@@ -180,12 +180,17 @@ def restore(store: ArtifactStore, versions: VersionStore, run_dir: Path, name: s
     sidecar = versions.fetch(run_dir, tracked_relpath(store, name) + ".meta.json")
     digest = hashlib.sha256(payload).hexdigest()
     try:
-        recorded = json.loads(sidecar).get("sha256")
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        recorded = None
+        stored = json.loads(sidecar)
+        recorded, made_as = stored.get("sha256"), (stored.get("name"), str(stored.get("validator")).split("@")[0])
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, RecursionError):
+        recorded, made_as = None, None
     if digest != expected or recorded != expected:
         raise VersioningError(f"{name}@{run_dir.name}: the stored copy (SHA-256 {digest[:12]}…) does not match the "
                               f"run's manifest ({expected[:12]}…); the current '{name}' is left as it is")
+    if made_as != (name, store.contract(name).name):  # a forged run folder naming another artifact's copy
+        said = str(made_as and made_as[0])[:40]
+        raise VersioningError(f"{name}@{run_dir.name}: the stored copy's sidecar says it is '{said}', not "
+                              f"'{name}'; the current '{name}' is left as it is")
     with staged_writes() as staging:
         staging.stage(path, payload)
         staging.stage(meta, sidecar)
