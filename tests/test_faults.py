@@ -1002,6 +1002,33 @@ def test_unreadable_zips_name_the_file(mirror):
             read_season_zip(payload, 2023, "gl2023.zip")
 
 
+@pytest.mark.parametrize("plant, reason", [
+    ("fifo", "not a regular file"),  # blocked the night forever, holding the run lock
+    ("device", "not a regular file"),  # a link to /dev/zero: read until memory ran out
+    ("folder", "not a regular file"),
+])
+def test_a_local_source_that_is_not_a_regular_file_is_one_line_naming_it(tmp_path, plant, reason):
+    from utils.sources.common import RetrosheetSource, SourceError
+
+    path = tmp_path / "gl2023.zip"
+    {"fifo": lambda: os.mkfifo(path), "device": lambda: path.symlink_to("/dev/zero"), "folder": path.mkdir}[plant]()
+    source = RetrosheetSource(str(tmp_path), tmp_path / "cache")
+    with pytest.raises(SourceError, match=rf"^{path}: {reason}$"):
+        source.fetch_season(2023)
+
+
+def test_a_local_source_file_is_read_up_to_the_download_limit(tmp_path):
+    from utils.sources.common import SourceError, read_local
+
+    path = tmp_path / "gl2023.zip"
+    path.write_bytes(b"x" * 101)
+    assert read_local(path, 101) == b"x" * 101
+    with pytest.raises(SourceError, match=rf"^{path}: 101 bytes, more than any source file \(100 at most\)$"):
+        read_local(path, 100)
+    (tmp_path / "link.zip").symlink_to(path)  # the tests' mirrors are links to the real zips
+    assert read_local(tmp_path / "link.zip", 200) == b"x" * 101
+
+
 @pytest.mark.parametrize("args, message", [
     (["run", "--modules", "A]", "--dry-run"], "--modules: unknown module id(s) A]"),
     (["validate-config", "--set", "model.seed=" + "[" * 3000], "nested too deeply"),

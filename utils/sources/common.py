@@ -200,7 +200,7 @@ class RetrosheetSource:
                 raise IngestError(f"{self.base_url}: no such folder of {self.what} ({self.folder_hint})")
             path = Path(self.base_url) / name
             try:
-                return path.read_bytes(), str(path)
+                return read_local(path), str(path)
             except FileNotFoundError:
                 raise NotFound(f"{path}: no {self.what} for {season}") from None
         payload = self.cache.get(name)  # a copy that does not verify is a warning and downloaded again
@@ -210,6 +210,34 @@ class RetrosheetSource:
         payload = self.fetch(url, None, self.timeout)
         self.cache.put(name, payload)
         return payload, url
+
+
+def read_local(path: Path, limit: int = MAX_DOWNLOAD_BYTES) -> bytes:
+    """A local source file's bytes: a regular file (a link to one is fine) of at most `limit` bytes, as a
+    download is held to. A FIFO would block the night, holding the run lock, and a device such as
+    /dev/zero read until memory ran out; each is SourceError naming the file (FileNotFoundError as is)."""
+    import os
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once instead of waiting for a writer
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        os.close(fd)
+        raise SourceError(f"{path}: not a regular file" if not stat.S_ISREG(info.st_mode) else
+                          f"{path}: {info.st_size:,} bytes, more than any source file ({limit:,} at most)")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            payload = handle.read(limit + 1)
+        except OSError as exc:
+            raise SourceError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if len(payload) > limit:  # grew while read
+        raise SourceError(f"{path}: more than {limit:,} bytes, more than any source file")
+    return payload
 
 
 # MLB Stats API team ids -> Retrosheet codes (current franchises).
