@@ -156,6 +156,10 @@ def dag(
     """Print or render the module DAG from the registry."""
     from utils.engine.plan import draw
 
+    if out is not None and fmt.value not in ("svg", "png"):
+        suffix = {"text": "txt", "mermaid": "mmd", "markdown": "md"}.get(fmt.value, fmt.value)
+        raise typer.BadParameter(f"is for svg and png; {fmt.value} prints to stdout (redirect it: > dag.{suffix})",
+                                 param_hint="'--out'")
     typer.echo(draw(REGISTRY, fmt.value, out), nl=fmt.value not in ("dot", "mermaid", "markdown"))
 
 

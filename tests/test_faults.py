@@ -1034,6 +1034,9 @@ def test_a_local_source_file_is_read_up_to_the_download_limit(tmp_path):
     (["validate-config", "--set", "model.seed=" + "[" * 3000], "nested too deeply"),
     (["validate-config", "--set", "model.seed=" + "9" * 5000], "not a valid YAML value"),
     (["backtest", "--season", "0"], "--season: '0' is not a season"),
+    (["dag", "--format", "dot", "--out", "dag.dot"], "'--out': is for svg and png; dot prints to stdout"),  # ignored
+    (["restore", "20240714T060000Z-abcdef", "nosuch"], "'nosuch' is not an artifact of this pipeline"),  # was 1
+    (["restore", "20240714T060000Z-abcdef", "../../etc/passwd"], "'../../etc/passwd' is not an artifact"),
 ])
 def test_odd_command_lines_are_one_line_and_exit_2(capsys, args, message):
     code, _, err = cli(capsys, *args)

@@ -1,9 +1,8 @@
 """The pipeline's own errors and their exit codes: each is one line naming the file, key or row.
 
-2 for bad usage (a plan that cannot run, a run id that names no run, nothing to restore from); 1 for
-everything that went
-wrong with inputs, artifacts, the lock, the disk or a step. Anything else is a bug, and keeps its
-traceback.
+2 for bad usage (a plan that cannot run, a run id that names no run, an artifact name that names no
+artifact, nothing to restore from); 1 for everything that went wrong with inputs, artifacts, the lock,
+the disk or a step. Anything else is a bug, and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -12,7 +11,8 @@ from typing import NoReturn
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
 
-USAGE_ERRORS = (("utils.engine.plan", "PlanError"), ("utils.engine.versioning", "RunNotFound"))
+USAGE_ERRORS = (("utils.engine.plan", "PlanError"), ("utils.engine.versioning", "RunNotFound"),
+                ("utils.engine.versioning", "NotAnArtifact"))
 RUN_ERRORS = (("utils.store.catalog", "ArtifactError"), ("utils.flows.backtest", "BacktestError"),
               ("utils.store.locking", "LockError"), ("utils.store.locking", "LockHeld"),
               ("utils.store.schema", "SchemaError"), ("phase_status", "StatusError"),

@@ -298,6 +298,10 @@ def existing_run(catalog: Catalog, run_id: str) -> Path:
     return run_dir
 
 
+class NotAnArtifact(ValueError):
+    """`restore` was asked for a name that is no artifact of this pipeline (exit 2, bad usage)."""
+
+
 class RunNotFound(ValueError):
     """A run id that is malformed or names no run (exit 2)."""
 
@@ -305,8 +309,15 @@ class RunNotFound(ValueError):
 def restore_artifacts(cfg, run_id: str, names: list[str]) -> list[str]:
     """Put run `run_id`'s versions of `names` back, under the run lock; a line per artifact restored."""
     from utils.store.locking import RunLock
+    from utils.store.schema import SchemaError
 
     store = ArtifactStore.from_config(cfg)
+    for name in names:  # a name no contract has is a misspelling, told before the run is looked for
+        try:
+            store.contract(name)
+        except SchemaError:
+            raise NotAnArtifact(f"'{str(name)[:80]}' is not an artifact of this pipeline (its outputs are "
+                                "listed by `python pipeline.py dag`)") from None
     run_dir = existing_run(store.catalog, run_id)
     versions = version_store(cfg)
     if versions is None:
