@@ -233,8 +233,12 @@ def runs_table(catalog: Catalog, last: int = 20) -> str:
             continue
         seconds = f"{(run.finished_at - run.started_at).total_seconds():.1f}" if run.finished_at else "-"
         step = run.steps.get("versioning")
-        versioned = "yes" if catalog.run_file(run_id, "dvc_lock").is_file() else \
-            f"no ({step.status}{': ' + step.error if step and step.error else ''})" if step else "no"
+        said = f"{step.status}{': ' + step.error if step.error else ''}" if step else ""
+        if catalog.run_file(run_id, "dvc_lock").is_file():  # kept before the push: the step says how it ended
+            versioned = f"partly (dvc.lock kept; versioning {said})" if step and step.status in (
+                "failed", "interrupted") else "yes"
+        else:
+            versioned = f"no ({said})" if step else "no"
         rows.append(f"{run_id:<24} {str(run.as_of or '-'):<10} {run_result(run):<11} {seconds:>8}  {versioned}")
     if len(rows) == 1:
         rows.append(f"(no runs under {catalog.runs_dir})")

@@ -154,6 +154,26 @@ def test_runs_lists_each_run_with_its_result_and_versioning(toy_cfg, capsys):
     assert float(first[3]) >= 0 and float(first[3]) < 60
 
 
+def test_runs_does_not_call_a_run_versioned_whose_versioning_was_interrupted(tmp_path, capsys):
+    """A Ctrl-C during `dvc push` left the run's dvc.lock (kept before the push) and `status` said
+    'versioning interrupted', while `runs` said 'yes'."""
+    import yaml
+
+    import pipeline
+
+    run_dir = tmp_path / "runs" / "20240714T060000Z-abcdef"
+    run_dir.mkdir(parents=True)
+    status = {"run_id": run_dir.name, "executor": "legacy", "started_at": "2024-07-14T06:00:00Z",
+              "steps": {"versioning": {"status": "interrupted", "error": "SIGINT during dvc push"}}}
+    (run_dir / "phase_status.yaml").write_text(yaml.safe_dump(status))
+    (run_dir / "manifest.json").write_text('{"artifacts": {}}')
+    (run_dir / "dvc.lock").write_text("stages: {}\n")
+    with pytest.raises(SystemExit):
+        pipeline.main(["runs", "--set", f"paths.artifacts={tmp_path}"])
+    row = capsys.readouterr().out.strip().splitlines()[1]
+    assert row.endswith("partly (dvc.lock kept; versioning interrupted: SIGINT during dvc push)"), row
+
+
 def test_a_new_stage_is_a_function_and_a_registry_entry(toy_cfg):
     """The README's 'Adding a stage', on a toy stage: a function named after its input, a parameter
     bound to a config key, one registry entry; the runner loads, calls, validates and writes."""
