@@ -626,6 +626,21 @@ def test_a_full_disk_while_writing_the_status_keeps_the_previous_status(tmp_path
         f"error: {tmp_path / STATUS_FILE}: No space left on device; the previous status is unchanged"]
     assert (tmp_path / STATUS_FILE).read_text() == before
     assert not RunLock(tmp_path).is_held()
+    assert len(list((tmp_path / "runs").iterdir())) == 1  # the refused run left no empty folder for `runs`
+
+
+def test_a_run_refused_by_a_linked_status_file_leaves_no_run_folder(tmp_path, capsys, monkeypatch):
+    """A run refused at its first status write (a link planted at .phase_status.yaml) left an empty
+    runs/<id>/, which `runs` listed forever as unreadable."""
+    monkeypatch.setattr(pipeline, "REGISTRY", toy_registry())
+    victim = tmp_path / "victim.yaml"
+    victim.write_text("untouched")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / STATUS_FILE).symlink_to(victim)
+    code, _, err = cli(capsys, *toy_args(root))
+    assert code == 1 and str(root / STATUS_FILE) in err and victim.read_text() == "untouched"
+    assert not (root / "runs").exists() or not list((root / "runs").iterdir())
 
 
 def test_a_disk_that_fills_during_the_run_names_the_file_and_keeps_the_last_status(tmp_path, capsys, monkeypatch):

@@ -4,6 +4,7 @@ the command line's `run` (plan, dry run, report).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -61,10 +62,15 @@ def start_run(cfg, registry: Registry, plan: Plan, store: ArtifactStore, executo
     run_dir.mkdir(parents=True, exist_ok=True)
     status = RunStatus(run_id=run_id, as_of=cfg.run.as_of, executor=executor,
                        started_at=dt.datetime.now(dt.timezone.utc))
-    recorder = StatusRecorder(store.root, status, copy_to=store.catalog.run_file(run_id, "status"))
-    ctx = RunContext(cfg, registry, store, recorder, git_sha())
-    for module_id in plan.modules:
-        ctx.phase(registry[module_id], "pending")
+    try:
+        recorder = StatusRecorder(store.root, status, copy_to=store.catalog.run_file(run_id, "status"))
+        ctx = RunContext(cfg, registry, store, recorder, git_sha())
+        for module_id in plan.modules:
+            ctx.phase(registry[module_id], "pending")
+    except BaseException:  # refused before it started (the status file is a link, the disk is full): no
+        with contextlib.suppress(OSError):  # run folder left empty for `runs` to list as unreadable forever
+            run_dir.rmdir()
+        raise
     return ctx
 
 
