@@ -560,6 +560,9 @@ def test_a_folder_as_config_is_one_line(tmp_path, capsys):
     ("model.seed=!!python/object/apply:os.system ['true']",
      "not a valid YAML value (could not determine a constructor"),
     ("run.as_of=2023-02-30", "run.as_of: "),
+    # validate-config said valid; B then failed games' contract (exit 1) on the mapped code
+    ("data.franchise_map.MON=../x", "data.franchise_map.MON: String should match pattern '^[A-Z0-9]{3}$'"),
+    ("data.neutral_parks=[tok01]", "data.neutral_parks.0: String should match pattern"),
 ])
 def test_a_bad_set_is_one_line_and_exit_2(capsys, override, message):
     code, _, err = cli(capsys, "validate-config", "--set", override)

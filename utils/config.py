@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 OverwritePolicy = Literal["warn", "skip", "fail", "overwrite"]
 Executor = Literal["prefect", "legacy"]
@@ -194,14 +202,19 @@ class SourcesConfig(Frozen):
     live: LiveSettings = LiveSettings()
 
 
+TEAM_CODE = StringConstraints(pattern=r"^[A-Z0-9]{3}$")  # as games' contract has them
+PARK_ID = StringConstraints(pattern=r"^[A-Z]{3}[0-9]{2}$")
+
+
 class DataConfig(Frozen):
     first_season: int = Field(1990, ge=1871)
     first_event_season: int | None = Field(
         None, ge=2000, description="the first season whose play-by-play is read; null: the season before the "
         "training window (the as-of season less model.train_seasons, less one)")
     last_season: int | None = Field(None, ge=1871, description="default: the as-of season")
-    franchise_map: dict[str, str] = {}
-    neutral_parks: list[str] = []
+    # old code -> the franchise's current one (Retrosheet's three characters: MON -> WAS)
+    franchise_map: dict[Annotated[str, TEAM_CODE], Annotated[str, TEAM_CODE]] = {}
+    neutral_parks: list[Annotated[str, PARK_ID]] = []  # Retrosheet's park ids: TOK01
 
 
 class RunConfig(Frozen):
