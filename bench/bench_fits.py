@@ -7,7 +7,7 @@ A season backtest fits K's models on each of its retrain days (every `model.retr
 opening day); with every fit cold, those fits are most of its time. This times `train_models` on each
 retrain day of `--season`, in this process, on the model table of `--artifacts` (a nightly root after
 the season, or a backtest's `<root>/backtest/<season>`), without the fit cache. Without `--artifacts`
-it first builds one (modules A-I as of January 1st after the season, in a temporary root; the game
+it first builds one (modules A-I as of December 1st of the season, in a temporary root; the game
 logs' parse is not timed). It prints the retrain days, the fits' wall and CPU time, and their mean.
 """
 from __future__ import annotations
@@ -27,10 +27,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def build_root(work: Path, season: int, mirror: str, sets: list[str]) -> Path:
-    """Modules A-I as of the new year after `season`: its model table holds every game of it."""
+    """Modules A-I as of December 1st of `season`, as its backtest builds them: every game of it."""
     root = work / "artifacts"
     args = [sys.executable, str(ROOT / "pipeline.py"), "run", "--legacy-executor", "--modules", "A,B,C,D,E,F,G,H,I",
-            "--as-of", f"{season + 1}-01-01", "--config", str(ROOT / "config.yaml"),
+            "--as-of", f"{season}-12-01", "--config", str(ROOT / "config.yaml"),
             *[x for kv in (f"sources.retrosheet.base_url={mirror}", f"paths.artifacts={root}",
                            "versioning.backend=none", *sets) for x in ("--set", kv)]]
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})

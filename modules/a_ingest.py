@@ -44,7 +44,7 @@ from utils.sources.seasons import (
     parse_seasons_cached,
     read_player_games,
 )
-from utils.sources.statsapi import LiveIds, SeasonListing, StatsApi, day_slate, read_season
+from utils.sources.statsapi import FIRST_DAY, LiveIds, SeasonListing, StatsApi, day_slate, read_season
 
 log = logging.getLogger("mlb.a_ingest")
 
@@ -236,7 +236,9 @@ def ingest_from(sources: Sources, as_of: dt.date, schedule: ScheduleSettings, li
             if fetched is None:
                 if results_live:
                     live_seasons.append(season)
-                elif not schedule_is_live:  # nothing would say the day's games: an empty slate, published
+                elif not schedule_is_live and as_of >= dt.date(season, *FIRST_DAY):
+                    # a replayed day the season may have games on, and nothing would say them: an empty
+                    # slate would be published (a winter day's empty slate is the right one)
                     raise IngestError(f"{sources.where}: no game log for {season} (gl{season}.zip), which a replay "
                                       f"of {as_of} reads its games from; Retrosheet publishes a season after it "
                                       "ends: for one it has not, sources.live.results: on reads the Stats API")

@@ -74,6 +74,11 @@ def test_a_missing_past_season_names_the_source_s_place(tmp_path):
                                               r"2023-04-04 reads its games from; .* sources.live.results: on reads"):
             ingest_from(sources, AS_OF, ScheduleSettings(mode="replay"), LiveSettings(),
                         DataConfig(first_season=first), train_seasons=1, parse_cache=tmp_path)
+    # a replayed winter day: no game of the season can be on it, and its empty slate is the right one
+    gamelogs.files = {2022: (MIRROR / "gl2022.zip").read_bytes()}
+    winter = ingest_from(sources, dt.date(2023, 1, 15), ScheduleSettings(mode="replay"), LiveSettings(),
+                         DataConfig(first_season=2022), train_seasons=1, parse_cache=tmp_path)
+    assert len(winter.values["schedule"]) == 0 and set(winter.values["raw_gamelogs"]["season"]) == {2022}
 
 
 def test_the_configured_sources_check_their_folders_when_first_read(tmp_path):

@@ -13,15 +13,18 @@ def quarantine_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def line_dates(quarantine: pd.DataFrame) -> pd.Series:
-    """The day of the game each quarantined line is about, where the line says it (NaT where not): a game
-    log's first field (yyyymmdd), an event file's game id (`id,TTTYYYYMMDDn`), a Stats API game's date in
-    its reason ("game PK of YYYY-MM-DD ...")."""
+    """The day of the game each quarantined line is about, where the line says it (NaT where not, or where
+    it is not a day of the line's season): a game log's first field (yyyymmdd), an event file's game id
+    (`id,TTTYYYYMMDDn`), a Stats API game's date in its reason ("game PK of YYYY-MM-DD ...")."""
     text = quarantine["text"].fillna("").astype(str)
     logged = text.str.extract(r'^"?(\d{8})"?,', expand=False)
     event = text.str.extract(r"^id,[A-Z0-9]{3}(\d{8})\d", expand=False)
     api = quarantine["reason"].fillna("").astype(str).str.extract(r"^game \d+ of (\d{4}-\d{2}-\d{2}) ", expand=False)
-    day = logged.fillna(event).fillna(api.str.replace("-", "", regex=False))
-    return pd.to_datetime(day, format="%Y%m%d", errors="coerce")
+    day = pd.to_datetime(logged.fillna(event).fillna(api.str.replace("-", "", regex=False)), format="%Y%m%d",
+                         errors="coerce")
+    # a day of another year than the line's season is no day of its game (a mistyped date, the reason
+    # it was quarantined): the line names no day
+    return day.where(day.dt.year == quarantine["season"].astype("float64").to_numpy())
 
 
 def quarantine_before(quarantine: pd.DataFrame, as_of) -> pd.DataFrame:

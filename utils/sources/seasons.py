@@ -163,13 +163,15 @@ EVENTS_PARSER_VERSION = "5"  # bump when utils/sources/events.py's rows change: 
 
 def fetch_published(source: SeasonFiles, season: int, season_now: int, missing_ok: bool = False,
                     ) -> tuple[bytes, str] | None:
-    """A season's zip and where it came from; None for the as-of season's, which Retrosheet publishes
-    only after the season ends (and for another season not published yet, 404 or no such file, when
-    `missing_ok`). Any other missing season is the source's error, naming the file."""
+    """A season's zip and where it came from; None when the as-of season's is not there (404, no such
+    file: Retrosheet publishes a season after it ends), and another season's too when `missing_ok`. Any
+    other missing season, and any file that cannot be read, is the source's error, naming the file."""
     try:
         return source.fetch_season(season)
     except SourceError as exc:
-        if season != season_now and not (missing_ok and isinstance(exc, NotFound)):
+        # only a file that is not there is not published yet: one that cannot be read (a network error, a
+        # FIFO or a folder in its place) is the source's error, whichever the season
+        if not isinstance(exc, NotFound) or (season != season_now and not missing_ok):
             raise
         log.info("no %s for %s yet (%s)", source.what, season, exc)
         return None
