@@ -235,8 +235,8 @@ def runs_table(catalog: Catalog, last: int = 20) -> str:
         step = run.steps.get("versioning")
         said = f"{step.status}{': ' + step.error if step.error else ''}" if step else ""
         if catalog.run_file(run_id, "dvc_lock").is_file():  # kept before the push: the step says how it ended
-            versioned = f"partly (dvc.lock kept; versioning {said})" if step and step.status in (
-                "failed", "interrupted") else "yes"
+            versioned = "yes" if not step or step.status in ("success", "off") else \
+                f"partly (dvc.lock kept; versioning {said})"  # failed, interrupted, or killed while running
         else:
             versioned = f"no ({said})" if step else "no"
         rows.append(f"{run_id:<24} {str(run.as_of or '-'):<10} {run_result(run):<11} {seconds:>8}  {versioned}")

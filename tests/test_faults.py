@@ -162,6 +162,13 @@ def test_a_refusal_names_the_lock_s_holder_on_one_line_whatever_its_file_says(tm
     assert len(message) < 300
 
 
+def test_a_lock_file_nested_beyond_reason_is_taken_over_not_a_crash(tmp_path):
+    (tmp_path / ".run.lock").write_text("[" * 4096)  # RecursionError in json.loads: a traceback each run
+    assert RunLock(tmp_path).holder() is None
+    with RunLock(tmp_path) as lock:
+        assert lock.holder()["pid"] == os.getpid()
+
+
 def test_a_module_s_main_takes_the_run_lock(tmp_path, quick_refusal):
     """`m.main(cfg)`, the README's way to run one stage, wrote its outputs while a run held the root. Each
     module's main now takes the run lock first: refused while a run holds it, run once it is free."""
@@ -433,10 +440,11 @@ def test_each_kind_of_quarantined_line_is_dated_by_what_it_says():
             {"text": "20240821,0,Wed,ATL", "reason": "151 fields"},  # unquoted
             {"text": "id,BOS202406260", "reason": "Chadwick warned on game BOS202406260"},  # an event file's game
             {"text": "", "reason": "game 745927 of 2024-06-26 does not read: HTTP 404"},  # a Stats API game
-            {"text": '"2024xx01",garbled', "reason": "date '2024xx01' is not a 2024 date yyyymmdd"}]
+            {"text": '"2024xx01",garbled', "reason": "date '2024xx01' is not a 2024 date yyyymmdd"},
+            {"text": '"20250615","0"', "reason": "date '20250615' is not a 2024 date yyyymmdd"}]  # mistyped
     frame = quarantine_frame([{"season": 2024, "source": "x", "line_number": n, **r} for n, r in enumerate(rows, 1)])
     assert [d.date().isoformat() if d == d else None for d in line_dates(frame)] == [
-        "2024-08-20", "2024-08-21", "2024-06-26", "2024-06-26", None]
+        "2024-08-20", "2024-08-21", "2024-06-26", "2024-06-26", None, None]
 
 
 def test_skip_runs_a_whose_sources_are_outside_the_root_and_keeps_what_comes_out_the_same(
@@ -538,6 +546,7 @@ def test_an_empty_past_season_is_an_error_naming_the_file(mirror, tmp_path):
     (b"run:\n  overwrite_policy: fail\ndata:\n  first_season: 2000\nrun:\n  as_of: 2024-07-14\n",
      "config.yaml:5: not valid YAML (duplicate key 'run', first on line 1)"),
     (b"model:\n  seed: 1\n  seed: 2\n", "config.yaml:3: not valid YAML (duplicate key 'seed', first on line 2)"),
+    (b"data:\n  franchise_map: {MON: WAS, 'MON': MIA}\n", "duplicate key 'MON', first on line 2"),  # quoted alike
 ])
 def test_a_bad_config_file_is_one_line_and_exit_2(tmp_path, capsys, content, message):
     path = tmp_path / "config.yaml"
@@ -1031,6 +1040,21 @@ def test_a_local_source_that_is_not_a_regular_file_is_one_line_naming_it(tmp_pat
         source.fetch_season(2023)
 
 
+def test_the_as_of_season_s_file_that_cannot_be_read_is_an_error_not_unpublished(tmp_path):
+    """Only a file that is not there is a season not published yet: a FIFO in the as-of season's place
+    was taken for one (an INFO line), and the night went on without the season's game log."""
+    from utils.sources.common import NotFound, RetrosheetSource, SourceError
+    from utils.sources.seasons import fetch_published
+
+    source = RetrosheetSource(str(tmp_path), tmp_path / "cache")
+    assert fetch_published(source, 2024, 2024) is None  # not there: not published yet
+    with pytest.raises(NotFound):
+        fetch_published(source, 2023, 2024)  # a past season must be there
+    os.mkfifo(tmp_path / "gl2024.zip")
+    with pytest.raises(SourceError, match=rf"^{tmp_path / 'gl2024.zip'}: not a regular file$"):
+        fetch_published(source, 2024, 2024)
+
+
 def test_a_local_source_file_is_read_up_to_the_download_limit(tmp_path):
     from utils.sources.common import SourceError, read_local
 
@@ -1055,6 +1079,17 @@ def test_a_local_source_file_is_read_up_to_the_download_limit(tmp_path):
 def test_odd_command_lines_are_one_line_and_exit_2(capsys, args, message):
     code, _, err = cli(capsys, *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_restore_names_a_broken_contract_not_an_unknown_artifact(tmp_path, capsys):
+    import shutil
+
+    schemas = tmp_path / "schemas"
+    shutil.copytree(ROOT / "schemas", schemas)
+    (schemas / "predictions.schema.json").write_text("{broken")
+    code, _, err = cli(capsys, "restore", "20240714T060000Z-abcdef", "predictions", "--set",
+                       f"paths.artifacts={tmp_path / 'artifacts'}", "--set", f"paths.schemas={schemas}")
+    assert code == 1 and f"{schemas / 'predictions.schema.json'}:1: not valid JSON" in err, err
 
 
 def test_a_fifo_planted_as_the_lock_is_refused_at_once(tmp_path):

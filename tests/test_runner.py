@@ -172,6 +172,11 @@ def test_runs_does_not_call_a_run_versioned_whose_versioning_was_interrupted(tmp
         pipeline.main(["runs", "--set", f"paths.artifacts={tmp_path}"])
     row = capsys.readouterr().out.strip().splitlines()[1]
     assert row.endswith("partly (dvc.lock kept; versioning interrupted: SIGINT during dvc push)"), row
+    status["steps"]["versioning"] = {"status": "running"}  # killed during the push: the step never ended
+    (run_dir / "phase_status.yaml").write_text(yaml.safe_dump(status))
+    with pytest.raises(SystemExit):
+        pipeline.main(["runs", "--set", f"paths.artifacts={tmp_path}"])
+    assert capsys.readouterr().out.strip().splitlines()[1].endswith("partly (dvc.lock kept; versioning running)")
 
 
 def test_a_new_stage_is_a_function_and_a_registry_entry(toy_cfg):

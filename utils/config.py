@@ -31,14 +31,15 @@ class _Loader(yaml.SafeLoader):
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
-            first: dict[str, Any] = {}
+            first: dict[tuple[str, str], Any] = {}
             for key, _ in node.value:
                 if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
-                    if key.value in first:
+                    seen = (key.tag, key.value)  # `on` (true) and "on" (text) are two keys
+                    if seen in first:
                         raise yaml.constructor.ConstructorError(
                             None, None, f"duplicate key '{key.value[:80]}', first on line "
-                            f"{first[key.value].line + 1}", key.start_mark)
-                    first[key.value] = key.start_mark
+                            f"{first[seen].line + 1}", key.start_mark)
+                    first[seen] = key.start_mark
         return super().construct_mapping(node, deep)
 
 

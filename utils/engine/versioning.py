@@ -309,15 +309,14 @@ class RunNotFound(ValueError):
 def restore_artifacts(cfg, run_id: str, names: list[str]) -> list[str]:
     """Put run `run_id`'s versions of `names` back, under the run lock; a line per artifact restored."""
     from utils.store.locking import RunLock
-    from utils.store.schema import SchemaError
+    from utils.store.schema import ARTIFACT_NAME
 
     store = ArtifactStore.from_config(cfg)
     for name in names:  # a name no contract has is a misspelling, told before the run is looked for
-        try:
-            store.contract(name)
-        except SchemaError:
+        if not ARTIFACT_NAME.fullmatch(name) or not (Path(store.schema_dir) / f"{name}.schema.json").exists():
             raise NotAnArtifact(f"'{str(name)[:80]}' is not an artifact of this pipeline (its outputs are "
-                                "listed by `python pipeline.py dag`)") from None
+                                "listed by `python pipeline.py dag`)")
+        store.contract(name)  # a contract that cannot be read is its own error, naming its file
     run_dir = existing_run(store.catalog, run_id)
     versions = version_store(cfg)
     if versions is None:

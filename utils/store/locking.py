@@ -70,7 +70,7 @@ class RunLock:
             text = handle.read(4096)
         try:
             holder = json.loads(text or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond reason: anyone can write it
             return None
         return holder if isinstance(holder, dict) else None
 
