@@ -76,7 +76,10 @@ def exit_process(code: object = 0) -> NoReturn:
             try:
                 shutdown()
             except BaseException:  # noqa: BLE001 - printed and passed over, as the interpreter does
-                _print_ignored(threading)
+                import traceback
+
+                _to_stderr(lambda: (sys.stderr.write(f"Exception ignored in: {threading!r}\n"),
+                                    traceback.print_exc()))
         atexit._run_exitfuncs()  # each one's error is printed and the next runs, as at a normal exit
     finally:
         for stream in (sys.stdout, sys.stderr):
@@ -87,14 +90,6 @@ def exit_process(code: object = 0) -> NoReturn:
                 pass
         # as Python's own exit: the low byte of a code that fits a C long, 255 for one that does not
         os._exit(code & 0xFF if -2**63 <= code < 2**63 else 0xFF)
-
-
-def _print_ignored(where) -> None:
-    """The error being handled, printed as the interpreter prints one it passes over at exit."""
-    import sys
-    import traceback
-
-    _to_stderr(lambda: (sys.stderr.write(f"Exception ignored in: {where!r}\n"), traceback.print_exc()))
 
 
 def _to_stderr(write) -> None:
